@@ -1,0 +1,5 @@
+import sys
+
+from tilegraph.cli import main
+
+sys.exit(main())
