@@ -1,0 +1,204 @@
+"""attention(q, k, v) {heads, kv_heads, causal, scale} -> (o, lse)  and  attention_bwd(q, k, v, o, lse, do) -> (dq, dk, dv).
+
+Activations are [B, S, heads*D] (heads flattened into the last dim). Grouped-query attention: query head h reads
+kv head h // (heads // kv_heads). `scale` multiplies q.k (None means 1/sqrt(D)). `lse` [B, heads, S] is the
+log-sum-exp of each row of the scaled, masked scores, so the backward can rebuild P = exp(scale*q.k - lse)
+without storing it (the FlashAttention-2 recipe):
+    dV = P^T dO;  dP = dO V^T;  D = rowsum(dO * O);  dS = P * (dP - D);  dQ = scale * dS K;  dK = scale * dS^T Q
+with dK, dV summed over the query heads that share a kv head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tilegraph.ops._util import expect_arity, expect_float, expect_rank, positive_int_attr
+from tilegraph.ops.base import Op, TensorType, register
+
+from tilegraph.errors import ShapeError
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attributes and shape checks
+# ---------------------------------------------------------------------------------------------------------------
+def attention_dims(op: str, q: TensorType, k: TensorType, v: TensorType, attrs) -> tuple[int, int, int, int, int]:
+    """(B, S, heads, kv_heads, head_dim) after checking every shape; raises ShapeError naming the fix."""
+    for what, t in (("q", q), ("k", k), ("v", v)):
+        expect_float(op, what, t)
+        expect_rank(op, what, t, 3, "[B, S, heads*head_dim]")
+    heads = positive_int_attr(op, attrs, "heads")
+    kv_heads = attrs.get("kv_heads") or heads
+    kv_heads = positive_int_attr(op, {"kv_heads": kv_heads}, "kv_heads")
+    if heads % kv_heads:
+        raise ShapeError(f"op {op!r}: kv_heads {kv_heads} must divide heads {heads}; pick a divisor of {heads}")
+    b, s, qd = q.shape
+    if qd % heads:
+        raise ShapeError(f"op {op!r}: q last dim {qd} is not divisible by heads {heads}; fix heads or q")
+    d = qd // heads
+    want_kv = (b, s, kv_heads * d)
+    for what, t in (("k", k), ("v", v)):
+        if t.shape != want_kv:
+            raise ShapeError(
+                f"op {op!r}: {what} has shape {list(t.shape)} but q {list(q.shape)} with heads={heads}, "
+                f"kv_heads={kv_heads} needs {list(want_kv)} (head_dim {d})"
+            )
+        if t.dtype != q.dtype:
+            raise ShapeError(f"op {op!r}: q is {q.dtype} but {what} is {t.dtype}; give all the same dtype")
+    scale = attrs.get("scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
+        raise ShapeError(f"op {op!r}: scale={scale!r} must be a positive number (or None for 1/sqrt(head_dim))")
+    return b, s, heads, kv_heads, d
+
+
+def resolved_scale(attrs, head_dim: int) -> float:
+    s = attrs.get("scale")
+    return 1.0 / math.sqrt(head_dim) if s is None else float(s)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# References (straightforward numpy; float64 capable)
+# ---------------------------------------------------------------------------------------------------------------
+def _split_heads(x: np.ndarray, n: int) -> np.ndarray:
+    b, s, nd = x.shape
+    return x.reshape(b, s, n, nd // n).transpose(0, 2, 1, 3)  # [B, n, S, D]
+
+
+def _merge_heads(x: np.ndarray) -> np.ndarray:
+    b, n, s, d = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, s, n * d)
+
+
+def _probabilities(qh, kh, lse, scale, causal):
+    """P [B, nh, S, S] from q heads, k heads already expanded to nh heads, and lse [B, nh, S]."""
+    scores = scale * (qh @ kh.transpose(0, 1, 3, 2))
+    if causal:
+        s = scores.shape[-1]
+        scores = np.where(np.tril(np.ones((s, s), dtype=bool)), scores, -np.inf)
+    return np.exp(scores - lse[..., None])
+
+
+def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None):
+    """(o [B,S,heads*D], lse [B,heads,S]) computed by an explicit masked softmax, in q's float dtype."""
+    kv_heads = kv_heads or heads
+    group = heads // kv_heads
+    d = q.shape[-1] // heads
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    qh = _split_heads(q, heads)
+    kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
+    vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
+    scores = scale * (qh @ kh.transpose(0, 1, 3, 2))
+    if causal:
+        s = scores.shape[-1]
+        scores = np.where(np.tril(np.ones((s, s), dtype=bool)), scores, -np.inf)
+    row_max = scores.max(axis=-1, keepdims=True)
+    lse = (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
+    p = np.exp(scores - lse[..., None])
+    o = _merge_heads(p @ vh)
+    return o.astype(q.dtype, copy=False), lse.astype(q.dtype, copy=False)
+
+
+def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=True, scale=None):
+    """(dq, dk, dv) by the FlashAttention-2 backward formulas, with P rebuilt from lse."""
+    kv_heads = kv_heads or heads
+    group = heads // kv_heads
+    b, s, _ = q.shape
+    d = q.shape[-1] // heads
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    qh = _split_heads(q, heads)
+    kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
+    vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
+    oh, doh = _split_heads(o, heads), _split_heads(do, heads)
+    p = _probabilities(qh, kh, lse.astype(q.dtype, copy=False), scale, causal)
+    dv_h = p.transpose(0, 1, 3, 2) @ doh
+    dp = doh @ vh.transpose(0, 1, 3, 2)
+    delta = (doh * oh).sum(axis=-1, keepdims=True)
+    ds = p * (dp - delta)
+    dq_h = scale * (ds @ kh)
+    dk_h = scale * (ds.transpose(0, 1, 3, 2) @ qh)
+
+    def fold_groups(x):  # [B, nh, S, D] -> [B, nkv, S, D], summing query heads that share a kv head
+        return x.reshape(b, kv_heads, group, s, d).sum(axis=2)
+
+    return _merge_heads(dq_h), _merge_heads(fold_groups(dk_h)), _merge_heads(fold_groups(dv_h))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Op definitions
+# ---------------------------------------------------------------------------------------------------------------
+_ATTRS = {"heads": None, "kv_heads": None, "causal": True, "scale": None}
+
+
+def _ref_kwargs(attrs) -> dict:
+    return {
+        "heads": int(attrs["heads"]),
+        "kv_heads": int(attrs["kv_heads"] or attrs["heads"]),
+        "causal": bool(attrs["causal"]),
+        "scale": attrs["scale"],
+    }
+
+
+def _score_flops(b, s, heads, d, causal) -> int:
+    # Two S x S x D matmuls per head (QK^T and PV); causal masking skips about half of the work.
+    full = 2 * 2 * b * heads * s * s * d
+    return full // 2 if causal else full
+
+
+@register
+class Attention(Op):
+    name = "attention"
+    attrs = _ATTRS
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["q", "k", "v"])
+        q, k, v = inputs
+        b, s, heads, _, _ = attention_dims(self.name, q, k, v, attrs)
+        return [q, TensorType((b, heads, s), q.dtype)]
+
+    def reference(self, inputs, attrs):
+        return list(attention_reference(*inputs, **_ref_kwargs(attrs)))
+
+    def backward(self, g, node, grads):
+        do, dlse = grads
+        if dlse is not None:
+            raise ShapeError(
+                "op 'attention': a gradient flows into lse, which attention_bwd does not support; "
+                "use only the output o downstream"
+            )
+        if do is None:
+            return [None, None, None]
+        q, k, v = node.inputs
+        o, lse = node.outputs
+        dq, dk, dv = g.call("attention_bwd", q, k, v, o, lse, do, **dict(node.attrs))
+        return [dq, dk, dv]
+
+    def flops(self, node):
+        q, k, v = (t.type for t in node.inputs)
+        b, s, heads, _, d = attention_dims(self.name, q, k, v, node.attrs)
+        return _score_flops(b, s, heads, d, bool(node.attrs["causal"]))
+
+
+@register
+class AttentionBwd(Op):
+    name = "attention_bwd"
+    attrs = _ATTRS
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["q", "k", "v", "o", "lse", "do"])
+        q, k, v, o, lse, do = inputs
+        b, s, heads, _, _ = attention_dims(self.name, q, k, v, attrs)
+        for what, t in (("o", o), ("do", do)):
+            if t.shape != q.shape:
+                raise ShapeError(f"op 'attention_bwd': {what} {list(t.shape)} must have q's shape {list(q.shape)}")
+        if lse.shape != (b, heads, s):
+            raise ShapeError(f"op 'attention_bwd': lse {list(lse.shape)} must be [B, heads, S] = {[b, heads, s]}")
+        return [q, k, v]
+
+    def reference(self, inputs, attrs):
+        return list(attention_bwd_reference(*inputs, **_ref_kwargs(attrs)))
+
+    def flops(self, node):
+        q, k, v = (t.type for t in node.inputs[:3])
+        b, s, heads, _, d = attention_dims(self.name, q, k, v, node.attrs)
+        # Recompute QK^T, then dV, dP, dQ, dK: five S x S x D matmuls.
+        return _score_flops(b, s, heads, d, bool(node.attrs["causal"])) * 5 // 2

@@ -1,0 +1,126 @@
+"""cross_entropy(logits[B, S, V], targets[B, S]) -> mean over tokens of -log softmax(logits)[target]  (a scalar),
+and cross_entropy_bwd(logits, targets, dloss) -> dloss * (softmax(logits) - onehot(targets)) / (B*S).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_scalar
+from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.scratch import scratch
+
+from tilegraph.errors import ShapeError
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_reference(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    logp = log_softmax(logits)
+    picked = np.take_along_axis(logp, targets[..., None].astype(np.intp), axis=-1)
+    return np.asarray(-picked.mean(), dtype=logits.dtype)
+
+
+def cross_entropy_bwd_reference(logits: np.ndarray, targets: np.ndarray, dloss: np.ndarray) -> np.ndarray:
+    p = np.exp(log_softmax(logits))
+    np.put_along_axis(p, targets[..., None].astype(np.intp), np.take_along_axis(
+        p, targets[..., None].astype(np.intp), axis=-1) - 1.0, axis=-1)
+    return (p * (dloss.astype(logits.dtype) / targets.size)).astype(logits.dtype, copy=False)
+
+
+def _check(op, logits, targets):
+    expect_float(op, "logits", logits)
+    expect_int(op, "targets", targets)
+    if len(logits.shape) < 1 or logits.shape[:-1] != targets.shape or len(logits.shape) != len(targets.shape) + 1:
+        raise ShapeError(
+            f"op {op!r}: logits {list(logits.shape)} must be targets {list(targets.shape)} plus a vocab dim"
+        )
+
+
+def _check_targets(op, logits, targets):
+    v = logits.shape[-1]
+    if targets.size and (targets.min() < 0 or targets.max() >= v):
+        raise ShapeError(f"op {op!r}: targets must lie in [0, {v}); got [{targets.min()}, {targets.max()}]")
+
+
+def _softmax_rows_into(logits2: np.ndarray, p: np.ndarray, key: tuple) -> np.ndarray:
+    """p = softmax(logits2) row-wise, written into p; returns log of the row sums of exp(shifted) [M, 1]
+    together with the row max folded in, i.e. lse [M, 1]."""
+    m = scratch(key + ("max",), (logits2.shape[0], 1), logits2.dtype)
+    np.max(logits2, axis=-1, keepdims=True, out=m)
+    np.subtract(logits2, m, out=p)
+    np.exp(p, out=p)
+    ssum = scratch(key + ("sum",), (logits2.shape[0], 1), logits2.dtype)
+    np.sum(p, axis=-1, keepdims=True, out=ssum)
+    p /= ssum
+    np.log(ssum, out=ssum)
+    ssum += m
+    return ssum
+
+
+@register
+class CrossEntropy(Op):
+    name = "cross_entropy"
+    attrs = {}
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["logits", "targets"])
+        _check(self.name, *inputs)
+        return [TensorType((), inputs[0].dtype)]
+
+    def reference(self, inputs, attrs):
+        _check_targets(self.name, *inputs)
+        return [cross_entropy_reference(*inputs)]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        logits, targets = inputs
+        v = logits.shape[-1]
+        l2 = logits.reshape(-1, v)
+        key = ("cross_entropy", l2.shape, l2.dtype.str)
+        p = scratch(key + ("p",), l2.shape, l2.dtype)
+        lse = _softmax_rows_into(l2, p, key)
+        picked = l2[np.arange(l2.shape[0]), targets.reshape(-1)]
+        # loss = mean(lse - logit[target]); accumulate the mean in float64 (a scalar: free, and avoids drift).
+        outputs[0][...] = np.mean(lse[:, 0], dtype=np.float64) - np.mean(picked, dtype=np.float64)
+
+    def backward(self, g, node, grads):
+        (dloss,) = grads
+        if dloss is None:
+            return [None, None]
+        logits, targets = node.inputs
+        return [g.call("cross_entropy_bwd", logits, targets, dloss), None]
+
+    def flops(self, node):
+        return 4 * node.inputs[0].type.numel
+
+
+@register
+class CrossEntropyBwd(Op):
+    name = "cross_entropy_bwd"
+    attrs = {}
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["logits", "targets", "dloss"])
+        logits, targets, dloss = inputs
+        _check(self.name, logits, targets)
+        expect_scalar(self.name, "dloss", dloss)
+        return [logits]
+
+    def reference(self, inputs, attrs):
+        _check_targets(self.name, inputs[0], inputs[1])
+        return [cross_entropy_bwd_reference(*inputs)]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        logits, targets, dloss = inputs
+        (dlogits,) = outputs
+        v = logits.shape[-1]
+        l2, d2 = logits.reshape(-1, v), dlogits.reshape(-1, v)
+        key = ("cross_entropy_bwd", l2.shape, l2.dtype.str)
+        _softmax_rows_into(l2, d2, key)
+        d2[np.arange(l2.shape[0]), targets.reshape(-1)] -= 1.0
+        d2 *= float(dloss) / l2.shape[0]
+
+    def flops(self, node):
+        return 5 * node.inputs[0].type.numel

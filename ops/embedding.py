@@ -1,0 +1,115 @@
+"""embedding(table[V, H], ids[B, S]) -> table[ids]  and  embedding_bwd(ids, dy) {vocab} -> scatter-add into [V, H]."""
+
+from __future__ import annotations
+
+import numpy as np
+from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_rank, positive_int_attr
+from tilegraph.ops.base import Op, TensorType, register
+
+from tilegraph.errors import ShapeError
+
+
+def embedding_reference(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return table[ids]
+
+
+def embedding_bwd_reference(ids: np.ndarray, dy: np.ndarray, vocab: int) -> np.ndarray:
+    dtable = np.zeros((vocab, dy.shape[-1]), dtype=dy.dtype)
+    np.add.at(dtable, ids.reshape(-1), dy.reshape(-1, dy.shape[-1]))
+    return dtable
+
+
+def _check_ids_in_range(op: str, ids: np.ndarray, vocab: int) -> None:
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+        raise ShapeError(f"op {op!r}: token ids must lie in [0, {vocab}); got range [{ids.min()}, {ids.max()}]")
+
+
+@register
+class Embedding(Op):
+    name = "embedding"
+    attrs = {}
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["table", "ids"])
+        table, ids = inputs
+        expect_float(self.name, "table", table)
+        expect_rank(self.name, "table", table, 2, "[V, H]")
+        expect_int(self.name, "ids", ids)
+        return [TensorType(ids.shape + (table.shape[1],), table.dtype)]
+
+    def reference(self, inputs, attrs):
+        table, ids = inputs
+        _check_ids_in_range(self.name, ids, table.shape[0])
+        return [embedding_reference(table, ids)]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        table, ids = inputs
+        (y,) = outputs
+        np.take(table, ids.reshape(-1), axis=0, out=y.reshape(-1, y.shape[-1]))
+
+    def backward(self, g, node, grads):
+        (dy,) = grads
+        if dy is None:
+            return [None, None]
+        table, ids = node.inputs
+        return [g.call("embedding_bwd", ids, dy, vocab=table.shape[0]), None]
+
+    def bytes_moved(self, node):
+        # Only the gathered rows of the table are read.
+        ids, y = node.inputs[1], node.outputs[0]
+        return ids.type.nbytes + 2 * y.type.nbytes
+
+
+@register
+class EmbeddingBwd(Op):
+    name = "embedding_bwd"
+    attrs = {"vocab": None}
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["ids", "dy"])
+        ids, dy = inputs
+        expect_int(self.name, "ids", ids)
+        expect_float(self.name, "dy", dy)
+        vocab = positive_int_attr(self.name, attrs, "vocab")
+        if dy.shape[:-1] != ids.shape or len(dy.shape) != len(ids.shape) + 1:
+            raise ShapeError(
+                f"op 'embedding_bwd': dy {list(dy.shape)} must be ids {list(ids.shape)} plus a hidden dim"
+            )
+        return [TensorType((vocab, dy.shape[-1]), dy.dtype)]
+
+    def reference(self, inputs, attrs):
+        ids, dy = inputs
+        _check_ids_in_range(self.name, ids, int(attrs["vocab"]))
+        return [embedding_bwd_reference(ids, dy, int(attrs["vocab"]))]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        ids, dy = inputs
+        (dtable,) = outputs
+        # Scatter-add as a one-hot GEMM would cost V*T*H flops; np.add.at is slow per row, so sort-free
+        # accumulation with bincount per hidden column is also slow. Use a one-hot matmul only for small vocab
+        # (V*T fits comfortably), otherwise add.at.
+        flat_ids = ids.reshape(-1)
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        vocab = dtable.shape[0]
+        if vocab * flat_ids.size <= 1 << 22:
+            onehot = _onehot_scratch(vocab, flat_ids.size, dy.dtype)
+            onehot.fill(0)
+            onehot[flat_ids, np.arange(flat_ids.size)] = 1
+            np.matmul(onehot, dy2, out=dtable)
+        else:
+            dtable.fill(0)
+            np.add.at(dtable, flat_ids, dy2)
+
+    def flops(self, node):
+        return node.inputs[1].type.numel
+
+
+_ONEHOT_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _onehot_scratch(vocab: int, tokens: int, dtype) -> np.ndarray:
+    key = (vocab, tokens, np.dtype(dtype).str)
+    buf = _ONEHOT_CACHE.get(key)
+    if buf is None:
+        buf = _ONEHOT_CACHE[key] = np.empty((vocab, tokens), dtype=dtype)
+    return buf

@@ -1,0 +1,137 @@
+"""linear(x[..., K], w) -> x @ w  and its weight gradient linear_wgrad(x, dy) -> sum over leading dims of x^T dy.
+
+Weights are stored [in, out] = [K, N]. `transpose_w=True` means w is stored [N, K] (the tied embedding table used
+as the output projection), so the op computes x @ w^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tilegraph.ops._util import expect_arity, expect_float
+from tilegraph.ops.base import Op, TensorType, register
+
+from tilegraph.errors import ShapeError
+
+
+def _kn(w_shape: tuple[int, ...], transpose_w: bool) -> tuple[int, int]:
+    """(K, N) of a weight in either storage layout."""
+    return (w_shape[1], w_shape[0]) if transpose_w else (w_shape[0], w_shape[1])
+
+
+def linear_reference(x: np.ndarray, w: np.ndarray, transpose_w: bool = False) -> np.ndarray:
+    dt = np.result_type(x.dtype, w.dtype)
+    wk = w.T if transpose_w else w
+    return np.matmul(x.astype(dt, copy=False), wk.astype(dt, copy=False))
+
+
+def linear_wgrad_reference(x: np.ndarray, dy: np.ndarray, transpose_w: bool = False) -> np.ndarray:
+    dt = np.result_type(x.dtype, dy.dtype)
+    x2 = x.reshape(-1, x.shape[-1]).astype(dt, copy=False)
+    dy2 = dy.reshape(-1, dy.shape[-1]).astype(dt, copy=False)
+    return dy2.T @ x2 if transpose_w else x2.T @ dy2
+
+
+@register
+class Linear(Op):
+    name = "linear"
+    attrs = {"transpose_w": False}
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["x", "w"])
+        x, w = inputs
+        expect_float(self.name, "x", x)
+        expect_float(self.name, "w", w)
+        if len(x.shape) < 1 or len(w.shape) != 2:
+            raise ShapeError(
+                f"op 'linear': x {list(x.shape)} must be [..., K] and w {list(w.shape)} must be 2-D "
+                f"({'[N, K]' if attrs['transpose_w'] else '[K, N]'})"
+            )
+        k, n = _kn(w.shape, bool(attrs["transpose_w"]))
+        if x.shape[-1] != k:
+            layout = "[N, K] (transpose_w=True)" if attrs["transpose_w"] else "[K, N]"
+            raise ShapeError(
+                f"op 'linear': x has last dim {x.shape[-1]} but w {list(w.shape)} is {layout} with K={k}; "
+                f"make the weight's input dim equal the activation's last dim"
+                + ("" if attrs["transpose_w"] else " (or set transpose_w=True for a [N, K] weight)")
+            )
+        if x.dtype != w.dtype:
+            raise ShapeError(f"op 'linear': x is {x.dtype} but w is {w.dtype}; give both the same dtype")
+        return [TensorType(x.shape[:-1] + (n,), x.dtype)]
+
+    def reference(self, inputs, attrs):
+        x, w = inputs
+        return [linear_reference(x, w, bool(attrs["transpose_w"]))]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        x, w = inputs
+        (y,) = outputs
+        wk = w.T if attrs["transpose_w"] else w
+        # One GEMM over all leading dims: [M, K] @ [K, N] with M = B*S (a transposed w is still BLAS-friendly).
+        np.matmul(x.reshape(-1, x.shape[-1]), wk, out=y.reshape(-1, y.shape[-1]))
+
+    def backward(self, g, node, grads):
+        (dy,) = grads
+        if dy is None:
+            return [None, None]
+        x, w = node.inputs
+        t = bool(node.attrs["transpose_w"])
+        # y = x @ W (W = w or w^T): dx = dy @ W^T, which is linear(dy, w) with the opposite storage flag.
+        dx = g.call("linear", dy, w, transpose_w=not t)
+        dw = g.call("linear_wgrad", x, dy, transpose_w=t)
+        return [dx, dw]
+
+    def flops(self, node):
+        x, w = node.inputs
+        k, n = _kn(w.shape, bool(node.attrs["transpose_w"]))
+        return 2 * (x.type.numel // k) * k * n
+
+
+@register
+class LinearWgrad(Op):
+    name = "linear_wgrad"
+    attrs = {"transpose_w": False}
+
+    def infer(self, inputs, attrs):
+        expect_arity(self.name, inputs, ["x", "dy"])
+        x, dy = inputs
+        expect_float(self.name, "x", x)
+        expect_float(self.name, "dy", dy)
+        if len(x.shape) < 1 or x.shape[:-1] != dy.shape[:-1] or len(dy.shape) != len(x.shape):
+            raise ShapeError(
+                f"op 'linear_wgrad': x {list(x.shape)} and dy {list(dy.shape)} must share all leading dims "
+                f"([..., K] and [..., N])"
+            )
+        if x.dtype != dy.dtype:
+            raise ShapeError(f"op 'linear_wgrad': x is {x.dtype} but dy is {dy.dtype}; give both the same dtype")
+        k, n = x.shape[-1], dy.shape[-1]
+        return [TensorType((n, k) if attrs["transpose_w"] else (k, n), x.dtype)]
+
+    def reference(self, inputs, attrs):
+        x, dy = inputs
+        return [linear_wgrad_reference(x, dy, bool(attrs["transpose_w"]))]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        x, dy = inputs
+        (dw,) = outputs
+        x2 = x.reshape(-1, x.shape[-1])
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        # Transposed views go straight to BLAS (gemm with trans flags); no copies.
+        if attrs["transpose_w"]:
+            np.matmul(dy2.T, x2, out=dw)
+        else:
+            np.matmul(x2.T, dy2, out=dw)
+
+    def backward(self, g, node, grads):
+        (ddw,) = grads
+        if ddw is None:
+            return [None, None]
+        x, dy = node.inputs
+        t = bool(node.attrs["transpose_w"])
+        # dw = x^T dy  =>  d x = dy @ ddw^T,  d dy = x @ ddw  (ddw stored [N, K] when transpose_w).
+        dx = g.call("linear", dy, ddw, transpose_w=not t)
+        ddy = g.call("linear", x, ddw, transpose_w=t)
+        return [dx, ddy]
+
+    def flops(self, node):
+        x, dy = node.inputs
+        return 2 * x.type.numel * dy.shape[-1]
