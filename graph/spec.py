@@ -1,0 +1,168 @@
+"""Model specs: a YAML file (or dict) becomes a validated, frozen `ModelSpec`.
+
+Every rejection is a SpecError that names the file, the field and the fix, because a spec is hand-written input
+and the CLI shows the message as its only line of output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from tilegraph.errors import SpecError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A llama-style decoder: pre-norm blocks, RoPE, (grouped-query) causal attention, SwiGLU MLP."""
+
+    name: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    mlp_hidden: int
+    max_seq_len: int
+    norm_eps: float = 1e-5
+    rope_base: float = 10000.0
+    tie_embeddings: bool = True
+    mlp: str = "swiglu"
+    norm: str = "rmsnorm"
+    bias: bool = False
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# field -> (kind, required, default). `kind` drives the type check and its message.
+_FIELDS: dict[str, tuple[str, bool, object]] = {
+    "name": ("str", True, None),
+    "vocab_size": ("positive int", True, None),
+    "hidden_size": ("positive int", True, None),
+    "num_layers": ("positive int", True, None),
+    "num_heads": ("positive int", True, None),
+    "num_kv_heads": ("positive int", False, None),  # defaults to num_heads
+    "mlp_hidden": ("positive int", True, None),
+    "max_seq_len": ("positive int", True, None),
+    "norm_eps": ("positive float", False, 1e-5),
+    "rope_base": ("positive float", False, 10000.0),
+    "tie_embeddings": ("bool", False, True),
+    "mlp": ("str", False, "swiglu"),
+    "norm": ("str", False, "rmsnorm"),
+    "bias": ("bool", False, False),
+}
+
+# Architecture switches that exist so a spec says what it means; only these values are implemented.
+_SUPPORTED = {"mlp": ("swiglu",), "norm": ("rmsnorm",), "bias": (False,)}
+
+
+def _check_type(where: str, key: str, kind: str, value: object) -> object:
+    if kind == "str":
+        if not isinstance(value, str) or not value:
+            raise SpecError(f"{where}: field {key!r} must be a non-empty string, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SpecError(f"{where}: field {key!r} must be true or false, got {value!r}")
+        return value
+    if kind == "positive int":
+        # bool is a subclass of int in Python; `true` is never a size.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
+        if value <= 0:
+            raise SpecError(f"{where}: field {key!r} must be a positive integer, got {value}; set it to a value >= 1")
+        return value
+    if kind == "positive float":
+        # YAML reads `1e-5` (no dot) as a string; accept it when it parses as a number.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise SpecError(f"{where}: field {key!r} must be a positive number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where}: field {key!r} must be a positive number, got {value!r}")
+        if not 0 < value < float("inf"):  # also rejects NaN
+            raise SpecError(f"{where}: field {key!r} must be a positive finite number, got {value}")
+        return float(value)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _read(source: str | os.PathLike) -> tuple[str, object]:
+    import yaml
+
+    path = Path(source)
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} not found; pass a path like specs/nano-trickster.yaml")
+    try:
+        return str(path), yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{path}: not valid YAML{at}; fix the syntax ({getattr(e, 'problem', e)})") from None
+
+
+def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
+    """Load and validate a spec from a YAML path or a mapping; raises SpecError naming the field and the fix."""
+    if isinstance(source, ModelSpec):
+        return source
+    if isinstance(source, Mapping):
+        where, raw = "spec", source
+    else:
+        where, raw = _read(source)
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: a spec must be a mapping of fields (name: ..., hidden_size: ...), got {type(raw).__name__}")
+
+    unknown = [k for k in raw if k not in _FIELDS]
+    if unknown:
+        raise SpecError(
+            f"{where}: unknown field {str(unknown[0])!r}; remove it or use one of: {', '.join(_FIELDS)}"
+        )
+    missing = [k for k, (_, required, _) in _FIELDS.items() if required and k not in raw]
+    if missing:
+        raise SpecError(f"{where}: missing required field {missing[0]!r}; add `{missing[0]}: <value>`")
+
+    values: dict[str, object] = {}
+    for key, (kind, _, default) in _FIELDS.items():
+        if key in raw:
+            values[key] = _check_type(where, key, kind, raw[key])
+        elif default is not None or kind == "bool":
+            values[key] = default
+    values.setdefault("num_kv_heads", values["num_heads"])
+
+    for key, allowed in _SUPPORTED.items():
+        if values[key] not in allowed:
+            shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
+            raise SpecError(f"{where}: field {key!r} = {values[key]!r} is not supported; use {shown}")
+
+    hidden, heads, kv = values["hidden_size"], values["num_heads"], values["num_kv_heads"]
+    if hidden % heads:
+        raise SpecError(
+            f"{where}: field 'hidden_size' {hidden} is not divisible by num_heads {heads}; "
+            f"choose num_heads that divides hidden_size (e.g. {_divisor_near(hidden, heads)})"
+        )
+    if heads % kv:
+        raise SpecError(
+            f"{where}: field 'num_kv_heads' {kv} does not divide num_heads {heads}; "
+            f"choose num_kv_heads from {_divisors(heads)}"
+        )
+    if (hidden // heads) % 2:
+        raise SpecError(
+            f"{where}: head_dim = hidden_size/num_heads = {hidden // heads} is odd; RoPE rotates pairs of "
+            f"dimensions, so change hidden_size or num_heads to make it even"
+        )
+    return ModelSpec(**values)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _divisor_near(n: int, target: int) -> int:
+    return min(_divisors(n), key=lambda d: (abs(d - target), d))

@@ -1,0 +1,217 @@
+"""Program: the scheduled result of compiling a Graph -- an ordered list of Steps plus the buffers they write.
+
+`compile(graph)` runs the passes verify -> schedule, picks an implementation per step and assigns every
+intermediate value a buffer. Buffers are shared by values whose lifetimes do not overlap (a value's buffer is free
+again after its last reader ran), so a training step of nano-trickster needs a fraction of the memory of one buffer
+per value and stays cache-friendlier. Backends consume these decisions; they do not re-derive them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from tilegraph.graph.ir import Graph, Node, Value
+from tilegraph.graph.passes.schedule import schedule
+from tilegraph.graph.passes.verify import verify
+from tilegraph.ops import get_op
+
+from tilegraph.errors import DeviceError, ShapeError
+
+# Backend name -> module providing `Executor(program)` with `.run(state, feeds) -> outputs`.
+BACKENDS: dict[str, str] = {"numpy": "tilegraph.runtime.numpy_backend"}
+
+
+@dataclass(frozen=True)
+class Buffer:
+    index: int
+    dtype: str
+    numel: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Step:
+    """One op execution: what runs, on which values, with which implementation, writing which buffers."""
+
+    index: int
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    input_shapes: tuple[tuple[int, ...], ...]
+    output_shapes: tuple[tuple[int, ...], ...]
+    output_dtypes: tuple[str, ...]
+    attrs: Mapping[str, object]
+    impl: str  # "numpy_forward" (fast path writing into buffers) or "reference" (result copied into buffers)
+    buffers: tuple[int, ...]  # buffer index of each output
+    flops: int
+    bytes_moved: int
+    node: Node = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "op": self.op,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "output_shapes": [list(s) for s in self.output_shapes],
+            "output_dtypes": list(self.output_dtypes),
+            "attrs": {k: _jsonable(v) for k, v in self.attrs.items()},
+            "impl": self.impl,
+            "buffers": list(self.buffers),
+            "flops": self.flops,
+            "bytes_moved": self.bytes_moved,
+        }
+
+
+def _jsonable(v):
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+def choose_impl(op_name: str) -> str:
+    """The numpy fast path when the op defines one, else its reference."""
+    return "numpy_forward" if callable(getattr(get_op(op_name), "numpy_forward", None)) else "reference"
+
+
+def assign_buffers(graph: Graph) -> tuple[dict[Value, int], list[Buffer]]:
+    """Give every node output a buffer; reuse a buffer (same dtype and size) once its value was read for the last
+    time. Graph outputs and update sources keep their own buffers, since they are read after the last step."""
+    last_use: dict[Value, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            last_use[v] = i
+    pinned = set(graph.outputs.values()) | set(graph.updates.values())
+    buffers: list[Buffer] = []
+    free: dict[tuple[str, int], list[int]] = {}
+    where: dict[Value, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.outputs:
+            key = (v.dtype, v.type.numel)
+            pool = free.get(key)
+            if pool:
+                where[v] = pool.pop()
+            else:
+                where[v] = len(buffers)
+                buffers.append(Buffer(len(buffers), v.dtype, v.type.numel))
+        # Values whose last reader is this step (or that nobody reads) free their buffer for later steps.
+        dying = [v for v in node.inputs if last_use.get(v) == i] + [v for v in node.outputs if v not in last_use]
+        for v in dict.fromkeys(dying):
+            if v in where and v not in pinned:
+                free.setdefault((v.dtype, v.type.numel), []).append(where[v])
+    return where, buffers
+
+
+class Program:
+    """An ordered list of Steps over a scheduled graph, with its buffer plan. Run it with `run(state, feeds)`."""
+
+    def __init__(self, graph: Graph, steps: list[Step], buffers: list[Buffer], value_buffer: dict[str, int]):
+        self.graph = graph
+        self.name = graph.name
+        self.steps = steps
+        self.buffers = buffers
+        self.value_buffer = value_buffer
+        self.inputs = {v.name: v for v in graph.inputs}
+        self.outputs = {k: v.name for k, v in graph.outputs.items()}
+        self.updates = {src.name: dst.name for src, dst in graph.updates.items()}
+        self._executors: dict[str, object] = {}
+
+    # -- running -----------------------------------------------------------------------------------------
+    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], backend: str = "numpy") -> dict:
+        """Execute one step: params/state come from `state` (updated in place), data inputs from `feeds`."""
+        ex = self._executors.get(backend)
+        if ex is None:
+            if backend not in BACKENDS:
+                raise DeviceError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
+            ex = self._executors[backend] = importlib.import_module(BACKENDS[backend]).Executor(self)
+        return ex.run(state, feeds)
+
+    def init_state(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Params (copied, in the graph's dtype) plus zeroed optimizer state for every `state` input."""
+        state: dict[str, np.ndarray] = {}
+        for v in self.graph.inputs:
+            if v.role == "param":
+                if v.name not in params:
+                    raise ShapeError(f"program {self.name!r} needs param {v.name!r}, which `params` lacks")
+                arr = np.array(params[v.name], dtype=v.dtype, copy=True)
+                if arr.shape != v.shape:
+                    raise ShapeError(f"param {v.name!r} has shape {arr.shape}; program {self.name!r} expects {v.shape}")
+                state[v.name] = arr
+            elif v.role == "state":
+                state[v.name] = np.zeros(v.shape, dtype=v.dtype)
+        return state
+
+    # -- inspection ----------------------------------------------------------------------------------------
+    @property
+    def flops(self) -> int:
+        return sum(s.flops for s in self.steps)
+
+    @property
+    def buffer_bytes(self) -> int:
+        return sum(b.nbytes for b in self.buffers)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "inputs": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "role": v.role} for v in self.graph.inputs],
+            "outputs": dict(self.outputs),
+            "updates": dict(self.updates),
+            "buffers": [{"index": b.index, "dtype": b.dtype, "numel": b.numel} for b in self.buffers],
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __str__(self) -> str:
+        rows = [("#", "op", "outputs", "shape", "inputs", "impl", "buf", "MFLOP")]
+        for s in self.steps:
+            rows.append((
+                str(s.index), s.op, ", ".join(s.outputs),
+                " ".join("x".join(map(str, sh)) or "()" for sh in s.output_shapes),
+                ", ".join(s.inputs), s.impl, ",".join(map(str, s.buffers)), f"{s.flops / 1e6:.2f}",
+            ))  # fmt: skip
+        widths = [min(max(len(r[c]) for r in rows), 48) for c in range(len(rows[0]))]
+        header = (
+            f"program {self.name}: {len(self.steps)} steps, {len(self.buffers)} buffers "
+            f"({self.buffer_bytes / 2**20:.1f} MiB), {self.flops / 1e9:.3f} GFLOP"
+        )
+        lines = [header]
+        for r in rows:
+            lines.append("  ".join(_clip(cell, w).ljust(w) for cell, w in zip(r, widths)).rstrip())
+        return "\n".join(lines)
+
+
+def _clip(s: str, w: int) -> str:
+    return s if len(s) <= w else s[: w - 3] + "..."
+
+
+def compile(graph: Graph) -> Program:
+    """verify -> schedule -> choose implementations -> assign buffers."""
+    graph = schedule(verify(graph))
+    where, buffers = assign_buffers(graph)
+    steps = []
+    for i, node in enumerate(graph.nodes):
+        op = get_op(node.op)
+        steps.append(Step(
+            index=i, op=node.op,
+            inputs=tuple(v.name for v in node.inputs), outputs=tuple(v.name for v in node.outputs),
+            input_shapes=tuple(v.shape for v in node.inputs), output_shapes=tuple(v.shape for v in node.outputs),
+            output_dtypes=tuple(v.dtype for v in node.outputs), attrs=node.attrs,
+            impl=choose_impl(node.op), buffers=tuple(where[v] for v in node.outputs),
+            flops=int(op.flops(node)), bytes_moved=int(op.bytes_moved(node)), node=node,
+        ))  # fmt: skip
+    return Program(graph, steps, buffers, {v.name: b for v, b in where.items()})
