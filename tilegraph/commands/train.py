@@ -1,0 +1,136 @@
+"""`tilegraph train SPEC`: train a model spec on a text file (default: tiny-shakespeare) on the CPU."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from tilegraph.errors import DataError, DeviceError, SpecError
+
+HELP = "train a model spec on tiny-shakespeare (or --data FILE) on the CPU, with checkpoints and --resume"
+
+DEVICES = ("cpu",)
+
+
+def add_arguments(parser) -> None:
+    from tilegraph.train.loop import TrainConfig
+
+    d = TrainConfig()
+    parser.add_argument(
+        "spec", nargs="?", help="model spec YAML, e.g. specs/nano-trickster.yaml (optional with --resume)"
+    )
+    # Options default to None so that --resume can tell which ones the user set explicitly.
+    parser.add_argument("--steps", type=int, help=f"optimizer steps (default {d.steps})")
+    parser.add_argument("--batch", type=int, help=f"sequences per step (default {d.batch})")
+    parser.add_argument("--seq", type=int, help=f"tokens (bytes) per sequence (default {d.seq})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr:g})")
+    parser.add_argument("--min-lr", type=float, help=f"learning rate at the last step (default {d.min_lr:g})")
+    parser.add_argument("--warmup", type=int, help=f"linear warmup steps (default {d.warmup})")
+    parser.add_argument(
+        "--eval-interval", type=int, help=f"steps between validation + checkpoint (default {d.eval_interval})"
+    )
+    parser.add_argument(
+        "--eval-batches", type=int, help=f"fixed validation batches per evaluation (default {d.eval_batches})"
+    )
+    parser.add_argument(
+        "--seed", type=int, help=f"seed for initialization and batch sampling (default {d.seed})"
+    )
+    parser.add_argument(
+        "--keep", type=int, help=f"step checkpoints to keep, besides the best one (default {d.keep})"
+    )
+    parser.add_argument("--data", help="UTF-8 text file to train on (default: data/tinyshakespeare.txt)")
+    parser.add_argument("--out", help="run directory (default runs/<spec-name>-<UTC timestamp>)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+    )
+    parser.add_argument("--device", default="cpu", help="where to train: cpu (default)")
+
+
+_RECIPE_OPTIONS = (
+    "steps",
+    "batch",
+    "seq",
+    "lr",
+    "min_lr",
+    "warmup",
+    "eval_interval",
+    "eval_batches",
+    "seed",
+    "data",
+)
+
+
+def _load_spec_dict(path: str) -> dict:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"spec file {path} does not exist; try specs/nano-trickster.yaml")
+    try:
+        spec = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"spec file {path} is not valid YAML: {e}") from None
+    if not isinstance(spec, dict):
+        raise SpecError(f"spec file {path} must be a YAML mapping of model fields")
+    return spec
+
+
+def run(args) -> int:
+    from tilegraph.train import loop
+
+    if args.device not in DEVICES:
+        raise DeviceError(
+            f"--device {args.device!r} is not supported by `tilegraph train` yet; use --device cpu"
+        )
+
+    if args.resume:
+        given = [o for o in _RECIPE_OPTIONS if getattr(args, o) is not None] + (["out"] if args.out else [])
+        if given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise DataError(f"--resume continues the run with its saved settings; drop {flags}")
+        run_state = loop.resume_run(args.resume, keep=args.keep)
+        if args.spec is not None and _load_spec_dict(args.spec) != run_state.spec_dict:
+            raise DataError(
+                f"spec {args.spec} differs from the spec the run in {args.resume} was trained with"
+            )
+        if run_state.step >= run_state.config.steps:
+            print(
+                f"the run in {run_state.run_dir} already finished its {run_state.config.steps} steps",
+                flush=True,
+            )
+        else:
+            print(
+                f"resuming {run_state.run_dir} at step {run_state.step}/{run_state.config.steps}", flush=True
+            )
+    else:
+        if args.spec is None:
+            raise SpecError("give a model spec (e.g. specs/nano-trickster.yaml) or --resume RUN_DIR")
+        spec_dict = _load_spec_dict(args.spec)
+        defaults = {f.name: getattr(loop.TrainConfig(), f.name) for f in fields(loop.TrainConfig)}
+        chosen = {k: getattr(args, k) for k in defaults if getattr(args, k, None) is not None}
+        config = loop.TrainConfig(**{**defaults, **chosen})
+        name = str(spec_dict.get("name", Path(args.spec).stem))
+        out = args.out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        print(
+            f"compiling the training program for {name} (batch {config.batch} x seq {config.seq})...",
+            flush=True,
+        )
+        run_state = loop.start_run(spec_dict, config, out)
+        c = config
+        print(
+            f"training {name} for {c.steps} steps ({c.steps * c.batch * c.seq:,} tokens) into {out}; "
+            f"validation every {c.eval_interval} steps; Ctrl-C saves and stops",
+            flush=True,
+        )
+
+    try:
+        summary = loop.train(run_state)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, keeping the checkpoints already written
+        from tilegraph.train.checkpoint import RunCheckpoints
+
+        latest = RunCheckpoints(run_state.run_dir).latest()
+        print(f"\naborted; last checkpoint: {latest or 'none'}")
+        return 130
+    print("\n".join(summary.lines()), flush=True)
+    return 0

@@ -1,0 +1,107 @@
+"""Text generation from a trained run: temperature + top-k sampling, one byte at a time.
+
+The model is causal, so the logits at position n-1 depend only on tokens 0..n-1: we run a compiled forward
+Program on a window padded on the right and read position n-1. Programs are compiled for a few window lengths
+(powers of two up to the context), so short prompts do not pay for a full-length forward pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tilegraph.train.checkpoint import RunCheckpoints, load_checkpoint
+from tilegraph.train.data import decode, encode
+
+from tilegraph.errors import DataError
+
+
+def load_model(run_dir: str | Path):
+    """(spec, params, context, checkpoint path) from a run directory: best.safetensors, else the latest step checkpoint."""
+    from tilegraph.graph import init_params
+    from tilegraph.graph.spec import load_spec
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(
+            f"run directory {run_dir} does not exist; pass the --out directory of a `tilegraph train` run"
+        )
+    store = RunCheckpoints(run_dir)
+    path = store.best_path if store.best_path.is_file() else store.latest()
+    if path is None:
+        raise DataError(
+            f"run directory {run_dir} holds no checkpoint; train first (tilegraph train SPEC --out {run_dir})"
+        )
+    ckpt = load_checkpoint(path)
+    spec = load_spec(ckpt.meta["spec"])
+    expected = init_params(spec, 0)
+    params = {}
+    for name, ref in expected.items():
+        t = ckpt.tensors.get(name)
+        if t is None or t.shape != ref.shape:
+            got = "missing" if t is None else f"shape {list(t.shape)}"
+            raise DataError(
+                f"checkpoint {path}: parameter {name!r} is {got}, the spec needs {list(ref.shape)}"
+            )
+        params[name] = np.ascontiguousarray(t, dtype=np.float32)
+    # Generate within the window length the model was trained on (RoPE positions beyond it were never seen).
+    context = min(spec.max_seq_len, int(ckpt.meta["config"]["seq"]))
+    return spec, params, context, path
+
+
+class Generator:
+    """Compiled forward Programs (batch 1) for window lengths 16, 32, ... up to `context`."""
+
+    def __init__(self, spec, params: dict[str, np.ndarray], context: int):
+        self.spec, self.params, self.context = spec, params, context
+        self._programs: dict[int, object] = {}
+
+    def _program(self, length: int):
+        from tilegraph.graph import build
+        from tilegraph.runtime import compile as compile_graph
+
+        window = 16
+        while window < length:
+            window *= 2
+        window = min(window, self.context)
+        if window not in self._programs:
+            self._programs[window] = compile_graph(build(self.spec, 1, window))
+        return window, self._programs[window]
+
+    def next_logits(self, tokens: np.ndarray) -> np.ndarray:
+        """Logits [vocab] for the token following `tokens` (the last `context` of them are used)."""
+        tokens = tokens[-self.context :]
+        n = len(tokens)
+        window, program = self._program(n)
+        feed = np.zeros((1, window), np.int32)
+        feed[0, :n] = tokens
+        out = program.run(self.params, {"tokens": feed, "targets": np.zeros_like(feed)}, backend="numpy")
+        return np.asarray(out["logits"][0, n - 1], dtype=np.float64)
+
+
+def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+    """One token from softmax(logits / temperature) restricted to the top_k largest; temperature 0 is argmax."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits / temperature
+    if top_k is not None and top_k < len(z):
+        cutoff = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= cutoff, z, -np.inf)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def generate(
+    generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int
+) -> str:
+    """The prompt followed by `num_tokens` sampled bytes, decoded as UTF-8."""
+    if temperature < 0:
+        raise DataError(f"--temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise DataError(f"--top-k must be at least 1, got {top_k}")
+    tokens = list(encode(prompt)) or [int(b"\n"[0])]  # an empty prompt starts from a newline
+    rng = np.random.Generator(np.random.PCG64(seed))
+    for _ in range(num_tokens):
+        tokens.append(sample_next(generator.next_logits(np.array(tokens, np.int32)), temperature, top_k, rng))
+    return decode(tokens) if prompt else decode(tokens[1:])
