@@ -1,0 +1,133 @@
+// Flash attention forward, reader (RISC-V 0): streams Q chunks, K/V chunks and mask tiles into circular buffers.
+//
+// Work unit = one Q chunk of one (batch, head). Units are numbered in "zigzag" order per (batch, head):
+// 0, nq-1, 1, nq-2, ... so that a core taking a contiguous, even-sized range of units gets low + high chunks,
+// which balances causal work (a low chunk sees few K chunks, a high chunk many).
+//
+// Masks are never computed here: the host ships a small "consts" tensor of ready tiles (zero, -inf, causal
+// diagonal, key padding) and the reader assembles each masked block from them, tile by tile.
+#include <stdint.h>
+#include "api/dataflow/dataflow_api.h"
+
+constexpr uint32_t cb_q = 0;
+constexpr uint32_t cb_k = 1;
+constexpr uint32_t cb_v = 2;
+constexpr uint32_t cb_mask = 3;
+constexpr uint32_t cb_scaler = 4;
+
+// Tiles of the consts tensor (built by ops/attention.py).
+constexpr uint32_t CONST_SCALER = 0;   // 1.0 in row 0 of each face: the reduce scaler
+constexpr uint32_t CONST_ZERO = 1;
+constexpr uint32_t CONST_NEG_INF = 2;
+constexpr uint32_t CONST_CAUSAL = 3;   // -inf where col > row, 0 elsewhere
+constexpr uint32_t CONST_KEY_PAD = 4;  // -inf in columns past the last valid key, 0 elsewhere
+
+void kernel_main() {
+    constexpr auto q_args = TensorAccessorArgs<0>();
+    constexpr auto k_args = TensorAccessorArgs<q_args.next_compile_time_args_offset()>();
+    constexpr auto v_args = TensorAccessorArgs<k_args.next_compile_time_args_offset()>();
+    constexpr auto c_args = TensorAccessorArgs<v_args.next_compile_time_args_offset()>();
+
+    const uint32_t q_addr = get_arg_val<uint32_t>(0);
+    const uint32_t k_addr = get_arg_val<uint32_t>(1);
+    const uint32_t v_addr = get_arg_val<uint32_t>(2);
+    const uint32_t c_addr = get_arg_val<uint32_t>(3);
+    const uint32_t num_heads = get_arg_val<uint32_t>(4);
+    const uint32_t num_kv_heads = get_arg_val<uint32_t>(5);
+    const uint32_t sq_t = get_arg_val<uint32_t>(6);         // padded query length, tiles (multiple of q_chunk_t)
+    const uint32_t sk_t = get_arg_val<uint32_t>(7);         // padded key length, tiles (multiple of k_chunk_t)
+    const uint32_t causal = get_arg_val<uint32_t>(8);
+    const uint32_t k_full_t = get_arg_val<uint32_t>(9);     // key tiles with no padding (== sk_t when none)
+    const uint32_t work_start = get_arg_val<uint32_t>(10);
+    const uint32_t work_count = get_arg_val<uint32_t>(11);
+    const uint32_t q_chunk_t = get_arg_val<uint32_t>(12);  // Q chunk rows, in tiles
+    const uint32_t k_chunk_t = get_arg_val<uint32_t>(13);  // K/V chunk rows, in tiles
+    const uint32_t dh_t = get_arg_val<uint32_t>(14);       // head_dim / 32
+
+    const auto q_acc = TensorAccessor(q_args, q_addr, get_tile_size(cb_q));
+    const auto k_acc = TensorAccessor(k_args, k_addr, get_tile_size(cb_k));
+    const auto v_acc = TensorAccessor(v_args, v_addr, get_tile_size(cb_v));
+    const auto c_acc = TensorAccessor(c_args, c_addr, get_tile_size(cb_mask));
+
+    const uint32_t nq = sq_t / q_chunk_t;
+    const uint32_t nk_all = sk_t / k_chunk_t;
+    const uint32_t heads_per_kv = num_heads / num_kv_heads;
+    const uint32_t mask_tile_bytes = get_tile_size(cb_mask);
+
+    // The reduce scaler, once for the whole run.
+    cb_reserve_back(cb_scaler, 1);
+    noc_async_read_page(CONST_SCALER, c_acc, get_write_ptr(cb_scaler));
+    noc_async_read_barrier();
+    cb_push_back(cb_scaler, 1);
+
+    for (uint32_t w = work_start; w < work_start + work_count; ++w) {
+        const uint32_t bh = w / nq;
+        const uint32_t j = w % nq;
+        const uint32_t q_chunk = (j % 2 == 0) ? j / 2 : nq - 1 - j / 2;
+        const uint32_t batch = bh / num_heads;
+        const uint32_t head = bh % num_heads;
+        const uint32_t kv_bh = batch * num_kv_heads + head / heads_per_kv;
+        const uint32_t q0 = q_chunk * q_chunk_t;  // first query tile row of the chunk
+
+        cb_reserve_back(cb_q, q_chunk_t * dh_t);
+        uint32_t l1 = get_write_ptr(cb_q);
+        for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
+            for (uint32_t dt = 0; dt < dh_t; ++dt) {
+                noc_async_read_page((bh * sq_t + q0 + qt) * dh_t + dt, q_acc, l1);
+                l1 += get_tile_size(cb_q);
+            }
+        }
+        noc_async_read_barrier();
+        cb_push_back(cb_q, q_chunk_t * dh_t);
+
+        // Causal: K chunks that start after the chunk's last query row are skipped entirely.
+        const uint32_t nk = causal ? ((q0 + q_chunk_t + k_chunk_t - 1) / k_chunk_t) : nk_all;
+        for (uint32_t kc = 0; kc < nk; ++kc) {
+            const uint32_t k0 = kc * k_chunk_t;
+            cb_reserve_back(cb_k, k_chunk_t * dh_t);
+            l1 = get_write_ptr(cb_k);
+            for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                for (uint32_t dt = 0; dt < dh_t; ++dt) {
+                    noc_async_read_page((kv_bh * sk_t + k0 + kt) * dh_t + dt, k_acc, l1);
+                    l1 += get_tile_size(cb_k);
+                }
+            }
+            noc_async_read_barrier();
+            cb_push_back(cb_k, k_chunk_t * dh_t);
+
+            // Only blocks crossing the diagonal (causal) or holding key padding get a mask.
+            const bool masked = causal ? (k0 + k_chunk_t - 1 > q0) : (k0 + k_chunk_t > k_full_t);
+            if (masked) {
+                cb_reserve_back(cb_mask, q_chunk_t * k_chunk_t);
+                l1 = get_write_ptr(cb_mask);
+                for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
+                    for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                        const uint32_t gq = q0 + qt;
+                        const uint32_t gk = k0 + kt;
+                        uint32_t tile;
+                        if (causal) {
+                            tile = gk > gq ? CONST_NEG_INF : (gk == gq ? CONST_CAUSAL : CONST_ZERO);
+                        } else {
+                            tile = gk < k_full_t ? CONST_ZERO : (gk == k_full_t ? CONST_KEY_PAD : CONST_NEG_INF);
+                        }
+                        noc_async_read_page(tile, c_acc, l1);
+                        l1 += mask_tile_bytes;
+                    }
+                }
+                noc_async_read_barrier();
+                cb_push_back(cb_mask, q_chunk_t * k_chunk_t);
+            }
+
+            cb_reserve_back(cb_v, k_chunk_t * dh_t);
+            l1 = get_write_ptr(cb_v);
+            for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                for (uint32_t dt = 0; dt < dh_t; ++dt) {
+                    noc_async_read_page((kv_bh * sk_t + k0 + kt) * dh_t + dt, v_acc, l1);
+                    l1 += get_tile_size(cb_v);
+                }
+            }
+            noc_async_read_barrier();
+            cb_push_back(cb_v, k_chunk_t * dh_t);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+// RMSNorm compute: y = x * rsqrt(mean(x^2) + eps) [* gamma], per tile row, in two passes over width blocks.
+// Pass 1 squares each block and row-reduces it, carrying the partial sum from block to block in cb_acc (copied
+// back into DST before the next block's reduce accumulates onto it). The last block turns the sum into
+// rstd = rsqrt(sum / W + eps) in fp32 DST. Pass 2 multiplies every tile by rstd (broadcast over columns) and by
+// gamma (row 0 broadcast down the rows).
+// FUSE_RESIDUAL: the normalized value is h = x + residual; h is also an output (the new residual stream).
+#include <stdint.h>
+#include "api/compute/compute_kernel_hw_startup.h"
+#include "api/compute/compute_kernel_api.h"
+#include "api/compute/cb_api.h"
+#include "api/compute/reg_api.h"
+#include "api/compute/pack.h"
+#include "api/compute/reconfig_data_format.h"
+#include "api/compute/tile_move_copy.h"
+#include "api/compute/eltwise_binary.h"
+#include "api/compute/reduce.h"
+#include "api/compute/bcast.h"
+#include "api/compute/eltwise_binary_sfpu.h"
+#include "api/compute/eltwise_unary/rsqrt.h"
+#include "api/compute/eltwise_unary/binop_with_scalar.h"
+
+constexpr uint32_t cb_x = 0;
+constexpr uint32_t cb_res = 1;
+constexpr uint32_t cb_gamma = 2;
+constexpr uint32_t cb_scaler = 4;
+constexpr uint32_t cb_out = 16;
+constexpr uint32_t cb_h_out = 17;
+constexpr uint32_t cb_x2 = 24;    // squares of one block
+constexpr uint32_t cb_acc = 25;   // partial sum of squares (column 0)
+constexpr uint32_t cb_rstd = 26;  // rsqrt(mean + eps) (column 0)
+constexpr uint32_t cb_h = 27;     // FUSE_RESIDUAL: x + residual of one block, pass 2
+constexpr uint32_t cb_norm = 28;  // FUSE_GAMMA: normalized block before gamma
+
+void kernel_main() {
+    const uint32_t wt = get_arg_val<uint32_t>(0);
+    const uint32_t row_count = get_arg_val<uint32_t>(1);
+    const uint32_t inv_w_bits = get_arg_val<uint32_t>(2);  // 1 / (true width) as fp32 bits
+    const uint32_t eps_bits = get_arg_val<uint32_t>(3);
+    const uint32_t blk = get_arg_val<uint32_t>(4);  // width block, tiles (divides wt)
+
+    compute_kernel_hw_startup(cb_x, cb_x, cb_x2);
+    cb_wait_front(cb_scaler, 1);
+
+    for (uint32_t r = 0; r < row_count; ++r) {
+        // Pass 1: sum of squares.
+        for (uint32_t w = 0; w < wt; w += blk) {
+            cb_wait_front(cb_x, blk);
+#ifdef FUSE_RESIDUAL
+            cb_wait_front(cb_res, blk);
+            cb_reserve_back(cb_h_out, blk);
+#endif
+            cb_reserve_back(cb_x2, blk);
+            for (uint32_t i = 0; i < blk; ++i) {
+                tile_regs_acquire();
+#ifdef FUSE_RESIDUAL
+                reconfig_data_format(cb_x, cb_res);
+                add_init(cb_x, cb_res);
+                add_tiles(cb_x, cb_res, i, i, 0);
+                mul_binary_tile_init();
+                mul_binary_tile(0, 0, 1);
+                tile_regs_commit();
+                tile_regs_wait();
+                pack_reconfig_data_format(cb_h_out);
+                pack_tile(0, cb_h_out);
+                pack_reconfig_data_format(cb_x2);
+                pack_tile(1, cb_x2);
+#else
+                reconfig_data_format(cb_x, cb_x);
+                mul_init(cb_x, cb_x);
+                mul_tiles(cb_x, cb_x, i, i, 1);
+                tile_regs_commit();
+                tile_regs_wait();
+                pack_reconfig_data_format(cb_x2);
+                pack_tile(1, cb_x2);
+#endif
+                tile_regs_release();
+            }
+            cb_push_back(cb_x2, blk);
+            cb_pop_front(cb_x, blk);
+#ifdef FUSE_RESIDUAL
+            cb_push_back(cb_h_out, blk);
+            cb_pop_front(cb_res, blk);
+#endif
+
+            const bool first = w == 0;
+            const bool last = w + blk == wt;
+            tile_regs_acquire();
+            if (!first) {
+                cb_wait_front(cb_acc, 1);
+                reconfig_data_format_srca(cb_acc);
+                copy_init(cb_acc);
+                copy_tile(cb_acc, 0, 0);
+                cb_pop_front(cb_acc, 1);
+            }
+            cb_wait_front(cb_x2, blk);
+            reconfig_data_format(cb_x2, cb_scaler);
+            reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_x2, cb_scaler, cb_acc);
+            for (uint32_t i = 0; i < blk; ++i) {
+                reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_x2, cb_scaler, i, 0, 0);
+            }
+            reduce_uninit();
+            cb_pop_front(cb_x2, blk);
+            const uint32_t dest = last ? cb_rstd : cb_acc;
+            if (last) {
+                binop_with_scalar_tile_init();
+                mul_unary_tile(0, inv_w_bits);
+                add_unary_tile(0, eps_bits);
+                rsqrt_tile_init();
+                rsqrt_tile(0);
+            }
+            cb_reserve_back(dest, 1);
+            tile_regs_commit();
+            tile_regs_wait();
+            pack_reconfig_data_format(dest);
+            pack_tile(0, dest);
+            tile_regs_release();
+            cb_push_back(dest, 1);
+        }
+
+        // Pass 2: normalize.
+        cb_wait_front(cb_rstd, 1);
+        for (uint32_t w = 0; w < wt; w += blk) {
+            cb_wait_front(cb_x, blk);
+            uint32_t src = cb_x;
+#ifdef FUSE_RESIDUAL
+            cb_wait_front(cb_res, blk);
+            cb_reserve_back(cb_h, blk);
+            for (uint32_t i = 0; i < blk; ++i) {
+                tile_regs_acquire();
+                reconfig_data_format(cb_x, cb_res);
+                add_init(cb_x, cb_res);
+                add_tiles(cb_x, cb_res, i, i, 0);
+                tile_regs_commit();
+                tile_regs_wait();
+                pack_reconfig_data_format(cb_h);
+                pack_tile(0, cb_h);
+                tile_regs_release();
+            }
+            cb_push_back(cb_h, blk);
+            cb_pop_front(cb_res, blk);
+            cb_wait_front(cb_h, blk);
+            src = cb_h;
+#endif
+#ifdef FUSE_GAMMA
+            const uint32_t normed = cb_norm;
+#else
+            const uint32_t normed = cb_out;
+#endif
+            cb_reserve_back(normed, blk);
+            for (uint32_t i = 0; i < blk; ++i) {
+                tile_regs_acquire();
+                reconfig_data_format(src, cb_rstd);
+                mul_bcast_cols_init(src, cb_rstd);
+                mul_tiles_bcast_cols(src, cb_rstd, i, 0, 0);
+                tile_regs_commit();
+                tile_regs_wait();
+                pack_reconfig_data_format(normed);
+                pack_tile(0, normed);
+                tile_regs_release();
+            }
+            cb_push_back(normed, blk);
+            cb_pop_front(cb_x, blk);
+#ifdef FUSE_RESIDUAL
+            cb_pop_front(cb_h, blk);
+#endif
+#ifdef FUSE_GAMMA
+            cb_wait_front(cb_gamma, blk);
+            cb_wait_front(cb_norm, blk);
+            cb_reserve_back(cb_out, blk);
+            for (uint32_t i = 0; i < blk; ++i) {
+                tile_regs_acquire();
+                reconfig_data_format(cb_norm, cb_gamma);
+                mul_bcast_rows_init(cb_norm, cb_gamma);
+                mul_tiles_bcast_rows(cb_norm, cb_gamma, i, i, 0);
+                tile_regs_commit();
+                tile_regs_wait();
+                pack_reconfig_data_format(cb_out);
+                pack_tile(0, cb_out);
+                tile_regs_release();
+            }
+            cb_push_back(cb_out, blk);
+            cb_pop_front(cb_norm, blk);
+            cb_pop_front(cb_gamma, blk);
+#endif
+        }
+        cb_pop_front(cb_rstd, 1);
+    }
+}

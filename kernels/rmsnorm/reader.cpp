@@ -1,0 +1,68 @@
+// RMSNorm reader: per tile row, streams the row twice in width blocks (pass 1: sum of squares; pass 2:
+// normalize), so L1 holds a few blocks rather than the whole row (hidden 8192 = 256 tiles would not fit).
+// FUSE_RESIDUAL: also streams the residual (h = x + residual). FUSE_GAMMA: streams gamma in pass 2.
+#include <stdint.h>
+#include "api/dataflow/dataflow_api.h"
+
+constexpr uint32_t cb_x = 0;
+constexpr uint32_t cb_res = 1;
+constexpr uint32_t cb_gamma = 2;
+constexpr uint32_t cb_scaler = 4;
+constexpr uint32_t CONST_SCALER = 0;  // tile 0 of the consts tensor: 1.0 in row 0 of each face
+
+// Read `n` consecutive pages starting at `first` into `cb` and push them.
+template <typename Accessor>
+inline void read_block(uint32_t cb, const Accessor& acc, uint32_t first, uint32_t n) {
+    cb_reserve_back(cb, n);
+    uint32_t l1 = get_write_ptr(cb);
+    for (uint32_t i = 0; i < n; ++i) {
+        noc_async_read_page(first + i, acc, l1);
+        l1 += get_tile_size(cb);
+    }
+    noc_async_read_barrier();
+    cb_push_back(cb, n);
+}
+
+void kernel_main() {
+    // Every accessor is always described (absent inputs repeat x's), so offsets do not depend on defines.
+    constexpr auto x_args = TensorAccessorArgs<0>();
+    constexpr auto res_args = TensorAccessorArgs<x_args.next_compile_time_args_offset()>();
+    constexpr auto gamma_args = TensorAccessorArgs<res_args.next_compile_time_args_offset()>();
+    constexpr auto c_args = TensorAccessorArgs<gamma_args.next_compile_time_args_offset()>();
+
+    const uint32_t x_addr = get_arg_val<uint32_t>(0);
+    const uint32_t res_addr = get_arg_val<uint32_t>(1);
+    const uint32_t gamma_addr = get_arg_val<uint32_t>(2);
+    const uint32_t c_addr = get_arg_val<uint32_t>(3);
+    const uint32_t wt = get_arg_val<uint32_t>(4);  // row width in tiles (a multiple of blk)
+    const uint32_t row_start = get_arg_val<uint32_t>(5);
+    const uint32_t row_count = get_arg_val<uint32_t>(6);
+    const uint32_t blk = get_arg_val<uint32_t>(7);  // width block, tiles (divides wt; the CBs hold 2 blocks)
+
+    const auto x_acc = TensorAccessor(x_args, x_addr, get_tile_size(cb_x));
+    const auto c_acc = TensorAccessor(c_args, c_addr, get_tile_size(cb_scaler));
+#ifdef FUSE_RESIDUAL
+    const auto res_acc = TensorAccessor(res_args, res_addr, get_tile_size(cb_res));
+#endif
+#ifdef FUSE_GAMMA
+    const auto gamma_acc = TensorAccessor(gamma_args, gamma_addr, get_tile_size(cb_gamma));
+#endif
+
+    read_block(cb_scaler, c_acc, CONST_SCALER, 1);
+
+    for (uint32_t r = row_start; r < row_start + row_count; ++r) {
+        for (uint32_t pass = 0; pass < 2; ++pass) {
+            for (uint32_t w = 0; w < wt; w += blk) {
+                read_block(cb_x, x_acc, r * wt + w, blk);
+#ifdef FUSE_RESIDUAL
+                read_block(cb_res, res_acc, r * wt + w, blk);
+#endif
+#ifdef FUSE_GAMMA
+                if (pass == 1) {
+                    read_block(cb_gamma, gamma_acc, w, blk);
+                }
+#endif
+            }
+        }
+    }
+}
