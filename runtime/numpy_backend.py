@@ -34,7 +34,8 @@ class Executor:
         self.arrays: dict[str, np.ndarray] = {}
         for step in program.steps:
             for name, shape, b in zip(step.outputs, step.output_shapes, step.buffers):
-                self.arrays[name] = self.buffers[b].reshape(shape)
+                if name not in program.aliases:
+                    self.arrays[name] = self.buffers[b].reshape(shape)
         self.input_types = {v.name: v for v in program.graph.inputs}
         self.bound: dict[str, np.ndarray | None] = {name: None for name in self.input_types}
         # Where each graph input appears in the argument lists, so rebinding patches them directly.
@@ -47,9 +48,16 @@ class Executor:
             for j, name in enumerate(step.inputs):
                 if name in self.uses:
                     self.uses[name].append((ins, j))
-            outs = [self.arrays[name] for name in step.outputs]
+                elif name in program.aliases:
+                    self.uses[program.aliases[name]].append((ins, j))
+            outs = [self.arrays.get(name) for name in step.outputs]
+            for j, name in enumerate(step.outputs):
+                if name in program.aliases:  # written in place into the state array it replaces
+                    self.uses[program.aliases[name]].append((outs, j))
             self.calls.append((fn, ins, outs, step.attrs))
-        self.updates = [(src, self.arrays.get(dst), dst) for src, dst in program.updates.items()]
+        self.updates = [
+            (src, self.arrays.get(dst), dst) for src, dst in program.updates.items() if dst not in program.aliases
+        ]
 
     def _bind(self, name: str, arr) -> np.ndarray:
         v = self.input_types[name]

@@ -49,7 +49,7 @@ class Step:
     output_dtypes: tuple[str, ...]
     attrs: Mapping[str, object]
     impl: str  # "numpy_forward" (fast path writing into buffers) or "reference" (result copied into buffers)
-    buffers: tuple[int, ...]  # buffer index of each output
+    buffers: tuple[int, ...]  # buffer index of each output (-1: written in place into a state input)
     flops: int
     bytes_moved: int
     node: Node = field(repr=False, compare=False)
@@ -84,9 +84,35 @@ def choose_impl(op_name: str) -> str:
     return "numpy_forward" if callable(getattr(get_op(op_name), "numpy_forward", None)) else "reference"
 
 
-def assign_buffers(graph: Graph) -> tuple[dict[Value, int], list[Buffer]]:
-    """Give every node output a buffer; reuse a buffer (same dtype and size) once its value was read for the last
-    time. Graph outputs and update sources keep their own buffers, since they are read after the last step."""
+def in_place_updates(graph: Graph) -> dict[Value, Value]:
+    """Update results that can be written straight into the state array they replace (update dst -> src).
+
+    Allowed when the producing op declares `outputs_may_alias_inputs` (it writes each output only after its last
+    read of the inputs), the replaced value is one of that node's inputs, and no later step reads it.
+    """
+    last_use: dict[Value, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            last_use[v] = i
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    aliases: dict[Value, Value] = {}
+    for src, dst in graph.updates.items():
+        node = dst.producer
+        if (
+            node is not None
+            and getattr(get_op(node.op), "outputs_may_alias_inputs", False)
+            and src in node.inputs
+            and last_use.get(src) == index.get(id(node))
+            and dst not in graph.outputs.values()
+        ):
+            aliases[dst] = src
+    return aliases
+
+
+def assign_buffers(graph: Graph, aliases: Mapping[Value, Value] = {}) -> tuple[dict[Value, int], list[Buffer]]:
+    """Give every node output (except in-place `aliases`) a buffer; reuse a buffer (same dtype and size) once its
+    value was read for the last time. Graph outputs and update sources keep their own buffers, since they are read
+    after the last step."""
     last_use: dict[Value, int] = {}
     for i, node in enumerate(graph.nodes):
         for v in node.inputs:
@@ -97,6 +123,8 @@ def assign_buffers(graph: Graph) -> tuple[dict[Value, int], list[Buffer]]:
     where: dict[Value, int] = {}
     for i, node in enumerate(graph.nodes):
         for v in node.outputs:
+            if v in aliases:
+                continue
             key = (v.dtype, v.type.numel)
             pool = free.get(key)
             if pool:
@@ -115,12 +143,21 @@ def assign_buffers(graph: Graph) -> tuple[dict[Value, int], list[Buffer]]:
 class Program:
     """An ordered list of Steps over a scheduled graph, with its buffer plan. Run it with `run(state, feeds)`."""
 
-    def __init__(self, graph: Graph, steps: list[Step], buffers: list[Buffer], value_buffer: dict[str, int]):
+    def __init__(
+        self,
+        graph: Graph,
+        steps: list[Step],
+        buffers: list[Buffer],
+        value_buffer: dict[str, int],
+        aliases: dict[str, str] | None = None,
+    ):
         self.graph = graph
         self.name = graph.name
         self.steps = steps
         self.buffers = buffers
         self.value_buffer = value_buffer
+        # value -> the state input whose array it is written into (updates done in place, see in_place_updates)
+        self.aliases = dict(aliases or {})
         self.inputs = {v.name: v for v in graph.inputs}
         self.outputs = {k: v.name for k, v in graph.outputs.items()}
         self.updates = {src.name: dst.name for src, dst in graph.updates.items()}
@@ -167,6 +204,7 @@ class Program:
             "outputs": dict(self.outputs),
             "updates": dict(self.updates),
             "buffers": [{"index": b.index, "dtype": b.dtype, "numel": b.numel} for b in self.buffers],
+            "in_place": dict(self.aliases),
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -182,7 +220,7 @@ class Program:
             rows.append((
                 str(s.index), s.op, ", ".join(s.outputs),
                 " ".join("x".join(map(str, sh)) or "()" for sh in s.output_shapes),
-                ", ".join(s.inputs), s.impl, ",".join(map(str, s.buffers)), f"{s.flops / 1e6:.2f}",
+                ", ".join(s.inputs), s.impl, ",".join("st" if b < 0 else str(b) for b in s.buffers), f"{s.flops / 1e6:.2f}",
             ))  # fmt: skip
         widths = [min(max(len(r[c]) for r in rows), 48) for c in range(len(rows[0]))]
         header = (
@@ -202,7 +240,8 @@ def _clip(s: str, w: int) -> str:
 def compile(graph: Graph) -> Program:
     """verify -> schedule -> choose implementations -> assign buffers."""
     graph = schedule(verify(graph))
-    where, buffers = assign_buffers(graph)
+    aliases = in_place_updates(graph)
+    where, buffers = assign_buffers(graph, aliases)
     steps = []
     for i, node in enumerate(graph.nodes):
         op = get_op(node.op)
@@ -211,7 +250,8 @@ def compile(graph: Graph) -> Program:
             inputs=tuple(v.name for v in node.inputs), outputs=tuple(v.name for v in node.outputs),
             input_shapes=tuple(v.shape for v in node.inputs), output_shapes=tuple(v.shape for v in node.outputs),
             output_dtypes=tuple(v.dtype for v in node.outputs), attrs=node.attrs,
-            impl=choose_impl(node.op), buffers=tuple(where[v] for v in node.outputs),
+            impl=choose_impl(node.op), buffers=tuple(where.get(v, -1) for v in node.outputs),
             flops=int(op.flops(node)), bytes_moved=int(op.bytes_moved(node)), node=node,
         ))  # fmt: skip
-    return Program(graph, steps, buffers, {v.name: b for v, b in where.items()})
+    value_buffer = {v.name: b for v, b in where.items()}
+    return Program(graph, steps, buffers, value_buffer, {d.name: s.name for d, s in aliases.items()})

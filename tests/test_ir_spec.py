@@ -120,7 +120,7 @@ def test_cli_bad_spec_one_line_exit_2(tmp_path, change, field, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**NANO, **change}))
     proc = subprocess.run(
-        [sys.executable, "-m", "tilegraph", "describe", str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tilegraph", "describe", str(path)], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -15,15 +15,19 @@ from tilegraph.errors import ShapeError
 
 
 def live_nodes(graph: Graph) -> list[int]:
-    """Indices of nodes some output or update depends on."""
-    needed = set(graph.outputs.values()) | set(graph.updates.values())
-    live = []
-    for i in reversed(range(len(graph.nodes))):
-        node = graph.nodes[i]
-        if any(v in needed for v in node.outputs):
-            live.append(i)
-            needed.update(node.inputs)
-    return live[::-1]
+    """Indices (ascending) of nodes some output or update depends on; found through producers, so the current
+    node order does not matter."""
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    live: set[int] = set()
+    stack = [v for v in [*graph.outputs.values(), *graph.updates.values()]]
+    while stack:
+        v = stack.pop()
+        node = v.producer
+        if node is None or id(node) not in index or index[id(node)] in live:
+            continue
+        live.add(index[id(node)])
+        stack.extend(node.inputs)
+    return sorted(live)
 
 
 def schedule(graph: Graph) -> Graph:
