@@ -1,0 +1,664 @@
+"""shard: (graph, mesh) -> an SPMD graph of per-device shards with explicit collectives. A pure function.
+
+Every Value of the result has its *local* (per-device) shape as its type and a `Sharding` that says how the global
+tensor lies on the mesh: one placement per mesh axis,
+  R            replicated: every device along the axis holds the whole tensor,
+  S(d)         sharded: device k of the axis holds the k-th of N equal pieces along dim d
+               (S(d)* with an `order`: the dim is cut into blocks (heads) which are permuted first),
+  P / P(mean)  partial: the tensor is the sum (or mean) over the axis of what the devices hold.
+That is the model of tt-metal's mesh tensors (ShardTensor2dMesh / ReplicateTensorToMesh) plus the pending
+reductions the collectives resolve.
+
+The plan (Megatron-style, on 2-D meshes like tt-metal's Llama):
+- tensor parallel (TP) on one mesh axis: wq/wk/wv/w1/w3 column-parallel (S on the output dim), wo/w2 row-parallel
+  (S on the input dim) so their products are partial sums, resolved by all_reduce (residual="all_reduce") or by
+  reduce_scatter onto a hidden-split residual stream (residual="reduce_scatter"; the norms then gather the
+  hidden dim first: distributed RMSNorm as all_gather -> normalize, since the next column-parallel matmul needs the
+  whole row anyway). Heads are split across devices; when there are fewer KV heads than TP devices, wk/wv (and so K
+  and V) are replicated and the query heads are dealt out strided so that every device's heads map onto the KV heads
+  in the order attention expects. An untied lm_head is vocab-parallel and the logits are gathered for the loss.
+- data parallel (DP) on the other axis: token batches split; weight gradients become partial over the axis and are
+  all_reduced before clipping and AdamW; the loss is the mean of per-replica means (all_reduce mean), and the loss
+  seed of the backward pass is scaled by 1/DP so that every gradient is an exact partial sum.
+The pass propagates placements through the graph in order; each op's rule (the table `RULES`) says which input
+placements it accepts and what its outputs then are; a mismatch inserts the collective that converts it
+(P->R all_reduce, P->S reduce_scatter, S->R all_gather, R->S mesh_partition, a local slice). Since it runs on the
+graph *after* autodiff, backward ops are sharded by the same rules and the backward collectives appear on their own.
+Cases that cannot be split raise ShardingError, or fall back to replication with a note in `graph.shard_notes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# CCL op definitions are registered on import (also imported by tilegraph.ops; importing them here keeps this
+# pass usable on its own).
+import tilegraph.ops.all_gather
+import tilegraph.ops.all_reduce
+import tilegraph.ops.mesh_partition
+import tilegraph.ops.reduce_scatter  # noqa: F401
+from tilegraph.graph.ir import Graph, Node, Value
+from tilegraph.graph.meshes import Mesh, get_mesh
+
+from tilegraph.errors import ShardingError
+
+CCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "mesh_partition")
+
+
+# -- placements ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Replicate:
+    def __str__(self) -> str:
+        return "R"
+
+
+@dataclass(frozen=True)
+class Shard:
+    dim: int
+    order: tuple[int, ...] | None = None  # block permutation of the dim (strided heads); None = contiguous
+
+    def __str__(self) -> str:
+        return f"S({self.dim}){'*' if self.order else ''}"
+
+
+@dataclass(frozen=True)
+class Partial:
+    reduce: str = "sum"
+
+    def __str__(self) -> str:
+        return "P" if self.reduce == "sum" else f"P({self.reduce})"
+
+
+R = Replicate()
+P = Partial()
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How one value lies on the mesh: a placement per mesh axis, and the global (unsharded) shape."""
+
+    mesh: str
+    placements: tuple
+    global_shape: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return "[" + ",".join(map(str, self.placements)) + "]"
+
+
+def local_shape(global_shape, placements, mesh_shape) -> tuple[int, ...]:
+    shape = list(global_shape)
+    for axis, p in enumerate(placements):
+        if isinstance(p, Shard):
+            n = mesh_shape[axis]
+            if shape[p.dim] % n:
+                raise ShardingError(
+                    f"dim {p.dim} of shape {list(global_shape)} ({shape[p.dim]}) is not divisible by the "
+                    f"{n} devices of mesh axis {axis}"
+                )
+            shape[p.dim] //= n
+    return tuple(shape)
+
+
+# -- the plan: which mesh axis does what, and where the parameters go -------------------------------------------
+@dataclass
+class Axis:
+    index: int
+    size: int
+    role: str  # "tp" or "dp"
+    residual: str  # "all_reduce" or "reduce_scatter" (TP axis only)
+
+
+def strided_head_order(heads: int, kv_heads: int, n: int) -> tuple[int, ...]:
+    """Query-head order so that device d's heads, in local order, use KV heads 0..kv_heads-1 as GQA expects:
+    device d gets, for each KV group g, heads g*G + d*k/kv + j (G = heads/kv_heads, k = heads/n per device)."""
+    per_dev = heads // n
+    per_group = per_dev // kv_heads
+    group = heads // kv_heads
+    return tuple(
+        g * group + d * per_group + j for d in range(n) for g in range(kv_heads) for j in range(per_group)
+    )
+
+
+class Plan:
+    """Parameter and input placements for one mesh; records fallbacks as notes."""
+
+    def __init__(self, graph: Graph, mesh: Mesh, tp_axis: int | None, residual: str):
+        if residual not in ("all_reduce", "reduce_scatter"):
+            raise ShardingError(f"residual={residual!r} must be 'all_reduce' or 'reduce_scatter'")
+        if tp_axis is None:  # the longer axis is TP (tt-metal's 1-D TP meshes are (1, N)); ties go to axis 1
+            tp_axis = 0 if mesh.shape[0] > mesh.shape[1] else 1
+        if tp_axis not in (0, 1):
+            raise ShardingError(f"tp_axis={tp_axis!r} must be 0 or 1")
+        self.mesh = mesh
+        self.tp_axis, self.dp_axis = tp_axis, 1 - tp_axis
+        self.tp, self.dp = mesh.shape[tp_axis], mesh.shape[1 - tp_axis]
+        self.axes = [Axis(a, mesh.shape[a], "tp" if a == tp_axis else "dp", residual) for a in (0, 1)]
+        self.notes: list[str] = []
+        self.q_order: tuple[int, ...] | None = None
+        self.attention_tp = self.mlp_tp = True
+        self._check_heads(graph)
+
+    def _check_heads(self, graph: Graph) -> None:
+        attn = next((n for n in graph.nodes if n.op == "attention"), None)
+        self.kv_split = True
+        if attn is None or self.tp == 1:
+            return
+        nh, nkv = int(attn.attrs["heads"]), int(attn.attrs["kv_heads"])
+        tp, name = self.tp, self.mesh.name
+        if nh % tp:
+            raise ShardingError(
+                f"num_heads {nh} is not divisible by the tensor-parallel degree {tp} (mesh {name} axis "
+                f"{self.tp_axis}); use a mesh or --tp-axis whose size divides {nh}"
+            )
+        if nkv % tp == 0:
+            return
+        self.kv_split = False
+        if (nh // tp) % nkv == 0:
+            self.q_order = strided_head_order(nh, nkv, tp)
+            self.notes.append(
+                f"kv_heads {nkv} < TP {tp}: wk/wv (so K and V) replicated on every TP device; query heads dealt "
+                f"out strided so each device has heads of every KV group"
+            )
+        else:
+            self.attention_tp = False
+            self.notes.append(
+                f"fallback: attention replicated over TP {tp} (kv_heads {nkv} fewer than devices and "
+                f"{nh // tp} query heads per device cannot cover the {nkv} KV groups evenly)"
+            )
+
+    def tp_param(self, name: str, shape: tuple[int, ...]):
+        """Placement of a parameter (or its optimizer moment) on the TP axis."""
+        leaf = name.split(":", 1)[-1].rsplit(".", 1)[-1]
+        tp = self.tp
+        if tp == 1 or len(shape) != 2:
+            return R
+        if leaf in ("wq", "wk", "wv", "wo"):
+            if not self.attention_tp:
+                return R
+            if leaf == "wq":
+                return Shard(1, self.q_order)
+            if leaf == "wo":
+                return Shard(0, self.q_order)
+            return Shard(1) if self.kv_split else R
+        if leaf in ("w1", "w3", "w2"):
+            ffn = shape[1] if leaf != "w2" else shape[0]
+            if ffn % tp:
+                if self.mlp_tp:
+                    self.notes.append(
+                        f"fallback: MLP replicated over TP {tp} (mlp_hidden {ffn} not divisible)"
+                    )
+                self.mlp_tp = False
+                return R
+            return Shard(0) if leaf == "w2" else Shard(1)
+        if leaf == "lm_head":
+            if shape[1] % tp:
+                self.notes.append(
+                    f"fallback: lm_head replicated over TP {tp} (vocab {shape[1]} not divisible)"
+                )
+                return R
+            return Shard(1)
+        if leaf != "tok_embedding":
+            self.notes.append(f"fallback: parameter {name!r} (unknown role) replicated over TP")
+        return R
+
+    def input_placements(self, v: Value) -> tuple:
+        pl = [R, R]
+        if v.role in ("param", "state"):
+            pl[self.tp_axis] = self.tp_param(v.name, v.shape)
+        elif v.role == "input" and len(v.shape) >= 1 and self.dp > 1:
+            if v.shape[0] % self.dp:
+                raise ShardingError(
+                    f"batch {v.shape[0]} of input {v.name!r} is not divisible by the data-parallel degree "
+                    f"{self.dp} (mesh {self.mesh.name} axis {self.dp_axis}); use a batch that is a multiple of {self.dp}"
+                )
+            pl[self.dp_axis] = Shard(0)
+        return tuple(pl)
+
+
+# -- per-op rules: (node, input placements on one axis, axis) -> (wanted input placements, output placements) ----
+Rule = Callable[[Node, list, Axis], tuple[list, list]]
+
+
+def _last(v: Value) -> int:
+    return len(v.shape) - 1
+
+
+def _no_partial(p):
+    return R if isinstance(p, Partial) else p
+
+
+def _common(node: Node, pls: list, ax: Axis, linear: bool):
+    """One placement for all operands of an elementwise op."""
+    if all(p == pls[0] for p in pls) and (linear or not isinstance(pls[0], Partial)):
+        return pls[0]
+    shards = [p for p in pls if isinstance(p, Shard)]
+    if shards and all(s.order is None for s in shards):
+        return shards[0]
+    if shards:
+        return R
+    v = node.inputs[0]
+    # Replicated + partial: the residual add after a row-parallel matmul. reduce_scatter onto a hidden-split
+    # residual when asked, else all_reduce.
+    if (
+        ax.role == "tp"
+        and ax.residual == "reduce_scatter"
+        and len(v.shape) >= 2
+        and v.shape[-1] % ax.size == 0
+    ):
+        return Shard(_last(v))
+    return R
+
+
+def rule_add(node, pls, ax):
+    t = _common(node, pls, ax, linear=True)
+    return [t, t], [t]
+
+
+def rule_pointwise(node, pls, ax):
+    t = _common(node, pls, ax, linear=False)
+    return [t] * len(pls), [t] * len(node.outputs)
+
+
+def _rows_only(p, v: Value):
+    """Ops that need whole rows (norms, softmax): a split last dim or a partial is gathered / reduced first."""
+    if isinstance(p, Partial) or (isinstance(p, Shard) and p.dim == _last(v)):
+        return R
+    return p
+
+
+def rule_rmsnorm(node, pls, ax):
+    x = _rows_only(pls[0], node.inputs[0])
+    return [x, R], [x]
+
+
+def rule_rmsnorm_bwd(node, pls, ax):
+    x = _rows_only(pls[0], node.inputs[0])
+    dgamma = P if isinstance(x, Shard) else R  # dgamma sums over rows: partial when the rows are split
+    return [x, R, x], [x, dgamma]
+
+
+def rule_linear(node, pls, ax):
+    x, w = pls
+    xv = node.inputs[0]
+    ndim = 0 if node.attrs["transpose_w"] else 1
+    last = _last(xv)
+    if isinstance(w, Partial):
+        w = R
+    if w == R:
+        if isinstance(x, Shard) and x.dim == last:
+            x = R
+        return [x, R], [x]
+    if w.dim == ndim:  # column-parallel: whole rows in, a slice of the output features out
+        return [R, w], [Shard(last, w.order)]
+    # row-parallel: the contraction dim is split on both sides; the product is a partial sum
+    return [Shard(last, w.order), w], [P]
+
+
+def rule_linear_wgrad(node, pls, ax):
+    x, dy = pls
+    xv, dyv = node.inputs
+    t = bool(node.attrs["transpose_w"])
+    kdim, ndim = (1, 0) if t else (0, 1)
+    if isinstance(x, Partial) and isinstance(dy, Partial):
+        dy = R
+    if isinstance(x, Partial) and dy != R:
+        x = R
+    if isinstance(dy, Partial) and x != R:
+        dy = R
+    if isinstance(x, Partial) or isinstance(dy, Partial):
+        return [x, dy], [P]
+    xs = isinstance(x, Shard) and x.dim == _last(xv)
+    dys = isinstance(dy, Shard) and dy.dim == _last(dyv)
+    if xs and dys:
+        x, xs = R, False
+    if dys and x == R:
+        return [x, dy], [Shard(ndim, dy.order)]
+    if xs and dy == R:
+        return [x, dy], [Shard(kdim, x.order)]
+    if isinstance(x, Shard) or isinstance(
+        dy, Shard
+    ):  # rows split (batch): both sides must agree; sum -> partial
+        rows = x if isinstance(x, Shard) and not xs else dy
+        return [rows, rows], [P]
+    return [R, R], [R]
+
+
+def rule_embedding(node, pls, ax):
+    table, ids = pls
+    table = _no_partial(table)
+    if isinstance(table, Shard) and (table.dim == 0 or ids != R):
+        table = (
+            R  # vocab-parallel lookup needs masking we do not have; a hidden split conflicts with split ids
+        )
+    if isinstance(table, Shard):
+        return [table, ids], [Shard(2, table.order)]
+    return [table, ids], [ids]
+
+
+def rule_embedding_bwd(node, pls, ax):
+    ids, dy = pls
+    dyv = node.inputs[1]
+    if isinstance(dy, Partial):
+        return [R, dy] if ids == R else [ids, ids], [P]
+    if ids == R:
+        if isinstance(dy, Shard) and dy.dim == _last(dyv):
+            return [R, dy], [Shard(1, dy.order)]
+        return [R, R], [R]
+    return [ids, ids], [P]  # tokens split: scatter-add of the local rows is a partial table gradient
+
+
+def rule_rope(node, pls, ax):
+    x = pls[0]
+    if isinstance(x, Shard) and x.dim == 1:  # positions are global along the sequence
+        x = R
+    return [x], [x]
+
+
+def _attention_places(node, pls, ax):
+    """(q, k/v) placements for attention and attention_bwd on one axis."""
+    q = _no_partial(pls[0])
+    if isinstance(q, Shard) and q.dim == 0:
+        return q, q
+    if isinstance(q, Shard) and q.dim == 2:
+        nh, nkv = int(node.attrs["heads"]), int(node.attrs["kv_heads"])
+        if q.order is None and nkv % ax.size == 0:
+            return q, Shard(2)
+        order = q.order or tuple(range(nh))
+        per_dev, group = nh // ax.size, nh // nkv
+        ok = per_dev % nkv == 0 and all(
+            order[d * per_dev + i] // group == i // (per_dev // nkv)
+            for d in range(ax.size)
+            for i in range(per_dev)
+        )
+        if not ok:
+            raise ShardingError(
+                f"op {node.op!r}: query heads split {nh}/{ax.size} cannot use {nkv} replicated KV heads in GQA order"
+            )
+        return q, R
+    return R, R
+
+
+def rule_attention(node, pls, ax):
+    q, kv = _attention_places(node, pls, ax)
+    lse = Shard(1, q.order) if isinstance(q, Shard) and q.dim == 2 else q
+    return [q, kv, kv], [q, lse]
+
+
+def rule_attention_bwd(node, pls, ax):
+    q, kv = _attention_places(node, pls, ax)
+    lse = Shard(1, q.order) if isinstance(q, Shard) and q.dim == 2 else q
+    # Replicated K/V with split query heads: each device's dK/dV holds its heads' contributions -> partial.
+    dkv = P if (kv == R and q != R) else kv
+    return [q, kv, kv, q, lse, q], [q, dkv, dkv]
+
+
+def rule_cross_entropy(node, pls, ax):
+    logits = _rows_only(pls[0], node.inputs[0])
+    rows_split = isinstance(logits, Shard)
+    return [logits, logits], [Partial("mean") if rows_split else R]
+
+
+def rule_cross_entropy_bwd(node, pls, ax):
+    logits = _rows_only(pls[0], node.inputs[0])
+    # Rows split: the local op divides by the local row count, so the seed must be 1/N of the global one
+    # (a partial sum over the axis) for the local gradient to be the exact slice of the global gradient.
+    dloss = P if isinstance(logits, Shard) else R
+    return [logits, logits, dloss], [logits]
+
+
+def rule_replicated(node, pls, ax):
+    return [R] * len(pls), [R] * len(node.outputs)
+
+
+def rule_fill(node, pls, ax):
+    return [], [R]
+
+
+def rule_adamw(node, pls, ax):
+    p = pls[0]
+    return [p, p, p, p, R, R, R], [p, p, p]
+
+
+RULES: dict[str, Rule] = {
+    "add": rule_add,
+    "silu_mul": rule_pointwise,
+    "silu_mul_bwd": rule_pointwise,
+    "rmsnorm": rule_rmsnorm,
+    "rmsnorm_bwd": rule_rmsnorm_bwd,
+    "linear": rule_linear,
+    "linear_wgrad": rule_linear_wgrad,
+    "embedding": rule_embedding,
+    "embedding_bwd": rule_embedding_bwd,
+    "rope": rule_rope,
+    "attention": rule_attention,
+    "attention_bwd": rule_attention_bwd,
+    "cross_entropy": rule_cross_entropy,
+    "cross_entropy_bwd": rule_cross_entropy_bwd,
+    "fill": rule_fill,
+    "clip_scale": rule_replicated,
+    "adamw": rule_adamw,
+}
+
+
+# -- the pass ------------------------------------------------------------------------------------------------------
+class _Sharder:
+    def __init__(self, graph: Graph, mesh: Mesh, plan: Plan):
+        self.graph, self.mesh, self.plan = graph, mesh, plan
+        self.g = Graph(f"{graph.name}@{mesh.name}")
+        # old value -> {placements: new value}; the first entry is where the value was produced.
+        self.env: dict[Value, dict[tuple, Value]] = {}
+        self.fallbacks: set[str] = set()
+        self.grad_hint = self._grad_hints()
+
+    def _grad_hints(self) -> dict[Value, tuple]:
+        """Gradient value -> placements of the parameter it updates (through gradient-accumulation adds), so a
+        weight gradient of replicated operands is computed already split like its parameter (no redundant work)."""
+        hint: dict[Value, tuple] = {}
+        for node in self.graph.nodes:
+            if node.op == "adamw":
+                hint[node.inputs[1]] = self.plan.input_placements(node.inputs[0])
+        for node in reversed(self.graph.nodes):
+            if node.op == "add" and node.outputs[0] in hint:
+                for v in node.inputs:
+                    hint.setdefault(v, hint[node.outputs[0]])
+        return hint
+
+    def _split_wgrad_like_param(self, node: Node, want: list, outs: list) -> None:
+        target = self.grad_hint.get(node.outputs[0])
+        if target is None:
+            return
+        kdim, ndim = (1, 0) if node.attrs["transpose_w"] else (0, 1)
+        for a, ax in enumerate(self.plan.axes):
+            t = target[a]
+            if ax.size == 1 or not isinstance(t, Shard) or t.order is not None or want[a] != [R, R]:
+                continue
+            if t.dim == ndim:
+                want[a], outs[a] = [R, Shard(_last(node.inputs[1]))], [t]
+            elif t.dim == kdim:
+                want[a], outs[a] = [Shard(_last(node.inputs[0])), R], [t]
+
+    # new values ------------------------------------------------------------------------------------------------
+    def _tag(self, new: Value, placements: tuple, global_shape) -> Value:
+        new.sharding = Sharding(self.mesh.name, tuple(placements), tuple(global_shape))
+        return new
+
+    def _home(self, old: Value) -> tuple[tuple, Value]:
+        return next(iter(self.env[old].items()))
+
+    def placements(self, old: Value) -> tuple:
+        return self._home(old)[0]
+
+    def get(self, old: Value, want: tuple) -> Value:
+        """The new value holding `old` with placements `want`, inserting collectives as needed."""
+        versions = self.env[old]
+        if want in versions:
+            return versions[want]
+        have, cur = self._home(old)
+        have = list(have)
+        # Resolve partials first, then gathers, then slices: each step changes one axis.
+        order = sorted(
+            range(len(want)), key=lambda a: (not isinstance(have[a], Partial), isinstance(want[a], Shard))
+        )
+        for a in order:
+            if have[a] != want[a]:
+                cur = self._convert(old, cur, tuple(have), a, want[a])
+                have[a] = want[a]
+                versions.setdefault(tuple(have), cur)
+        return cur
+
+    def _ccl(self, op: str, cur: Value, placements: tuple, global_shape, name: str, **attrs) -> Value:
+        out = self.g.call(op, cur, name=name, **attrs)
+        return self._tag(out, placements, global_shape)
+
+    def _convert(self, old: Value, cur: Value, have: tuple, axis: int, dst) -> Value:
+        src, n = have[axis], self.mesh.shape[axis]
+        new_pl = list(have)
+        new_pl[axis] = dst
+        new_pl = tuple(new_pl)
+        common = {"cluster_axis": axis, "devices": n}
+        tag = f"{old.name}@{axis}"
+        if isinstance(src, Partial):
+            if isinstance(dst, Shard) and dst.order is None and src.reduce == "sum":
+                return self._ccl("reduce_scatter", cur, new_pl, old.shape, f"{tag}.rs", dim=dst.dim, **common)
+            mid = list(have)
+            mid[axis] = R
+            cur = self._ccl(
+                "all_reduce", cur, tuple(mid), old.shape, f"{tag}.ar", reduce=src.reduce, **common
+            )
+            return cur if dst == R else self._convert(old, cur, tuple(mid), axis, dst)
+        if isinstance(src, Shard):
+            if src.order is not None:
+                raise ShardingError(f"value {old.name!r} is split by permuted heads on mesh axis {axis}; "
+                                    f"it cannot be regathered to {dst}")  # fmt: skip
+            mid = list(have)
+            mid[axis] = R
+            cur = self._ccl("all_gather", cur, tuple(mid), old.shape, f"{tag}.ag", axis_dim=src.dim, **common)
+            return cur if dst == R else self._convert(old, cur, tuple(mid), axis, dst)
+        # src is replicated
+        if isinstance(dst, Shard):
+            if dst.order is not None:
+                raise ShardingError(
+                    f"value {old.name!r}: no local slice by permuted heads on mesh axis {axis}"
+                )
+            return self._ccl("mesh_partition", cur, new_pl, old.shape, f"{tag}.part", dim=dst.dim, **common)
+        # R -> P(sum): only constants can be pre-divided (the loss seed of a data-parallel backward pass)
+        node = old.producer
+        if node is not None and node.op == "fill":
+            out = self.g.call(
+                "fill", name=f"{tag}.seed", **{**node.attrs, "value": float(node.attrs["value"]) / n}
+            )
+            return self._tag(out, new_pl, old.shape)
+        raise ShardingError(f"value {old.name!r} would have to become a partial sum over mesh axis {axis}")
+
+    # nodes ---------------------------------------------------------------------------------------------------
+    def add_input(self, v: Value) -> None:
+        pl = self.plan.input_placements(v)
+        shape = local_shape(v.shape, pl, self.mesh.shape)
+        new = self.g._add_input(v.name, shape, v.dtype, v.role)
+        self.env[v] = {pl: self._tag(new, pl, v.shape)}
+
+    def node(self, node: Node) -> None:
+        if node.op in CCL_OPS:
+            raise ShardingError(f"graph {self.graph.name!r} is already sharded (it has a {node.op} node)")
+        if node.op == "global_norm":
+            return self._global_norm(node)
+        rule = RULES.get(node.op)
+        if rule is None:
+            rule = rule_replicated
+            if node.op not in self.fallbacks:
+                self.fallbacks.add(node.op)
+                self.plan.notes.append(f"fallback: op {node.op!r} has no sharding rule; run replicated")
+        ins_pl = [self.placements(v) for v in node.inputs]
+        want = [[R] * len(node.inputs) for _ in range(2)]
+        outs = [[R] * len(node.outputs) for _ in range(2)]
+        for a, ax in enumerate(self.plan.axes):
+            if ax.size == 1:
+                continue
+            w, o = rule(node, [p[a] for p in ins_pl], ax)
+            want[a], outs[a] = list(w), list(o)
+        if node.op == "linear_wgrad":
+            self._split_wgrad_like_param(node, want, outs)
+        new_ins = [self.get(v, (want[0][i], want[1][i])) for i, v in enumerate(node.inputs)]
+        attrs = self._local_attrs(node, new_ins)
+        hint = node.outputs[0].name if len(node.outputs) == 1 else node.outputs[0].name.rsplit(".", 1)[0]
+        res = self.g.call(node.op, *new_ins, name=hint, **attrs)
+        res = res if isinstance(res, tuple) else (res,)
+        for i, (old, new) in enumerate(zip(node.outputs, res)):
+            pl = (outs[0][i], outs[1][i])
+            expect = local_shape(old.shape, pl, self.mesh.shape)
+            if new.shape != expect:
+                raise ShardingError(
+                    f"op {node.op!r} ({hint}): local output {new.shape} does not match {expect} for placements "
+                    f"{'/'.join(map(str, pl))} of global {old.shape}"
+                )
+            self.env[old] = {pl: self._tag(new, pl, old.shape)}
+
+    def _local_attrs(self, node: Node, new_ins: list[Value]) -> dict:
+        attrs = dict(node.attrs)
+        if node.op in ("attention", "attention_bwd"):
+            q, k = node.inputs[0], node.inputs[1]
+            attrs["heads"] = attrs["heads"] * new_ins[0].shape[-1] // q.shape[-1]
+            attrs["kv_heads"] = attrs["kv_heads"] * new_ins[1].shape[-1] // k.shape[-1]
+        elif node.op == "rope":
+            attrs["heads"] = attrs["heads"] * new_ins[0].shape[-1] // node.inputs[0].shape[-1]
+        return attrs
+
+    def _global_norm(self, node: Node) -> None:
+        """sqrt(sum of squares) over tensors that may be split: local norms of the split ones are stacked
+        across the mesh axis (all_gather of scalars) and normed again; replicated ones are counted once."""
+        groups: dict[tuple[int, ...], list[Value]] = {}
+        for v in node.inputs:
+            pl = tuple(_no_partial(p) for p in self.placements(v))
+            split_axes = tuple(a for a, p in enumerate(pl) if isinstance(p, Shard))
+            groups.setdefault(split_axes, []).append(self.get(v, pl))
+        parts = list(groups.pop((), []))
+        name = node.outputs[0].name
+        for axes, vals in groups.items():
+            cur = self.g.call("global_norm", *vals, name=f"{name}.local")
+            # a local norm of split tensors: the global one is the 2-norm of the local ones over the split axes
+            self._tag(cur, tuple(Partial("l2") if a in axes else R for a in (0, 1)), ())
+            for a in axes:
+                stacked = self.g.call("all_gather", cur, axis_dim=0, cluster_axis=a, devices=self.mesh.shape[a],
+                                      name=f"{name}.ag{a}")  # fmt: skip
+                pl = tuple(R if b == a else p for b, p in enumerate(cur.sharding.placements))
+                self._tag(stacked, pl, (self.mesh.shape[a],))
+                cur = self._tag(self.g.call("global_norm", stacked, name=f"{name}.axis{a}"), pl, ())
+            parts.append(cur)
+        out = self.g.call("global_norm", *parts, name=name)
+        self.env[node.outputs[0]] = {(R, R): self._tag(out, (R, R), ())}
+
+
+def _drop_dead(g: Graph) -> Graph:
+    needed = set(g.outputs.values()) | set(g.updates.values())
+    keep = []
+    for node in reversed(g.nodes):
+        if any(v in needed for v in node.outputs):
+            keep.append(node)
+            needed.update(node.inputs)
+    g.nodes = keep[::-1]
+    return g
+
+
+def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: str = "all_reduce") -> Graph:
+    """The SPMD graph of `graph` on `mesh`: local shapes, `Value.sharding`, explicit collectives.
+
+    Extra attributes on the result: `mesh` (the Mesh), `tp_axis`, `dp_axis`, `shard_notes` (fallbacks taken).
+    Outputs keep their placements except partial ones, which are reduced (the loss becomes an all_reduce mean);
+    each update target gets the placement of the state it replaces.
+    """
+    mesh = get_mesh(mesh) if isinstance(mesh, str) else mesh
+    plan = Plan(graph, mesh, tp_axis, residual)
+    s = _Sharder(graph, mesh, plan)
+    for v in graph.inputs:
+        s.add_input(v)
+    for node in graph.nodes:
+        s.node(node)
+    g = s.g
+    for key, v in graph.outputs.items():
+        want = tuple(_no_partial(p) for p in s.placements(v))
+        g.output(key, s.get(v, want))
+    for src, dst in graph.updates.items():
+        g.updates[s.get(src, s.placements(src))] = s.get(dst, s.placements(src))
+    g.mesh, g.tp_axis, g.dp_axis, g.shard_notes = mesh, plan.tp_axis, plan.dp_axis, plan.notes
+    return _drop_dead(g)
