@@ -15,6 +15,7 @@ import math
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -158,6 +159,11 @@ class Attention(Op):
     def reference(self, inputs, attrs):
         return list(attention_reference(*inputs, **_ref_kwargs(attrs)))
 
+    def numpy_forward(self, inputs, outputs, attrs):
+        kw = _ref_kwargs(attrs)
+        kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
+        attention_numpy_forward(*inputs, *outputs, **kw)
+
     def backward(self, g, node, grads):
         do, dlse = grads
         if dlse is not None:
@@ -197,8 +203,188 @@ class AttentionBwd(Op):
     def reference(self, inputs, attrs):
         return list(attention_bwd_reference(*inputs, **_ref_kwargs(attrs)))
 
+    def numpy_forward(self, inputs, outputs, attrs):
+        kw = _ref_kwargs(attrs)
+        kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
+        attention_numpy_backward(*inputs, *outputs, **kw)
+
     def flops(self, node):
         q, k, v = (t.type for t in node.inputs[:3])
         b, s, heads, _, d = attention_dims(self.name, q, k, v, node.attrs)
         # Recompute QK^T, then dV, dP, dQ, dK: five S x S x D matmuls.
         return _score_flops(b, s, heads, d, bool(node.attrs["causal"])) * 5 // 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast numpy path (float32 training): per batch element, heads made contiguous ([heads, S, D]) so every matmul is
+# a plain BLAS gemm; causal rows are split into blocks that only look at the keys they can see (block i of n
+# needs keys [0, (i+1)*S/n)), which skips ~(n-1)/(2n) of the score work. Scratch comes from ops.scratch.
+# ---------------------------------------------------------------------------------------------------------------
+def _row_blocks(s: int, causal: bool) -> list[tuple[int, int, int]]:
+    """(row_start, row_end, key_end) per block. Causal attention at S >= 128 uses 4 blocks (or 2 at S < 256),
+    which cuts the S x S work by 37.5% (25%) for a few more numpy calls."""
+    if not causal or s < 128:
+        return [(0, s, s if not causal else s)]
+    n = 4 if s >= 256 else 2
+    edges = [round(i * s / n) for i in range(n + 1)]
+    return [(edges[i], edges[i + 1], edges[i + 1]) for i in range(n)]
+
+
+_NEG_INF_TRI: dict[tuple, np.ndarray] = {}
+
+
+def _causal_bias(rows: int, dtype) -> np.ndarray:
+    """[rows, rows] additive mask for a diagonal block: 0 on and below the diagonal, -inf above."""
+    key = (rows, np.dtype(dtype).str)
+    if key not in _NEG_INF_TRI:
+        bias = np.zeros((rows, rows), dtype=dtype)
+        bias[np.triu_indices(rows, 1)] = -np.inf
+        bias.flags.writeable = False
+        _NEG_INF_TRI[key] = bias
+    return _NEG_INF_TRI[key]
+
+
+def _heads_view(x2: np.ndarray, n: int) -> np.ndarray:
+    """[S, n*D] -> [n, S, D] view (strided; no copy)."""
+    s, nd = x2.shape
+    return x2.reshape(s, n, nd // n).transpose(1, 0, 2)
+
+
+def _scores(qs_blk, kh, kend, group, out):
+    """out[nh, rb, kend] = qs_blk[nh, rb, D] @ kh[nkv, :kend, D]^T, query heads grouped onto their kv head."""
+    nkv = kh.shape[0]
+    nh, rb, d = qs_blk.shape
+    np.matmul(
+        qs_blk.reshape(nkv, group, rb, d),
+        kh[:, None, :kend, :].transpose(0, 1, 3, 2),
+        out=out.reshape(nkv, group, rb, kend),
+    )
+
+
+def _mask_diagonal(sc, r0, r1):
+    if r1 - r0 > 0:
+        diag = sc[:, :, r0:r1]
+        diag += _causal_bias(r1 - r0, sc.dtype)
+
+
+def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale):
+    b, s, _ = q.shape
+    d = q.shape[-1] // heads
+    group = heads // kv_heads
+    dt = q.dtype
+    blocks = _row_blocks(s, causal)
+    key = ("attention", s, heads, kv_heads, d, dt.str)
+    kh = scratch(key + ("k",), (kv_heads, s, d), dt)
+    vh = scratch(key + ("v",), (kv_heads, s, d), dt)
+    qs = scratch(key + ("q",), (heads, s, d), dt)
+    flat = scratch(key + ("scores",), (heads * s * s,), dt)
+    oh = scratch(key + ("o",), (heads, s, d), dt)
+    stat = scratch(key + ("stat",), (heads, s, 1), dt)
+    for bi in range(b):
+        np.multiply(_heads_view(q[bi], heads), scale, out=qs)  # scale folded into the head-major copy of q
+        np.copyto(kh, _heads_view(k[bi], kv_heads))
+        np.copyto(vh, _heads_view(v[bi], kv_heads))
+        for r0, r1, kend in blocks:
+            rb = r1 - r0
+            sc = flat[: heads * rb * kend].reshape(heads, rb, kend)
+            _scores(qs[:, r0:r1], kh, kend, group, sc)
+            if causal:
+                _mask_diagonal(sc, r0, r1)
+            m = stat[:, r0:r1]
+            np.max(sc, axis=-1, keepdims=True, out=m)
+            sc -= m
+            np.exp(sc, out=sc)
+            lrow = lse[bi, :, r0:r1]
+            np.sum(sc, axis=-1, out=lrow)
+            ob = oh[:, r0:r1]
+            np.matmul(
+                sc.reshape(kv_heads, group, rb, kend), vh[:, None, :kend], out=ob.reshape(kv_heads, group, rb, d)
+            )
+            ob /= lrow[..., None]
+            np.log(lrow, out=lrow)
+            lrow += m[..., 0]
+        np.copyto(_heads_view(o[bi], heads), oh)
+
+
+def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale):
+    b, s, _ = q.shape
+    d = q.shape[-1] // heads
+    group = heads // kv_heads
+    dt = q.dtype
+    blocks = _row_blocks(s, causal)
+    key = ("attention_bwd", s, heads, kv_heads, d, dt.str)
+    kh = scratch(key + ("k",), (kv_heads, s, d), dt)
+    vh = scratch(key + ("v",), (kv_heads, s, d), dt)
+    qs = scratch(key + ("q",), (heads, s, d), dt)
+    doh = scratch(key + ("do",), (heads, s, d), dt)
+    p_flat = scratch(key + ("p",), (heads * s * s,), dt)
+    ds_flat = scratch(key + ("ds",), (heads * s * s,), dt)
+    delta = scratch(key + ("delta",), (s, heads), dt)
+    prod = scratch(key + ("prod",), (s, heads * d), dt)
+    dqh = scratch(key + ("dq",), (heads, s, d), dt)
+    dkh = scratch(key + ("dk",), (kv_heads, s, d), dt)
+    dvh = scratch(key + ("dv",), (kv_heads, s, d), dt)
+    tmp = scratch(key + ("tmp",), (kv_heads * s * d,), dt)
+    for bi in range(b):
+        np.multiply(_heads_view(q[bi], heads), scale, out=qs)
+        np.copyto(kh, _heads_view(k[bi], kv_heads))
+        np.copyto(vh, _heads_view(v[bi], kv_heads))
+        np.copyto(doh, _heads_view(do[bi], heads))
+        # D = rowsum(dO * O) per head: [S, heads]
+        np.multiply(do[bi], o[bi], out=prod)
+        np.sum(prod.reshape(s, heads, d), axis=-1, out=delta)
+        dkh.fill(0)
+        dvh.fill(0)
+        for r0, r1, kend in blocks:
+            rb = r1 - r0
+            p = p_flat[: heads * rb * kend].reshape(heads, rb, kend)
+            ds = ds_flat[: heads * rb * kend].reshape(heads, rb, kend)
+            # P = exp(scale*q.k - lse), rebuilt from the forward's lse (no S x S state kept between passes).
+            _scores(qs[:, r0:r1], kh, kend, group, p)
+            if causal:
+                _mask_diagonal(p, r0, r1)
+            p -= lse[bi, :, r0:r1, None]
+            np.exp(p, out=p)
+            # Rows of (group, rb) that share a kv head are contiguous in [heads, rb, *] blocks only when rb == S;
+            # per block, dO rows are copied so that the group's rows can be stacked for one gemm.
+            do_blk = _contiguous_rows(doh, r0, r1, key + ("do_blk",))
+            qs_blk = _contiguous_rows(qs, r0, r1, key + ("q_blk",))
+            # dV[:kend] += P^T dO, summed over the group's query heads.
+            t = tmp[: kv_heads * kend * d].reshape(kv_heads, kend, d)
+            np.matmul(
+                p.reshape(kv_heads, group * rb, kend).transpose(0, 2, 1),
+                do_blk.reshape(kv_heads, group * rb, d),
+                out=t,
+            )
+            dvh[:, :kend] += t
+            # dP = dO V^T ; dS = P * (dP - D)
+            np.matmul(
+                do_blk.reshape(kv_heads, group, rb, d),
+                vh[:, None, :kend].transpose(0, 1, 3, 2),
+                out=ds.reshape(kv_heads, group, rb, kend),
+            )
+            ds -= delta[r0:r1].T[:, :, None]
+            ds *= p
+            # dQ = scale * dS K ; dK[:kend] += dS^T (scale*Q)
+            dq_blk = dqh[:, r0:r1]
+            np.matmul(ds.reshape(kv_heads, group, rb, kend), kh[:, None, :kend], out=dq_blk.reshape(
+                kv_heads, group, rb, d))
+            dq_blk *= scale
+            np.matmul(
+                ds.reshape(kv_heads, group * rb, kend).transpose(0, 2, 1),
+                qs_blk.reshape(kv_heads, group * rb, d),
+                out=t,
+            )
+            dkh[:, :kend] += t
+        np.copyto(_heads_view(dq[bi], heads), dqh)
+        np.copyto(_heads_view(dk[bi], kv_heads), dkh)
+        np.copyto(_heads_view(dv[bi], kv_heads), dvh)
+
+
+def _contiguous_rows(xh: np.ndarray, r0: int, r1: int, key: tuple) -> np.ndarray:
+    """Rows r0:r1 of every head of xh [n, S, D] as a contiguous [n, rb, D] array (a view when it already is)."""
+    if r0 == 0 and r1 == xh.shape[1]:
+        return xh
+    out = scratch(key, (xh.shape[0], r1 - r0, xh.shape[2]), xh.dtype)
+    np.copyto(out, xh[:, r0:r1])
+    return out

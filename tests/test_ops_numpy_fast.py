@@ -1,0 +1,149 @@
+"""The fast numpy paths (`numpy_forward`, float32, writing into preallocated outputs) equal the float64
+references, on small hypothesis shapes and on the nano-trickster layer shapes.
+
+Tolerance (float32 against a float64 reference): float32 rounds at 6e-8 relative; a length-K dot product
+accumulates up to ~sqrt(K) to K such roundings, exp/log add a few ulps, and the attention backward chains four
+matmuls. So elementwise ops use 1e-5, and reductions/matmuls 1e-5 relative to the largest output magnitude times a
+sqrt(K)-ish factor (we use 2e-5 * max|ref| for K <= 768). Any indexing or formula bug gives O(1) errors.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tilegraph.ops import get_op
+from tilegraph.ops.base import TensorType
+
+SETTINGS = settings(deadline=None, max_examples=20, derandomize=True)
+seeds = st.integers(0, 2**31 - 1)
+
+
+def check_fast_path(op, inputs, attrs=None, rel=2e-5, term_scale=0.0):
+    """numpy_forward(float32 inputs) == reference(float64 inputs) within rel * max(max|ref|, term_scale).
+
+    `term_scale` is the size of the terms an output is computed from, for outputs that are small differences of
+    large terms (e.g. rmsnorm_bwd at H=1). Outputs start as NaN so that any element the fast path forgets to
+    write fails."""
+    opdef = get_op(op)
+    full = {**opdef.attrs, **(attrs or {})}
+    f32 = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in inputs]
+    f64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in f32]  # same values, exact upcast
+    refs = opdef.reference(f64, full)
+    types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in f32], full)
+    outs = [np.full(t.shape, np.nan, dtype=t.dtype) for t in types]
+    opdef.numpy_forward(f32, outs, full)
+    for i, (out, ref) in enumerate(zip(outs, refs)):
+        assert out.dtype == np.float32 and out.shape == ref.shape
+        scale = max(float(np.abs(ref).max(initial=0.0)), term_scale, 1e-30)
+        np.testing.assert_allclose(out, ref, rtol=0, atol=rel * scale, err_msg=f"{op} output {i}")
+
+
+def rand(rng, *shape, scale=1.0):
+    return scale * rng.standard_normal(shape)
+
+
+@SETTINGS
+@given(seed=seeds, b=st.integers(1, 3), s=st.integers(1, 70), kv_heads=st.integers(1, 2), group=st.integers(1, 3),
+       d=st.sampled_from([2, 8, 16]), causal=st.booleans(), scale=st.sampled_from([None, 0.2]))
+def test_attention_fast_path(seed, b, s, kv_heads, group, d, causal, scale):
+    rng = np.random.default_rng(seed)
+    heads = kv_heads * group
+    q, k, v = rand(rng, b, s, heads * d), rand(rng, b, s, kv_heads * d), rand(rng, b, s, kv_heads * d)
+    attrs = {"heads": heads, "kv_heads": kv_heads, "causal": causal, "scale": scale}
+    check_fast_path("attention", [q, k, v], attrs)
+    o, lse = get_op("attention").reference([q, k, v], {**attrs})
+    check_fast_path("attention_bwd", [q, k, v, o, lse, rand(rng, *q.shape)], attrs, rel=5e-5)
+
+
+@pytest.mark.parametrize("s, causal", [(256, True), (200, True), (130, False)])
+def test_attention_fast_path_at_training_lengths(s, causal):
+    """Blocked causal rows kick in at S >= 128; includes a length that does not split evenly."""
+    rng = np.random.default_rng(s)
+    heads, kv_heads, d = 4, 2, 32
+    q, k, v = rand(rng, 2, s, heads * d), rand(rng, 2, s, kv_heads * d), rand(rng, 2, s, kv_heads * d)
+    attrs = {"heads": heads, "kv_heads": kv_heads, "causal": causal}
+    check_fast_path("attention", [q, k, v], attrs)
+    o, lse = get_op("attention").reference([q, k, v], {"scale": None, **attrs})
+    check_fast_path("attention_bwd", [q, k, v, o, lse, rand(rng, *q.shape)], attrs, rel=5e-5)
+
+
+@SETTINGS
+@given(seed=seeds, rows=st.integers(1, 40), h=st.integers(1, 64), transpose=st.booleans())
+def test_linear_fast_paths(seed, rows, h, transpose):
+    rng = np.random.default_rng(seed)
+    n = 1 + seed % 37
+    x = rand(rng, 2, rows, h)
+    w = rand(rng, n, h) if transpose else rand(rng, h, n)
+    check_fast_path("linear", [x, w], {"transpose_w": transpose})
+    check_fast_path("linear_wgrad", [x, rand(rng, 2, rows, n)], {"transpose_w": transpose})
+
+
+@SETTINGS
+@given(seed=seeds, rows=st.integers(1, 40), h=st.integers(1, 64))
+def test_rmsnorm_fast_paths(seed, rows, h):
+    rng = np.random.default_rng(seed)
+    x, gamma = rand(rng, rows, h, scale=3.0), rand(rng, h)
+    check_fast_path("rmsnorm", [x, gamma], {"eps": 1e-5}, rel=1e-5)
+    dy = rand(rng, rows, h)
+    r = 1 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5)
+    terms = float(np.abs(r * dy * gamma).max())  # dx = r*(dy*gamma - xhat*c) cancels when H is tiny
+    check_fast_path("rmsnorm_bwd", [x, gamma, dy], {"eps": 1e-5}, term_scale=terms)
+
+
+@SETTINGS
+@given(seed=seeds, shape=st.lists(st.integers(1, 9), min_size=1, max_size=3))
+def test_elementwise_fast_paths(seed, shape):
+    rng = np.random.default_rng(seed)
+    a, b, dy = rand(rng, *shape, scale=4.0), rand(rng, *shape), rand(rng, *shape)
+    check_fast_path("silu_mul", [a, b], rel=1e-5)
+    check_fast_path("silu_mul_bwd", [a, b, dy], rel=1e-5)
+    check_fast_path("add", [a, b], rel=1e-6)
+
+
+@SETTINGS
+@given(seed=seeds, b=st.integers(1, 3), s=st.integers(1, 20), heads=st.integers(1, 3), half=st.integers(1, 8),
+       inverse=st.booleans())
+def test_rope_fast_path(seed, b, s, heads, half, inverse):
+    rng = np.random.default_rng(seed)
+    check_fast_path("rope", [rand(rng, b, s, heads * 2 * half)], {"heads": heads, "inverse": inverse}, rel=1e-5)
+
+
+@SETTINGS
+@given(seed=seeds, b=st.integers(1, 3), s=st.integers(1, 20), vocab=st.integers(1, 300), h=st.integers(1, 8))
+def test_embedding_and_cross_entropy_fast_paths(seed, b, s, vocab, h):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, vocab, (b, s)).astype(np.int32)
+    check_fast_path("embedding", [rand(rng, vocab, h), ids], rel=0)  # a gather: exact (float32 rounding of input)
+    check_fast_path("embedding_bwd", [ids, rand(rng, b, s, h)], {"vocab": vocab})
+    logits = rand(rng, b, s, vocab, scale=5.0)
+    check_fast_path("cross_entropy", [logits, ids], rel=1e-5)
+    check_fast_path("cross_entropy_bwd", [logits, ids, np.asarray(1.5)], rel=1e-5)
+
+
+def test_embedding_bwd_large_vocab_uses_scatter_add():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 5000, (2, 600)).astype(np.int32)  # V*T above the one-hot threshold
+    check_fast_path("embedding_bwd", [ids, rand(rng, 2, 600, 3)], {"vocab": 5000})
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_adamw_fast_path_and_in_place_update(in_place):
+    rng = np.random.default_rng(1)
+    shape = (33, 17)
+    inputs = [rand(rng, *shape), rand(rng, *shape), rand(rng, *shape, scale=0.1), np.abs(rand(rng, *shape, scale=0.1)),
+              np.asarray(3e-3), np.asarray(4.0), np.asarray(0.7)]
+    attrs = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
+    opdef = get_op("adamw")
+    refs = opdef.reference([a.astype(np.float64) for a in inputs], attrs)
+    f32 = [a.astype(np.float32) for a in inputs]
+    outs = [f32[0], f32[2], f32[3]] if in_place else [np.full(shape, np.nan, np.float32) for _ in range(3)]
+    opdef.numpy_forward(f32, outs, attrs)
+    for out, ref in zip(outs, refs):
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_optimizer_scalars_fast_paths():
+    rng = np.random.default_rng(2)
+    check_fast_path("global_norm", [rand(rng, 40, 3), rand(rng, 7)], rel=1e-6)
+    check_fast_path("clip_scale", [np.asarray(5.0)], {"max_norm": 1.0}, rel=1e-6)
+    check_fast_path("fill", [], {"shape": (3,), "value": 2.0, "dtype": "float32"}, rel=0)
