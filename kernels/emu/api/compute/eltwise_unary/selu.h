@@ -1,0 +1,3 @@
+// Emulator stand-in for tt-metal api/compute/eltwise_unary/selu.h (see kernels/emu/API.md).
+#pragma once
+#include "../../../emu/compute.h"

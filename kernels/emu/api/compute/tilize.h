@@ -1,0 +1,3 @@
+// Emulator stand-in for tt-metal api/compute/tilize.h: the whole emulated compute API (see kernels/emu/API.md).
+#pragma once
+#include "../../emu/compute.h"

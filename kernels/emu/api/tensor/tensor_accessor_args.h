@@ -1,0 +1,3 @@
+// Emulator stand-in for tt-metal api/tensor/tensor_accessor_args.h (see kernels/emu/API.md).
+#pragma once
+#include "../../emu/dataflow.h"

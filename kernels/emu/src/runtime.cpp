@@ -1,0 +1,880 @@
+// The emulator runtime: cores with L1 and circular buffers, DRAM tensors, DST registers, tile math, and the
+// job runner that starts one host thread per (core, kernel). Errors name the kernel, the core and the CB.
+#include <dlfcn.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../emu/runtime.h"
+#include "formats.h"
+
+namespace tgemu {
+
+namespace {
+
+constexpr uint32_t L1_SIZE = 1536 * 1024;
+constexpr uint32_t L1_CB_BASE = 64 * 1024;  // CBs start above the firmware-reserved low L1, as on a card
+constexpr uint32_t NUM_CBS = 32;
+constexpr uint64_t L1_NOC_BIT = uint64_t(1) << 63;
+
+struct Abort {};  // unwinds a kernel thread after an error anywhere
+
+struct CB {
+    bool defined = false;
+    uint32_t fmt = 0, page_size = 0, num_pages = 0;
+    uint8_t* base = nullptr;
+    uint64_t pushed = 0, popped = 0;  // pages ever pushed / popped
+    uint32_t wr_page = 0, rd_page = 0;
+    uint32_t reserved = 0;  // pages reserved by the producer and not yet pushed
+    uint32_t waited = 0;    // pages the consumer waited for and has not yet popped
+    uint32_t pack_seq = 0;  // sequential pack_tile position in the reserved region
+    std::condition_variable cv;
+    uint32_t available() const { return uint32_t(pushed - popped); }
+};
+
+struct Core {
+    uint32_t x = 0, y = 0;
+    uint8_t* l1 = nullptr;
+    CB cbs[NUM_CBS];
+};
+
+struct Tensor {
+    std::string name;
+    uint32_t addr = 0, page_size = 0, num_pages = 0;
+    std::vector<uint8_t> data;
+    std::string in_path, out_path;
+};
+
+enum DstState { DST_IDLE, DST_MATH, DST_COMMITTED, DST_PACK, DST_LEGACY };
+
+struct Thread {
+    Core* core = nullptr;
+    std::string role, kernel;
+    std::vector<uint32_t> args;
+    void (*entry)() = nullptr;
+    // blocking state (guarded by the global mutex)
+    bool blocked = false, done = false;
+    std::string wait_desc;
+    std::function<bool()> wait_pred;
+    // outstanding NoC transfers (checked against pushes / pops)
+    std::vector<std::pair<uint8_t*, uint32_t>> reads_in_flight, writes_in_flight;
+    // compute only
+    DstState dst_state = DST_IDLE;
+    std::vector<float> dst;
+    std::vector<bool> dst_fresh;
+};
+
+struct Machine {
+    bool fp32_dest_acc = false, approx = false, full_sync = false;
+    uint32_t math_fidelity = 4;
+    double timeout_s = 60;
+    std::string program;
+    std::vector<std::unique_ptr<Core>> cores;
+    std::vector<std::unique_ptr<Tensor>> tensors;
+    std::vector<std::unique_ptr<Thread>> threads;
+    std::mutex mu;
+    int alive = 0;
+    std::atomic<bool> aborted{false};
+    std::string error;
+    uint32_t dst_tiles() const {
+        uint32_t t = fp32_dest_acc ? 8 : 16;
+        return full_sync ? t : t / 2;
+    }
+};
+
+Machine M;
+thread_local Thread* T = nullptr;
+
+std::string where(const Thread* t) {
+    std::ostringstream s;
+    s << "kernel " << t->kernel << " (" << t->role << ") on core (" << t->core->x << "," << t->core->y << ")";
+    return s.str();
+}
+
+std::string fmt_str(const char* f, va_list ap) {
+    char buf[2048];
+    vsnprintf(buf, sizeof buf, f, ap);
+    return buf;
+}
+
+void notify_all_locked() {
+    for (auto& c : M.cores)
+        for (auto& cb : c->cbs) cb.cv.notify_all();
+}
+
+// Record the first error, wake everyone, unwind this thread.
+[[noreturn]] void raise_locked(const std::string& msg) {
+    if (!M.aborted.exchange(true)) M.error = msg;
+    notify_all_locked();
+    throw Abort{};
+}
+
+[[noreturn]] void failf(const char* f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    std::string msg = where(T) + ": " + fmt_str(f, ap);
+    va_end(ap);
+    std::lock_guard<std::mutex> lk(M.mu);
+    raise_locked(msg);
+}
+
+inline void check_abort() {
+    if (M.aborted.load(std::memory_order_relaxed)) throw Abort{};
+}
+
+std::string cb_state(const CB& cb, uint32_t i) {
+    std::ostringstream s;
+    s << "CB " << i << " [" << cb.num_pages << " pages: " << cb.available() << " filled, pushed " << cb.pushed
+      << ", popped " << cb.popped << "]";
+    return s.str();
+}
+
+std::string wait_report_locked() {
+    std::ostringstream s;
+    for (auto& t : M.threads) {
+        s << "\n  " << where(t.get()) << ": ";
+        if (t->done)
+            s << "finished";
+        else if (t->blocked)
+            s << "blocked in " << t->wait_desc;
+        else
+            s << "running";
+    }
+    return s.str();
+}
+
+// Deadlock = every live thread blocked on a condition that is still false.
+void check_deadlock_locked() {
+    if (M.aborted) return;
+    int blocked = 0;
+    for (auto& t : M.threads)
+        if (!t->done && t->blocked) {
+            if (t->wait_pred()) return;  // woken but not yet running
+            blocked++;
+        }
+    if (blocked > 0 && blocked == M.alive) {
+        M.aborted = true;
+        M.error = "deadlock in program " + M.program + ": every thread is waiting on a circular buffer" +
+                  wait_report_locked();
+        notify_all_locked();
+    }
+}
+
+void block_until(CB& cb, const std::function<bool()>& pred, const std::string& desc) {
+    std::unique_lock<std::mutex> lk(M.mu);
+    if (pred()) return;
+    T->blocked = true;
+    T->wait_desc = desc;
+    T->wait_pred = pred;
+    check_deadlock_locked();
+    while (!pred()) {
+        if (M.aborted) {
+            T->blocked = false;
+            throw Abort{};
+        }
+        cb.cv.wait_for(lk, std::chrono::milliseconds(200));
+    }
+    T->blocked = false;
+}
+
+Core& core() { return *T->core; }
+
+CB& get_cb(uint32_t i, const char* api) {
+    check_abort();
+    if (i >= NUM_CBS) failf("%s: CB index %u out of range 0..31", api, i);
+    CB& cb = core().cbs[i];
+    if (!cb.defined) failf("%s: CB %u is not defined on this core (add it to the program description)", api, i);
+    return cb;
+}
+
+std::string cbname(uint32_t i) { return "CB " + std::to_string(i); }
+
+// ---------------------------------------------------------------- DRAM and L1 address translation
+uint8_t* l1_ptr(uint32_t addr, uint32_t size, const char* api) {
+    uint8_t* p = reinterpret_cast<uint8_t*>(uintptr_t(addr));
+    for (auto& c : M.cores)
+        if (p >= c->l1 && p + size <= c->l1 + L1_SIZE) return p;
+    failf("%s: L1 address 0x%x (+%u bytes) is outside every core's L1", api, addr, size);
+}
+
+uint8_t* dram_ptr(uint64_t addr, uint32_t size, const char* api) {
+    for (auto& t : M.tensors)
+        if (addr >= t->addr && addr + size <= uint64_t(t->addr) + t->data.size())
+            return t->data.data() + (addr - t->addr);
+    for (auto& t : M.tensors)
+        if (addr >= t->addr && addr < uint64_t(t->addr) + t->data.size())
+            failf("%s: %u bytes at DRAM 0x%llx run past the end of tensor '%s' (%u pages of %u bytes)", api, size,
+                  (unsigned long long)addr, t->name.c_str(), t->num_pages, t->page_size);
+    failf("%s: DRAM address 0x%llx is not inside any tensor", api, (unsigned long long)addr);
+}
+
+uint8_t* noc_ptr(uint64_t a, uint32_t size, const char* api) {
+    if (a & L1_NOC_BIT) return l1_ptr(uint32_t(a), size, api);
+    return dram_ptr(a, size, api);
+}
+
+bool overlaps(uint8_t* a, uint32_t an, uint8_t* b, uint32_t bn) { return a < b + bn && b < a + an; }
+
+// ---------------------------------------------------------------- compute helpers
+void need_dst(uint32_t idst, const char* api, bool pack) {
+    check_abort();
+    if (T->role != "compute") failf("%s is a compute API, called from a %s kernel", api, T->role.c_str());
+    if (T->dst_state != DST_LEGACY) {
+        if (!pack && T->dst_state != DST_MATH)
+            failf("%s on DST[%u] outside tile_regs_acquire()..tile_regs_commit()", api, idst);
+        if (pack && T->dst_state != DST_PACK)
+            failf("%s from DST[%u] outside tile_regs_wait()..tile_regs_release()", api, idst);
+    }
+    if (idst >= M.dst_tiles())
+        failf("%s: DST index %u out of range: DST holds %u tiles (%s, %s)", api, idst, M.dst_tiles(),
+              M.fp32_dest_acc ? "fp32_dest_acc_en" : "bf16 dest", M.full_sync ? "full sync" : "double-buffered");
+}
+
+float* dst_tile(uint32_t i) { return T->dst.data() + size_t(i) * TILE_HW; }
+
+// Store into DST: DST holds fp32, or bf16-rounded values without fp32_dest_acc_en.
+inline float dst_round(float v) { return M.fp32_dest_acc ? v : round_bf16(v); }
+
+void store_dst(uint32_t i, const float* v) {
+    float* d = dst_tile(i);
+    for (int k = 0; k < TILE_HW; k++) d[k] = dst_round(v[k]);
+    T->dst_fresh[i] = false;
+}
+
+// Unpack tile `itile` (relative to the read pointer) of a CB the compute kernel waited for.
+void unpack(uint32_t cbi, uint32_t itile, float* out, const char* api, bool src_reg) {
+    CB& cb = get_cb(cbi, api);
+    if (itile >= cb.waited)
+        failf("%s: reads tile %u of %s, but only %u pages were waited for with cb_wait_front (%s)", api, itile,
+              cbname(cbi).c_str(), cb.waited, cb_state(cb, cbi).c_str());
+    if (cb.rd_page + itile >= cb.num_pages)
+        failf("%s: tile %u of %s lies past the end of the CB (read pointer at page %u of %u): its page count is "
+              "not a multiple of the block waited for", api, itile, cbname(cbi).c_str(), cb.rd_page, cb.num_pages);
+    unpack_tile_bytes(cb.fmt, cb.base + size_t(cb.rd_page + itile) * cb.page_size, out);
+    // FPU source registers hold at most tf32 precision of a float32 operand.
+    if (src_reg && cb.fmt == FMT_FLOAT32)
+        for (int k = 0; k < TILE_HW; k++) out[k] = round_tf32(out[k]);
+}
+
+float sfpu_apply(uint32_t op, float x, float p) {
+    switch (op) {
+        case U_EXP: return std::exp(x);
+        case U_RECIP: return 1.0f / x;
+        case U_RSQRT: return 1.0f / std::sqrt(x);
+        case U_SQRT: return std::sqrt(x);
+        case U_SIGMOID: return 1.0f / (1.0f + std::exp(-x));
+        case U_SILU: return x / (1.0f + std::exp(-x));
+        case U_TANH: return std::tanh(x);
+        case U_NEG: return -x;
+        case U_SQUARE: return x * x;
+        case U_ABS: return std::fabs(x);
+        case U_LOG: return std::log(x);
+        case U_FILL: return p;
+        case U_ADD_SCALAR: return x + p;
+        case U_SUB_SCALAR: return x - p;
+        case U_MUL_SCALAR: return x * p;
+        case U_DIV_SCALAR: return x / p;
+        case U_RSUB_SCALAR: return p - x;
+        case U_RELU: return x > 0 ? x : 0.0f;
+        case U_GELU: return 0.5f * x * (1.0f + std::erf(x / std::sqrt(2.0f)));
+        case U_EXP2: return std::exp2(x);
+        case U_POWER: return std::pow(x, p);
+    }
+    failf("unknown SFPU op %u", op);
+}
+
+}  // namespace
+
+// ================================================================ kernel-facing API
+void fail(const char* what) { failf("%s", what); }
+
+uint32_t arg(uint32_t i) {
+    check_abort();
+    if (i >= T->args.size())
+        failf("get_arg_val(%u): only %zu runtime args were given to this core", i, T->args.size());
+    return T->args[i];
+}
+uint32_t* arg_addr(uint32_t i) {
+    arg(i);
+    return &T->args[i];
+}
+uint32_t common_arg(uint32_t i) { failf("get_common_arg_val(%u): common runtime args are not supported", i); }
+uint32_t my_x() { return T->core->x; }
+uint32_t my_y() { return T->core->y; }
+
+void check_cb(uint32_t cb, const char* api) { get_cb(cb, api); }
+
+void cb_reserve_back(uint32_t i, uint32_t n) {
+    CB& cb = get_cb(i, "cb_reserve_back");
+    if (n > cb.num_pages)
+        failf("cb_reserve_back(%u, %u): %s holds only %u pages; this can never succeed", i, n, cbname(i).c_str(),
+              cb.num_pages);
+    if (cb.wr_page + n > cb.num_pages)
+        failf("cb_reserve_back(%u, %u): the block would run past the end of %s (write pointer at page %u of %u): "
+              "make its page count a multiple of %u", i, n, cbname(i).c_str(), cb.wr_page, cb.num_pages, n);
+    block_until(cb, [&cb, n] { return cb.num_pages - cb.available() >= n; },
+                "cb_reserve_back(" + std::to_string(i) + ", " + std::to_string(n) + ") on " + cb_state(cb, i));
+    std::lock_guard<std::mutex> lk(M.mu);
+    cb.reserved = std::max(cb.reserved, n);
+}
+
+void cb_push_back(uint32_t i, uint32_t n) {
+    CB& cb = get_cb(i, "cb_push_back");
+    std::lock_guard<std::mutex> lk(M.mu);
+    if (n > cb.reserved)
+        raise_locked(where(T) + ": cb_push_back(" + std::to_string(i) + ", " + std::to_string(n) + ") pushes more pages than " +
+                     "were reserved with cb_reserve_back (" + std::to_string(cb.reserved) + ") on " + cb_state(cb, i));
+    if (cb.available() + n > cb.num_pages)
+        raise_locked(where(T) + ": cb_push_back(" + std::to_string(i) + ", " + std::to_string(n) + ") overflows " +
+                     cb_state(cb, i));
+    uint8_t* lo = cb.base + size_t(cb.wr_page) * cb.page_size;
+    for (auto& r : T->reads_in_flight)
+        if (overlaps(r.first, r.second, lo, n * cb.page_size))
+            raise_locked(where(T) + ": cb_push_back(" + std::to_string(i) + ", " + std::to_string(n) +
+                         ") while a NoC read into those pages is in flight: call noc_async_read_barrier() first");
+    cb.reserved -= n;
+    cb.pushed += n;
+    cb.wr_page = (cb.wr_page + n) % cb.num_pages;
+    cb.pack_seq = 0;
+    cb.cv.notify_all();
+}
+
+void cb_wait_front(uint32_t i, uint32_t n) {
+    CB& cb = get_cb(i, "cb_wait_front");
+    if (n > cb.num_pages)
+        failf("cb_wait_front(%u, %u): %s holds only %u pages; this can never succeed", i, n, cbname(i).c_str(),
+              cb.num_pages);
+    if (cb.rd_page + n > cb.num_pages)
+        failf("cb_wait_front(%u, %u): the block would run past the end of %s (read pointer at page %u of %u): "
+              "make its page count a multiple of %u", i, n, cbname(i).c_str(), cb.rd_page, cb.num_pages, n);
+    block_until(cb, [&cb, n] { return cb.available() >= n; },
+                "cb_wait_front(" + std::to_string(i) + ", " + std::to_string(n) + ") on " + cb_state(cb, i));
+    std::lock_guard<std::mutex> lk(M.mu);
+    cb.waited = std::max(cb.waited, n);
+}
+
+void cb_pop_front(uint32_t i, uint32_t n) {
+    CB& cb = get_cb(i, "cb_pop_front");
+    std::lock_guard<std::mutex> lk(M.mu);
+    if (n > cb.available())
+        raise_locked(where(T) + ": cb_pop_front(" + std::to_string(i) + ", " + std::to_string(n) +
+                     ") pops more pages than were pushed: " + cb_state(cb, i));
+    if (n > cb.waited)
+        raise_locked(where(T) + ": cb_pop_front(" + std::to_string(i) + ", " + std::to_string(n) +
+                     ") pops pages it never waited for with cb_wait_front (waited " + std::to_string(cb.waited) +
+                     ") on " + cb_state(cb, i));
+    uint8_t* lo = cb.base + size_t(cb.rd_page) * cb.page_size;
+    for (auto& w : T->writes_in_flight)
+        if (overlaps(w.first, w.second, lo, n * cb.page_size))
+            raise_locked(where(T) + ": cb_pop_front(" + std::to_string(i) + ", " + std::to_string(n) +
+                         ") while a NoC write from those pages is in flight: call noc_async_write_barrier() first");
+    cb.waited -= n;
+    cb.popped += n;
+    cb.rd_page = (cb.rd_page + n) % cb.num_pages;
+    cb.cv.notify_all();
+}
+
+bool cb_pages_reservable_at_back(uint32_t i, uint32_t n) {
+    CB& cb = get_cb(i, "cb_pages_reservable_at_back");
+    std::lock_guard<std::mutex> lk(M.mu);
+    return cb.num_pages - cb.available() >= n;
+}
+bool cb_pages_available_at_front(uint32_t i, uint32_t n) {
+    CB& cb = get_cb(i, "cb_pages_available_at_front");
+    std::lock_guard<std::mutex> lk(M.mu);
+    return cb.available() >= n;
+}
+
+uint32_t get_write_ptr(uint32_t i) {
+    CB& cb = get_cb(i, "get_write_ptr");
+    return uint32_t(uintptr_t(cb.base + size_t(cb.wr_page) * cb.page_size));
+}
+uint32_t get_read_ptr(uint32_t i) {
+    CB& cb = get_cb(i, "get_read_ptr");
+    return uint32_t(uintptr_t(cb.base + size_t(cb.rd_page) * cb.page_size));
+}
+uint32_t get_tile_size(uint32_t i) { return get_cb(i, "get_tile_size").page_size; }
+uint32_t get_dataformat(uint32_t i) { return get_cb(i, "get_dataformat").fmt; }
+
+uint64_t dram_page_noc_addr(uint32_t bank_base, uint32_t page_size, uint32_t page_id, uint32_t offset) {
+    check_abort();
+    if (page_size == 0) failf("address generator for DRAM 0x%x has page size 0", bank_base);
+    return uint64_t(bank_base) + uint64_t(page_id) * page_size + offset;
+}
+
+uint64_t l1_noc_addr(uint32_t x, uint32_t y, uint32_t addr) {
+    uint8_t* p = l1_ptr(addr, 0, "get_noc_addr");
+    uint32_t off = uint32_t(p - core().l1);
+    if (p < core().l1 || off >= L1_SIZE) failf("get_noc_addr(%u, %u, 0x%x): not an address in this core's L1", x, y, addr);
+    for (auto& c : M.cores)
+        if (c->x == x && c->y == y) return L1_NOC_BIT | uint32_t(uintptr_t(c->l1 + off));
+    failf("get_noc_addr(%u, %u, ...): core (%u,%u) is not part of this program", x, y, x, y);
+}
+uint64_t local_l1_noc_addr(uint32_t addr) { return l1_noc_addr(my_x(), my_y(), addr); }
+
+void noc_read(uint64_t src, uint32_t dst_l1, uint32_t size) {
+    check_abort();
+    uint8_t* s = noc_ptr(src, size, "noc_async_read");
+    uint8_t* d = l1_ptr(dst_l1, size, "noc_async_read");
+    std::memcpy(d, s, size);
+    T->reads_in_flight.emplace_back(d, size);
+}
+void noc_write(uint32_t src_l1, uint64_t dst, uint32_t size) {
+    check_abort();
+    uint8_t* s = l1_ptr(src_l1, size, "noc_async_write");
+    uint8_t* d = noc_ptr(dst, size, "noc_async_write");
+    std::memcpy(d, s, size);
+    T->writes_in_flight.emplace_back(s, size);
+}
+void noc_read_barrier() {
+    check_abort();
+    T->reads_in_flight.clear();
+}
+void noc_write_barrier() {
+    check_abort();
+    T->writes_in_flight.clear();
+}
+
+// ---------------------------------------------------------------- DST protocol
+static void dst_reset() {
+    std::fill(T->dst.begin(), T->dst.end(), 0.0f);
+    std::fill(T->dst_fresh.begin(), T->dst_fresh.end(), true);
+}
+void dst_acquire() {
+    check_abort();
+    if (T->dst_state != DST_IDLE) failf("tile_regs_acquire() while DST is still held: call tile_regs_release() first");
+    dst_reset();
+    T->dst_state = DST_MATH;
+}
+void dst_commit() {
+    check_abort();
+    if (T->dst_state != DST_MATH) failf("tile_regs_commit() without tile_regs_acquire()");
+    T->dst_state = DST_COMMITTED;
+}
+void dst_wait() {
+    check_abort();
+    if (T->dst_state != DST_COMMITTED) failf("tile_regs_wait() without tile_regs_commit()");
+    T->dst_state = DST_PACK;
+}
+void dst_release() {
+    check_abort();
+    if (T->dst_state != DST_PACK) failf("tile_regs_release() without tile_regs_wait()");
+    T->dst_state = DST_IDLE;
+}
+void dst_acquire_legacy() {
+    check_abort();
+    if (T->dst_state != DST_IDLE) failf("acquire_dst() while DST is still held");
+    dst_reset();
+    T->dst_state = DST_LEGACY;
+}
+void dst_release_legacy() {
+    check_abort();
+    if (T->dst_state != DST_LEGACY) failf("release_dst() without acquire_dst()");
+    T->dst_state = DST_IDLE;
+}
+
+// ---------------------------------------------------------------- FPU tile ops
+void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
+    need_dst(idst, "copy_tile", false);
+    float a[TILE_HW];
+    unpack(cb, itile, a, "copy_tile", !M.fp32_dest_acc);
+    store_dst(idst, a);
+}
+
+void transpose_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
+    need_dst(idst, "transpose_tile", false);
+    float a[TILE_HW], o[TILE_HW];
+    unpack(cb, itile, a, "transpose_tile", true);
+    for (int r = 0; r < 32; r++)
+        for (int c = 0; c < 32; c++) o[c * 32 + r] = a[r * 32 + c];
+    store_dst(idst, o);
+}
+
+void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst,
+                  uint32_t bcast_row) {
+    const char* api = "binary tile op (add/sub/mul_tiles[_bcast])";
+    need_dst(idst, api, false);
+    float a[TILE_HW], b[TILE_HW], o[TILE_HW];
+    unpack(cb0, t0, a, api, true);
+    unpack(cb1, t1, b, api, true);
+    for (int r = 0; r < 32; r++)
+        for (int c = 0; c < 32; c++) {
+            float bv;
+            switch (bcast) {
+                case BC_COL: bv = b[r * 32]; break;
+                case BC_ROW: bv = b[bcast_row * 32 + c]; break;
+                case BC_SCALAR: bv = b[0]; break;
+                default: bv = b[r * 32 + c];
+            }
+            float av = a[r * 32 + c];
+            o[r * 32 + c] = op == OP_ADD ? av + bv : op == OP_SUB ? av - bv : av * bv;
+        }
+    store_dst(idst, o);
+}
+
+static void matmul_one(const float* a, const float* b, bool transpose_b, uint32_t idst) {
+    float* d = dst_tile(idst);
+    float bt[TILE_HW];
+    if (transpose_b) {
+        for (int r = 0; r < 32; r++)
+            for (int c = 0; c < 32; c++) bt[c * 32 + r] = b[r * 32 + c];
+        b = bt;
+    }
+    // DST accumulates one 16-deep face product at a time (rounded to the DST format after each).
+    for (int kf = 0; kf < 2; kf++) {
+        float part[TILE_HW] = {};
+        for (int r = 0; r < 32; r++)
+            for (int k = kf * 16; k < kf * 16 + 16; k++) {
+                float av = a[r * 32 + k];
+                const float* brow = b + k * 32;
+                float* prow = part + r * 32;
+                for (int c = 0; c < 32; c++) prow[c] += av * brow[c];
+            }
+        for (int e = 0; e < TILE_HW; e++) d[e] = dst_round(d[e] + part[e]);
+    }
+    T->dst_fresh[idst] = false;
+}
+
+void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose) {
+    need_dst(idst, "matmul_tiles", false);
+    float a[TILE_HW], b[TILE_HW];
+    unpack(cb0, t0, a, "matmul_tiles", true);
+    unpack(cb1, t1, b, "matmul_tiles", true);
+    matmul_one(a, b, transpose != 0, idst);
+}
+
+void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose,
+                  uint32_t ct, uint32_t rt, uint32_t kt) {
+    if (ct * rt == 0) failf("matmul_block: ct_dim %u x rt_dim %u is empty", ct, rt);
+    need_dst(idst + ct * rt - 1, "matmul_block", false);
+    float a[TILE_HW], b[TILE_HW];
+    for (uint32_t r = 0; r < rt; r++) {
+        unpack(cb0, t0 + r * kt, a, "matmul_block", true);
+        for (uint32_t c = 0; c < ct; c++) {
+            unpack(cb1, t1 + c, b, "matmul_block", true);
+            matmul_one(a, b, transpose != 0, idst + r * ct + c);
+        }
+    }
+}
+
+void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_t itile, uint32_t its, uint32_t idst) {
+    need_dst(idst, "reduce_tile", false);
+    float a[TILE_HW], s[TILE_HW];
+    unpack(cb, itile, a, "reduce_tile", true);
+    unpack(cbs, its, s, "reduce_tile (scaler)", true);
+    const float scale = s[0];
+    const bool is_max = pool == POOL_MAX, is_min = pool == POOL_MIN;
+    float* d = dst_tile(idst);
+    const bool fresh = T->dst_fresh[idst];
+    auto combine = [&](float& dv, float v) {
+        if (is_max) dv = dst_round(fresh ? v : std::max(dv, v));
+        else if (is_min) dv = dst_round(fresh ? v : std::min(dv, v));
+        else dv = dst_round(dv + v);
+    };
+    auto red = [&](const float* p, int stride) {
+        float acc = (is_max || is_min) ? p[0] * scale : 0.0f;
+        for (int k = 0; k < 32; k++) {
+            float v = p[k * stride] * scale;
+            acc = is_max ? std::max(acc, v) : is_min ? std::min(acc, v) : acc + v;
+        }
+        return acc;
+    };
+    if (dim == RED_ROW) {
+        for (int r = 0; r < 32; r++) combine(d[r * 32], red(a + r * 32, 1));
+    } else if (dim == RED_COL) {
+        for (int c = 0; c < 32; c++) combine(d[c], red(a + c, 32));
+    } else {
+        float rows[32];
+        for (int r = 0; r < 32; r++) rows[r] = red(a + r * 32, 1);
+        float acc = (is_max || is_min) ? rows[0] : 0.0f;
+        for (int r = 0; r < 32; r++) acc = is_max ? std::max(acc, rows[r]) : is_min ? std::min(acc, rows[r]) : acc + rows[r];
+        combine(d[0], acc);
+    }
+    T->dst_fresh[idst] = false;
+}
+
+// ---------------------------------------------------------------- SFPU
+void sfpu_unary(uint32_t op, uint32_t idst, float p, uint32_t vector_mode) {
+    need_dst(idst, "SFPU unary op", false);
+    float* d = dst_tile(idst);
+    // VectorMode: R = faces 0 and 1 (top rows), C = faces 0 and 2 (left columns), RC = all faces.
+    for (int r = 0; r < 32; r++)
+        for (int c = 0; c < 32; c++) {
+            if (vector_mode == 1 && r >= 16) continue;
+            if (vector_mode == 2 && c >= 16) continue;
+            float& v = d[r * 32 + c];
+            v = dst_round(sfpu_apply(op, v, p));
+        }
+    T->dst_fresh[idst] = false;
+}
+
+void sfpu_binary(uint32_t op, uint32_t i0, uint32_t i1, uint32_t o) {
+    need_dst(i0, "SFPU binary op", false);
+    need_dst(i1, "SFPU binary op", false);
+    need_dst(o, "SFPU binary op", false);
+    float* a = dst_tile(i0);
+    float* b = dst_tile(i1);
+    float* d = dst_tile(o);
+    for (int e = 0; e < TILE_HW; e++) {
+        float x = a[e], y = b[e], v;
+        switch (op) {
+            case OP_ADD: v = x + y; break;
+            case OP_SUB: v = x - y; break;
+            case OP_MUL: v = x * y; break;
+            case OP_MAX: v = std::max(x, y); break;
+            case OP_MIN: v = std::min(x, y); break;
+            case OP_DIV: v = x / y; break;
+            default: v = y - x;
+        }
+        d[e] = dst_round(v);
+    }
+    T->dst_fresh[o] = false;
+}
+
+void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_order) {
+    need_dst(idst, "pack_tile", true);
+    CB& cb = get_cb(cbi, "pack_tile");
+    uint32_t pos = out_of_order ? out_index : cb.pack_seq;
+    if (pos >= cb.reserved)
+        failf("pack_tile(%u, %u): writes tile %u of the reserved region of %s, but only %u pages were reserved "
+              "with cb_reserve_back", idst, cbi, pos, cbname(cbi).c_str(), cb.reserved);
+    if (cb.wr_page + pos >= cb.num_pages)
+        failf("pack_tile(%u, %u): tile %u lies past the end of %s", idst, cbi, pos, cbname(cbi).c_str());
+    pack_tile_bytes(cb.fmt, dst_tile(idst), cb.base + size_t(cb.wr_page + pos) * cb.page_size);
+    if (!out_of_order) cb.pack_seq++;
+}
+
+// ================================================================ the job runner
+namespace {
+
+struct Loaded {
+    void* handle;
+    void (*entry)();
+};
+
+void thread_main(Thread* t) {
+    T = t;
+    try {
+        t->entry();
+        if (t->role == "compute" && t->dst_state != DST_IDLE)
+            failf("finished while still holding DST (missing tile_regs_release/release_dst)");
+    } catch (Abort&) {
+    } catch (std::exception& e) {
+        std::lock_guard<std::mutex> lk(M.mu);
+        if (!M.aborted.exchange(true)) M.error = where(t) + ": C++ exception: " + e.what();
+        notify_all_locked();
+    }
+    std::lock_guard<std::mutex> lk(M.mu);
+    t->done = true;
+    M.alive--;
+    check_deadlock_locked();
+}
+
+// Leftover pages are a kernel bug too: a CB that still holds pages was pushed more than it was popped.
+std::string leftover_pages() {
+    std::ostringstream s;
+    for (auto& c : M.cores)
+        for (uint32_t i = 0; i < NUM_CBS; i++) {
+            CB& cb = c->cbs[i];
+            if (cb.defined && cb.available())
+                s << "\n  core (" << c->x << "," << c->y << ") " << cb_state(cb, i) << " still holds "
+                  << cb.available() << " unpopped page(s)";
+        }
+    return s.str();
+}
+
+uint32_t parse_fmt(const std::string& s) {
+    if (s == "float32") return FMT_FLOAT32;
+    if (s == "bfloat16") return FMT_FLOAT16_B;
+    if (s == "bfloat8_b") return FMT_BFP8_B;
+    throw std::runtime_error("unknown format " + s);
+}
+
+}  // namespace
+
+}  // namespace tgemu
+
+using namespace tgemu;
+
+// Runs one job file (written by runtime/emulator.py). Returns 0 on success; on failure writes the message to
+// `err_path` and returns 1 (kernel error) or 2 (bad job).
+extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
+    auto write_err = [&](const std::string& m) {
+        std::ofstream e(err_path);
+        e << m;
+    };
+    std::ifstream in(job_path);
+    if (!in) {
+        write_err(std::string("cannot open job ") + job_path);
+        return 2;
+    }
+    std::map<std::pair<uint32_t, uint32_t>, Core*> by_xy;
+    std::vector<Loaded> kernels;
+    std::vector<std::string> kernel_names;
+    std::string line;
+    try {
+        std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>> cb_lines;
+        std::vector<std::pair<uint32_t, uint32_t>> core_list;
+        std::vector<std::tuple<uint32_t, uint32_t, uint32_t, std::vector<uint32_t>>> runs;
+        while (std::getline(in, line)) {
+            std::istringstream ls(line);
+            std::string kw;
+            ls >> kw;
+            if (kw.empty() || kw[0] == '#') continue;
+            if (kw == "program") ls >> M.program;
+            else if (kw == "fp32_dest_acc") ls >> M.fp32_dest_acc;
+            else if (kw == "math_approx") ls >> M.approx;
+            else if (kw == "dst_full_sync") ls >> M.full_sync;
+            else if (kw == "math_fidelity") ls >> M.math_fidelity;
+            else if (kw == "timeout_s") ls >> M.timeout_s;
+            else if (kw == "tensor") {
+                auto t = std::make_unique<Tensor>();
+                std::string fmt;
+                ls >> t->name >> t->addr >> fmt >> t->num_pages >> t->page_size >> t->in_path >> t->out_path;
+                t->data.assign(size_t(t->num_pages) * t->page_size, 0xff);
+                if (t->in_path != "-") {
+                    std::ifstream f(t->in_path, std::ios::binary);
+                    f.read(reinterpret_cast<char*>(t->data.data()), t->data.size());
+                    if (f.gcount() != std::streamsize(t->data.size()))
+                        throw std::runtime_error("short input file for tensor " + t->name);
+                }
+                M.tensors.push_back(std::move(t));
+            } else if (kw == "core") {
+                uint32_t x, y;
+                ls >> x >> y;
+                core_list.emplace_back(x, y);
+            } else if (kw == "cb") {
+                uint32_t x, y, idx, n, ps;
+                std::string fmt;
+                ls >> x >> y >> idx >> fmt >> n >> ps;
+                cb_lines.emplace_back(x, y, idx, parse_fmt(fmt), n, ps);
+            } else if (kw == "kernel") {
+                std::string so, name;
+                ls >> so >> name;
+                void* h = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+                if (!h) throw std::runtime_error(std::string("dlopen failed: ") + dlerror());
+                auto entry = reinterpret_cast<void (*)()>(dlsym(h, "_Z11kernel_mainv"));
+                if (!entry) throw std::runtime_error("kernel " + name + " defines no `void kernel_main()`");
+                kernels.push_back({h, entry});
+                kernel_names.push_back(name);
+            } else if (kw == "run") {
+                uint32_t k, x, y, n;
+                ls >> k >> x >> y >> n;
+                std::vector<uint32_t> a(n);
+                for (auto& v : a) ls >> v;
+                runs.emplace_back(k, x, y, a);
+            } else {
+                throw std::runtime_error("unknown job line: " + line);
+            }
+        }
+        // L1 of every core below 2 GB, so kernels may cast 32-bit L1 addresses to pointers as on a card.
+        size_t total = core_list.size() * size_t(L1_SIZE);
+        uint8_t* l1 = nullptr;
+        if (total) {
+            void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+            if (p == MAP_FAILED) throw std::runtime_error("cannot map L1 below 2 GB");
+            l1 = static_cast<uint8_t*>(p);
+            std::memset(l1, 0xff, total);  // uninitialised L1 reads as NaN / garbage, as it would on a card
+        }
+        for (size_t i = 0; i < core_list.size(); i++) {
+            auto c = std::make_unique<Core>();
+            c->x = core_list[i].first;
+            c->y = core_list[i].second;
+            c->l1 = l1 + i * L1_SIZE;
+            by_xy[core_list[i]] = c.get();
+            M.cores.push_back(std::move(c));
+        }
+        std::map<Core*, uint32_t> next;
+        std::sort(cb_lines.begin(), cb_lines.end());
+        for (auto& [x, y, idx, fmt, n, ps] : cb_lines) {
+            Core* c = by_xy.at({x, y});
+            uint32_t& off = next[c];
+            if (!off) off = L1_CB_BASE;
+            CB& cb = c->cbs[idx];
+            cb.defined = true;
+            cb.fmt = fmt;
+            cb.num_pages = n;
+            cb.page_size = ps;
+            if (uint64_t(off) + uint64_t(n) * ps > L1_SIZE)
+                throw std::runtime_error("CBs overflow L1 on core (" + std::to_string(x) + "," + std::to_string(y) + ")");
+            cb.base = c->l1 + off;
+            off += (n * ps + 31) / 32 * 32;
+        }
+        for (auto& [k, x, y, a] : runs) {
+            auto t = std::make_unique<Thread>();
+            t->core = by_xy.at({x, y});
+            std::string name = kernel_names.at(k);
+            t->role = name.substr(0, name.find(':'));
+            t->kernel = name.substr(name.find(':') + 1);
+            t->entry = kernels.at(k).entry;
+            t->args = a;
+            if (t->role == "compute") {
+                t->dst.assign(16 * size_t(TILE_HW), 0.0f);
+                t->dst_fresh.assign(16, true);
+            }
+            M.threads.push_back(std::move(t));
+        }
+    } catch (std::exception& e) {
+        write_err(std::string("bad emulator job: ") + e.what());
+        return 2;
+    }
+
+    M.alive = int(M.threads.size());
+    std::vector<std::thread> ths;
+    for (auto& t : M.threads) ths.emplace_back(thread_main, t.get());
+    // Watchdog: a kernel spinning without calling the API can't be interrupted; report and give up.
+    auto start = std::chrono::steady_clock::now();
+    while (true) {
+        {
+            std::lock_guard<std::mutex> lk(M.mu);
+            if (M.alive == 0) break;
+            double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (el > M.timeout_s && !M.aborted) {
+                M.aborted = true;
+                M.error = "timeout after " + std::to_string(int(M.timeout_s)) + " s in program " + M.program +
+                          " (a kernel loops without progress)" + wait_report_locked();
+                notify_all_locked();
+            }
+            if (M.aborted && el > M.timeout_s + 5) {
+                write_err(M.error);
+                std::fflush(nullptr);
+                _exit(1);
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    for (auto& th : ths) th.join();
+    if (M.aborted) {
+        write_err(M.error);
+        return 1;
+    }
+    std::string left = leftover_pages();
+    if (!left.empty()) {
+        write_err("program " + M.program + " finished with pages left in circular buffers (a missing cb_pop_front "
+                  "or an extra cb_push_back):" + left);
+        return 1;
+    }
+    for (auto& t : M.tensors) {
+        if (t->out_path == "-") continue;
+        std::ofstream f(t->out_path, std::ios::binary);
+        f.write(reinterpret_cast<const char*>(t->data.data()), t->data.size());
+    }
+    return 0;
+}

@@ -1,0 +1,255 @@
+"""Run a ProgramDescription on the host with the kernel-API emulator (kernels/emu).
+
+`run_program(desc, inputs)` compiles each kernel for the host (cached by a hash of the source, the emulator's
+headers, defines and compile-time args, like tt-metal's JIT), converts the numpy inputs to tile layout in the
+tensors' data formats (bfloat16 / bfloat8_b / float32, the emulator's own conversion), runs the program in a
+child process (one thread per core and kernel) and converts the outputs back.
+
+The emulator runtime itself (kernels/emu/src) is compiled once into `libtgemu.so` + `tg-emu-run`, cached by a
+hash of its sources. Cache directory: $TILEGRAPH_EMU_CACHE, else ~/.cache/tilegraph/emu.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tilegraph.kernels import KERNEL_DIR
+from tilegraph.ops.program import (
+    TILE,
+    TILE_BYTES,
+    KernelSpec,
+    ProgramDescription,
+    cores_of,
+    resolve_args,
+)
+
+from tilegraph.errors import KernelError
+
+EMU_DIR = KERNEL_DIR / "emu"
+CXX = os.environ.get("CXX", "g++")
+KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
+LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall"]
+DRAM_BASE = 1 << 20  # first tensor address; tensors are 4 KiB aligned
+FORMAT_CODES = {"float32": 0, "bfloat16": 5, "bfloat8_b": 6}
+_lock = threading.Lock()
+_lib_cache: dict[str, tuple[Path, ctypes.CDLL]] = {}
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("TILEGRAPH_EMU_CACHE", Path.home() / ".cache" / "tilegraph" / "emu"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _hash_files(h, files) -> None:
+    for f in sorted(files):
+        h.update(str(f.relative_to(EMU_DIR) if f.is_relative_to(EMU_DIR) else f).encode())
+        h.update(f.read_bytes())
+
+
+def _compile(cmd: list[str], out: Path, what: str) -> None:
+    """Run a compiler command writing `out` atomically (other processes may build the same file)."""
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    proc = subprocess.run([*cmd, "-o", str(tmp)], check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise KernelError(f"{what} failed to compile for the emulator:\n{proc.stderr.strip()[-4000:]}")
+    os.replace(tmp, out)
+
+
+def emulator_binaries() -> tuple[Path, ctypes.CDLL]:
+    """Build (once per emulator-source hash) libtgemu.so and the tg-emu-run runner; return runner path and lib."""
+    h = hashlib.sha256(b"lib-v1")
+    _hash_files(h, [*EMU_DIR.joinpath("src").glob("*"), EMU_DIR / "emu" / "runtime.h"])
+    key = h.hexdigest()[:16]
+    with _lock:
+        if key in _lib_cache:
+            return _lib_cache[key]
+        d = cache_dir() / f"runtime-{key}"
+        d.mkdir(exist_ok=True)
+        lib, runner = d / "libtgemu.so", d / "tg-emu-run"
+        src = EMU_DIR / "src"
+        if not lib.exists():
+            _compile([CXX, *LIB_CXXFLAGS, "-shared", str(src / "runtime.cpp"), str(src / "formats.cpp"),
+                      "-lpthread", "-ldl"], lib, "the emulator runtime")
+        if not runner.exists():
+            _compile([CXX, "-O2", str(src / "runner_main.cpp"), f"-L{d}", "-ltgemu", f"-Wl,-rpath,{d}",
+                      "-Wl,--no-as-needed", "-lpthread", "-ldl"], runner, "the emulator runner")
+        cdll = ctypes.CDLL(str(lib))
+        for name in ("tgemu_pack_tiles", "tgemu_unpack_tiles"):
+            getattr(cdll, name).restype = ctypes.c_int
+            getattr(cdll, name).argtypes = [ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p]
+        _lib_cache[key] = (runner, cdll)
+        return runner, cdll
+
+
+def kernel_source_path(source: str) -> Path:
+    p = Path(source)
+    return p if p.is_absolute() else KERNEL_DIR / p
+
+
+def kernel_defines(kernel: KernelSpec, desc: ProgramDescription) -> dict[str, str]:
+    """Defines a kernel is compiled with: the JIT's generated ones (compute config) plus the kernel's own."""
+    cc = desc.compute_config
+    fid = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}[cc.math_fidelity]
+    base = {"TILEGRAPH_EMU": "1", "KERNEL_BUILD": "1"}
+    if kernel.role == "compute":
+        base.update(DST_ACCUM_MODE="true" if cc.fp32_dest_acc_en else "false", MATH_FIDELITY=str(fid),
+                    APPROX="true" if cc.math_approx_mode else "false")
+    base.update({k: str(v) for k, v in kernel.defines.items()})
+    return base
+
+
+def compile_kernel(kernel: KernelSpec, desc: ProgramDescription) -> Path:
+    """Compile one kernel TU into a shared object (cached)."""
+    src = kernel_source_path(kernel.source)
+    if not src.is_file():
+        raise KernelError(f"kernel source {kernel.source!r} not found (looked at {src})")
+    ct_args = resolve_args(kernel.compile_time_args, desc, {})
+    defines = kernel_defines(kernel, desc)
+    flags = [*KERNEL_CXXFLAGS, f"-I{EMU_DIR}", f"-I{KERNEL_DIR}", f"-I{src.parent}",
+             f"-DKERNEL_COMPILE_TIME_ARGS={','.join(map(str, ct_args))}",
+             *[f"-D{k}={v}" for k, v in sorted(defines.items())]]
+    h = hashlib.sha256(" ".join([CXX, *flags]).encode())
+    _hash_files(h, [src, *src.parent.glob("*.h"), *src.parent.glob("*.hpp"),
+                    *EMU_DIR.joinpath("emu").glob("*.h"), *EMU_DIR.joinpath("api").rglob("*.h")])
+    out = cache_dir() / "kernels" / f"{src.stem}-{h.hexdigest()[:20]}.so"
+    if not out.exists():
+        out.parent.mkdir(exist_ok=True)
+        _compile([CXX, *flags, str(src)], out, f"kernel {kernel.source}")
+    return out
+
+
+def _tilize(x: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
+    buf = np.zeros(padded, np.float32)
+    buf[tuple(slice(0, d) for d in x.shape)] = x
+    *_, h, w = padded
+    t = buf.reshape(-1, h // TILE, TILE, w // TILE, TILE).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(t.reshape(-1, TILE * TILE))
+
+
+def _untilize(tiles: np.ndarray, shape: tuple[int, ...], padded: tuple[int, ...]) -> np.ndarray:
+    *_, h, w = padded
+    x = tiles.reshape(-1, h // TILE, w // TILE, TILE, TILE).transpose(0, 1, 3, 2, 4).reshape(padded)
+    return np.ascontiguousarray(x[tuple(slice(0, d) for d in shape)])
+
+
+def to_tile_bytes(x: np.ndarray, dtype: str) -> bytes:
+    """Tilize a (..., H, W) array (padded to 32) and convert it to `dtype`'s tile bytes (face order)."""
+    _, lib = emulator_binaries()
+    x = np.asarray(x, np.float32)
+    *lead, h, w = x.shape
+    padded = (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+    tiles = _tilize(x, padded)
+    out = np.empty(len(tiles) * TILE_BYTES[dtype], np.uint8)
+    lib.tgemu_pack_tiles(FORMAT_CODES[dtype], tiles.ctypes.data, len(tiles), out.ctypes.data)
+    return out.tobytes()
+
+
+def from_tile_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of to_tile_bytes: decode tiles of `dtype` and untilize to `shape` (float32)."""
+    _, lib = emulator_binaries()
+    *lead, h, w = shape
+    padded = (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+    ntiles = len(data) // TILE_BYTES[dtype]
+    src = np.frombuffer(data, np.uint8)
+    tiles = np.empty((ntiles, TILE * TILE), np.float32)
+    lib.tgemu_unpack_tiles(FORMAT_CODES[dtype], src.ctypes.data, ntiles, tiles.ctypes.data)
+    return _untilize(tiles, tuple(shape), padded)
+
+
+def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Round-trip through a data format: what a tensor of `dtype` holds on the device."""
+    x = np.asarray(x, np.float32)
+    return from_tile_bytes(to_tile_bytes(x, dtype), dtype, x.shape)
+
+
+def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
+                ) -> dict[str, np.ndarray]:
+    """Run `desc` in the emulator on `inputs` (name -> array of the tensor's logical shape); return its outputs."""
+    desc.validate()
+    runner, _ = emulator_binaries()
+    tensors = list(desc.tensors)
+    wanted = {t.name for t in tensors if t.role == "input"}
+    if set(inputs) != wanted:
+        raise KernelError(f"program {desc.name!r}: inputs {sorted(inputs)} do not match its input tensors "
+                          f"{sorted(wanted)}")
+    addresses, addr = {}, DRAM_BASE
+    for t in tensors:
+        addresses[t.name] = addr
+        addr += -(-t.nbytes // 4096) * 4096
+    if addr >= 2**32:
+        raise KernelError(f"program {desc.name!r}: tensors need {addr} bytes of DRAM, more than the 4 GiB emulated")
+
+    kernels = list(desc.kernels)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        objects = list(pool.map(lambda k: compile_kernel(k, desc), kernels))
+
+    cc = desc.compute_config
+    with tempfile.TemporaryDirectory(prefix="tgemu-", dir=_tmp_root()) as tmp:
+        tmpd = Path(tmp)
+        job = [f"program {desc.name.replace(' ', '_')}", f"fp32_dest_acc {int(cc.fp32_dest_acc_en)}",
+               f"math_approx {int(cc.math_approx_mode)}", f"dst_full_sync {int(cc.dst_full_sync_en)}",
+               f"timeout_s {timeout_s}"]
+        for i, t in enumerate(tensors):
+            in_path, out_path = "-", "-"
+            if t.role == "input":
+                x = np.asarray(inputs[t.name])
+                if tuple(x.shape) != t.shape:
+                    raise KernelError(f"program {desc.name!r}: input {t.name!r} has shape {x.shape}, "
+                                      f"expected {t.shape}")
+                in_path = str(tmpd / f"in{i}.bin")
+                Path(in_path).write_bytes(to_tile_bytes(x, t.dtype))
+            else:
+                out_path = str(tmpd / f"out{i}.bin")
+            job.append(f"tensor {t.name} {addresses[t.name]} {t.dtype} {t.num_pages} {t.page_size} "
+                       f"{in_path} {out_path}")
+        for x, y in desc.cores:
+            job.append(f"core {x} {y}")
+        for cb in desc.cbs:
+            for x, y in cores_of(cb.core_ranges):
+                job.append(f"cb {x} {y} {cb.index} {cb.data_format} {cb.num_pages} {cb.page_size}")
+        for ki, (k, so) in enumerate(zip(kernels, objects)):
+            job.append(f"kernel {so} {k.role}:{k.source}")
+        for ki, k in enumerate(kernels):
+            for x, y in k.cores:
+                args = resolve_args(k.runtime_args.get((x, y), ()), desc, addresses)
+                job.append(f"run {ki} {x} {y} {len(args)} {' '.join(map(str, args))}".rstrip())
+        (tmpd / "job.txt").write_text("\n".join(job) + "\n")
+        err = tmpd / "error.txt"
+        try:
+            proc = subprocess.run([str(runner), str(tmpd / "job.txt"), str(err)], check=False,
+                                  capture_output=True, text=True,
+                                  timeout=timeout_s + 30)
+        except subprocess.TimeoutExpired as e:
+            raise KernelError(f"program {desc.name!r}: the emulator did not finish in {timeout_s + 30:.0f} s") from e
+        if proc.returncode != 0:
+            msg = err.read_text() if err.exists() else ""
+            if not msg:
+                msg = f"emulator exited with status {proc.returncode}" + (
+                    f" (signal {-proc.returncode}: a kernel crashed, e.g. an out-of-range L1 pointer)"
+                    if proc.returncode < 0 else "") + f"\n{proc.stderr.strip()[-2000:]}"
+            raise KernelError(f"program {desc.name!r}: {msg}")
+        outputs = {}
+        for i, t in enumerate(tensors):
+            if t.role == "output":
+                outputs[t.name] = from_tile_bytes((tmpd / f"out{i}.bin").read_bytes(), t.dtype, t.shape)
+        return outputs
+
+
+def _tmp_root() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def clear_cache() -> None:
+    """Delete every cached emulator build."""
+    shutil.rmtree(cache_dir(), ignore_errors=True)

@@ -1,0 +1,35 @@
+// Test kernel: out = a + b (or a * b with -DELTWISE_MUL), tile by tile.
+#include <stdint.h>
+
+#include "api/compute/compute_kernel_hw_startup.h"
+#include "api/compute/eltwise_binary.h"
+#include "api/compute/tile_move_copy.h"
+
+void kernel_main() {
+    const uint32_t n = get_arg_val<uint32_t>(0);
+    constexpr uint32_t cb_a = 0, cb_b = 1, cb_out = 16;
+    compute_kernel_hw_startup(cb_a, cb_b, cb_out);
+#ifdef ELTWISE_MUL
+    mul_init(cb_a, cb_b);
+#else
+    add_init(cb_a, cb_b);
+#endif
+    for (uint32_t i = 0; i < n; i++) {
+        cb_wait_front(cb_a, 1);
+        cb_wait_front(cb_b, 1);
+        tile_regs_acquire();
+#ifdef ELTWISE_MUL
+        mul_tiles(cb_a, cb_b, 0, 0, 0);
+#else
+        add_tiles(cb_a, cb_b, 0, 0, 0);
+#endif
+        tile_regs_commit();
+        cb_pop_front(cb_a, 1);
+        cb_pop_front(cb_b, 1);
+        cb_reserve_back(cb_out, 1);
+        tile_regs_wait();
+        pack_tile(0, cb_out);
+        tile_regs_release();
+        cb_push_back(cb_out, 1);
+    }
+}

@@ -1,0 +1,19 @@
+// Test kernel: writes tiles [start, start+n) of tensor out from CB 16.
+#include <stdint.h>
+
+#include "api/dataflow/dataflow_api.h"
+
+void kernel_main() {
+    const uint32_t out_addr = get_arg_val<uint32_t>(0);
+    const uint32_t start = get_arg_val<uint32_t>(1);
+    const uint32_t n = get_arg_val<uint32_t>(2);
+    constexpr uint32_t cb_out = 16;
+    constexpr auto out_args = TensorAccessorArgs<0>();
+    const auto out = TensorAccessor(out_args, out_addr, get_tile_size(cb_out));
+    for (uint32_t i = start; i < start + n; i++) {
+        cb_wait_front(cb_out, 1);
+        noc_async_write_tile(i, out, get_read_ptr(cb_out));
+        noc_async_write_barrier();
+        cb_pop_front(cb_out, 1);
+    }
+}
