@@ -92,6 +92,9 @@ _ADAM_ATTRS = ("beta1", "beta2", "eps", "weight_decay")
 @register
 class AdamW(Op):
     name = "adamw"
+    # numpy_forward is safe when param'/m'/v' are written into the param/m/v arrays themselves (see below),
+    # so the runtime may update optimizer state in place.
+    outputs_may_alias_inputs = True
     attrs = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.0}
 
     def infer(self, inputs, attrs):

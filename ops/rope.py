@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, float_attr, positive_int_attr
 from tilegraph.ops.base import Op, register
+from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -26,6 +27,22 @@ def rope_tables(seq: int, head_dim: int, base: float, dtype) -> tuple[np.ndarray
         cos, sin = np.cos(angle).astype(dtype), np.sin(angle).astype(dtype)
         cos.flags.writeable = sin.flags.writeable = False
         _TABLES[key] = (cos, sin)
+    return _TABLES[key]
+
+
+def _full_width_tables(seq, heads, head_dim, base, dtype, inverse):
+    """cos and signed sin tiled to the activation's [S, heads*D] layout: cos_full = [cos, cos] per head,
+    sin_signed = [-sin, sin] per head (negated when inverse). Cached; read-only."""
+    key = ("full", seq, heads, head_dim, float(base), np.dtype(dtype).str, inverse)
+    if key not in _TABLES:
+        cos, sin = rope_tables(seq, head_dim, base, np.float64)
+        sign = -1.0 if inverse else 1.0
+        per_head_cos = np.concatenate([cos, cos], axis=-1)
+        per_head_sin = sign * np.concatenate([-sin, sin], axis=-1)
+        cos_full = np.tile(per_head_cos, (1, heads)).astype(dtype)
+        sin_full = np.tile(per_head_sin, (1, heads)).astype(dtype)
+        cos_full.flags.writeable = sin_full.flags.writeable = False
+        _TABLES[key] = (cos_full, sin_full)
     return _TABLES[key]
 
 
@@ -70,26 +87,18 @@ class Rope(Op):
         (y,) = outputs
         b, s, hd = x.shape
         heads = int(attrs["heads"])
-        d = hd // heads
-        half = d // 2
-        cos, sin = rope_tables(s, d, float(attrs["base"]), x.dtype)
-        c, sn = cos[None, :, None, :], sin[None, :, None, :]
-        xh, yh = x.reshape(b, s, heads, d), y.reshape(b, s, heads, d)
-        x1, x2 = xh[..., :half], xh[..., half:]
-        y1, y2 = yh[..., :half], yh[..., half:]
-        # y1 = x1*c - x2*s ; y2 = x2*c + x1*s  (inverse flips the sign of s). y2 is used as scratch for y1's
-        # second term, so no temporaries are allocated; x must not alias y.
-        np.multiply(x2, sn, out=y2)
-        np.multiply(x1, c, out=y1)
-        if attrs["inverse"]:
-            y1 += y2
-        else:
-            y1 -= y2
-        np.multiply(x1, sn, out=y2)
-        if attrs["inverse"]:
-            np.negative(y2, out=y2)
-        tmp = x2 * c  # one [B,S,n,D/2] temporary; cheaper than a second pass through y2
-        y2 += tmp
+        half = hd // heads // 2
+        cos_full, sin_signed = _full_width_tables(s, heads, 2 * half, float(attrs["base"]), x.dtype,
+                                                  bool(attrs["inverse"]))
+        # y = x * cos + swap_halves(x) * [-sin, sin]: one strided copy (the swap) and three contiguous passes
+        # whose tables broadcast over the batch; the [rows, 2, half] view keeps the copy's loops simple.
+        swapped = scratch(("rope", x.shape, x.dtype.str), x.shape, x.dtype)
+        xv, sv = x.reshape(-1, 2, half), swapped.reshape(-1, 2, half)
+        np.copyto(sv[:, 0], xv[:, 1])
+        np.copyto(sv[:, 1], xv[:, 0])
+        swapped *= sin_signed
+        np.multiply(x, cos_full, out=y)
+        y += swapped
 
     def backward(self, g, node, grads):
         (dy,) = grads
