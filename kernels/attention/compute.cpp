@@ -7,8 +7,9 @@
 //               l_new = alpha * l_old + rowsum(P) -> cb_l (running sum, fp32)
 //               O_new = alpha * O_old + P V     -> cb_o   (running output)
 // At the end:   out = O / l,  lse = m + log(l).
-// The running m / l / o live in CBs with room for two generations: the old one is at the front, the new one is
-// packed behind it, then the old one is popped. Row statistics sit in column 0 of their tiles (REDUCE_ROW output)
+// The running l / o live in CBs with room for two generations: the old one is at the front, the new one is
+// packed behind it, then the old one is popped. The running max is read old and new side by side, so it
+// ping-pongs between two CBs (cb_m_a on even K chunks, cb_m_b on odd ones) to keep each block contiguous. Row statistics sit in column 0 of their tiles (REDUCE_ROW output)
 // and are broadcast over columns with the *_bcast_cols ops.
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
@@ -36,11 +37,12 @@ constexpr uint32_t cb_out = 16;
 constexpr uint32_t cb_lse = 17;
 constexpr uint32_t cb_s = 24;
 constexpr uint32_t cb_p = 25;
-constexpr uint32_t cb_m = 26;
+constexpr uint32_t cb_m_a = 26;
 constexpr uint32_t cb_l = 27;
 constexpr uint32_t cb_o = 28;
 constexpr uint32_t cb_alpha = 29;
 constexpr uint32_t cb_linv = 30;
+constexpr uint32_t cb_m_b = 31;
 
 // Pack DST tile 0 into `cb` (one tile) and hand DST back.
 inline void pack_dst0(uint32_t cb) {
@@ -83,7 +85,9 @@ void kernel_main() {
         for (uint32_t kc = 0; kc < nk; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             const bool first = kc == 0;
-            const bool masked = causal ? (k0 + k_chunk_t - 1 > q0) : (k0 + k_chunk_t > k_full_t);
+            const bool masked = causal ? (k0 + k_chunk_t > q0) : (k0 + k_chunk_t > k_full_t);
+            const uint32_t cb_m = (kc % 2 == 0) ? cb_m_a : cb_m_b;     // this chunk's max
+            const uint32_t cb_m_old = (kc % 2 == 0) ? cb_m_b : cb_m_a;  // the previous chunk's max
 
             // S = scale * Q K^T (+ mask).
             cb_wait_front(cb_k, kv_tiles);
@@ -117,10 +121,10 @@ void kernel_main() {
                 cb_pop_front(cb_mask, s_tiles);
             }
 
-            // m_new = max(m_old, rowmax(S)); the old generation stays at the front of cb_m.
+            // m_new = max(m_old, rowmax(S)).
             cb_wait_front(cb_s, s_tiles);
             if (!first) {
-                cb_wait_front(cb_m, q_chunk_t);
+                cb_wait_front(cb_m_old, q_chunk_t);
             }
             cb_reserve_back(cb_m, q_chunk_t);
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
@@ -132,18 +136,16 @@ void kernel_main() {
                 }
                 reduce_uninit();
                 if (!first) {
-                    reconfig_data_format_srca(cb_m);
-                    copy_init(cb_m);
-                    copy_tile(cb_m, qt, 1);
+                    reconfig_data_format_srca(cb_m_old);
+                    copy_init(cb_m_old);
+                    copy_tile(cb_m_old, qt, 1);
                     binary_max_tile_init();
                     binary_max_tile(0, 1, 0);
                 }
                 pack_dst0(cb_m);
             }
             cb_push_back(cb_m, q_chunk_t);
-            // The new max sits right behind the old one (or at the front on the first chunk).
-            const uint32_t m_new = first ? 0 : q_chunk_t;
-            cb_wait_front(cb_m, m_new + q_chunk_t);
+            cb_wait_front(cb_m, q_chunk_t);
 
             // P = exp(S - m_new).
             cb_reserve_back(cb_p, s_tiles);
@@ -152,7 +154,7 @@ void kernel_main() {
                     tile_regs_acquire();
                     reconfig_data_format(cb_s, cb_m);
                     sub_bcast_cols_init(cb_s, cb_m);
-                    sub_tiles_bcast_cols(cb_s, cb_m, qt * k_chunk_t + kt, m_new + qt, 0);
+                    sub_tiles_bcast_cols(cb_s, cb_m, qt * k_chunk_t + kt, qt, 0);
                     exp_tile_init();
                     exp_tile(0);
                     pack_dst0(cb_p);
@@ -171,10 +173,11 @@ void kernel_main() {
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 if (!first) {
                     tile_regs_acquire();
-                    reconfig_data_format_srca(cb_m);
+                    reconfig_data_format_srca(cb_m_old);
+                    copy_init(cb_m_old);
+                    copy_tile(cb_m_old, qt, 0);
                     copy_init(cb_m);
-                    copy_tile(cb_m, qt, 0);
-                    copy_tile(cb_m, m_new + qt, 1);
+                    copy_tile(cb_m, qt, 1);
                     sub_binary_tile_init();
                     sub_binary_tile(0, 1, 0);
                     exp_tile_init();
@@ -190,10 +193,11 @@ void kernel_main() {
                 reduce_uninit();
                 if (!first) {
                     // alpha is recomputed in DST rather than read back from cb_alpha, which is not pushed yet.
-                    reconfig_data_format_srca(cb_m);
+                    reconfig_data_format_srca(cb_m_old);
+                    copy_init(cb_m_old);
+                    copy_tile(cb_m_old, qt, 1);
                     copy_init(cb_m);
-                    copy_tile(cb_m, qt, 1);
-                    copy_tile(cb_m, m_new + qt, 2);
+                    copy_tile(cb_m, qt, 2);
                     sub_binary_tile_init();
                     sub_binary_tile(1, 2, 1);
                     exp_tile_init();
@@ -212,7 +216,7 @@ void kernel_main() {
             if (!first) {
                 cb_push_back(cb_alpha, q_chunk_t);
                 cb_pop_front(cb_l, q_chunk_t);  // drop l_old
-                cb_pop_front(cb_m, q_chunk_t);  // drop m_old; m_new is now at the front
+                cb_pop_front(cb_m_old, q_chunk_t);  // drop m_old
             }
 
             // O_new = alpha * O_old + P V.
@@ -251,6 +255,7 @@ void kernel_main() {
         cb_pop_front(cb_q, q_tiles);
 
         // out = O / l and lse = m + log(l). m, l and O are now the only generation in their CBs.
+        const uint32_t cb_m = ((nk - 1) % 2 == 0) ? cb_m_a : cb_m_b;
         cb_wait_front(cb_m, q_chunk_t);
         cb_wait_front(cb_l, q_chunk_t);
         cb_wait_front(cb_o, q_tiles);
@@ -297,4 +302,5 @@ void kernel_main() {
         cb_pop_front(cb_l, q_chunk_t);
         cb_pop_front(cb_m, q_chunk_t);
     }
+    cb_pop_front(cb_scaler, 1);
 }

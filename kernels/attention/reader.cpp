@@ -95,8 +95,8 @@ void kernel_main() {
             noc_async_read_barrier();
             cb_push_back(cb_k, k_chunk_t * dh_t);
 
-            // Only blocks crossing the diagonal (causal) or holding key padding get a mask.
-            const bool masked = causal ? (k0 + k_chunk_t - 1 > q0) : (k0 + k_chunk_t > k_full_t);
+            // Only blocks reaching the diagonal (some key tile >= the first query tile) or holding key padding get a mask.
+            const bool masked = causal ? (k0 + k_chunk_t > q0) : (k0 + k_chunk_t > k_full_t);
             if (masked) {
                 cb_reserve_back(cb_mask, q_chunk_t * k_chunk_t);
                 l1 = get_write_ptr(cb_mask);

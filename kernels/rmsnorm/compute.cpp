@@ -185,4 +185,5 @@ void kernel_main() {
         }
         cb_pop_front(cb_rstd, 1);
     }
+    cb_pop_front(cb_scaler, 1);
 }
