@@ -418,8 +418,8 @@ def _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm):
 
     return [cb(0, dtype, q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
             cb(3, "bfloat16", s_tiles), cb(4, "bfloat16", 1), cb(16, out_dtype, q_tiles), cb(17, "float32", qc),
-            cb(24, interm, s_tiles), cb(25, interm, s_tiles), cb(26, "float32", 2 * qc), cb(27, "float32", 2 * qc),
-            cb(28, interm, 2 * q_tiles), cb(29, "float32", qc), cb(30, "float32", qc)]
+            cb(24, interm, s_tiles), cb(25, interm, s_tiles), cb(26, "float32", qc), cb(27, "float32", 2 * qc),
+            cb(28, interm, 2 * q_tiles), cb(29, "float32", qc), cb(30, "float32", qc), cb(31, "float32", qc)]
 
 
 def attention_program(
