@@ -30,7 +30,7 @@ enum class ReciprocalDestAcc { BF16, FP32 };
 enum class ReciprocalApproxMode { Default, Fast };
 enum class RsqrtMode { Default, Fast };
 enum class DstRoundingMode { Default };
-enum class SrcOrder { Regular };
+enum class SrcOrder { Regular, Reverse };
 namespace p_sfpu {
 constexpr std::uint16_t kCONST_1_FP16B = 0x3F80;
 }
@@ -178,12 +178,14 @@ TGEMU_BCAST_INIT(mul_bcast_scalar_init)
 #undef TGEMU_BCAST_INIT
 
 // ---- matmul
+// matmul_init's transpose flag is state: later matmul_tiles compute DST += A x B^T when it is set.
 ALWI void matmul_init(uint32_t in0, uint32_t in1, const uint32_t transpose = 0, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(in0, "matmul_init");
     tgemu::check_cb(in1, "matmul_init");
+    tgemu::set_matmul_transpose(transpose);
 }
 ALWI void matmul_tiles(uint32_t in0, uint32_t in1, uint32_t t0, uint32_t t1, uint32_t idst) {
-    tgemu::matmul_tiles(in0, in1, t0, t1, idst, 0);
+    tgemu::matmul_tiles(in0, in1, t0, t1, idst, tgemu::matmul_transpose());
 }
 ALWI void matmul_block_init(uint32_t in0, uint32_t in1, const uint32_t transpose = 0, uint32_t ct_dim = 1,
                             uint32_t rt_dim = 1, uint32_t kt_dim = 1, uint32_t call_line = __builtin_LINE()) {

@@ -58,6 +58,8 @@ void dst_release_legacy();  // release_dst()
 void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst);
 void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst,
                   uint32_t bcast_row);
+void set_matmul_transpose(uint32_t transpose);
+uint32_t matmul_transpose();
 void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose);
 void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose,
                   uint32_t ct, uint32_t rt, uint32_t kt);

@@ -79,6 +79,7 @@ struct Thread {
     DstState dst_state = DST_IDLE;
     std::vector<float> dst;
     std::vector<bool> dst_fresh;
+    uint32_t mm_transpose = 0;  // set by matmul_init
 };
 
 struct Machine {
@@ -551,6 +552,9 @@ static void matmul_one(const float* a, const float* b, bool transpose_b, uint32_
     }
     T->dst_fresh[idst] = false;
 }
+
+void set_matmul_transpose(uint32_t t) { T->mm_transpose = t; }
+uint32_t matmul_transpose() { return T->mm_transpose; }
 
 void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose) {
     need_dst(idst, "matmul_tiles", false);

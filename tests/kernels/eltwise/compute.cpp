@@ -1,4 +1,7 @@
 // Test kernel: out = a + b (or a * b with -DELTWISE_MUL), tile by tile.
+// Planted bugs for the emulator tests (one define at a time):
+//   BUG_MISSING_POP   never pops CB 1          BUG_WAIT_TOO_MANY  waits for 3 pages of a 2-page CB
+//   BUG_DST_INDEX     computes into DST[8]     BUG_PACK_OUTSIDE   packs before tile_regs_wait()
 #include <stdint.h>
 
 #include "api/compute/compute_kernel_hw_startup.h"
@@ -16,8 +19,15 @@ void kernel_main() {
 #endif
     for (uint32_t i = 0; i < n; i++) {
         cb_wait_front(cb_a, 1);
+#ifdef BUG_WAIT_TOO_MANY
+        cb_wait_front(cb_b, 3);
+#else
         cb_wait_front(cb_b, 1);
+#endif
         tile_regs_acquire();
+#ifdef BUG_DST_INDEX
+        add_tiles(cb_a, cb_b, 0, 0, 8);
+#endif
 #ifdef ELTWISE_MUL
         mul_tiles(cb_a, cb_b, 0, 0, 0);
 #else
@@ -25,8 +35,13 @@ void kernel_main() {
 #endif
         tile_regs_commit();
         cb_pop_front(cb_a, 1);
+#ifndef BUG_MISSING_POP
         cb_pop_front(cb_b, 1);
+#endif
         cb_reserve_back(cb_out, 1);
+#ifdef BUG_PACK_OUTSIDE
+        pack_tile(0, cb_out);
+#endif
         tile_regs_wait();
         pack_tile(0, cb_out);
         tile_regs_release();

@@ -1,4 +1,6 @@
 // Test kernel: writes tiles [start, start+n) of tensor out from CB 16.
+// Planted bugs: BUG_EXTRA_WAIT waits for one tile more than compute produces (deadlock);
+//               BUG_POP_TWICE pops two pages per tile; BUG_NO_BARRIER pops before the write barrier.
 #include <stdint.h>
 
 #include "api/dataflow/dataflow_api.h"
@@ -13,7 +15,19 @@ void kernel_main() {
     for (uint32_t i = start; i < start + n; i++) {
         cb_wait_front(cb_out, 1);
         noc_async_write_tile(i, out, get_read_ptr(cb_out));
+#ifndef BUG_NO_BARRIER
         noc_async_write_barrier();
+#endif
+#ifdef BUG_POP_TWICE
+        cb_pop_front(cb_out, 2);
+#else
         cb_pop_front(cb_out, 1);
+#endif
+#ifdef BUG_NO_BARRIER
+        noc_async_write_barrier();
+#endif
     }
+#ifdef BUG_EXTRA_WAIT
+    cb_wait_front(cb_out, 1);
+#endif
 }

@@ -1,0 +1,160 @@
+"""The emulator runs tt-metal kernels on the host: a multi-core eltwise program matches numpy, and planted kernel
+bugs (wrong CB page count, missing pop, deadlock, DST misuse) fail with messages naming kernel, core and CB."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tilegraph.ops.program import (
+    BufferAddress,
+    CBSpec,
+    ComputeConfig,
+    CoreRange,
+    KernelSpec,
+    ProgramDescription,
+    TensorAccessorCTA,
+    TensorSpec,
+)
+from tilegraph.runtime.emulator import quantize, run_program
+
+from tilegraph.errors import KernelError
+
+KERNELS = Path(__file__).parent / "kernels" / "eltwise"
+
+
+def eltwise_program(shape, dtype, ncores, *, fp32_acc=False, compute_defines=None, writer_defines=None,
+                    cb_pages=2, out_dtype=None):
+    """out = a + b over `ncores` cores in a row, tiles split as evenly as possible."""
+    a = TensorSpec("a", shape, dtype)
+    n = a.num_pages
+    per = [n // ncores + (i < n % ncores) for i in range(ncores)]
+    starts = np.cumsum([0, *per])[:-1].tolist()
+    cores = [(i, 0) for i in range(ncores)]
+    rng = (CoreRange((0, 0), (ncores - 1, 0)),)
+    out_dtype = out_dtype or dtype
+    return ProgramDescription(
+        name="eltwise",
+        tensors=[a, TensorSpec("b", shape, dtype), TensorSpec("out", shape, out_dtype, "output")],
+        cbs=[CBSpec(0, dtype, cb_pages, rng), CBSpec(1, dtype, cb_pages, rng), CBSpec(16, out_dtype, cb_pages, rng)],
+        kernels=[
+            KernelSpec("reader", str(KERNELS / "reader.cpp"), rng, (TensorAccessorCTA("a"), TensorAccessorCTA("b")),
+                       runtime_args={c: (BufferAddress("a"), BufferAddress("b"), s, p)
+                                     for c, s, p in zip(cores, starts, per)}),
+            KernelSpec("compute", str(KERNELS / "compute.cpp"), rng, defines=compute_defines or {},
+                       runtime_args={c: (p,) for c, p in zip(cores, per)}),
+            KernelSpec("writer", str(KERNELS / "writer.cpp"), rng, (TensorAccessorCTA("out"),),
+                       defines=writer_defines or {},
+                       runtime_args={c: (BufferAddress("out"), s, p) for c, s, p in zip(cores, starts, per)}),
+        ],
+        compute_config=ComputeConfig(fp32_dest_acc_en=fp32_acc),
+        grid=(8, 8),
+    )
+
+
+def bf16_rne(x: np.ndarray) -> np.ndarray:
+    """Independent numpy model of float32 -> bfloat16 round-to-nearest-even (finite values)."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+    return u.astype(np.uint32).view(np.float32)
+
+
+def inputs(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a": rng.standard_normal(shape).astype(np.float32), "b": rng.standard_normal(shape).astype(np.float32)}
+
+
+def test_eltwise_bf16_multicore_is_exact():
+    # bf16 inputs, bf16 DST: the sum of two bf16 values is exact in fp32, then rounded once (RNE) on the way
+    # into DST. So the output must equal the numpy model bit for bit.
+    shape = (3, 50, 70)  # not tile multiples: padding is added on the way in and dropped on the way out
+    x = inputs(shape)
+    out = run_program(eltwise_program(shape, "bfloat16", 4), x)["out"]
+    want = bf16_rne(bf16_rne(x["a"]) + bf16_rne(x["b"]))
+    np.testing.assert_array_equal(out, want)
+
+
+def test_eltwise_fp32_dest_acc():
+    # float32 tensors with fp32 DST: FPU operands are tf32 (10-bit mantissa), so each operand is within
+    # 2^-11 relative of its value and the sum within 2^-11 * (|a| + |b|) (+ fp32 rounding).
+    shape = (64, 96)
+    x = inputs(shape, 1)
+    out = run_program(eltwise_program(shape, "float32", 3, fp32_acc=True), x)["out"]
+    bound = 2.0 ** -11 * (np.abs(x["a"]) + np.abs(x["b"])) * 1.01
+    assert np.all(np.abs(out - (x["a"] + x["b"])) <= bound)
+
+
+def test_eltwise_mul_bfp8_output():
+    # bf16 inputs, product rounded to bf16 in DST, packed to bfloat8_b: the output equals quantizing the bf16
+    # product with the (ttnn-verified) bfp8 conversion.
+    shape = (32, 64)
+    x = inputs(shape, 2)
+    out = run_program(eltwise_program(shape, "bfloat16", 2, compute_defines={"ELTWISE_MUL": 1},
+                                      out_dtype="bfloat8_b"), x)["out"]
+    prod = bf16_rne(bf16_rne(x["a"]) * bf16_rne(x["b"]))
+    np.testing.assert_array_equal(out, quantize(prod, "bfloat8_b"))
+    assert np.abs(out - x["a"] * x["b"]).max() < 0.05 * np.abs(x["a"] * x["b"]).max()
+
+
+def test_l1_bytes_per_core():
+    d = eltwise_program((64, 64), "bfloat16", 2, cb_pages=4)
+    assert d.l1_bytes_per_core() == {(0, 0): 3 * 4 * 2048, (1, 0): 3 * 4 * 2048}
+
+
+def run_bug(**kw):
+    shape = (32, 32 * 6)  # 6 tiles on one core: more than the CBs hold
+    with pytest.raises(KernelError) as e:
+        run_program(eltwise_program(shape, "bfloat16", 1, **kw), inputs(shape), timeout_s=30)
+    return str(e.value)
+
+
+def test_missing_pop_is_a_deadlock_naming_the_cb():
+    msg = run_bug(compute_defines={"BUG_MISSING_POP": 1})
+    assert "deadlock" in msg
+    assert "cb_reserve_back(1, 1)" in msg and "CB 1 [2 pages: 2 filled" in msg
+    assert "reader.cpp (reader) on core (0,0)" in msg
+
+
+def test_waiting_for_more_pages_than_the_cb_holds():
+    msg = run_bug(compute_defines={"BUG_WAIT_TOO_MANY": 1})
+    assert "compute.cpp (compute) on core (0,0)" in msg
+    assert "cb_wait_front(1, 3): CB 1 holds only 2 pages" in msg
+
+
+def test_extra_wait_deadlocks():
+    msg = run_bug(writer_defines={"BUG_EXTRA_WAIT": 1})
+    assert "deadlock" in msg and "writer.cpp (writer) on core (0,0): blocked in cb_wait_front(16, 1)" in msg
+
+
+def test_popping_more_than_pushed():
+    msg = run_bug(writer_defines={"BUG_POP_TWICE": 1})
+    assert "writer.cpp (writer) on core (0,0)" in msg and "cb_pop_front(16, 2)" in msg
+
+
+def test_pop_before_write_barrier():
+    msg = run_bug(writer_defines={"BUG_NO_BARRIER": 1})
+    assert "cb_pop_front(16, 1) while a NoC write from those pages is in flight" in msg
+    assert "noc_async_write_barrier" in msg
+
+
+def test_dst_index_out_of_range():
+    msg = run_bug(compute_defines={"BUG_DST_INDEX": 1})
+    # bf16 DST, double-buffered: 8 tiles per tile_regs_acquire, so index 8 is one past the end
+    assert "DST index 8 out of range: DST holds 8 tiles" in msg and "compute.cpp (compute) on core (0,0)" in msg
+
+
+def test_pack_outside_tile_regs_wait():
+    msg = run_bug(compute_defines={"BUG_PACK_OUTSIDE": 1})
+    assert "pack_tile from DST[0] outside tile_regs_wait()..tile_regs_release()" in msg
+
+
+def test_wrong_cb_page_count_for_block():
+    # 3-page CBs with 1-page pushes are fine; a 3-page CB with reserves of 2 would straddle the end. Here: the
+    # program's CB holds 1 page and the reader reserves 1 per tile, the compute waits 3 (BUG_WAIT_TOO_MANY).
+    msg = run_bug(compute_defines={"BUG_WAIT_TOO_MANY": 1}, cb_pages=1)
+    assert "holds only 1 pages" in msg
+
+
+def test_bad_input_shape_is_rejected():
+    d = eltwise_program((32, 32), "bfloat16", 1)
+    with pytest.raises(KernelError, match="input 'a' has shape"):
+        run_program(d, {"a": np.zeros((32, 31), np.float32), "b": np.zeros((32, 32), np.float32)})
