@@ -2,12 +2,16 @@
 
 # Op modules are imported here so that REGISTRY is complete after `import tilegraph.ops`.
 from tilegraph.ops import (  # noqa: F401
+    all_gather,
+    all_reduce,
     attention,
     cross_entropy,
     elementwise,
     embedding,
     linear,
+    mesh_partition,
     optimizer,
+    reduce_scatter,
     rmsnorm,
     rope,
     swiglu,
