@@ -116,7 +116,7 @@ def device_dtype(v: Value, kind: str, precision: Precision) -> str:
 
 def device_bytes(v: Value, kind: str, precision: Precision, padded: bool = True) -> int:
     n = padded_numel(v.shape) if padded else v.type.numel
-    return int(round(n * DTYPE_BYTES[device_dtype(v, kind, precision)]))
+    return round(n * DTYPE_BYTES[device_dtype(v, kind, precision)])
 
 
 @dataclass
