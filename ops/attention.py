@@ -15,6 +15,7 @@ import math
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.parallel import parallel_for, single_threaded_blas
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -268,19 +269,29 @@ def _mask_diagonal(sc, r0, r1):
 
 
 def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale):
-    b, s, _ = q.shape
+    """Batch elements are split over worker threads (each with single-threaded BLAS and its own scratch)."""
+
+    def run(b0, b1, worker):
+        _attention_forward_rows(q, k, v, o, lse, heads, kv_heads, causal, scale, b0, b1, worker)
+
+    with single_threaded_blas():
+        parallel_for(q.shape[0], run)
+
+
+def _attention_forward_rows(q, k, v, o, lse, heads, kv_heads, causal, scale, b0, b1, worker):
+    _, s, _ = q.shape
     d = q.shape[-1] // heads
     group = heads // kv_heads
     dt = q.dtype
     blocks = _row_blocks(s, causal)
-    key = ("attention", s, heads, kv_heads, d, dt.str)
+    key = ("attention", s, heads, kv_heads, d, dt.str, worker)
     kh = scratch(key + ("k",), (kv_heads, s, d), dt)
     vh = scratch(key + ("v",), (kv_heads, s, d), dt)
     qs = scratch(key + ("q",), (heads, s, d), dt)
     flat = scratch(key + ("scores",), (heads * s * s,), dt)
     oh = scratch(key + ("o",), (heads, s, d), dt)
     stat = scratch(key + ("stat",), (heads, s, 1), dt)
-    for bi in range(b):
+    for bi in range(b0, b1):
         np.multiply(_heads_view(q[bi], heads), scale, out=qs)  # scale folded into the head-major copy of q
         np.copyto(kh, _heads_view(k[bi], kv_heads))
         np.copyto(vh, _heads_view(v[bi], kv_heads))
@@ -307,12 +318,20 @@ def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale):
 
 
 def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale):
-    b, s, _ = q.shape
+    def run(b0, b1, worker):
+        _attention_backward_rows(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale, b0, b1, worker)
+
+    with single_threaded_blas():
+        parallel_for(q.shape[0], run)
+
+
+def _attention_backward_rows(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale, b0, b1, worker):
+    _, s, _ = q.shape
     d = q.shape[-1] // heads
     group = heads // kv_heads
     dt = q.dtype
     blocks = _row_blocks(s, causal)
-    key = ("attention_bwd", s, heads, kv_heads, d, dt.str)
+    key = ("attention_bwd", s, heads, kv_heads, d, dt.str, worker)
     kh = scratch(key + ("k",), (kv_heads, s, d), dt)
     vh = scratch(key + ("v",), (kv_heads, s, d), dt)
     qs = scratch(key + ("q",), (heads, s, d), dt)
@@ -325,7 +344,7 @@ def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, c
     dkh = scratch(key + ("dk",), (kv_heads, s, d), dt)
     dvh = scratch(key + ("dv",), (kv_heads, s, d), dt)
     tmp = scratch(key + ("tmp",), (kv_heads * s * d,), dt)
-    for bi in range(b):
+    for bi in range(b0, b1):
         np.multiply(_heads_view(q[bi], heads), scale, out=qs)
         np.copyto(kh, _heads_view(k[bi], kv_heads))
         np.copyto(vh, _heads_view(v[bi], kv_heads))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_scalar
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -46,8 +47,7 @@ def _check_targets(op, logits, targets):
 
 
 def _softmax_rows_into(logits2: np.ndarray, p: np.ndarray, key: tuple) -> np.ndarray:
-    """p = softmax(logits2) row-wise, written into p; returns log of the row sums of exp(shifted) [M, 1]
-    together with the row max folded in, i.e. lse [M, 1]."""
+    """p = softmax(logits2) row-wise, written into p; returns the rows' log-sum-exp [M, 1] (a scratch array)."""
     m = scratch(key + ("max",), (logits2.shape[0], 1), logits2.dtype)
     np.max(logits2, axis=-1, keepdims=True, out=m)
     np.subtract(logits2, m, out=p)
@@ -76,14 +76,19 @@ class CrossEntropy(Op):
 
     def numpy_forward(self, inputs, outputs, attrs):
         logits, targets = inputs
-        v = logits.shape[-1]
-        l2 = logits.reshape(-1, v)
-        key = ("cross_entropy", l2.shape, l2.dtype.str)
-        p = scratch(key + ("p",), l2.shape, l2.dtype)
-        lse = _softmax_rows_into(l2, p, key)
-        picked = l2[np.arange(l2.shape[0]), targets.reshape(-1)]
-        # loss = mean(lse - logit[target]); accumulate the mean in float64 (a scalar: free, and avoids drift).
-        outputs[0][...] = np.mean(lse[:, 0], dtype=np.float64) - np.mean(picked, dtype=np.float64)
+        l2, t1 = as_rows(logits), targets.reshape(-1)
+        partial_sums = {}  # worker -> sum over its rows of (lse - logit[target]), in float64
+
+        def rows(r0, r1, worker):
+            ls = l2[r0:r1]
+            key = ("cross_entropy", worker)
+            p = scratch(key + ("p",), ls.shape, ls.dtype)
+            lse = _softmax_rows_into(ls, p, key)
+            picked = ls[np.arange(r1 - r0), t1[r0:r1]]
+            partial_sums[worker] = np.sum(lse[:, 0], dtype=np.float64) - np.sum(picked, dtype=np.float64)
+
+        parallel_rows(l2.shape[0], l2.shape[1], rows)
+        outputs[0][...] = sum(partial_sums[w] for w in sorted(partial_sums)) / l2.shape[0]
 
     def backward(self, g, node, grads):
         (dloss,) = grads
@@ -114,13 +119,16 @@ class CrossEntropyBwd(Op):
 
     def numpy_forward(self, inputs, outputs, attrs):
         logits, targets, dloss = inputs
-        (dlogits,) = outputs
-        v = logits.shape[-1]
-        l2, d2 = logits.reshape(-1, v), dlogits.reshape(-1, v)
-        key = ("cross_entropy_bwd", l2.shape, l2.dtype.str)
-        _softmax_rows_into(l2, d2, key)
-        d2[np.arange(l2.shape[0]), targets.reshape(-1)] -= 1.0
-        d2 *= float(dloss) / l2.shape[0]
+        l2, d2, t1 = as_rows(logits), as_rows(outputs[0]), targets.reshape(-1)
+        factor = float(dloss) / l2.shape[0]
+
+        def rows(r0, r1, worker):
+            ds = d2[r0:r1]
+            _softmax_rows_into(l2[r0:r1], ds, ("cross_entropy_bwd", worker))
+            ds[np.arange(r1 - r0), t1[r0:r1]] -= 1.0
+            ds *= factor
+
+        parallel_rows(l2.shape[0], l2.shape[1], rows)
 
     def flops(self, node):
         return 5 * node.inputs[0].type.numel

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import DTYPE_NAMES, expect_arity, expect_float, expect_same
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -44,7 +45,12 @@ class Add(Op):
         return [inputs[0] + inputs[1]]
 
     def numpy_forward(self, inputs, outputs, attrs):
-        np.add(inputs[0], inputs[1], out=outputs[0])
+        a, b, y = (as_rows(x) for x in (*inputs, outputs[0]))
+
+        def rows(r0, r1, _):
+            np.add(a[r0:r1], b[r0:r1], out=y[r0:r1])
+
+        parallel_rows(a.shape[0], a.shape[1], rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -99,15 +105,19 @@ class SiluMul(Op):
         return [silu_mul_reference(*inputs)]
 
     def numpy_forward(self, inputs, outputs, attrs):
-        a, b = inputs
-        (y,) = outputs
-        # y = a * b / (1 + exp(-a)), computed in y without temporaries.
-        with np.errstate(over="ignore"):
-            np.negative(a, out=y)
-            np.exp(y, out=y)
-        y += 1.0
-        np.divide(a, y, out=y)
-        y *= b
+        a2, b2, y2 = (as_rows(x) for x in (*inputs, outputs[0]))
+
+        def rows(r0, r1, _):
+            a, b, y = a2[r0:r1], b2[r0:r1], y2[r0:r1]
+            # y = a * b / (1 + exp(-a)), computed in y without temporaries.
+            with np.errstate(over="ignore"):
+                np.negative(a, out=y)
+                np.exp(y, out=y)
+            y += 1.0
+            np.divide(a, y, out=y)
+            y *= b
+
+        parallel_rows(a2.shape[0], a2.shape[1], rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -137,24 +147,27 @@ class SiluMulBwd(Op):
         return list(silu_mul_bwd_reference(*inputs))
 
     def numpy_forward(self, inputs, outputs, attrs):
-        a, b, dy = inputs
-        da, db = outputs
-        s = scratch(("silu_mul_bwd", "s"), a.shape, a.dtype)
-        # s = sigmoid(a)
-        with np.errstate(over="ignore"):
-            np.negative(a, out=s)
-            np.exp(s, out=s)
-        s += 1.0
-        np.reciprocal(s, out=s)
-        # db = dy * a * s
-        np.multiply(a, s, out=db)  # silu(a)
-        # da = dy * b * (s + silu(a) * (1 - s)) = dy * b * (s + silu(a) - silu(a)*s)
-        np.multiply(db, s, out=da)
-        np.subtract(db, da, out=da)
-        da += s
-        da *= b
-        da *= dy
-        db *= dy
+        a2, b2, dy2, da2, db2 = (as_rows(x) for x in (*inputs, *outputs))
+
+        def rows(r0, r1, worker):
+            a, b, dy, da, db = (x[r0:r1] for x in (a2, b2, dy2, da2, db2))
+            s = scratch(("silu_mul_bwd", worker), a.shape, a.dtype)
+            # s = sigmoid(a)
+            with np.errstate(over="ignore"):
+                np.negative(a, out=s)
+                np.exp(s, out=s)
+            s += 1.0
+            np.reciprocal(s, out=s)
+            np.multiply(a, s, out=db)  # silu(a)
+            # da = dy * b * (s + silu(a) * (1 - s)) = dy * b * (s + silu(a) - silu(a)*s)
+            np.multiply(db, s, out=da)
+            np.subtract(db, da, out=da)
+            da += s
+            da *= b
+            da *= dy
+            db *= dy  # db = dy * silu(a)
+
+        parallel_rows(a2.shape[0], a2.shape[1], rows)
 
     def flops(self, node):
         return 10 * node.outputs[0].type.numel

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
+
+# Largest one-hot matrix (V x tokens) embedding_bwd builds for its gemm form (16 MiB in float32).
+ONEHOT_MAX_ELEMENTS = 1 << 22
 
 
 def embedding_reference(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -85,14 +89,13 @@ class EmbeddingBwd(Op):
     def numpy_forward(self, inputs, outputs, attrs):
         ids, dy = inputs
         (dtable,) = outputs
-        # Scatter-add as a one-hot GEMM would cost V*T*H flops; np.add.at is slow per row, so sort-free
-        # accumulation with bincount per hidden column is also slow. Use a one-hot matmul only for small vocab
-        # (V*T fits comfortably), otherwise add.at.
         flat_ids = ids.reshape(-1)
         dy2 = dy.reshape(-1, dy.shape[-1])
         vocab = dtable.shape[0]
-        if vocab * flat_ids.size <= 1 << 22:
-            onehot = _onehot_scratch(vocab, flat_ids.size, dy.dtype)
+        if vocab * flat_ids.size <= ONEHOT_MAX_ELEMENTS:
+            # Small vocabularies: the scatter-add as one gemm, onehot[V, T] @ dy[T, H] (BLAS-fast; np.add.at
+            # handles one row at a time and is ~10x slower at nano-trickster's V=256, T=4096).
+            onehot = scratch(("embedding_bwd", vocab, flat_ids.size), (vocab, flat_ids.size), dy.dtype)
             onehot.fill(0)
             onehot[flat_ids, np.arange(flat_ids.size)] = 1
             np.matmul(onehot, dy2, out=dtable)
@@ -102,14 +105,3 @@ class EmbeddingBwd(Op):
 
     def flops(self, node):
         return node.inputs[1].type.numel
-
-
-_ONEHOT_CACHE: dict[tuple, np.ndarray] = {}
-
-
-def _onehot_scratch(vocab: int, tokens: int, dtype) -> np.ndarray:
-    key = (vocab, tokens, np.dtype(dtype).str)
-    buf = _ONEHOT_CACHE.get(key)
-    if buf is None:
-        buf = _ONEHOT_CACHE[key] = np.empty((vocab, tokens), dtype=dtype)
-    return buf

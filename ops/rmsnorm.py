@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, float_attr
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -43,13 +44,10 @@ def _check(op: str, x: TensorType, gamma: TensorType) -> None:
         raise ShapeError(f"op {op!r}: x is {x.dtype} but gamma is {gamma.dtype}; give both the same dtype")
 
 
-def _inv_rms(x2: np.ndarray, eps: float, key: tuple) -> np.ndarray:
+def _inv_rms(x2: np.ndarray, eps: float, r: np.ndarray) -> np.ndarray:
     """r[M, 1] = 1/sqrt(mean(x^2) + eps) per row, computed with one batched dot (no [M, H] temporary)."""
-    m, h = x2.shape
-    r = scratch(key + ("r",), (m, 1), x2.dtype)
-    # einsum 'ij,ij->i' reduces without materialising x*x.
     np.einsum("ij,ij->i", x2, x2, out=r[:, 0])
-    r *= 1.0 / h
+    r *= 1.0 / x2.shape[1]
     r += eps
     np.sqrt(r, out=r)
     np.reciprocal(r, out=r)
@@ -72,12 +70,16 @@ class RMSNorm(Op):
 
     def numpy_forward(self, inputs, outputs, attrs):
         x, gamma = inputs
-        (y,) = outputs
-        x2 = x.reshape(-1, x.shape[-1])
-        y2 = y.reshape(x2.shape)
-        r = _inv_rms(x2, float(attrs["eps"]), ("rmsnorm", x2.shape, x2.dtype.str))
-        np.multiply(x2, r, out=y2)
-        y2 *= gamma
+        x2, y2 = as_rows(x), as_rows(outputs[0])
+        eps = float(attrs["eps"])
+
+        def rows(r0, r1, worker):
+            xs, ys = x2[r0:r1], y2[r0:r1]
+            r = _inv_rms(xs, eps, scratch(("rmsnorm", worker), (r1 - r0, 1), x.dtype))
+            np.multiply(xs, r, out=ys)
+            ys *= gamma
+
+        parallel_rows(x2.shape[0], x2.shape[1], rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -111,23 +113,35 @@ class RMSNormBwd(Op):
         x, gamma, dy = inputs
         dx, dgamma = outputs
         h = x.shape[-1]
-        x2, dy2, dx2 = x.reshape(-1, h), dy.reshape(-1, h), dx.reshape(-1, h)
-        key = ("rmsnorm_bwd", x2.shape, x2.dtype.str)
-        r = _inv_rms(x2, float(attrs["eps"]), key)
-        xhat = scratch(key + ("xhat",), x2.shape, x2.dtype)
-        np.multiply(x2, r, out=xhat)
-        # dgamma = column sums of dy*xhat; dx (used as scratch for dy*xhat first) then overwritten.
-        np.multiply(dy2, xhat, out=dx2)
-        np.sum(dx2, axis=0, out=dgamma)
-        # c[M] = mean(g * xhat) = mean(dy * gamma * xhat) = (dy*xhat) @ gamma / H
-        c = scratch(key + ("c",), (x2.shape[0], 1), x2.dtype)
-        np.matmul(dx2, gamma, out=c[:, 0])
-        c *= 1.0 / h
-        # dx = r * (dy*gamma - xhat*c)
-        np.multiply(dy2, gamma, out=dx2)
-        xhat *= c
-        dx2 -= xhat
-        dx2 *= r
+        x2, dy2, dx2 = as_rows(x), as_rows(dy), as_rows(dx)
+        eps = float(attrs["eps"])
+        partials = {}  # worker -> its rows' contribution to dgamma
+
+        def rows(r0, r1, worker):
+            xs, dys, dxs = x2[r0:r1], dy2[r0:r1], dx2[r0:r1]
+            key = ("rmsnorm_bwd", worker)
+            r = _inv_rms(xs, eps, scratch(key + ("r",), (r1 - r0, 1), x.dtype))
+            xhat = scratch(key + ("xhat",), xs.shape, x.dtype)
+            np.multiply(xs, r, out=xhat)
+            # dgamma partial = column sums of dy*xhat (dx is the scratch for dy*xhat; overwritten below).
+            np.multiply(dys, xhat, out=dxs)
+            part = scratch(key + ("dgamma",), (h,), x.dtype)
+            np.sum(dxs, axis=0, out=part)
+            partials[worker] = part
+            # c = mean(dy * gamma * xhat) per row = (dy*xhat) @ gamma / H
+            c = scratch(key + ("c",), (r1 - r0, 1), x.dtype)
+            np.matmul(dxs, gamma, out=c[:, 0])
+            c *= 1.0 / h
+            # dx = r * (dy*gamma - xhat*c)
+            np.multiply(dys, gamma, out=dxs)
+            xhat *= c
+            dxs -= xhat
+            dxs *= r
+
+        parallel_rows(x2.shape[0], h, rows)
+        dgamma.fill(0)
+        for worker in sorted(partials):  # fixed order: the result does not depend on thread timing
+            dgamma += partials[worker]
 
     def flops(self, node):
         return 10 * node.inputs[0].type.numel

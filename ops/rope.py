@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, float_attr, positive_int_attr
 from tilegraph.ops.base import Op, register
+from tilegraph.ops.parallel import parallel_rows
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -85,20 +86,26 @@ class Rope(Op):
     def numpy_forward(self, inputs, outputs, attrs):
         (x,) = inputs
         (y,) = outputs
-        b, s, hd = x.shape
+        _, s, hd = x.shape
         heads = int(attrs["heads"])
         half = hd // heads // 2
         cos_full, sin_signed = _full_width_tables(s, heads, 2 * half, float(attrs["base"]), x.dtype,
                                                   bool(attrs["inverse"]))
         # y = x * cos + swap_halves(x) * [-sin, sin]: one strided copy (the swap) and three contiguous passes
         # whose tables broadcast over the batch; the [rows, 2, half] view keeps the copy's loops simple.
-        swapped = scratch(("rope", x.shape, x.dtype.str), x.shape, x.dtype)
-        xv, sv = x.reshape(-1, 2, half), swapped.reshape(-1, 2, half)
-        np.copyto(sv[:, 0], xv[:, 1])
-        np.copyto(sv[:, 1], xv[:, 0])
-        swapped *= sin_signed
-        np.multiply(x, cos_full, out=y)
-        y += swapped
+        # Batch elements are split over the worker threads.
+
+        def batch_rows(b0, b1, worker):
+            xs, ys = x[b0:b1], y[b0:b1]
+            swapped = scratch(("rope", worker), xs.shape, x.dtype)
+            xv, sv = xs.reshape(-1, 2, half), swapped.reshape(-1, 2, half)
+            np.copyto(sv[:, 0], xv[:, 1])
+            np.copyto(sv[:, 1], xv[:, 0])
+            swapped *= sin_signed
+            np.multiply(xs, cos_full, out=ys)
+            ys += swapped
+
+        parallel_rows(x.shape[0], s * hd, batch_rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads

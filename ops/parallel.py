@@ -1,0 +1,112 @@
+"""Splitting a fast numpy path over the CPU cores.
+
+numpy's elementwise ufuncs run on one core, and OpenBLAS parallelises each gemm internally, which for the many
+small per-head gemms of attention costs more in synchronisation than it gains. Both release the GIL, so the
+fast paths here split their rows over a small pool of Python threads instead, with OpenBLAS set to one thread
+for the duration (each worker then runs its own single-threaded gemms side by side).
+
+`TILEGRAPH_THREADS` sets the number of workers (default: the number of CPUs this process may use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def _worker_count() -> int:
+    env = os.environ.get("TILEGRAPH_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+WORKERS = _worker_count()
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="tilegraph-ops")
+        return _POOL
+
+
+def _find_openblas_threads_api():
+    """(get, set) of the OpenBLAS bundled with numpy, or None when numpy uses another BLAS."""
+    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in glob.glob(os.path.join(libdir, "libopenblas*")):
+        lib = ctypes.CDLL(path)
+        for suffix in ("64_", ""):
+            get = getattr(lib, f"openblas_get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"openblas_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                return get, set_
+    return None
+
+
+_BLAS_THREADS = _find_openblas_threads_api()
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """OpenBLAS runs each call on the calling thread inside this block (no-op for other BLAS libraries)."""
+    if _BLAS_THREADS is None:
+        yield
+        return
+    get, set_ = _BLAS_THREADS
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) ranges covering range(n) in at most `parts` nearly equal, non-empty pieces."""
+    parts = max(1, min(parts, n))
+    edges = [round(i * n / parts) for i in range(parts + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(parts) if edges[i] < edges[i + 1]]
+
+
+def parallel_for(n: int, body: Callable[[int, int, int], None], min_per_worker: int = 1) -> None:
+    """body(start, end, worker) over a split of range(n) across the workers; runs inline when one piece would do.
+
+    Each worker index is used by exactly one piece at a time, so bodies may key scratch buffers on it."""
+    parts = min(WORKERS, max(1, n // max(1, min_per_worker)))
+    ranges = split(n, parts)
+    if len(ranges) <= 1:
+        if ranges:
+            body(ranges[0][0], ranges[0][1], 0)
+        return
+    futures = [_pool().submit(body, a, b, w) for w, (a, b) in enumerate(ranges[1:], start=1)]
+    body(ranges[0][0], ranges[0][1], 0)
+    for f in futures:
+        f.result()
+
+
+# Below this many elements per worker, handing work to a thread costs more than it saves.
+MIN_ELEMENTS_PER_WORKER = 1 << 16
+
+
+def as_rows(x: np.ndarray) -> np.ndarray:
+    """A 2-D [rows, last dim] view of x (a 0-d array becomes [1, 1])."""
+    return x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+
+
+def parallel_rows(n_rows: int, row_size: int, body: Callable[[int, int, int], None]) -> None:
+    """parallel_for over rows, with at least MIN_ELEMENTS_PER_WORKER elements in each worker's piece."""
+    parallel_for(n_rows, body, min_per_worker=max(1, MIN_ELEMENTS_PER_WORKER // max(1, row_size)))
