@@ -83,7 +83,7 @@ def gradient_values(graph: Graph) -> set[Value]:
 
 
 def classify(graph: Graph) -> dict[Value, str]:
-    """Kind of every value: param, optimizer, input, gradient, activation."""
+    """Kind of every value: param, optimizer, input, gradient, scalar (norms), activation."""
     grads = gradient_values(graph)
     kinds = {}
     for v in graph.values():
@@ -96,6 +96,8 @@ def classify(graph: Graph) -> dict[Value, str]:
         else:
             kinds[v] = "gradient" if v in grads else "activation"
     for node in graph.nodes:  # the new values of params / moments are stored like what they replace
+        if node.op == "global_norm" or (node.op == "all_gather" and node.inputs[0].shape == ()):
+            kinds[node.outputs[0]] = "scalar"  # norms (and per-device norms stacked) stay float32
         if node.op == "adamw":
             kinds[node.outputs[0]] = "param"
             kinds[node.outputs[1]] = kinds[node.outputs[2]] = "optimizer"
@@ -105,7 +107,7 @@ def classify(graph: Graph) -> dict[Value, str]:
 def device_dtype(v: Value, kind: str, precision: Precision) -> str:
     if v.dtype.startswith("int"):
         return v.dtype
-    if v.shape == ():
+    if v.shape == () or kind == "scalar":
         return "float32"
     return {
         "param": precision.weights,

@@ -1,0 +1,62 @@
+"""Bad inputs to `tilegraph lower` are one-line errors with exit code 2 that say what to change."""
+
+import pytest
+from tilegraph.graph.build import build
+from tilegraph.graph.passes.shard import shard
+
+from tilegraph.cli import main
+from tilegraph.errors import ShardingError
+
+
+def _lower(capsys, *argv):
+    code = main(["lower", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(capsys, *argv) -> str:
+    code, out, err = _lower(capsys, *argv)
+    assert code == 2
+    assert out == ""  # nothing half-printed before the error
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tilegraph lower: error: ")
+    return lines[0]
+
+
+def test_unknown_mesh_lists_the_valid_names(capsys):
+    msg = _one_line_error(capsys, "specs/nano-trickster.yaml", "--mesh", "dgx")
+    assert "unknown mesh 'dgx'" in msg
+    for name in ("n150", "n300", "t3k", "t3k-1x8", "galaxy", "p150"):
+        assert name in msg
+
+
+def test_heads_not_divisible_by_tp_degree(capsys):
+    # tiny-test has 4 heads; galaxy's TP axis has 8 devices.
+    msg = _one_line_error(capsys, "specs/tiny-test.yaml", "--mesh", "galaxy", "--batch", "4", "--seq", "8")
+    assert "num_heads 4 is not divisible by the tensor-parallel degree 8" in msg
+
+
+def test_batch_not_divisible_by_dp_degree(capsys):
+    # t3k is 2x4: TP 4 on axis 1, DP 2 on axis 0.
+    msg = _one_line_error(capsys, "specs/nano-trickster.yaml", "--mesh", "t3k", "--batch", "3", "--seq", "16")
+    assert "batch 3" in msg and "data-parallel degree 2" in msg
+
+
+def test_model_that_does_not_fit_says_by_how_much(capsys):
+    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128")
+    assert "over by" in msg and "GiB" in msg and "12.0 GiB" in msg
+    # llama-3-70b forward on one chip: bfloat16 weights alone are ~131 GiB
+    need = float(msg.split(" needs ")[1].split(" GiB")[0])
+    assert 131 < need < 140
+
+
+def test_same_model_fits_on_a_bigger_mesh(capsys):
+    code, out, err = _lower(capsys, "specs/llama-3-8b.yaml", "--mesh", "t3k-1x8", "--seq", "2048", "--brief")
+    assert code == 0, err
+    assert "peak DRAM" in out and "DOES NOT FIT" not in out and "tokens/s" in out
+
+
+def test_sharding_a_sharded_graph_is_rejected():
+    g = shard(build("specs/nano-trickster.yaml", 2, 8), "n300")
+    with pytest.raises(ShardingError, match="already sharded"):
+        shard(g, "n300")
