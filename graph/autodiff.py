@@ -49,6 +49,17 @@ def _on_path(graph: Graph, sources: list[Value], target: Value) -> set[int]:
     return path
 
 
+def _name_gradients(g: Graph, first_new: int, inputs, grads) -> None:
+    """Rename the gradients a backward rule just created to `d:<input>`, so printed programs read as math
+    (`d:layers.0.q_rope` rather than `attention_bwd.0.32`). Values the rule passed through keep their names."""
+    fresh = {v for n in g.nodes[first_new:] for v in n.outputs}
+    for v, gv in zip(inputs, grads):
+        if gv is not None and gv in fresh:
+            fresh.discard(gv)
+            g._names.discard(gv.name)
+            gv.name = g._unique(f"d:{v.name}")
+
+
 def autodiff(graph: Graph, loss: Value | str = "loss", wrt: list[Value] | None = None) -> Graph:
     """A copy of `graph` with the backward pass appended and outputs `grad:<param>` for every param (or `wrt`)."""
     if isinstance(loss, str):
@@ -66,7 +77,9 @@ def autodiff(graph: Graph, loss: Value | str = "loss", wrt: list[Value] | None =
         out_grads = [grads.get(v) for v in node.outputs]
         if all(gr is None for gr in out_grads):
             continue
+        first_new = len(g.nodes)
         in_grads = get_op(node.op).backward(g, node, out_grads)
+        _name_gradients(g, first_new, node.inputs, in_grads)
         if len(in_grads) != len(node.inputs):
             raise ShapeError(
                 f"backward rule of op {node.op!r} returned {len(in_grads)} gradients for {len(node.inputs)} inputs"
