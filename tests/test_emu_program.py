@@ -158,3 +158,26 @@ def test_bad_input_shape_is_rejected():
     d = eltwise_program((32, 32), "bfloat16", 1)
     with pytest.raises(KernelError, match="input 'a' has shape"):
         run_program(d, {"a": np.zeros((32, 31), np.float32), "b": np.zeros((32, 32), np.float32)})
+
+
+def test_kernel_compile_cache_keys_on_defines(tmp_path, monkeypatch):
+    from tilegraph.runtime.emulator import compile_kernel
+
+    d = eltwise_program((32, 32), "bfloat16", 1)
+    d_mul = eltwise_program((32, 32), "bfloat16", 1, compute_defines={"ELTWISE_MUL": 1})
+    compute, compute_mul = d.kernels[1], d_mul.kernels[1]
+    first = compile_kernel(compute, d)
+    assert compile_kernel(compute, d) == first  # cached: same object
+    assert compile_kernel(compute_mul, d_mul) != first  # a define changes the cache key
+
+
+def test_compile_error_is_a_kernel_error(tmp_path):
+    bad = tmp_path / "compute.cpp"
+    bad.write_text('#include "api/compute/matmul.h"\nvoid kernel_main() { mm_init(0, 1, 16); }\n')
+    d = eltwise_program((32, 32), "bfloat16", 1)
+    k = d.kernels[1]
+    d2 = ProgramDescription(d.name, d.tensors, d.cbs,
+                            [d.kernels[0], KernelSpec("compute", str(bad), k.core_ranges, runtime_args=k.runtime_args),
+                             d.kernels[2]], d.compute_config, d.grid)
+    with pytest.raises(KernelError, match=r"failed to compile for the emulator(.|\n)*mm_init"):
+        run_program(d2, inputs((32, 32)))
