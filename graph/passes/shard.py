@@ -40,6 +40,7 @@ import tilegraph.ops.mesh_partition
 import tilegraph.ops.reduce_scatter  # noqa: F401
 from tilegraph.graph.ir import Graph, Node, Value
 from tilegraph.graph.meshes import Mesh, get_mesh
+from tilegraph.ops import get_op
 
 from tilegraph.errors import ShardingError
 
@@ -563,7 +564,8 @@ class _Sharder:
             raise ShardingError(f"graph {self.graph.name!r} is already sharded (it has a {node.op} node)")
         if node.op == "global_norm":
             return self._global_norm(node)
-        rule = RULES.get(node.op)
+        # An op module may define its own rule as `Op.shard(node, placements, axis)`; RULES covers the rest.
+        rule = getattr(get_op(node.op), "shard", None) or RULES.get(node.op)
         if rule is None:
             rule = rule_replicated
             if node.op not in self.fallbacks:

@@ -80,7 +80,12 @@ def _fmt_time(s: float) -> str:
     return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def _clip(s: str, w: int = 56) -> str:
+    return s if len(s) <= w else s[: w - 3] + "..."
+
+
 def _table(rows: list[tuple]) -> list[str]:
+    rows = [tuple(_clip(c) for c in r) for r in rows]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
 
@@ -163,6 +168,8 @@ def run(args) -> int:
         data = to_dict(spec, mesh, batch, seq, args.train, sharded, plan, cost)
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
+            f.write(
+                json.dumps(data, separators=(",", ":"))
+            )  # compact: the C encoder, ~10x faster than indent
         os.replace(tmp, args.json)  # never a half-written file
     return 0
