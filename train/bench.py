@@ -1,0 +1,150 @@
+"""Training throughput of the default recipe on the numpy backend, against a GEMM-only baseline.
+
+    python -m tilegraph.train.bench [--spec specs/nano-trickster.yaml] [--steps 10] [--batch 16] [--seq 256]
+
+The baseline runs, in the same process, a float32 GEMM workload with the FLOPs of one training step: the
+matmuls of every linear layer and the tied output projection (forward and both backward products, at their real
+shapes, preallocated outputs) plus the attention products' FLOPs as extra matmuls of the same kind. It bounds what a numpy training step can reach on this machine, so the ratio says how
+much time goes to everything else (elementwise work, temporaries, Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "specs" / "nano-trickster.yaml"
+
+
+def gemm_shapes(spec, batch: int, seq: int) -> list[tuple[int, int, int]]:
+    """(M, K, N) of every weight matmul of one training step: forward, and both backward products."""
+    t, h, f = batch * seq, spec.hidden_size, spec.mlp_hidden
+    q_out, kv_out = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    linears = [(h, q_out), (h, kv_out), (h, kv_out), (q_out, h), (h, f), (h, f), (f, h)]  # per layer, [K, N]
+    shapes = []
+    for k, n in linears * spec.num_layers + [(h, spec.vocab_size)]:
+        shapes += [(t, k, n), (t, n, k), (k, t, n)]  # y = x w; dx = dy w^T; dw = x^T dy
+    return shapes
+
+
+def attention_flops(spec, batch: int, seq: int) -> int:
+    """Matmul FLOPs of attention in one step: q k^T and p v forward, four products backward, full S x S."""
+    return 6 * 2 * batch * spec.num_heads * seq * seq * spec.head_dim * spec.num_layers
+
+
+def step_flops(spec, batch: int, seq: int) -> int:
+    return sum(2 * m * k * n for m, k, n in gemm_shapes(spec, batch, seq)) + attention_flops(spec, batch, seq)
+
+
+class GemmBaseline:
+    """A float32 GEMM workload with the FLOPs of one training step: the step's weight matmuls at their real
+    shapes (preallocated outputs), plus the attention products' FLOPs as extra [T, H] x [H, H] matmuls."""
+
+    def __init__(self, spec, batch: int, seq: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        shapes = gemm_shapes(spec, batch, seq)
+        t, h = batch * seq, spec.hidden_size
+        extra = round(attention_flops(spec, batch, seq) / (2 * t * h * h))
+        self.flops = sum(2 * m * k * n for m, k, n in shapes) + extra * 2 * t * h * h
+        self.calls = []
+        for m, k, n in shapes + [(t, h, h)] * extra:
+            a = rng.standard_normal((m, k), dtype=np.float32)
+            w = rng.standard_normal((k, n), dtype=np.float32)
+            self.calls.append((a, w, np.empty((m, n), np.float32)))
+
+    def run(self) -> None:
+        for a, w, out in self.calls:
+            np.matmul(a, w, out=out)
+
+
+@dataclass
+class BenchResult:
+    tokens_per_step: int
+    train_seconds: float  # median seconds per training step
+    gemm_seconds: float  # median seconds of the step's matmuls alone
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens_per_step / self.train_seconds
+
+    @property
+    def gemm_tokens_per_second(self) -> float:
+        return self.tokens_per_step / self.gemm_seconds
+
+    @property
+    def ratio(self) -> float:
+        """Training throughput as a fraction of the GEMM-only bound (1.0 = nothing but matmuls)."""
+        return self.gemm_seconds / self.train_seconds
+
+
+def make_training_step(spec, batch: int, seq: int, seed: int = 0):
+    """A zero-argument callable running one optimizer step of the default recipe on real data batches."""
+    from tilegraph.graph import init_params
+    from tilegraph.train.data import BatchSampler, load_text
+    from tilegraph.train.model import TrainingPrograms
+    from tilegraph.train.schedule import WarmupCosine
+
+    programs = TrainingPrograms(spec, batch, seq)
+    state = programs.init_state(init_params(spec, seed))
+    sampler = BatchSampler(load_text(None, seq).train, batch, seq, seed)
+    schedule = WarmupCosine(1e-3, 1e-4, 100, 1500)
+    counter = [0]
+
+    def step():
+        counter[0] += 1
+        tokens, targets = sampler.next_batch()
+        return programs.train_step(state, tokens, targets, schedule(counter[0]), counter[0])
+
+    return step
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure(spec, batch: int = 16, seq: int = 256, steps: int = 10, warmup: int = 2) -> BenchResult:
+    step = make_training_step(spec, batch, seq)
+    for _ in range(warmup):  # first calls allocate buffers and warm BLAS
+        step()
+    train = _median_seconds(step, steps)
+    gemms = GemmBaseline(spec, batch, seq)
+    gemms.run()
+    gemm = _median_seconds(gemms.run, max(3, steps // 2))
+    return BenchResult(batch * seq, train, gemm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tilegraph.graph.spec import load_spec
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tilegraph.train.bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--spec", default=str(DEFAULT_SPEC))
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (median is reported)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=256)
+    args = parser.parse_args(argv)
+    spec = load_spec(args.spec)
+    r = measure(spec, args.batch, args.seq, args.steps)
+    flops = step_flops(spec, args.batch, args.seq)
+    print(f"{spec.name}: batch {args.batch} x seq {args.seq}, numpy backend, median of {args.steps} steps")
+    print(f"training:        {r.train_seconds * 1e3:8.1f} ms/step  {r.tokens_per_second:8,.0f} tokens/s")
+    print(
+        f"GEMM-only bound: {r.gemm_seconds * 1e3:8.1f} ms/step  {r.gemm_tokens_per_second:8,.0f} tokens/s"
+        f"  ({flops / 1e9:.1f} GFLOP, {flops / r.gemm_seconds / 1e9:.0f} GFLOP/s)"
+    )
+    print(f"ratio training/GEMM-bound throughput: {r.ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
