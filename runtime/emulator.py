@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -109,6 +110,21 @@ def kernel_defines(kernel: KernelSpec, desc: ProgramDescription) -> dict[str, st
     return base
 
 
+_header_digest: dict[tuple, bytes] = {}
+
+
+def _emu_headers_digest() -> bytes:
+    """Digest of the emulator's kernel-side headers, memoised per process on (path, mtime, size)."""
+    files = sorted([*EMU_DIR.joinpath("emu").glob("*.h"), *EMU_DIR.joinpath("api").rglob("*.h")])
+    key = tuple((str(f), st.st_mtime_ns, st.st_size) for f in files for st in [f.stat()])
+    if key not in _header_digest:
+        h = hashlib.sha256()
+        _hash_files(h, files)
+        _header_digest.clear()
+        _header_digest[key] = h.digest()
+    return _header_digest[key]
+
+
 def compile_kernel(kernel: KernelSpec, desc: ProgramDescription) -> Path:
     """Compile one kernel TU into a shared object (cached)."""
     src = kernel_source_path(kernel.source)
@@ -120,8 +136,8 @@ def compile_kernel(kernel: KernelSpec, desc: ProgramDescription) -> Path:
              f"-DKERNEL_COMPILE_TIME_ARGS={','.join(map(str, ct_args))}",
              *[f"-D{k}={v}" for k, v in sorted(defines.items())]]
     h = hashlib.sha256(" ".join([CXX, *flags]).encode())
-    _hash_files(h, [src, *src.parent.glob("*.h"), *src.parent.glob("*.hpp"),
-                    *EMU_DIR.joinpath("emu").glob("*.h"), *EMU_DIR.joinpath("api").rglob("*.h")])
+    _hash_files(h, [src, *src.parent.glob("*.h"), *src.parent.glob("*.hpp")])
+    h.update(_emu_headers_digest())
     out = cache_dir() / "kernels" / f"{src.stem}-{h.hexdigest()[:20]}.so"
     if not out.exists():
         out.parent.mkdir(exist_ok=True)
@@ -226,12 +242,15 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
                 job.append(f"run {ki} {x} {y} {len(args)} {' '.join(map(str, args))}".rstrip())
         (tmpd / "job.txt").write_text("\n".join(job) + "\n")
         err = tmpd / "error.txt"
+        t0 = time.perf_counter()
         try:
             proc = subprocess.run([str(runner), str(tmpd / "job.txt"), str(err)], check=False,
                                   capture_output=True, text=True,
                                   timeout=timeout_s + 30)
         except subprocess.TimeoutExpired as e:
             raise KernelError(f"program {desc.name!r}: the emulator did not finish in {timeout_s + 30:.0f} s") from e
+        if os.environ.get("TILEGRAPH_EMU_TIMING"):
+            print(f"[emu] {desc.name}: runner {time.perf_counter() - t0:.3f} s")
         if proc.returncode != 0:
             msg = err.read_text() if err.exists() else ""
             if not msg:
