@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from tilegraph.graph.ir import Graph, Value
+from tilegraph.graph.meshes import get_mesh
 from tilegraph.graph.passes.shard import CCL_OPS, Partial, Replicate, Shard
 from tilegraph.ops import get_op
 
@@ -63,10 +64,13 @@ class MeshExecutor:
 
     def __init__(self, graph: Graph):
         mesh = getattr(graph, "mesh", None)
-        if mesh is None:
-            raise DeviceError(
-                f"graph {graph.name!r} is not sharded; run graph.passes.shard.shard(graph, mesh) first"
-            )
+        if mesh is None:  # a pass that copied the graph may have dropped the attribute: the values still say
+            names = {getattr(v.sharding, "mesh", None) for v in graph.inputs}
+            if len(names) != 1 or None in names:
+                raise DeviceError(
+                    f"graph {graph.name!r} is not sharded; run graph.passes.shard.shard(graph, mesh) first"
+                )
+            mesh = get_mesh(names.pop())
         self.graph, self.mesh = graph, mesh
         self.shape = mesh.shape
         self.devices = [(i, j) for i in range(self.shape[0]) for j in range(self.shape[1])]
@@ -129,6 +133,17 @@ class MeshExecutor:
         for src, dst in self.graph.updates.items():
             state[src.name][...] = self.gather(dst, vals[dst])
         return outputs
+
+
+class Executor:
+    """The `mesh` backend of runtime.Program: `compile(shard(graph, mesh)).run(state, feeds, backend="mesh")` runs
+    the Program's steps, in its order, on the virtual mesh."""
+
+    def __init__(self, program):
+        self.mesh_executor = MeshExecutor(program.graph)
+
+    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.mesh_executor.run(state, feeds)
 
 
 def run_sharded(

@@ -96,3 +96,19 @@ def test_reduce_scatter_residual_equals_single_device(spec, mesh):
     assert any(n.op == "reduce_scatter" for n in sharded.nodes)
     norms = [n for n in sharded.nodes if n.op == "rmsnorm"]
     assert any(n.inputs[0].producer is not None and n.inputs[0].producer.op == "all_gather" for n in norms)
+
+
+def test_compiled_sharded_program_runs_on_the_mesh_backend():
+    """runtime.compile keeps the sharded graph's steps; the mesh backend's Executor runs the Program."""
+    from tilegraph.runtime.mesh_backend import Executor
+
+    graph = training_step(NANO, BATCH, SEQ, dtype="float64")
+    single = compile(graph)
+    ref_state = single.init_state(init_params(NANO, seed=0, dtype="float64"))
+    state = {k: v.copy() for k, v in ref_state.items()}
+    ref = single.run(ref_state, _feeds(NANO))
+    out = Executor(compile(shard(graph, "t3k"))).run(state, _feeds(NANO))
+    for key in ref:
+        np.testing.assert_allclose(out[key], ref[key], rtol=RTOL, atol=ATOL)
+    for key in ref_state:
+        np.testing.assert_allclose(state[key], ref_state[key], rtol=RTOL, atol=ATOL)
