@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tilegraph.graph import build, init_params, load_spec, param_shapes
 
 from tilegraph.cli import main
@@ -149,3 +151,22 @@ def test_describe_prints_counts_and_flops(capsys):
     matmul = 2 * (5_180_672 - 65_536 - 3_328) + 2 * 256 * 256
     attn = spec.num_layers * 2 * 2 * 64 * 256 // 2
     assert matmul + attn <= fwd < 1.05 * (matmul + attn)
+
+
+_ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 600), st.floats(allow_nan=True), st.text(max_size=5), st.lists(st.integers(), max_size=2)
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(changes=st.dictionaries(st.sampled_from([*NANO, "num_kv_heads", "norm_eps", "tie_embeddings", "bias"]), _ANY, max_size=3))
+def test_any_spec_loads_consistently_or_raises_spec_error(changes):
+    """Whatever a spec file holds, load_spec returns a consistent spec or raises SpecError -- nothing else."""
+    try:
+        spec = load_spec({**NANO, **changes})
+    except SpecError as e:
+        assert "\n" not in str(e)
+        return
+    assert spec.hidden_size % spec.num_heads == 0 and spec.num_heads % spec.num_kv_heads == 0
+    assert min(spec.vocab_size, spec.hidden_size, spec.num_layers, spec.mlp_hidden, spec.max_seq_len) > 0
+    assert spec.head_dim % 2 == 0 and spec.norm_eps > 0
