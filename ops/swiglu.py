@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float
-from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.base import Op, TensorType, get_op, register
 from tilegraph.ops.elementwise import silu_mul_reference
+from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -40,6 +41,16 @@ class SwiGLU(Op):
 
     def reference(self, inputs, attrs):
         return [swiglu_reference(*inputs)]
+
+    def numpy_forward(self, inputs, outputs, attrs):
+        x, w1, w3 = inputs
+        (y,) = outputs
+        x2, y2 = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+        gate = scratch(("swiglu", "gate"), y2.shape, y.dtype)
+        up = scratch(("swiglu", "up"), y2.shape, y.dtype)
+        np.matmul(x2, w1, out=gate)
+        np.matmul(x2, w3, out=up)
+        get_op("silu_mul").numpy_forward([gate, up], [y2], {})
 
     def backward(self, g, node, grads):
         (dy,) = grads

@@ -121,6 +121,13 @@ def test_elementwise_fast_paths(seed, shape):
 
 
 @SETTINGS
+@given(seed=seeds, rows=st.integers(1, 30), h=st.integers(1, 40), f=st.integers(1, 40))
+def test_swiglu_fast_path(seed, rows, h, f):
+    rng = np.random.default_rng(seed)
+    check_fast_path("swiglu", [rand(rng, 2, rows, h), rand(rng, h, f), rand(rng, h, f)])
+
+
+@SETTINGS
 @given(seed=seeds, b=st.integers(1, 3), s=st.integers(1, 20), heads=st.integers(1, 3), half=st.integers(1, 8),
        inverse=st.booleans())
 def test_rope_fast_path(seed, b, s, heads, half, inverse):
