@@ -1,0 +1,302 @@
+"""Fuzz the custom-kernel ops against their float64 numpy references (`tilegraph fuzz`).
+
+A case is a small JSON-able dict (shapes, flags, device data format, core grid, value scale and a value seed);
+`make_inputs` turns it into arrays deterministically, so a saved case reproduces exactly. hypothesis draws cases,
+and on a failure shrinks to a minimal one, which is saved (JSON + the inputs as .npz) for `--replay`.
+
+Tolerances (per element, |got - ref| <= bound). The reference is float64 on the inputs *as the device holds
+them* (quantized to bfloat16 / bfloat8_b with the emulator's conversion, bit-exact with ttnn's), so input
+quantization is not counted as kernel error and bfloat8_b needs no looser output bound. What remains:
+- output rounding: outputs are bfloat16 (8 significant bits), round-to-nearest-even errs by at most half an ulp,
+  i.e. 2^-8 relative (unit roundoff); we allow 2^-7 (2x);
+- fp32 accumulation in DST (fp32_dest_acc_en) and fp32 intermediates: a length-K dot product of bf16 values
+  (exact products) errs by at most ~K * 2^-24 * sum|terms|; we allow K * 2^-22 * sum|terms| (4x);
+- FPU operands: the matrix engine reads its source registers as TF32 (10 mantissa bits, unit roundoff 2^-11), so
+  an fp32 intermediate fed to matmul / reduce / broadcast ops (squares and rstd in rmsnorm; scores, P, running max
+  and sum in attention) is rounded to 2^-11 relative each time: we allow FPU_UNIT = 2^-10 (2x) per such pass;
+- SFPU functions (exp, rsqrt, recip, log, silu) in the emulator are fp32-accurate (~2^-23 relative), covered above.
+Attention's lse is stored in float32: bound 2^-16 * (1 + |lse|) + S * 2^-22 (fp32 sums of S terms, 4x margin).
+The numpy backend (float32 fast paths) is held to the same form with 2^-20 in place of the bf16 rounding term.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tilegraph.ops import get_op
+from tilegraph.runtime.kernel_ops import KERNEL_OPS, DeviceOptions, run_kernel_op
+
+from tilegraph.errors import DataError, ShapeError, TilegraphError
+
+BACKENDS = ("emu", "numpy", "ttnn")
+DTYPES = ("bfloat16", "bfloat8_b")
+OUT_ROUNDING = {"emu": 2.0**-7, "ttnn": 2.0**-7, "numpy": 2.0**-20}
+ACCUM_UNIT = 2.0**-22  # 4x the fp32 unit roundoff per accumulated term
+FPU_UNIT = 2.0**-10  # 2x the TF32 unit roundoff: one fp32 operand through the matrix engine
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Cases
+# -----------------------------------------------------------------------------------------------------------
+def case_strategy(op: str):
+    """hypothesis strategy of case dicts for `op` (small shapes, not multiples of 32 included)."""
+    from hypothesis import strategies as st
+
+    common = {
+        "dtype": st.sampled_from(DTYPES),
+        "grid": st.tuples(st.integers(1, 3), st.integers(1, 2)),
+        "scale": st.sampled_from([0.01, 1.0, 30.0]),
+        "seed": st.integers(0, 2**31 - 1),
+    }
+    if op == "rmsnorm":
+        return st.fixed_dictionaries({
+            **common,
+            "rows": st.integers(1, 80), "width": st.integers(1, 400), "residual": st.booleans(),
+            "eps": st.sampled_from([1e-6, 1e-5, 0.1]), "max_block": st.integers(1, 8),
+        })
+    if op == "swiglu":
+        return st.fixed_dictionaries({
+            **common,
+            "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
+        })
+    if op == "attention":
+        return st.fixed_dictionaries({
+            **common,
+            "scale": st.sampled_from([0.3, 1.0, 3.0]),
+            "batch": st.integers(1, 2), "seq": st.integers(1, 140), "kv_heads": st.integers(1, 2),
+            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
+            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+        })
+    raise ShapeError(f"fuzz: op {op!r} has no custom kernel to fuzz; choose one of {', '.join(KERNEL_OPS)}")
+
+
+def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOptions]:
+    """(inputs as float32, op attrs, device options) for a case; deterministic in case['seed']."""
+    rng = np.random.default_rng(case["seed"])
+    s = float(case["scale"])
+
+    def randn(*shape):
+        return (rng.standard_normal(shape) * s).astype(np.float32)
+
+    grid = tuple(case["grid"])
+    if op == "rmsnorm":
+        x = randn(case["rows"], case["width"])
+        gamma = (1.0 + 0.5 * rng.standard_normal(case["width"])).astype(np.float32)
+        inputs = [x, gamma] + ([randn(case["rows"], case["width"])] if case["residual"] else [])
+        return inputs, {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
+    if op == "swiglu":
+        x = randn(case["m"], case["k"])
+        w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
+        w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
+        return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, {"max_k_block": case["max_k_block"]})
+    if op == "attention":
+        b, sq, d = case["batch"], case["seq"], case["head_dim"]
+        hkv = case["kv_heads"]
+        h = hkv * case["group"]
+        q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
+        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+    raise ShapeError(f"fuzz: unknown op {op!r}")
+
+
+# -----------------------------------------------------------------------------------------------------------
+# Reference, bounds, comparison
+# -----------------------------------------------------------------------------------------------------------
+def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str) -> list[np.ndarray]:
+    """The inputs as the backend holds them: quantized to the device format on kernel backends."""
+    if backend == "numpy":
+        return inputs
+    from tilegraph.runtime.emulator import quantize
+
+    # rmsnorm's gamma is always a bfloat16 device tensor; everything else takes the case's format. quantize works
+    # on the tiled 2-D view (shared exponents run along rows of a face), as the device tensor is laid out.
+    fmts = [dtype] * len(inputs)
+    if op == "rmsnorm":
+        fmts[1] = "bfloat16"
+    return [quantize(a.reshape(-1, a.shape[-1]), f).reshape(a.shape) for a, f in zip(inputs, fmts)]
+
+
+def reference(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
+    """float64 ground truth from the op's own reference (rmsnorm with a residual: norm(x + r), and x + r)."""
+    x64 = [a.astype(np.float64) for a in inputs]
+    if op == "rmsnorm" and len(x64) == 3:
+        h = x64[0] + x64[2]
+        return get_op("rmsnorm").reference([h, x64[1]], attrs) + [h]
+    return get_op(op).reference(x64, attrs)
+
+
+def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.ndarray], backend: str):
+    """Per-element allowed |error| for each output (see the module docstring for the derivation)."""
+    rnd = OUT_ROUNDING[backend]
+    x64 = [a.astype(np.float64) for a in inputs]
+    if op == "rmsnorm":
+        w = x64[0].shape[-1]
+        # y = h * r * gamma: relative rounding per element, the mean of squares' fp32 sum (w terms), and 4 TF32
+        # operand roundings (x^2 into the reduce, rstd and the normalized tile into the two multiplies, halved by
+        # the square root but counted in full).
+        fpu = 4 * FPU_UNIT if backend != "numpy" else 0.0
+        bounds = [(rnd + fpu + w * ACCUM_UNIT) * np.abs(refs[0]) + 1e-30]
+        if len(refs) == 2:
+            bounds.append(rnd * np.abs(refs[1]) + 1e-30)
+        return bounds
+    if op == "swiglu":
+        x, w1, w3 = x64
+        k = x.shape[-1]
+        a, b = x @ w1, x @ w3
+        ea, eb = k * ACCUM_UNIT * (np.abs(x) @ np.abs(w1)), k * ACCUM_UNIT * (np.abs(x) @ np.abs(w3))
+        # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
+        return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
+    # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors
+    # which perturb P relatively by about |s| * D * ACCUM_UNIT.
+    q, k, v = x64
+    heads = int(attrs["heads"])
+    kv_heads = int(attrs.get("kv_heads") or heads)
+    o_abs, lse = get_op("attention").reference([q, k, np.abs(v)], attrs)
+    d = q.shape[-1] // heads
+    s = q.shape[1]
+    from tilegraph.ops.attention import resolved_scale
+
+    sc = resolved_scale(attrs, d)
+    qmax = np.abs(q).max() if q.size else 0.0
+    kmax = np.abs(k).max() if k.size else 0.0
+    smax = sc * d * qmax * kmax  # bound on |score|
+    score_err = smax * d * ACCUM_UNIT  # fp32 accumulation error of one score
+    fpu = FPU_UNIT if backend != "numpy" else 0.0
+    # Scores pass the matrix engine twice as TF32 (row max, subtract): abs error smax * FPU_UNIT each; P and the
+    # running sum / output pass it a few more times (P V, row sum, rescale, 1/l): relative FPU_UNIT each.
+    p_err = 2 * score_err + 2 * smax * fpu + 4 * fpu + (s + d) * ACCUM_UNIT
+    del kv_heads
+    return [rnd * np.abs(refs[0]) + p_err * o_abs + 1e-30,
+            2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    max_abs: float
+    max_rel: float
+    worst: str  # where the worst element (largest error / bound) is, and its values
+    seconds: float
+    ratio: float = 0.0  # worst error / bound (<= 1 passes)
+    details: dict = field(default_factory=dict)
+
+
+def run_case(op: str, case: dict, backend: str) -> Outcome:
+    inputs, attrs, opts = make_inputs(op, case)
+    held = device_values(inputs, op, case["dtype"], backend)
+    refs = reference(op, held, attrs)
+    t0 = time.perf_counter()
+    if backend == "numpy":
+        if op == "rmsnorm" and len(held) == 3:
+            h = held[0] + held[2]
+            got = get_op("rmsnorm").reference([h, held[1]], attrs) + [h]
+        else:
+            got = get_op(op).reference(held, attrs)
+    else:
+        got = run_kernel_op(op, held, attrs, backend, opts)
+    seconds = time.perf_counter() - t0
+    bounds = error_bounds(op, held, attrs, refs, backend)
+    max_abs = max_rel = worst_ratio = 0.0
+    worst = "no elements"
+    for i, (g, r, b) in enumerate(zip(got, refs, bounds)):
+        g = np.asarray(g, np.float64).reshape(r.shape)
+        err = np.abs(g - r)
+        bad = ~np.isfinite(g) & np.isfinite(r)
+        if bad.any():
+            idx = tuple(int(j) for j in np.argwhere(bad)[0])
+            return Outcome(False, math.inf, math.inf, f"output {i} {idx}: got {g[idx]}, want {r[idx]}", seconds, math.inf)
+        if err.size == 0:
+            continue
+        max_abs = max(max_abs, float(err.max()))
+        max_rel = max(max_rel, float((err / np.maximum(np.abs(r), 1e-30)).max()))
+        ratio = err / b
+        j = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        if ratio[j] >= worst_ratio:
+            worst_ratio = float(ratio[j])
+            worst = f"output {i} at {tuple(int(t) for t in j)}: got {g[j]:.6g}, want {r[j]:.6g}, bound {b[j]:.3g}"
+    return Outcome(worst_ratio <= 1.0, max_abs, max_rel, worst, seconds, worst_ratio)
+
+
+# -----------------------------------------------------------------------------------------------------------
+# The fuzz loop and replay
+# -----------------------------------------------------------------------------------------------------------
+@dataclass
+class FuzzReport:
+    op: str
+    backend: str
+    examples: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    worst_ratio: float = 0.0
+    worst: str = ""
+    worst_case: dict | None = None
+    failure: dict | None = None
+    failure_outcome: Outcome | None = None
+    saved: Path | None = None
+    seconds: float = 0.0
+
+
+def save_case(op: str, case: dict, backend: str, outcome: Outcome, directory: Path) -> Path:
+    """Write the case as JSON (what --replay reads) plus its inputs as .npz beside it; returns the JSON path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"fuzz-{op}-{backend}-{case['seed']}"
+    path = directory / f"{stem}.json"
+    inputs, _, _ = make_inputs(op, case)
+    np.savez(directory / f"{stem}.npz", *inputs)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"op": op, "backend": backend, "case": case, "worst": outcome.worst,
+                               "max_abs": outcome.max_abs, "ratio": outcome.ratio}, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def load_case(path: Path) -> tuple[str, dict, str]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return data["op"], data["case"], data.get("backend", "emu")
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"fuzz replay file {path}: cannot read a saved case ({e}); pass a JSON written by "
+                        f"`tilegraph fuzz`") from None
+
+
+def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None = None) -> FuzzReport:
+    """Run `examples` hypothesis cases of `op` on `backend`; shrink and save the first failure."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hseed
+
+    report = FuzzReport(op, backend)
+    strategy = case_strategy(op)
+    start = time.perf_counter()
+
+    @hseed(seed)
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(case=strategy)
+    def check(case):
+        try:
+            outcome = run_case(op, case, backend)
+        except TilegraphError as e:  # a kernel that fails to build, deadlocks or misuses a CB is a failure too
+            outcome = Outcome(False, math.inf, math.inf, f"{type(e).__name__}: {e}", 0.0, math.inf)
+        report.examples += 1
+        report.max_abs = max(report.max_abs, outcome.max_abs)
+        report.max_rel = max(report.max_rel, outcome.max_rel)
+        if outcome.ratio >= report.worst_ratio:
+            report.worst_ratio, report.worst, report.worst_case = outcome.ratio, outcome.worst, case
+        if not outcome.ok:
+            report.failure, report.failure_outcome = case, outcome  # the last one raised is the shrunk one
+            raise AssertionError(outcome.worst)
+
+    try:
+        check()
+    except AssertionError:
+        if save_dir is not None and report.failure is not None:
+            report.saved = save_case(op, report.failure, backend, report.failure_outcome, save_dir)
+    report.seconds = time.perf_counter() - start
+    return report

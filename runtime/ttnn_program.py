@@ -1,0 +1,182 @@
+"""ProgramDescription -> ttnn.ProgramDescriptor, and running it with ttnn.generic_op on a Tenstorrent card.
+
+`to_program_descriptor` needs no device: it turns the description into real ttnn objects (SOURCE_CODE kernels with
+the kernel text inlined, CBDescriptor/CBFormatDescriptor per circular buffer, per-core RuntimeArgs, CoreRangeSets,
+Compute/Reader/WriterConfigDescriptor). Buffer addresses and TensorAccessor compile-time args are placeholders
+until tensors exist on a device; on the host they resolve to 0 and to the interleaved-DRAM accessor words.
+
+`run_on_device` allocates the tensors on an open ttnn device, fills the placeholders from the real buffers
+(`buffer_address()`, `TensorAccessorArgs(t).get_compile_time_args()`), calls `ttnn.generic_op` and reads the
+outputs back. It is exercised only on a card: without one it raises DeviceError before touching ttnn's device API
+(which aborts the process when no card is present).
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from tilegraph.kernels import KERNEL_DIR
+from tilegraph.ops.program import (
+    Core,
+    CoreRange,
+    ProgramDescription,
+    TensorAccessorCTA,
+    cores_of,
+    resolve_args,
+)
+
+from tilegraph.errors import DeviceError, KernelError
+
+L1_LIMIT_BYTES = 1536 * 1024  # Wormhole / Blackhole L1 per Tensix core
+
+
+def _ttnn():
+    try:
+        import ttnn
+    except ImportError as e:  # pragma: no cover - ttnn is a dependency on supported platforms
+        raise DeviceError(f"the ttnn backend needs the ttnn package (pip install ttnn==0.81.1): {e}") from None
+    return ttnn
+
+
+def _dtype(ttnn, name: str):
+    return {"float32": ttnn.float32, "bfloat16": ttnn.bfloat16, "bfloat8_b": ttnn.bfloat8_b}[name]
+
+
+def _core_range_set(ttnn, ranges: tuple[CoreRange, ...]):
+    return ttnn.CoreRangeSet([ttnn.CoreRange(ttnn.CoreCoord(*r.start), ttnn.CoreCoord(*r.end)) for r in ranges])
+
+
+def kernel_source_text(source: str) -> str:
+    path = KERNEL_DIR / source
+    if not path.is_file():
+        raise KernelError(f"kernel source {source!r} not found under {KERNEL_DIR}")
+    return path.read_text()
+
+
+@dataclass
+class BuiltProgram:
+    """A ttnn.ProgramDescriptor plus the per-core L1 bytes its circular buffers take (computed from the descriptor)."""
+
+    descriptor: object
+    l1_bytes_per_core: dict[Core, int]
+
+    @property
+    def max_l1_bytes(self) -> int:
+        return max(self.l1_bytes_per_core.values(), default=0)
+
+
+def to_program_descriptor(
+    desc: ProgramDescription,
+    addresses: Mapping[str, int] | None = None,
+    accessor_args: Mapping[str, list[int]] | None = None,
+) -> BuiltProgram:
+    """Build the ttnn.ProgramDescriptor of `desc` (no device needed).
+
+    addresses: tensor name -> DRAM address (0 for every tensor when not given, i.e. on the host).
+    accessor_args: tensor name -> TensorAccessorArgs compile-time words (default: interleaved DRAM words)."""
+    ttnn = _ttnn()
+    desc.validate()
+    addresses = dict(addresses or {t.name: 0 for t in desc.tensors})
+
+    def ct_args(args) -> list[int]:
+        if accessor_args is None:
+            return resolve_args(args, desc, addresses)
+        words: list[int] = []
+        for a in args:
+            if isinstance(a, TensorAccessorCTA):
+                words.extend(int(w) for w in accessor_args[a.tensor])
+            else:
+                words.extend(resolve_args([a], desc, addresses))
+        return words
+
+    cc = desc.compute_config
+    configs = {
+        "reader": ttnn.ReaderConfigDescriptor,
+        "writer": ttnn.WriterConfigDescriptor,
+        "compute": lambda: ttnn.ComputeConfigDescriptor(
+            math_fidelity=getattr(ttnn.MathFidelity, cc.math_fidelity),
+            math_approx_mode=cc.math_approx_mode,
+            fp32_dest_acc_en=cc.fp32_dest_acc_en,
+            dst_full_sync_en=cc.dst_full_sync_en,
+        ),
+    }
+    kernels = []
+    for k in desc.kernels:
+        rt = ttnn.RuntimeArgs()
+        for (x, y), args in k.runtime_args.items():
+            rt[x][y] = resolve_args(args, desc, addresses)
+        kernels.append(ttnn.KernelDescriptor(
+            kernel_source=kernel_source_text(k.source),
+            source_type=ttnn.KernelDescriptor.SourceType.SOURCE_CODE,
+            core_ranges=_core_range_set(ttnn, k.core_ranges),
+            compile_time_args=ct_args(k.compile_time_args),
+            defines=sorted(k.defines.items()),
+            runtime_args=rt,
+            config=configs[k.role](),
+        ))
+    cbs = []
+    l1: dict[Core, int] = {c: 0 for c in desc.cores}
+    for cb in desc.cbs:
+        fmt = ttnn.CBFormatDescriptor(buffer_index=cb.index, data_format=_dtype(ttnn, cb.data_format),
+                                      page_size=cb.page_size)
+        cbs.append(ttnn.CBDescriptor(total_size=cb.total_bytes, core_ranges=_core_range_set(ttnn, cb.core_ranges),
+                                     format_descriptors=[fmt]))
+        for c in cores_of(cb.core_ranges):
+            l1[c] = l1.get(c, 0) + cbs[-1].total_size
+    worst = max(l1.values(), default=0)
+    if worst > L1_LIMIT_BYTES:
+        raise KernelError(f"program {desc.name!r}: circular buffers need {worst} bytes of L1 on one core, over the "
+                          f"{L1_LIMIT_BYTES} a core has; use smaller blocks/chunks")
+    return BuiltProgram(ttnn.ProgramDescriptor(kernels=kernels, semaphores=[], cbs=cbs), l1)
+
+
+def card_present() -> bool:
+    """True when a Tenstorrent device node exists (checked without ttnn, whose device probe aborts without one)."""
+    return bool(glob.glob("/dev/tenstorrent*"))
+
+
+def require_card(what: str) -> None:
+    if not card_present():
+        raise DeviceError(f"{what} needs a Tenstorrent card: no /dev/tenstorrent* device on this machine; "
+                          f"use --backend emu (kernel emulator) or numpy")
+
+
+def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], device=None) -> dict[str, np.ndarray]:
+    """Run `desc` with ttnn.generic_op on a card (opens device 0 when `device` is None); return its outputs."""
+    require_card(f"program {desc.name!r} on the ttnn backend")
+    ttnn = _ttnn()
+    own = device is None
+    if own:
+        device = ttnn.open_device(device_id=0)
+    try:
+        dram = ttnn.DRAM_MEMORY_CONFIG
+        on_device = {}
+        for t in desc.tensors:
+            if t.role == "input":
+                x = np.zeros(t.padded_shape, np.float32)
+                a = np.asarray(inputs[t.name], np.float32)
+                x[tuple(slice(0, n) for n in a.shape)] = a
+                host = ttnn.Tensor(x, _dtype(ttnn, t.dtype), None, ttnn.TILE_LAYOUT)
+                on_device[t.name] = ttnn.to_device(host, device, memory_config=dram)
+            else:
+                on_device[t.name] = ttnn.allocate_tensor_on_device(
+                    ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, device, dram)
+        addresses = {n: v.buffer_address() for n, v in on_device.items()}
+        accessor = {n: list(ttnn.TensorAccessorArgs(v).get_compile_time_args()) for n, v in on_device.items()}
+        built = to_program_descriptor(desc, addresses, accessor)
+        ordered = [on_device[t.name] for t in desc.tensors if t.role == "input"]
+        ordered += [on_device[t.name] for t in desc.tensors if t.role == "output"]
+        ttnn.generic_op(ordered, built.descriptor)
+        outputs = {}
+        for t in desc.tensors:
+            if t.role == "output":
+                back = ttnn.typecast(ttnn.from_device(on_device[t.name]), ttnn.float32)
+                full = ttnn.to_layout(back, ttnn.ROW_MAJOR_LAYOUT).to_numpy()
+                outputs[t.name] = np.asarray(full)[tuple(slice(0, n) for n in t.shape)]
+        return outputs
+    finally:
+        if own:
+            ttnn.close_device(device)
