@@ -242,8 +242,11 @@ def greedy_order(graph: Graph, bytes_of: dict[Value, int], transient: set[Value]
     return out
 
 
-def plan_memory(graph: Graph, dram_bytes: int, precision: Precision | None = None) -> MemoryPlan:
-    """Per-device memory of a sharded graph (local shapes) under `precision`, with the schedule that minimizes it."""
+def plan_memory(
+    graph: Graph, dram_bytes: int, precision: Precision | None = None, schedules=("program", "greedy")
+) -> MemoryPlan:
+    """Per-device memory of a sharded graph (local shapes) under `precision`, with the schedule (of `schedules`)
+    that minimizes it."""
     precision = precision or Precision()
     kinds = classify(graph)
     bytes_of = {v: device_bytes(v, kinds[v], precision) for v in graph.values()}
@@ -254,7 +257,8 @@ def plan_memory(graph: Graph, dram_bytes: int, precision: Precision | None = Non
     transient = {v for n in graph.nodes if n.op != "adamw" for v in n.outputs}
     pinned = set(graph.outputs.values()) | set(graph.updates.values())
     best = None
-    for name, order in (("program", list(graph.nodes)), ("greedy", greedy_order(graph, bytes_of, transient))):
+    for name in schedules:
+        order = list(graph.nodes) if name == "program" else greedy_order(graph, bytes_of, transient)
         sim = _simulate(order, bytes_of, transient, pinned)
         if best is None or sim[3] < best[1][3]:
             best = (name, sim, order)
