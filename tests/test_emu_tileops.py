@@ -1,0 +1,125 @@
+"""Tile-op semantics of the emulator against numpy: one op per core (tests/kernels/tileops/compute.cpp), float32
+tensors and CBs, fp32 DST accumulation.
+
+Tolerances: FPU operands (matmul, eltwise, broadcast, reduce, transpose) from float32 CBs are tf32 on the card,
+i.e. each operand within 2^-11 relative; a product within ~2^-10 relative, so an output is bounded by 2^-10 times
+the same expression on absolute values (+1% slack for fp32 accumulation). SFPU ops act on fp32 DST values that
+copy_tile brought in exactly, and are evaluated in fp32: 1e-6 relative.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tilegraph.ops.program import (
+    BufferAddress,
+    CBSpec,
+    ComputeConfig,
+    CoreRange,
+    KernelSpec,
+    ProgramDescription,
+    TensorAccessorCTA,
+    TensorSpec,
+)
+from tilegraph.runtime.emulator import run_program
+
+KERNELS = Path(__file__).parent / "kernels"
+OPS = ["MATMUL", "MATMUL_BT", "ADD_BCAST_COLS", "MUL_BCAST_ROWS", "SUB_BCAST_SCALAR", "REDUCE_ROW_SUM",
+       "REDUCE_ROW_MAX", "REDUCE_COL_SUM", "TRANSPOSE", "EXP", "RECIP", "SQRT", "RSQRT", "SILU", "MAX",
+       "MATMUL_TWICE"]
+TF32 = 2.0 ** -10 * 1.01
+SCALER = 0.5
+
+
+def tileops_program() -> ProgramDescription:
+    n = len(OPS)
+    cores = [(i % 8, i // 8) for i in range(n)]
+    rng = (CoreRange((0, 0), (7, (n - 1) // 8)),)
+    shape = (32 * n, 32)
+    return ProgramDescription(
+        name="tileops",
+        tensors=[TensorSpec("a", shape, "float32"), TensorSpec("b", shape, "float32"),
+                 TensorSpec("out", shape, "float32", "output")],
+        cbs=[CBSpec(i, "float32", 1, rng) for i in (0, 1, 16)],
+        kernels=[
+            KernelSpec("reader", str(KERNELS / "eltwise" / "reader.cpp"), rng,
+                       (TensorAccessorCTA("a"), TensorAccessorCTA("b")),
+                       runtime_args={c: (BufferAddress("a"), BufferAddress("b"), i, 1) for i, c in enumerate(cores)}),
+            KernelSpec("compute", str(KERNELS / "tileops" / "compute.cpp"), rng,
+                       runtime_args={c: (i,) for i, c in enumerate(cores)}),
+            KernelSpec("writer", str(KERNELS / "eltwise" / "writer.cpp"), rng, (TensorAccessorCTA("out"),),
+                       runtime_args={c: (BufferAddress("out"), i, 1) for i, c in enumerate(cores)}),
+        ],
+        compute_config=ComputeConfig(fp32_dest_acc_en=True),
+    )
+
+
+@pytest.fixture(scope="module")
+def results():
+    rng = np.random.default_rng(7)
+    n = len(OPS)
+    a = rng.standard_normal((n, 32, 32)).astype(np.float32)
+    b = rng.standard_normal((n, 32, 32)).astype(np.float32)
+    for op in ("RECIP", "SQRT", "RSQRT"):
+        a[OPS.index(op)] = np.abs(a[OPS.index(op)]) + 0.25
+    for op in ("REDUCE_ROW_SUM", "REDUCE_ROW_MAX", "REDUCE_COL_SUM"):
+        s = np.zeros((32, 32), np.float32)  # tt-metal's scaler tile: the value in row 0 of each face
+        s[0, :] = SCALER
+        s[16, :] = SCALER
+        b[OPS.index(op)] = s
+    out = run_program(tileops_program(), {"a": a.reshape(-1, 32), "b": b.reshape(-1, 32)})["out"]
+    return a.astype(np.float64), b.astype(np.float64), out.reshape(n, 32, 32)
+
+
+def expected(op, a, b):
+    """(value, error bound) in float64."""
+    aa, ab = np.abs(a), np.abs(b)
+    z = np.zeros_like(a)
+    if op == "MATMUL":
+        return a @ b, TF32 * (aa @ ab)
+    if op == "MATMUL_TWICE":
+        return 2 * (a @ b), 2 * TF32 * (aa @ ab)
+    if op == "MATMUL_BT":
+        return a @ b.T, TF32 * (aa @ ab.T)
+    if op == "ADD_BCAST_COLS":
+        return a + b[:, :1], TF32 * (aa + ab[:, :1])
+    if op == "MUL_BCAST_ROWS":
+        return a * b[:1, :], TF32 * aa * ab[:1, :]
+    if op == "SUB_BCAST_SCALAR":
+        return a - b[0, 0], TF32 * (aa + ab[0, 0])
+    if op == "REDUCE_ROW_SUM":
+        v = z.copy()
+        v[:, 0] = (a * SCALER).sum(1)
+        e = z.copy()
+        e[:, 0] = TF32 * (aa * SCALER).sum(1)
+        return v, e
+    if op == "REDUCE_ROW_MAX":
+        v = z.copy()
+        v[:, 0] = a.max(1) * SCALER
+        e = z.copy()
+        e[:, 0] = TF32 * aa.max(1) * SCALER
+        return v, e
+    if op == "REDUCE_COL_SUM":
+        v = z.copy()
+        v[0, :] = (a * SCALER).sum(0)
+        e = z.copy()
+        e[0, :] = TF32 * (aa * SCALER).sum(0)
+        return v, e
+    if op == "TRANSPOSE":
+        return a.T, TF32 * aa.T
+    if op == "MAX":
+        return np.maximum(a, b), z
+    f = {"EXP": np.exp, "RECIP": lambda x: 1 / x, "SQRT": np.sqrt, "RSQRT": lambda x: 1 / np.sqrt(x),
+         "SILU": lambda x: x / (1 + np.exp(-x))}[op]
+    v = f(a)
+    return v, 1e-6 * np.abs(v) + 1e-30
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_tile_op_matches_numpy(results, op):
+    a, b, out = results
+    i = OPS.index(op)
+    want, bound = expected(op, a[i], b[i])
+    err = np.abs(out[i] - want)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), f"{op}: error {err[worst]:.3g} > bound {bound[worst]:.3g} at {worst}"
