@@ -9,6 +9,8 @@ slice, a missing reduction or a double-counted replica changes values at the 1e-
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tilegraph.graph.autodiff import training_step
 from tilegraph.graph.build import build, init_params
 from tilegraph.graph.meshes import MESHES
@@ -112,3 +114,27 @@ def test_compiled_sharded_program_runs_on_the_mesh_backend():
         np.testing.assert_allclose(out[key], ref[key], rtol=RTOL, atol=ATOL)
     for key in ref_state:
         np.testing.assert_allclose(state[key], ref_state[key], rtol=RTOL, atol=ATOL)
+
+
+@st.composite
+def small_spec_and_mesh(draw):
+    """Random GQA shapes: the head split is contiguous, strided (KV replicated) or a reported replication
+    fallback, depending on heads / kv_heads / TP."""
+    mesh = draw(st.sampled_from(["n300", "t3k", "t3k-1x8", "galaxy"]))
+    tp = max(MESHES[mesh].shape)
+    heads = tp * draw(st.sampled_from([1, 2, 4]))
+    kv = draw(st.sampled_from([d for d in (1, 2, 4, 8) if heads % d == 0]))
+    head_dim = draw(st.sampled_from([2, 4]))
+    spec = {
+        "name": "fuzz", "vocab_size": 8 * draw(st.integers(2, 5)), "hidden_size": heads * head_dim,
+        "num_layers": 1, "num_heads": heads, "num_kv_heads": kv, "mlp_hidden": 8 * draw(st.integers(1, 3)),
+        "max_seq_len": 8, "tie_embeddings": draw(st.booleans()),
+    }  # fmt: skip
+    return spec, mesh, draw(st.sampled_from(["all_reduce", "reduce_scatter"]))
+
+
+@settings(deadline=None, max_examples=10)
+@given(small_spec_and_mesh())
+def test_random_gqa_training_step_equals_single_device(case):
+    spec, mesh, residual = case
+    _compare(training_step(spec, BATCH, SEQ, dtype="float64", keep_grads=True), spec, mesh, residual)
