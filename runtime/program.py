@@ -22,7 +22,10 @@ from tilegraph.ops import get_op
 from tilegraph.errors import DeviceError, ShapeError
 
 # Backend name -> module providing `Executor(program)` with `.run(state, feeds) -> outputs`.
-BACKENDS: dict[str, str] = {"numpy": "tilegraph.runtime.numpy_backend"}
+BACKENDS: dict[str, str] = {
+    "numpy": "tilegraph.runtime.numpy_backend",
+    "mesh": "tilegraph.runtime.mesh_backend",  # virtual mesh: runs a sharded Program, state/feeds are global arrays
+}
 
 
 @dataclass(frozen=True)
@@ -174,18 +177,21 @@ class Program:
         return ex.run(state, feeds)
 
     def init_state(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Params (copied, in the graph's dtype) plus zeroed optimizer state for every `state` input."""
+        """Params (copied, in the graph's dtype) plus zeroed optimizer state for every `state` input.
+
+        Arrays have the value's global shape: for a sharded Program the mesh backend scatters them per device."""
         state: dict[str, np.ndarray] = {}
         for v in self.graph.inputs:
+            shape = v.sharding.global_shape if v.sharding is not None else v.shape
             if v.role == "param":
                 if v.name not in params:
                     raise ShapeError(f"program {self.name!r} needs param {v.name!r}, which `params` lacks")
                 arr = np.array(params[v.name], dtype=v.dtype, copy=True)
-                if arr.shape != v.shape:
-                    raise ShapeError(f"param {v.name!r} has shape {arr.shape}; program {self.name!r} expects {v.shape}")
+                if arr.shape != shape:
+                    raise ShapeError(f"param {v.name!r} has shape {arr.shape}; program {self.name!r} expects {shape}")
                 state[v.name] = arr
             elif v.role == "state":
-                state[v.name] = np.zeros(v.shape, dtype=v.dtype)
+                state[v.name] = np.zeros(shape, dtype=v.dtype)
         return state
 
     # -- inspection ----------------------------------------------------------------------------------------
