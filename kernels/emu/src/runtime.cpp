@@ -71,7 +71,8 @@ struct Thread {
     void (*entry)() = nullptr;
     // blocking state (guarded by the global mutex)
     bool blocked = false, done = false;
-    std::string wait_desc;
+    std::string wait_desc;  // the blocking call, e.g. "cb_wait_front(16, 1)"
+    int wait_cb = -1;       // the CB it waits on (its state is printed live in reports)
     std::function<bool()> wait_pred;
     // outstanding NoC transfers (checked against pushes / pops)
     std::vector<std::pair<uint8_t*, uint32_t>> reads_in_flight, writes_in_flight;
@@ -154,7 +155,7 @@ std::string wait_report_locked() {
         if (t->done)
             s << "finished";
         else if (t->blocked)
-            s << "blocked in " << t->wait_desc;
+            s << "blocked in " << t->wait_desc << " on " << cb_state(t->core->cbs[t->wait_cb], t->wait_cb);
         else
             s << "running";
     }
@@ -172,17 +173,19 @@ void check_deadlock_locked() {
         }
     if (blocked > 0 && blocked == M.alive) {
         M.aborted = true;
-        M.error = "deadlock in program " + M.program + ": every thread is waiting on a circular buffer" +
+        M.error = "deadlock: every running kernel thread waits on a circular buffer that nothing will fill or drain" +
                   wait_report_locked();
         notify_all_locked();
     }
 }
 
-void block_until(CB& cb, const std::function<bool()>& pred, const std::string& desc) {
+void block_until(uint32_t cbi, const std::function<bool()>& pred, const std::string& desc) {
+    CB& cb = T->core->cbs[cbi];
     std::unique_lock<std::mutex> lk(M.mu);
     if (pred()) return;
     T->blocked = true;
     T->wait_desc = desc;
+    T->wait_cb = int(cbi);
     T->wait_pred = pred;
     check_deadlock_locked();
     while (!pred()) {
@@ -330,8 +333,8 @@ void cb_reserve_back(uint32_t i, uint32_t n) {
     if (cb.wr_page + n > cb.num_pages)
         failf("cb_reserve_back(%u, %u): the block would run past the end of %s (write pointer at page %u of %u): "
               "make its page count a multiple of %u", i, n, cbname(i).c_str(), cb.wr_page, cb.num_pages, n);
-    block_until(cb, [&cb, n] { return cb.num_pages - cb.available() >= n; },
-                "cb_reserve_back(" + std::to_string(i) + ", " + std::to_string(n) + ") on " + cb_state(cb, i));
+    block_until(i, [&cb, n] { return cb.num_pages - cb.available() >= n; },
+                "cb_reserve_back(" + std::to_string(i) + ", " + std::to_string(n) + ")");
     std::lock_guard<std::mutex> lk(M.mu);
     cb.reserved = std::max(cb.reserved, n);
 }
@@ -365,8 +368,8 @@ void cb_wait_front(uint32_t i, uint32_t n) {
     if (cb.rd_page + n > cb.num_pages)
         failf("cb_wait_front(%u, %u): the block would run past the end of %s (read pointer at page %u of %u): "
               "make its page count a multiple of %u", i, n, cbname(i).c_str(), cb.rd_page, cb.num_pages, n);
-    block_until(cb, [&cb, n] { return cb.available() >= n; },
-                "cb_wait_front(" + std::to_string(i) + ", " + std::to_string(n) + ") on " + cb_state(cb, i));
+    block_until(i, [&cb, n] { return cb.available() >= n; },
+                "cb_wait_front(" + std::to_string(i) + ", " + std::to_string(n) + ")");
     std::lock_guard<std::mutex> lk(M.mu);
     cb.waited = std::max(cb.waited, n);
 }
@@ -795,7 +798,6 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
             void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
             if (p == MAP_FAILED) throw std::runtime_error("cannot map L1 below 2 GB");
             l1 = static_cast<uint8_t*>(p);
-            std::memset(l1, 0xff, total);  // uninitialised L1 reads as NaN / garbage, as it would on a card
         }
         for (size_t i = 0; i < core_list.size(); i++) {
             auto c = std::make_unique<Core>();
@@ -819,6 +821,7 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
             if (uint64_t(off) + uint64_t(n) * ps > L1_SIZE)
                 throw std::runtime_error("CBs overflow L1 on core (" + std::to_string(x) + "," + std::to_string(y) + ")");
             cb.base = c->l1 + off;
+            std::memset(cb.base, 0xff, size_t(n) * ps);  // unwritten CB pages read as NaN / garbage, as on a card
             off += (n * ps + 31) / 32 * 32;
         }
         for (auto& [k, x, y, a] : runs) {
@@ -852,8 +855,8 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
             double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             if (el > M.timeout_s && !M.aborted) {
                 M.aborted = true;
-                M.error = "timeout after " + std::to_string(int(M.timeout_s)) + " s in program " + M.program +
-                          " (a kernel loops without progress)" + wait_report_locked();
+                M.error = "timeout after " + std::to_string(int(M.timeout_s)) +
+                          " s (a kernel loops without progress)" + wait_report_locked();
                 notify_all_locked();
             }
             if (M.aborted && el > M.timeout_s + 5) {
