@@ -61,7 +61,7 @@ def test_param_counts():
     assert sum(int(np.prod(s)) for s in shapes.values()) == 5_180_672  # the number the project states
     assert _count(nano) == 5_180_672
     tl = load_spec(SPECS / "tinyllama.yaml")
-    assert sum(int(np.prod(s)) for s in param_shapes(tl).values()) == _count(tl)
+    assert sum(int(np.prod(s)) for s in param_shapes(tl).values()) == _count(tl) == 1_100_048_384  # TinyLlama-1.1B
     assert param_shapes(tl)["lm_head"] == (2048, 32000) and "lm_head" not in shapes
 
 
