@@ -174,3 +174,20 @@ def test_optimizer_scalars_fast_paths():
     check_fast_path("global_norm", [rand(rng, 40, 3), rand(rng, 7)], rel=1e-6)
     check_fast_path("clip_scale", [np.asarray(5.0)], {"max_norm": 1.0}, rel=1e-6)
     check_fast_path("fill", [], {"shape": (3,), "value": 2.0, "dtype": "float32"}, rel=0)
+
+
+def test_attention_fast_path_rows_far_below_their_bound():
+    """The forward shifts scores by a Cauchy-Schwarz bound |q||k|; when the real row max is far below it (long q
+    and k vectors that are nearly orthogonal) the row would underflow, and the block must be redone exactly."""
+    rng = np.random.default_rng(7)
+    b, s, heads, d = 2, 150, 2, 8
+    q = rand(rng, b, s, heads * d, scale=0.01)
+    k = rand(rng, b, s, heads * d, scale=0.01)
+    q[:, :, 0::d] = 300.0  # every head's first component: huge for q ...
+    k[:, :, 1::d] = 300.0  # ... and for k, in another component: q.k stays small, |q||k| is ~9e4
+    v = rand(rng, b, s, heads * d)
+    for causal in (True, False):
+        attrs = {"heads": heads, "kv_heads": heads, "causal": causal, "scale": None}
+        check_fast_path("attention", [q, k, v], attrs)
+        o, lse = get_op("attention").reference([q, k, v], attrs)
+        check_attention_bwd(rng, q, k, v, o, lse, attrs)
