@@ -23,7 +23,7 @@ KERNELS = Path(__file__).parent / "kernels" / "eltwise"
 
 
 def eltwise_program(shape, dtype, ncores, *, fp32_acc=False, compute_defines=None, writer_defines=None,
-                    cb_pages=2, out_dtype=None):
+                    cb_pages=2, out_dtype=None, reader_defines=None):
     """out = a + b over `ncores` cores in a row, tiles split as evenly as possible."""
     a = TensorSpec("a", shape, dtype)
     n = a.num_pages
@@ -38,6 +38,7 @@ def eltwise_program(shape, dtype, ncores, *, fp32_acc=False, compute_defines=Non
         cbs=[CBSpec(0, dtype, cb_pages, rng), CBSpec(1, dtype, cb_pages, rng), CBSpec(16, out_dtype, cb_pages, rng)],
         kernels=[
             KernelSpec("reader", str(KERNELS / "reader.cpp"), rng, (TensorAccessorCTA("a"), TensorAccessorCTA("b")),
+                       defines=reader_defines or {},
                        runtime_args={c: (BufferAddress("a"), BufferAddress("b"), s, p)
                                      for c, s, p in zip(cores, starts, per)}),
             KernelSpec("compute", str(KERNELS / "compute.cpp"), rng, defines=compute_defines or {},
@@ -134,6 +135,12 @@ def test_pop_before_write_barrier():
     msg = run_bug(writer_defines={"BUG_NO_BARRIER": 1})
     assert "cb_pop_front(16, 1) while a NoC write from those pages is in flight" in msg
     assert "noc_async_write_barrier" in msg
+
+
+def test_noc_read_into_unreserved_cb_pages():
+    msg = run_bug(reader_defines={"BUG_READ_BEFORE_RESERVE": 1})
+    assert "reader.cpp (reader) on core (0,0): noc_async_read: 2048 bytes at page 0 of CB 0" in msg
+    assert "cb_reserve_back first" in msg
 
 
 def test_dst_index_out_of_range():

@@ -433,10 +433,33 @@ uint64_t l1_noc_addr(uint32_t x, uint32_t y, uint32_t addr) {
 }
 uint64_t local_l1_noc_addr(uint32_t addr) { return l1_noc_addr(my_x(), my_y(), addr); }
 
+// A NoC transfer into (out of) a CB of this core must stay inside the pages reserved (waited for): anything else
+// overwrites pages the consumer may still read (reads pages the producer has not pushed).
+static void check_cb_region(uint8_t* p, uint32_t size, bool into, const char* api) {
+    Core& c = core();
+    for (uint32_t i = 0; i < NUM_CBS; i++) {
+        CB& cb = c.cbs[i];
+        if (!cb.defined || !overlaps(p, size, cb.base, cb.num_pages * cb.page_size)) continue;
+        uint32_t first = into ? cb.wr_page : cb.rd_page, count = into ? cb.reserved : cb.waited;
+        uint8_t* lo = cb.base + size_t(first) * cb.page_size;
+        if (p < lo || p + size > lo + size_t(count) * cb.page_size)
+            failf("%s: %u bytes at page %u of %s are outside the %u page(s) %s (from page %u): %s first", api, size,
+                  uint32_t((p - cb.base) / cb.page_size), cbname(i).c_str(), count,
+                  into ? "reserved for writing" : "waited for", first,
+                  into ? "cb_reserve_back" : "cb_wait_front");
+    }
+}
+
 void noc_read(uint64_t src, uint32_t dst_l1, uint32_t size) {
     check_abort();
     uint8_t* s = noc_ptr(src, size, "noc_async_read");
     uint8_t* d = l1_ptr(dst_l1, size, "noc_async_read");
+    check_cb_region(d, size, true, "noc_async_read");
+    if (src & L1_NOC_BIT) {
+        // reading out of a local CB: it must have been waited for
+        uint8_t* me = core().l1;
+        if (s >= me && s < me + L1_SIZE) check_cb_region(s, size, false, "noc_async_read (source)");
+    }
     std::memcpy(d, s, size);
     T->reads_in_flight.emplace_back(d, size);
 }
@@ -444,6 +467,7 @@ void noc_write(uint32_t src_l1, uint64_t dst, uint32_t size) {
     check_abort();
     uint8_t* s = l1_ptr(src_l1, size, "noc_async_write");
     uint8_t* d = noc_ptr(dst, size, "noc_async_write");
+    check_cb_region(s, size, false, "noc_async_write");
     std::memcpy(d, s, size);
     T->writes_in_flight.emplace_back(s, size);
 }

@@ -1,4 +1,5 @@
 // Test kernel: reads tiles [start, start+n) of tensors a and b into CB 0 and CB 1, one tile at a time.
+// Planted bug: BUG_READ_BEFORE_RESERVE reads tile a into CB 0 before cb_reserve_back.
 #include <stdint.h>
 
 #include "api/dataflow/dataflow_api.h"
@@ -14,6 +15,9 @@ void kernel_main() {
     const auto a = TensorAccessor(a_args, a_addr, get_tile_size(cb_a));
     const auto b = TensorAccessor(b_args, b_addr, get_tile_size(cb_b));
     for (uint32_t i = start; i < start + n; i++) {
+#ifdef BUG_READ_BEFORE_RESERVE
+        noc_async_read_tile(i, a, get_write_ptr(cb_a));
+#endif
         cb_reserve_back(cb_a, 1);
         cb_reserve_back(cb_b, 1);
         noc_async_read_tile(i, a, get_write_ptr(cb_a));
