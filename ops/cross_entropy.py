@@ -8,6 +8,7 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_scalar
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.parallel import as_rows, parallel_rows
+from tilegraph.ops.placement import P, Partial, R, Shard, whole_rows
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -65,6 +66,12 @@ class CrossEntropy(Op):
     name = "cross_entropy"
     attrs = {}
 
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): softmax over whole rows; with the rows split each device's
+        mean is over its rows, so the loss is the mean over the axis: P(mean)."""
+        logits = whole_rows(placements[0], node.inputs[0])
+        return [logits, logits], [Partial("mean") if isinstance(logits, Shard) else R]
+
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["logits", "targets"])
         _check(self.name, *inputs)
@@ -105,6 +112,12 @@ class CrossEntropy(Op):
 class CrossEntropyBwd(Op):
     name = "cross_entropy_bwd"
     attrs = {}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): with the rows split, the local op divides by the local row
+        count, so the seed must be 1/N of the global one (a partial sum) for an exact slice of the gradient."""
+        logits = whole_rows(placements[0], node.inputs[0])
+        return [logits, logits, P if isinstance(logits, Shard) else R], [logits]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["logits", "targets", "dloss"])

@@ -9,6 +9,7 @@ import numpy as np
 from tilegraph.ops._util import DTYPE_NAMES, expect_arity, expect_float, expect_same
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.parallel import as_rows, parallel_rows
+from tilegraph.ops.placement import R, common
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -35,6 +36,11 @@ def silu_mul_bwd_reference(a: np.ndarray, b: np.ndarray, dy: np.ndarray):
 class Add(Op):
     name = "add"
     attrs = {}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): linear, so partial sums pass; operands meet in one placement."""
+        p = common(node, placements, axis, linear=True)
+        return [p, p], [p]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["a", "b"])
@@ -64,6 +70,10 @@ class Add(Op):
 class Fill(Op):
     name = "fill"
     attrs = {"shape": (), "value": 0.0, "dtype": "float32"}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): a constant is replicated."""
+        return [], [R]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, [])
@@ -95,6 +105,11 @@ def _check_pair(op, a, b):
 class SiluMul(Op):
     name = "silu_mul"
     attrs = {}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): elementwise, not linear: one placement, no partial sums."""
+        p = common(node, placements, axis, linear=False)
+        return [p] * len(placements), [p] * len(node.outputs)
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["a", "b"])
@@ -135,6 +150,11 @@ class SiluMul(Op):
 class SiluMulBwd(Op):
     name = "silu_mul_bwd"
     attrs = {}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): elementwise, not linear: one placement, no partial sums."""
+        p = common(node, placements, axis, linear=False)
+        return [p] * len(placements), [p] * len(node.outputs)
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["a", "b", "dy"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.placement import P, Partial, R, Shard, last_dim, no_partial
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -32,6 +33,16 @@ def _check_ids_in_range(op: str, ids: np.ndarray, vocab: int) -> None:
 class Embedding(Op):
     name = "embedding"
     attrs = {}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): split ids (batch) pass through; a hidden-split table gives
+        a hidden-split output (a vocab split would need a masked lookup + all_reduce, so it is gathered)."""
+        table, ids = no_partial(placements[0]), placements[1]
+        if isinstance(table, Shard) and (table.dim == 0 or ids != R):
+            table = R
+        if isinstance(table, Shard):
+            return [table, ids], [Shard(2, table.order)]
+        return [table, ids], [ids]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["table", "ids"])
@@ -68,6 +79,18 @@ class Embedding(Op):
 class EmbeddingBwd(Op):
     name = "embedding_bwd"
     attrs = {"vocab": None}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): the scatter-add of split rows is a partial table gradient;
+        a hidden split of dy splits the table gradient's hidden dim."""
+        ids, dy = placements
+        if isinstance(dy, Partial):
+            return ([R, dy] if ids == R else [ids, ids]), [P]
+        if ids == R:
+            if isinstance(dy, Shard) and dy.dim == last_dim(node.inputs[1]):
+                return [R, dy], [Shard(1, dy.order)]
+            return [R, R], [R]
+        return [ids, ids], [P]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["ids", "dy"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.placement import P, Partial, R, Shard, last_dim, no_partial
 
 from tilegraph.errors import ShapeError
 
@@ -35,6 +36,22 @@ def linear_wgrad_reference(x: np.ndarray, dy: np.ndarray, transpose_w: bool = Fa
 class Linear(Op):
     name = "linear"
     attrs = {"transpose_w": False}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py). Column-parallel (w split on N): whole rows in, split
+        features out. Row-parallel (w split on K): the contraction dim split on both sides, the product a partial
+        sum. Replicated w: a row (batch) split of x passes through."""
+        x, w = placements
+        ndim = 0 if node.attrs["transpose_w"] else 1
+        last = last_dim(node.inputs[0])
+        w = no_partial(w)
+        if w == R:
+            if isinstance(x, Shard) and x.dim == last:
+                x = R
+            return [x, R], [x]
+        if w.dim == ndim:
+            return [R, w], [Shard(last, w.order)]
+        return [Shard(last, w.order), w], [P]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["x", "w"])
@@ -90,6 +107,32 @@ class Linear(Op):
 class LinearWgrad(Op):
     name = "linear_wgrad"
     attrs = {"transpose_w": False}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): dw = sum over rows of x^T dy, so split rows give a partial
+        sum and a feature split of x (dy) splits dw's K (N) dim."""
+        x, dy = placements
+        kdim, ndim = (1, 0) if node.attrs["transpose_w"] else (0, 1)
+        if isinstance(x, Partial) and isinstance(dy, Partial):
+            dy = R
+        if isinstance(x, Partial) and dy != R:
+            x = R
+        if isinstance(dy, Partial) and x != R:
+            dy = R
+        if isinstance(x, Partial) or isinstance(dy, Partial):
+            return [x, dy], [P]
+        x_feat = isinstance(x, Shard) and x.dim == last_dim(node.inputs[0])
+        dy_feat = isinstance(dy, Shard) and dy.dim == last_dim(node.inputs[1])
+        if x_feat and dy_feat:
+            x, x_feat = R, False
+        if dy_feat and x == R:
+            return [x, dy], [Shard(ndim, dy.order)]
+        if x_feat and dy == R:
+            return [x, dy], [Shard(kdim, x.order)]
+        if isinstance(x, Shard) or isinstance(dy, Shard):
+            rows = x if isinstance(x, Shard) and not x_feat else dy
+            return [rows, rows], [P]
+        return [R, R], [R]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["x", "dy"])

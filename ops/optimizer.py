@@ -15,6 +15,7 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, expect_scalar, float_attr
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.parallel import as_rows, parallel_rows
+from tilegraph.ops.placement import R
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -73,6 +74,10 @@ class ClipScale(Op):
     name = "clip_scale"
     attrs = {"max_norm": 1.0}
 
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): a replicated scalar."""
+        return [R], [R]
+
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["norm"])
         expect_scalar(self.name, "norm", inputs[0])
@@ -97,6 +102,12 @@ class AdamW(Op):
     # so the runtime may update optimizer state in place.
     outputs_may_alias_inputs = True
     attrs = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.0}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): elementwise in the param's placement (the grad arrives
+        reduced to it); lr, step and the clip scale replicated."""
+        p = placements[0]
+        return [p, p, p, p, R, R, R], [p, p, p]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["param", "grad", "m", "v", "lr", "step", "grad_scale"])

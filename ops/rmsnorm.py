@@ -10,6 +10,7 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, float_attr
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.parallel import as_rows, parallel_rows
+from tilegraph.ops.placement import P, R, Shard, whole_rows
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -59,6 +60,12 @@ class RMSNorm(Op):
     name = "rmsnorm"
     attrs = {"eps": 1e-5}
 
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): whole rows needed, so a hidden split is gathered first
+        (distributed RMSNorm as all_gather -> normalize; the next column-parallel matmul needs whole rows anyway)."""
+        x = whole_rows(placements[0], node.inputs[0])
+        return [x, R], [x]
+
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["x", "gamma"])
         _check(self.name, *inputs)
@@ -97,6 +104,12 @@ class RMSNorm(Op):
 class RMSNormBwd(Op):
     name = "rmsnorm_bwd"
     attrs = {"eps": 1e-5}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): whole rows; dgamma sums over rows, so it is a partial sum
+        when the rows (batch) are split."""
+        x = whole_rows(placements[0], node.inputs[0])
+        return [x, R, x], [x, P if isinstance(x, Shard) else R]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["x", "gamma", "dy"])

@@ -11,6 +11,7 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, float_attr, positive_int_attr
 from tilegraph.ops.base import Op, register
 from tilegraph.ops.parallel import parallel_rows
+from tilegraph.ops.placement import R, Shard
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -64,6 +65,14 @@ def rope_reference(x: np.ndarray, heads: int, base: float, inverse: bool = False
 class Rope(Op):
     name = "rope"
     attrs = {"heads": None, "base": 10000.0, "inverse": False}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): linear and per head, so partial sums and head splits pass
+        (the shard pass sets `heads` to the local count); positions are global, so the sequence is not split."""
+        x = placements[0]
+        if isinstance(x, Shard) and x.dim == 1:
+            x = R
+        return [x], [x]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["x"])
