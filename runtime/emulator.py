@@ -38,7 +38,7 @@ from tilegraph.errors import KernelError
 EMU_DIR = KERNEL_DIR / "emu"
 CXX = os.environ.get("CXX", "g++")
 KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
-LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall"]
+LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall", "-ftls-model=initial-exec"]
 DRAM_BASE = 1 << 20  # first tensor address; tensors are 4 KiB aligned
 FORMAT_CODES = {"float32": 0, "bfloat16": 5, "bfloat8_b": 6}
 _lock = threading.Lock()
@@ -69,7 +69,7 @@ def _compile(cmd: list[str], out: Path, what: str) -> None:
 
 def emulator_binaries() -> tuple[Path, ctypes.CDLL]:
     """Build (once per emulator-source hash) libtgemu.so and the tg-emu-run runner; return runner path and lib."""
-    h = hashlib.sha256(b"lib-v1")
+    h = hashlib.sha256(" ".join([CXX, *LIB_CXXFLAGS]).encode())
     _hash_files(h, [*EMU_DIR.joinpath("src").glob("*"), EMU_DIR / "emu" / "runtime.h"])
     key = h.hexdigest()[:16]
     with _lock:

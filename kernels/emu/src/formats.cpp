@@ -80,23 +80,6 @@ uint32_t tile_bytes(uint32_t fmt) {
     return 0;
 }
 
-uint16_t f32_to_bf16_bits(float x) {
-    uint32_t u = bits(x);
-    if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;  // NaN -> the canonical quiet NaN (as ttnn)
-    u += 0x7fff + ((u >> 16) & 1);
-    return uint16_t(u >> 16);
-}
-
-float bf16_bits_to_f32(uint16_t b) { return from_bits(uint32_t(b) << 16); }
-float round_bf16(float x) { return bf16_bits_to_f32(f32_to_bf16_bits(x)); }
-
-float round_tf32(float x) {
-    uint32_t u = bits(x);
-    if ((u & 0x7f800000) == 0x7f800000) return x;
-    u += 0xfff + ((u >> 13) & 1);
-    return from_bits(u & 0xffffe000);
-}
-
 void pack_tile_bytes(uint32_t fmt, const float* rm, uint8_t* out) {
     if (fmt == 0u) {
         float* o = reinterpret_cast<float*>(out);

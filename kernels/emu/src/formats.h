@@ -5,16 +5,37 @@
 // Tiles in memory are face-ordered (four 16x16 faces); the float side is a row-major 32x32 tile.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace tgemu {
 
 constexpr int TILE_HW = 1024;
 
 uint32_t tile_bytes(uint32_t fmt);
-uint16_t f32_to_bf16_bits(float x);
-float bf16_bits_to_f32(uint16_t b);
-float round_bf16(float x);
-float round_tf32(float x);
+
+inline uint16_t f32_to_bf16_bits(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return 0x7fc0;  // NaN -> the canonical quiet NaN (as ttnn)
+    u += 0x7fff + ((u >> 16) & 1);
+    return uint16_t(u >> 16);
+}
+inline float bf16_bits_to_f32(uint16_t b) {
+    uint32_t u = uint32_t(b) << 16;
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+inline float round_bf16(float x) { return bf16_bits_to_f32(f32_to_bf16_bits(x)); }
+// float32 -> tf32 (10-bit mantissa, RNE), what the FPU's source registers hold of a float32 operand.
+inline float round_tf32(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    if ((u & 0x7f800000) == 0x7f800000) return x;
+    u = (u + 0xfff + ((u >> 13) & 1)) & 0xffffe000;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
 // One 32x32 tile: row-major floats <-> face-ordered bytes of `fmt`.
 void pack_tile_bytes(uint32_t fmt, const float* rowmajor, uint8_t* out);
 void unpack_tile_bytes(uint32_t fmt, const uint8_t* in, float* rowmajor);
