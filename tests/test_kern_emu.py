@@ -1,0 +1,110 @@
+"""The custom kernels (kernels/rmsnorm, swiglu, attention) run through the kernel emulator on several cores and are
+compared with the ops' float64 numpy references.
+
+Tolerances are the per-element bounds of runtime/fuzz.py (`error_bounds`), stated and justified there: the
+reference sees the inputs as the device holds them (bfloat16 / bfloat8_b quantized), and the kernel may differ by
+the bf16 output rounding (2 x 2^-8 relative), fp32 accumulation (4 x 2^-24 per term) and TF32 matrix-engine
+operands (2 x 2^-11 per pass of an fp32 intermediate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from tilegraph.ops import program as prog
+from tilegraph.ops.rmsnorm import rmsnorm_program
+from tilegraph.runtime import fuzz
+from tilegraph.runtime.emulator import run_program
+from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+
+from tilegraph.errors import KernelError
+
+FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
+def _check(op, case):
+    outcome = fuzz.run_case(op, case, "emu")
+    assert outcome.ok, f"{op} {case}: {outcome.worst} (max abs {outcome.max_abs:.3g}, err/bound {outcome.ratio:.3g})"
+    return outcome
+
+
+# -- hand-picked cases: every feature at least once, on multiple cores ---------------------------------------
+@pytest.mark.parametrize("case", [
+    dict(rows=70, width=8192, residual=True, eps=1e-5, max_block=8),  # hidden 8192, two passes of 32 blocks
+    dict(rows=33, width=100, residual=False, eps=1e-6, max_block=2),   # neither dim a multiple of 32
+    dict(rows=5, width=200, residual=True, eps=0.1, max_block=7),      # Wt = 7: one block per pass
+])
+@pytest.mark.parametrize("dtype", ["bfloat16", "bfloat8_b"])
+def test_rmsnorm_matches_reference(case, dtype):
+    _check("rmsnorm", {**case, "dtype": dtype, "grid": (3, 2), "scale": 1.0, "seed": 3})
+
+
+@pytest.mark.parametrize("m,k,n", [(64, 256, 96), (50, 70, 33), (1, 1, 1), (96, 1000, 64)])
+@pytest.mark.parametrize("dtype", ["bfloat16", "bfloat8_b"])
+def test_swiglu_matches_reference(m, k, n, dtype):
+    _check("swiglu", dict(m=m, k=k, n=n, max_k_block=8, dtype=dtype, grid=(3, 2), scale=1.0, seed=5))
+
+
+@pytest.mark.parametrize("seq,causal,q_chunk,k_chunk", [
+    (256, True, 64, 64), (256, True, 32, 128), (256, True, 128, 32),  # chunk shapes around the diagonal
+    (200, False, 64, 32), (77, True, 32, 64), (31, False, 128, 128),   # padded sequences
+])
+@pytest.mark.parametrize("head_dim", [32, 64, 128])
+def test_attention_matches_reference(seq, causal, q_chunk, k_chunk, head_dim):
+    _check("attention", dict(batch=1, seq=seq, kv_heads=2, group=2, head_dim=head_dim, causal=causal,
+                             q_chunk=q_chunk, k_chunk=k_chunk, softmax_scale=None, dtype="bfloat16",
+                             grid=(3, 2), scale=1.0, seed=7))
+
+
+def test_attention_bfp8_gqa_explicit_scale():
+    _check("attention", dict(batch=2, seq=96, kv_heads=1, group=4, head_dim=64, causal=True, q_chunk=32,
+                             k_chunk=32, softmax_scale=0.3, dtype="bfloat8_b", grid=(2, 2), scale=1.0, seed=9))
+
+
+def test_attention_rows_all_negative_scores_and_large_logits():
+    # Scores far below zero (max must not be clamped at 0) and large logits (online rescaling must stay finite).
+    rng = np.random.default_rng(0)
+    b, s, h, d = 1, 64, 2, 32
+    q = rng.standard_normal((b, s, h * d)).astype(np.float32) * 4
+    k = -np.sign(q[:, :, :d]) * np.abs(rng.standard_normal((b, s, d))).astype(np.float32) * 4
+    k = np.ascontiguousarray(k.astype(np.float32))
+    v = rng.standard_normal((b, s, d)).astype(np.float32)
+    attrs = {"heads": h, "kv_heads": 1, "causal": True, "scale": 1.0}
+    held = fuzz.device_values([q, k, v], "attention", "bfloat16", "emu")
+    got = run_kernel_op("attention", held, attrs, "emu", DeviceOptions("bfloat16", (2, 1), {"q_chunk": 32, "k_chunk": 32}))
+    refs = fuzz.reference("attention", held, attrs)
+    bounds = fuzz.error_bounds("attention", held, attrs, refs, "emu")
+    assert refs[1].min() < -20  # the case really has very negative rows
+    for g, r, bound in zip(got, refs, bounds):
+        assert np.all(np.abs(g - r) <= bound)
+
+
+# -- hypothesis fuzz: >= 200 examples per op (shapes not multiples of 32, both formats, varied grids) ----------
+@FUZZ
+@given(case=fuzz.case_strategy("rmsnorm"))
+def test_fuzz_rmsnorm(case):
+    _check("rmsnorm", case)
+
+
+@FUZZ
+@given(case=fuzz.case_strategy("swiglu"))
+def test_fuzz_swiglu(case):
+    _check("swiglu", case)
+
+
+@FUZZ
+@given(case=fuzz.case_strategy("attention", small=True))
+def test_fuzz_attention(case):
+    _check("attention", case)
+
+
+# -- the emulator catches a builder that sizes a circular buffer wrong ----------------------------------------
+def test_undersized_cb_is_reported_with_kernel_core_and_cb():
+    desc = rmsnorm_program((64, 256), gamma=False, grid=(2, 1), max_block=4)
+    # Shrink the squares CB (index 24) below one block: the compute kernel's reserve of 4 pages can never succeed.
+    cbs = [prog.CBSpec(24, c.data_format, 2, c.core_ranges) if c.index == 24 else c for c in desc.cbs]
+    broken = prog.ProgramDescription(desc.name, desc.tensors, cbs, desc.kernels, desc.compute_config, desc.grid)
+    x = np.ones((64, 256), np.float32)
+    with pytest.raises(KernelError, match=r"(?s)24.*compute|compute.*24"):
+        run_program(broken, {"x": x, "consts": np.ones((32, 32), np.float32)}, timeout_s=10)

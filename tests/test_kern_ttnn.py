@@ -1,0 +1,107 @@
+"""ProgramDescription -> ttnn.ProgramDescriptor at realistic shapes, built on the host without a device, and the
+generic_op path (needs a card: skipped here with the reason)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tilegraph.kernels import KERNEL_DIR
+from tilegraph.ops.attention import attention_program
+from tilegraph.ops.program import TENSOR_ACCESSOR_IS_DRAM, TILE_BYTES, cores_of
+from tilegraph.ops.rmsnorm import rmsnorm_program
+from tilegraph.ops.swiglu import swiglu_program
+from tilegraph.runtime.kernel_ops import run_kernel_op
+from tilegraph.runtime.ttnn_program import L1_LIMIT_BYTES, card_present, to_program_descriptor
+
+from tilegraph.errors import DeviceError, KernelError
+
+ttnn = pytest.importorskip("ttnn")
+
+REALISTIC = {
+    # Llama-style shapes: attention B=1, H=8, S=2048, D=64 on 8x8; a hidden-8192 norm; a 4096 -> 11008 MLP.
+    "attention": lambda: attention_program(1, 2048, 8, 64, grid=(8, 8)),
+    "attention_gqa_big_chunks": lambda: attention_program(1, 4096, 32, 128, 8, q_chunk=256, k_chunk=256, grid=(8, 8)),
+    "rmsnorm": lambda: rmsnorm_program((1, 2048, 8192), residual=True, grid=(8, 8)),
+    "swiglu": lambda: swiglu_program(2048, 4096, 11008, grid=(8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REALISTIC))
+def test_program_descriptor_builds_on_host_within_l1(name):
+    desc = REALISTIC[name]()
+    built = to_program_descriptor(desc)
+    pd = built.descriptor
+    assert len(pd.kernels) == 3 and len(pd.cbs) == len(desc.cbs)
+    # Every core that runs the kernels has its L1 counted, and stays below a Tensix core's 1.5 MB.
+    assert set(built.l1_bytes_per_core) == set(desc.cores)
+    assert 0 < built.max_l1_bytes < L1_LIMIT_BYTES
+    assert built.l1_bytes_per_core == desc.l1_bytes_per_core()
+    for spec, kd in zip(desc.kernels, pd.kernels):
+        assert kd.source_type == ttnn.KernelDescriptor.SourceType.SOURCE_CODE
+        assert kd.kernel_source == (KERNEL_DIR / spec.source).read_text()
+        # Each TensorAccessor placeholder became the interleaved-DRAM words [IsDram, page size].
+        words = list(kd.compile_time_args)
+        assert len(words) == 2 * len(spec.compile_time_args)
+        assert words[0::2] == [TENSOR_ACCESSOR_IS_DRAM] * len(spec.compile_time_args)
+        assert dict(kd.defines) == dict(spec.defines)
+    for spec, cd in zip(desc.cbs, pd.cbs):
+        (fmt,) = cd.format_descriptors
+        assert (fmt.buffer_index, fmt.page_size, cd.total_size) == (spec.index, spec.page_size, spec.total_bytes)
+
+
+def test_runtime_args_per_core_match_the_description():
+    desc = attention_program(1, 2048, 8, 64, grid=(8, 8))
+    pd = to_program_descriptor(desc, addresses={t.name: 4096 * (i + 1) for i, t in enumerate(desc.tensors)}).descriptor
+    reader = pd.kernels[0]
+    for x, y in [(0, 0), (7, 7), (3, 5)]:
+        got = list(reader.runtime_args[x][y])
+        want = desc.kernels[0].runtime_args[(x, y)]
+        assert got[:4] == [4096, 8192, 12288, 16384]  # q, k, v, consts addresses
+        assert got[4:] == list(want[4:])
+
+
+def test_attention_work_is_balanced_low_and_high_chunks():
+    desc = attention_program(1, 2048, 8, 64, grid=(8, 8))
+    counts = [args[11] for args in desc.kernels[0].runtime_args.values()]
+    # 8 heads x 16 Q chunks over 64 cores: every core gets one zigzag pair (a low and a high chunk).
+    assert len(counts) == 64 and set(counts) == {2}
+    starts = sorted(args[10] for args in desc.kernels[0].runtime_args.values())
+    assert starts == list(range(0, 128, 2))
+
+
+def test_bfp8_tiles_and_cb_formats():
+    desc = swiglu_program(256, 512, 256, "bfloat8_b")
+    assert {c.page_size for c in desc.cbs if c.index < 16} == {TILE_BYTES["bfloat8_b"]}
+    built = to_program_descriptor(desc)
+    assert built.descriptor.cbs[0].format_descriptors[0].page_size == 1088
+
+
+def test_too_much_l1_is_an_error_naming_the_program():
+    with pytest.raises(KernelError, match="attention.*L1|L1.*attention|bytes"):
+        attention_program(1, 8192, 8, 128, q_chunk=1024, k_chunk=1024, interm="float32", grid=(8, 8))
+
+
+def test_every_core_in_the_grid_gets_work_only_once():
+    desc = rmsnorm_program((4, 100, 8192), grid=(8, 8))
+    rows = []
+    for args in desc.kernels[0].runtime_args.values():
+        rows.extend(range(args[5], args[5] + args[6]))
+    assert sorted(rows) == list(range(13))  # 400 rows = 13 tile rows, each on exactly one core
+    assert set(cores_of(desc.kernels[0].core_ranges)) == set(desc.kernels[0].runtime_args)
+
+
+@pytest.mark.skipif(card_present(), reason="a card is present: the no-card error path does not apply")
+def test_ttnn_backend_without_a_card_is_a_device_error():
+    x = np.ones((32, 64), np.float32)
+    with pytest.raises(DeviceError, match="needs a Tenstorrent card"):
+        run_kernel_op("rmsnorm", [x, np.ones(64, np.float32)], {"eps": 1e-5}, "ttnn")
+
+
+def test_generic_op_on_a_card_matches_the_emulator():
+    if not card_present():
+        pytest.skip("needs a Tenstorrent card: runs the kernels with ttnn.generic_op")
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal(256).astype(np.float32)
+    on_card = run_kernel_op("rmsnorm", [x, g], {"eps": 1e-5}, "ttnn")
+    emulated = run_kernel_op("rmsnorm", [x, g], {"eps": 1e-5}, "emu")
+    np.testing.assert_allclose(on_card[0], emulated[0], rtol=2**-6, atol=1e-3)
