@@ -60,3 +60,10 @@ def test_sharding_a_sharded_graph_is_rejected():
     g = shard(build("specs/nano-trickster.yaml", 2, 8), "n300")
     with pytest.raises(ShardingError, match="already sharded"):
         shard(g, "n300")
+
+
+def test_replication_fallback_is_reported(capsys):
+    # tiny-test: 4 query heads over 2 KV heads on TP 4 -> one query head per device cannot cover both KV groups
+    code, out, err = _lower(capsys, "specs/tiny-test.yaml", "--mesh", "t3k", "--batch", "4", "--seq", "8", "--brief")
+    assert code == 0, err
+    assert "note: fallback: attention replicated over TP 4" in out
