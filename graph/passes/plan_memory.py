@@ -130,6 +130,9 @@ class MemoryPlan:
     peak_live: int  # transient bytes live at the worst moment (lower bound of any allocator)
     peak_step: int  # index in `order` where that happens
     peak_by_kind: dict[str, int]  # transient bytes at the peak split into activation / gradient
+    gradient_bytes: (
+        int  # all weight gradients (as the optimizer reads them); all live at once around clipping
+    )
     allocated: int  # transient bytes the best-fit buffer pool holds at its high-water mark
     buffers: int
     schedule: str  # which order won
@@ -273,6 +276,7 @@ def plan_memory(
         persistent={names[k]: b for k, b in persistent.items()},
         peak_live=peak, peak_step=peak_step,
         peak_by_kind={"activations": by_kind["activation"], "gradients": by_kind["gradient"]},
+        gradient_bytes=sum(bytes_of[n.inputs[1]] for n in graph.nodes if n.op == "adamw"),
         allocated=pool, buffers=nbuf, schedule=name, dram_bytes=dram_bytes,
     )  # fmt: skip
 

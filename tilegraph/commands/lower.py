@@ -103,7 +103,8 @@ def to_dict(spec, mesh, batch, seq, train, sharded, plan, cost) -> dict:
             "attrs": {k: (list(a) if isinstance(a, tuple) else a) for k, a in s.node.attrs.items()},
             "impl": s.impl, "flops": s.flops, "bytes": s.bytes, "seconds": s.seconds, "bound": s.bound,
         } for s in cost.steps],
-        "memory_per_device": {**plan.persistent, **plan.peak_by_kind, "peak_live_transient": plan.peak_live,
+        "memory_per_device": {**plan.persistent, "gradients": plan.gradient_bytes,
+                              "at_peak": plan.peak_by_kind, "peak_live_transient": plan.peak_live,
                               "allocated_transient": plan.allocated, "peak_dram": plan.peak_dram,
                               "dram": plan.dram_bytes, "fits": plan.fits, "schedule": plan.schedule},
         "step_seconds": cost.total_seconds, "tokens_per_second": cost.tokens_per_second,
@@ -152,8 +153,14 @@ def run(args) -> int:
     print("\n".join(_table(rows)))
     print(f"memory per device ({plan.schedule} schedule, tile-padded; weights {args.weights}, activations and "
           f"gradients bfloat16, optimizer state float32):")  # fmt: skip
-    for k, b in {**plan.persistent, **plan.peak_by_kind}.items():
+    for k, b in plan.persistent.items():
         print(f"  {k:<16} {b / gib:9.3f} GiB")
+    if plan.gradient_bytes:
+        print(
+            f"  {'gradients':<16} {plan.gradient_bytes / gib:9.3f} GiB  (all weight gradients, live together at clipping)"
+        )
+    at_peak = ", ".join(f"{k} {b / gib:.3f} GiB" for k, b in plan.peak_by_kind.items())
+    print(f"  {'transient peak':<16} {plan.peak_live / gib:9.3f} GiB  (at step {plan.peak_step}: {at_peak})")
     print(f"  {'peak DRAM':<16} {plan.peak_dram / gib:9.3f} GiB of {plan.dram_bytes / gib:.1f} GiB "
           f"({plan.buffers} reused buffers; allocator slack {(plan.allocated - plan.peak_live) / gib:.3f} GiB)"
           + ("" if plan.fits else "  DOES NOT FIT"))  # fmt: skip
