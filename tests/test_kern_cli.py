@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from tilegraph.cli import main
 from tilegraph.graph import Graph
 from tilegraph.runtime import compile, fuzz
 from tilegraph.runtime.emu_backend import Executor
 from tilegraph.runtime.ttnn_program import card_present
+
+from tilegraph.cli import main
 
 
 @pytest.mark.parametrize("op", ["rmsnorm", "swiglu", "attention"])

@@ -31,9 +31,9 @@ def _check(op, case):
 
 # -- hand-picked cases: every feature at least once, on multiple cores ---------------------------------------
 @pytest.mark.parametrize("case", [
-    dict(rows=70, width=8192, residual=True, eps=1e-5, max_block=8),  # hidden 8192, two passes of 32 blocks
-    dict(rows=33, width=100, residual=False, eps=1e-6, max_block=2),   # neither dim a multiple of 32
-    dict(rows=5, width=200, residual=True, eps=0.1, max_block=7),      # Wt = 7: one block per pass
+    {"rows": 70, "width": 8192, "residual": True, "eps": 1e-5, "max_block": 8},  # hidden 8192, two passes of 32 blocks
+    {"rows": 33, "width": 100, "residual": False, "eps": 1e-6, "max_block": 2},   # neither dim a multiple of 32
+    {"rows": 5, "width": 200, "residual": True, "eps": 0.1, "max_block": 7},      # Wt = 7: one block per pass
 ])
 @pytest.mark.parametrize("dtype", ["bfloat16", "bfloat8_b"])
 def test_rmsnorm_matches_reference(case, dtype):
@@ -43,7 +43,7 @@ def test_rmsnorm_matches_reference(case, dtype):
 @pytest.mark.parametrize("m,k,n", [(64, 256, 96), (50, 70, 33), (1, 1, 1), (96, 1000, 64)])
 @pytest.mark.parametrize("dtype", ["bfloat16", "bfloat8_b"])
 def test_swiglu_matches_reference(m, k, n, dtype):
-    _check("swiglu", dict(m=m, k=k, n=n, max_k_block=8, dtype=dtype, grid=(3, 2), scale=1.0, seed=5))
+    _check("swiglu", {"m": m, "k": k, "n": n, "max_k_block": 8, "dtype": dtype, "grid": (3, 2), "scale": 1.0, "seed": 5})
 
 
 @pytest.mark.parametrize("seq,causal,q_chunk,k_chunk", [
@@ -52,14 +52,14 @@ def test_swiglu_matches_reference(m, k, n, dtype):
 ])
 @pytest.mark.parametrize("head_dim", [32, 64, 128])
 def test_attention_matches_reference(seq, causal, q_chunk, k_chunk, head_dim):
-    _check("attention", dict(batch=1, seq=seq, kv_heads=2, group=2, head_dim=head_dim, causal=causal,
-                             q_chunk=q_chunk, k_chunk=k_chunk, softmax_scale=None, dtype="bfloat16",
-                             grid=(3, 2), scale=1.0, seed=7))
+    _check("attention", {"batch": 1, "seq": seq, "kv_heads": 2, "group": 2, "head_dim": head_dim, "causal": causal,
+                             "q_chunk": q_chunk, "k_chunk": k_chunk, "softmax_scale": None, "dtype": "bfloat16",
+                             "grid": (3, 2), "scale": 1.0, "seed": 7})
 
 
 def test_attention_bfp8_gqa_explicit_scale():
-    _check("attention", dict(batch=2, seq=96, kv_heads=1, group=4, head_dim=64, causal=True, q_chunk=32,
-                             k_chunk=32, softmax_scale=0.3, dtype="bfloat8_b", grid=(2, 2), scale=1.0, seed=9))
+    _check("attention", {"batch": 2, "seq": 96, "kv_heads": 1, "group": 4, "head_dim": 64, "causal": True, "q_chunk": 32,
+                             "k_chunk": 32, "softmax_scale": 0.3, "dtype": "bfloat8_b", "grid": (2, 2), "scale": 1.0, "seed": 9})
 
 
 def test_attention_rows_all_negative_scores_and_large_logits():
