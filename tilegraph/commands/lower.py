@@ -116,6 +116,9 @@ def run(args) -> int:
     import json
     import os
 
+    from tilegraph.graph.passes.cost import comm_volume
+    from tilegraph.graph.passes.plan_memory import Precision
+
     spec, mesh, batch, seq, sharded, plan, cost = lower(
         args.spec,
         args.mesh,
@@ -170,6 +173,10 @@ def run(args) -> int:
         + ", ".join(f"{k} {_fmt_time(t)}" for k, t in by.items())
         + f"); {cost.tokens_per_second:,.0f} tokens/s at {cost.tokens_per_step} tokens per step, {args.fidelity}"
     )
+    volume = comm_volume(sharded, plan, Precision(weights=args.weights), padded=True)
+    if volume:
+        print("collectives per device: " + ", ".join(
+            f"{kind} axis {axis} {b / 1e6:,.1f} MB" for (kind, axis), b in sorted(volume.items())))  # fmt: skip
     print(f"bottleneck: {cost.bottleneck}")
     if args.json:
         data = to_dict(spec, mesh, batch, seq, args.train, sharded, plan, cost)
