@@ -16,9 +16,10 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.parallel import parallel_for, single_threaded_blas
+from tilegraph.ops.placement import P, R, Shard, no_partial
 from tilegraph.ops.scratch import scratch
 
-from tilegraph.errors import ShapeError
+from tilegraph.errors import ShapeError, ShardingError
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -146,10 +147,40 @@ def _score_flops(b, s, heads, d, causal) -> int:
     return full // 2 if causal else full
 
 
+def _shard_heads(node, placements, axis):
+    """(q, k/v) placements of attention / attention_bwd on one mesh axis (ops/placement.py): split batch passes;
+    split query heads use split KV heads when KV heads divide evenly, else replicated K/V, which needs the query
+    heads of every device to map onto the KV heads in GQA order (the shard pass deals them out strided)."""
+    q = no_partial(placements[0])
+    if isinstance(q, Shard) and q.dim == 0:
+        return q, q
+    if not (isinstance(q, Shard) and q.dim == 2):
+        return R, R
+    nh, nkv = int(node.attrs["heads"]), int(node.attrs["kv_heads"])
+    if q.order is None and nkv % axis.size == 0:
+        return q, Shard(2)
+    order = q.order or tuple(range(nh))
+    per_dev, group = nh // axis.size, nh // nkv
+    ok = per_dev % nkv == 0 and all(
+        order[d * per_dev + i] // group == i // (per_dev // nkv) for d in range(axis.size) for i in range(per_dev)
+    )
+    if not ok:
+        raise ShardingError(
+            f"op {node.op!r}: query heads split {nh}/{axis.size} cannot use {nkv} replicated KV heads in GQA order"
+        )
+    return q, R
+
+
 @register
 class Attention(Op):
     name = "attention"
     attrs = _ATTRS
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): heads (or batch) split; lse follows q's heads."""
+        q, kv = _shard_heads(node, placements, axis)
+        lse = Shard(1, q.order) if isinstance(q, Shard) and q.dim == 2 else q
+        return [q, kv, kv], [q, lse]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["q", "k", "v"])
@@ -189,6 +220,14 @@ class Attention(Op):
 class AttentionBwd(Op):
     name = "attention_bwd"
     attrs = _ATTRS
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): as attention; with replicated K/V and split query heads
+        each device's dK/dV hold only its heads' contributions: partial sums."""
+        q, kv = _shard_heads(node, placements, axis)
+        lse = Shard(1, q.order) if isinstance(q, Shard) and q.dim == 2 else q
+        dkv = P if (kv == R and q != R) else kv
+        return [q, kv, kv, q, lse, q], [q, dkv, dkv]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["q", "k", "v", "o", "lse", "do"])

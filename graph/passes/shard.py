@@ -185,53 +185,11 @@ class Plan:
 Rule = Callable[[Node, list, MeshAxis], tuple[list, list]]
 
 
-def _attention_places(node, pls, ax):
-    """(q, k/v) placements for attention and attention_bwd on one axis."""
-    q = no_partial(pls[0])
-    if isinstance(q, Shard) and q.dim == 0:
-        return q, q
-    if isinstance(q, Shard) and q.dim == 2:
-        nh, nkv = int(node.attrs["heads"]), int(node.attrs["kv_heads"])
-        if q.order is None and nkv % ax.size == 0:
-            return q, Shard(2)
-        order = q.order or tuple(range(nh))
-        per_dev, group = nh // ax.size, nh // nkv
-        ok = per_dev % nkv == 0 and all(
-            order[d * per_dev + i] // group == i // (per_dev // nkv)
-            for d in range(ax.size)
-            for i in range(per_dev)
-        )
-        if not ok:
-            raise ShardingError(
-                f"op {node.op!r}: query heads split {nh}/{ax.size} cannot use {nkv} replicated KV heads in GQA order"
-            )
-        return q, R
-    return R, R
-
-
-def rule_attention(node, pls, ax):
-    q, kv = _attention_places(node, pls, ax)
-    lse = Shard(1, q.order) if isinstance(q, Shard) and q.dim == 2 else q
-    return [q, kv, kv], [q, lse]
-
-
-def rule_attention_bwd(node, pls, ax):
-    q, kv = _attention_places(node, pls, ax)
-    lse = Shard(1, q.order) if isinstance(q, Shard) and q.dim == 2 else q
-    # Replicated K/V with split query heads: each device's dK/dV holds its heads' contributions -> partial.
-    dkv = P if (kv == R and q != R) else kv
-    return [q, kv, kv, q, lse, q], [q, dkv, dkv]
-
-
 def rule_replicated(node, pls, ax):
     return [R] * len(pls), [R] * len(node.outputs)
 
 
-RULES: dict[str, Rule] = {
-    # attention's rules stay here until ops/attention.py is stable (its module is being edited by two people)
-    "attention": rule_attention,
-    "attention_bwd": rule_attention_bwd,
-}
+RULES: dict[str, Rule] = {}  # every op of the training graph has its own rule now
 
 
 # -- the pass ------------------------------------------------------------------------------------------------------
