@@ -25,6 +25,7 @@ from tilegraph.errors import DeviceError, ShapeError
 BACKENDS: dict[str, str] = {
     "numpy": "tilegraph.runtime.numpy_backend",
     "mesh": "tilegraph.runtime.mesh_backend",  # virtual mesh: runs a sharded Program, state/feeds are global arrays
+    "emu": "tilegraph.runtime.emu_backend",  # custom-kernel steps on the kernel emulator, the rest on numpy
 }
 
 
