@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -249,6 +250,8 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
                                   timeout=timeout_s + 30)
         except subprocess.TimeoutExpired as e:
             raise KernelError(f"program {desc.name!r}: the emulator did not finish in {timeout_s + 30:.0f} s") from e
+        if proc.stderr:  # DPRINT output of the kernels
+            sys.stderr.write(proc.stderr)
         if os.environ.get("TILEGRAPH_EMU_TIMING"):
             print(f"[emu] {desc.name}: runner {time.perf_counter() - t0:.3f} s")
         if proc.returncode != 0:
@@ -256,7 +259,7 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
             if not msg:
                 msg = f"emulator exited with status {proc.returncode}" + (
                     f" (signal {-proc.returncode}: a kernel crashed, e.g. an out-of-range L1 pointer)"
-                    if proc.returncode < 0 else "") + f"\n{proc.stderr.strip()[-2000:]}"
+                    if proc.returncode < 0 else "")
             raise KernelError(f"program {desc.name!r}: {msg}")
         outputs = {}
         for i, t in enumerate(tensors):

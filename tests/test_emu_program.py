@@ -143,6 +143,18 @@ def test_noc_read_into_unreserved_cb_pages():
     assert "cb_reserve_back first" in msg
 
 
+def test_crashing_kernel_is_named():
+    msg = run_bug(writer_defines={"BUG_BAD_POINTER": 1})
+    assert "writer.cpp (writer) on core (0,0) crashed with SIGSEGV" in msg
+
+
+def test_dprint_goes_to_stderr(capfd):
+    shape = (32, 64)
+    run_program(eltwise_program(shape, "bfloat16", 2, compute_defines={"DEBUG_PRINT": 1}), inputs(shape))
+    err = capfd.readouterr().err
+    assert "[emu core (0,0) compute] tile 0 of 1" in err and "[emu core (1,0) compute] tile 0 of 1" in err
+
+
 def test_dst_index_out_of_range():
     msg = run_bug(compute_defines={"BUG_DST_INDEX": 1})
     # bf16 DST, double-buffered: 8 tiles per tile_regs_acquire, so index 8 is one past the end

@@ -1,6 +1,8 @@
 // The emulator runtime: cores with L1 and circular buffers, DRAM tensors, DST registers, tile math, and the
 // job runner that starts one host thread per (core, kernel). Errors name the kernel, the core and the CB.
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -480,6 +482,15 @@ void noc_write_barrier() {
     T->writes_in_flight.clear();
 }
 
+void dprint_emit(const std::string& text) {
+    std::ostringstream line;
+    line << "[emu core (" << T->core->x << "," << T->core->y << ") " << T->role << "] " << text;
+    std::string out = line.str();
+    if (out.empty() || out.back() != '\n') out += '\n';
+    std::lock_guard<std::mutex> lk(M.mu);
+    std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
 // ---------------------------------------------------------------- DST protocol
 static void dst_reset() {
     std::fill(T->dst.begin(), T->dst.end(), 0.0f);
@@ -695,6 +706,29 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
 // ================================================================ the job runner
 namespace {
 
+char g_err_path[4096];
+
+// A kernel that crashes (bad pointer, division by zero) takes the runner down; say which kernel and core.
+void on_crash(int sig) {
+    char msg[1024];
+    const char* name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : sig == SIGFPE ? "SIGFPE"
+                       : sig == SIGILL ? "SIGILL" : "SIGABRT";
+    int n;
+    if (T)
+        n = std::snprintf(msg, sizeof msg, "kernel %s (%s) on core (%u,%u) crashed with %s (e.g. a pointer made from "
+                          "an address outside its CBs, an array index out of range, or an integer division by zero)",
+                          T->kernel.c_str(), T->role.c_str(), T->core->x, T->core->y, name);
+    else
+        n = std::snprintf(msg, sizeof msg, "the emulator crashed with %s outside any kernel", name);
+    int fd = open(g_err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        ssize_t w = write(fd, msg, size_t(n));
+        (void)w;
+        close(fd);
+    }
+    _exit(1);
+}
+
 struct Loaded {
     void* handle;
     void (*entry)();
@@ -751,6 +785,12 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
         std::ofstream e(err_path);
         e << m;
     };
+    std::snprintf(g_err_path, sizeof g_err_path, "%s", err_path);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
+        struct sigaction sa {};
+        sa.sa_handler = on_crash;
+        sigaction(sig, &sa, nullptr);
+    }
     std::ifstream in(job_path);
     if (!in) {
         write_err(std::string("cannot open job ") + job_path);

@@ -7,6 +7,9 @@
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/eltwise_binary.h"
 #include "api/compute/tile_move_copy.h"
+#ifdef DEBUG_PRINT
+#include "api/debug/dprint.h"
+#endif
 
 void kernel_main() {
     const uint32_t n = get_arg_val<uint32_t>(0);
@@ -34,6 +37,9 @@ void kernel_main() {
         add_tiles(cb_a, cb_b, 0, 0, 0);
 #endif
         tile_regs_commit();
+#ifdef DEBUG_PRINT
+        DPRINT("tile {} of {}\n", i, n);
+#endif
         cb_pop_front(cb_a, 1);
 #ifndef BUG_MISSING_POP
         cb_pop_front(cb_b, 1);

@@ -1,6 +1,7 @@
 // Test kernel: writes tiles [start, start+n) of tensor out from CB 16.
 // Planted bugs: BUG_EXTRA_WAIT waits for one tile more than compute produces (deadlock);
-//               BUG_POP_TWICE pops two pages per tile; BUG_NO_BARRIER pops before the write barrier.
+//               BUG_POP_TWICE pops two pages per tile; BUG_NO_BARRIER pops before the write barrier;
+//               BUG_BAD_POINTER writes through a pointer made from a bogus L1 address (crashes).
 #include <stdint.h>
 
 #include "api/dataflow/dataflow_api.h"
@@ -29,5 +30,8 @@ void kernel_main() {
     }
 #ifdef BUG_EXTRA_WAIT
     cb_wait_front(cb_out, 1);
+#endif
+#ifdef BUG_BAD_POINTER
+    *reinterpret_cast<volatile uint32_t*>(uintptr_t(get_read_ptr(cb_out) & 0xffcu)) = 1;  // lands in page 0
 #endif
 }

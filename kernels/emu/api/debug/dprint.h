@@ -1,0 +1,3 @@
+// Emulator stand-in for tt-metal api/debug/dprint.h (see kernels/emu/API.md).
+#pragma once
+#include "../../emu/dprint.h"
