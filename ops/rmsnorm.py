@@ -138,9 +138,8 @@ class RMSNormBwd(Op):
             np.multiply(xs, r, out=xhat)
             # dgamma partial = column sums of dy*xhat (dx is the scratch for dy*xhat; overwritten below).
             np.multiply(dys, xhat, out=dxs)
-            part = scratch(key + ("dgamma",), (h,), x.dtype)
-            np.sum(dxs, axis=0, out=part)
-            partials[worker] = part
+            # A fresh [H] array: it is read after the pool thread may have moved on to other work.
+            partials[worker] = np.sum(dxs, axis=0)
             # c = mean(dy * gamma * xhat) per row = (dy*xhat) @ gamma / H
             c = scratch(key + ("c",), (r1 - r0, 1), x.dtype)
             np.matmul(dxs, gamma, out=c[:, 0])

@@ -191,3 +191,40 @@ def test_attention_fast_path_rows_far_below_their_bound():
         check_fast_path("attention", [q, k, v], attrs)
         o, lse = get_op("attention").reference([q, k, v], attrs)
         check_attention_bwd(rng, q, k, v, o, lse, attrs)
+
+
+def test_fast_paths_called_from_two_threads_at_once():
+    """Scratch buffers are per thread: two callers running the same op on different data at the same time (as a
+    threaded backend might) each get their own results."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    cases = []
+    for _ in range(2):
+        q, k, v = (rand(rng, 2, 40, 16).astype(np.float32) for _ in range(3))
+        x, gamma, dy = rand(rng, 64, 48).astype(np.float32), rand(rng, 48).astype(np.float32), rand(rng, 64, 48)
+        cases.append(((q, k, v), (x, gamma, dy.astype(np.float32))))
+    attrs = {"heads": 4, "kv_heads": 2, "causal": True, "scale": None}
+    kv = [(q, k[..., :8].copy(), v[..., :8].copy()) for (q, k, v), _ in cases]
+
+    def run(i, results):
+        for _ in range(20):
+            o, lse = np.empty((2, 40, 16), np.float32), np.empty((2, 4, 40), np.float32)
+            get_op("attention").numpy_forward(list(kv[i]), [o, lse], attrs)
+            dx, dg = np.empty((64, 48), np.float32), np.empty(48, np.float32)
+            get_op("rmsnorm_bwd").numpy_forward(list(cases[i][1]), [dx, dg], {"eps": 1e-5})
+            results.append((o, dx, dg))
+
+    results = [[], []]
+    threads = [threading.Thread(target=run, args=(i, results[i])) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        o_ref, _ = get_op("attention").reference([a.astype(np.float64) for a in kv[i]], attrs)
+        dx_ref, dg_ref = get_op("rmsnorm_bwd").reference([a.astype(np.float64) for a in cases[i][1]], {"eps": 1e-5})
+        for o, dx, dg in results[i]:
+            np.testing.assert_allclose(o, o_ref, rtol=0, atol=2e-5 * np.abs(o_ref).max())
+            np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=2e-5 * np.abs(dx_ref).max())
+            np.testing.assert_allclose(dg, dg_ref, rtol=0, atol=2e-5 * np.abs(dg_ref).max())
