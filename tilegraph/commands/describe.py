@@ -55,4 +55,5 @@ def run(args) -> int:
     print(f"FLOPs per token (batch {batch}, seq {seq}; attention counted causally):")
     print(f"  {'forward':<14}{fwd / tokens:>18,.0f}")
     print(f"  {'training step':<14}{train / tokens:>18,.0f}  ({train / fwd:.2f}x forward; backward + clip + AdamW)")
+    print(f"one training step of {tokens:,} tokens: {train / 1e9:,.2f} GFLOP")
     return 0
