@@ -10,6 +10,7 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float
 from tilegraph.ops.base import Op, TensorType, get_op, register
 from tilegraph.ops.elementwise import silu_mul_reference
+from tilegraph.ops.placement import R, Shard, last_dim, no_partial
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -23,6 +24,16 @@ def swiglu_reference(x: np.ndarray, w1: np.ndarray, w3: np.ndarray) -> np.ndarra
 class SwiGLU(Op):
     name = "swiglu"
     attrs = {}
+
+    def shard(self, node, placements, axis):
+        """Sharding on one mesh axis (ops/placement.py): like its column-parallel linears: w1 and w3 split on F give
+        an F-split output from whole rows of x; replicated weights let a row (batch) split of x pass."""
+        x, w1 = no_partial(placements[0]), no_partial(placements[1])
+        last = last_dim(node.inputs[0])
+        if isinstance(w1, Shard) and w1.dim == 1 and w1.order is None:
+            return [R, w1, w1], [Shard(last)]
+        x = R if isinstance(x, Shard) and x.dim == last else x
+        return [x, R, R], [x]
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["x", "w1", "w3"])
