@@ -144,6 +144,21 @@ def require_card(what: str) -> None:
                           f"use --backend emu (kernel emulator) or numpy")
 
 
+def host_tensor(ttnn, spec, array: np.ndarray):
+    """A host ttnn tensor in TILE layout and the spec's format, zero-padded to whole tiles (needs a card or a mock
+    cluster description, as ttnn's host tilizer does)."""
+    x = np.zeros(spec.padded_shape, np.float32)
+    a = np.asarray(array, np.float32)
+    x[tuple(slice(0, n) for n in a.shape)] = a
+    return ttnn.Tensor(x, _dtype(ttnn, spec.dtype), None, ttnn.TILE_LAYOUT)
+
+
+def read_back(ttnn, spec, host) -> np.ndarray:
+    """float32 numpy array of a host TILE tensor, cropped to the spec's logical shape."""
+    full = ttnn.to_layout(ttnn.typecast(host, ttnn.float32), ttnn.ROW_MAJOR_LAYOUT).to_numpy()
+    return np.asarray(full).reshape(spec.padded_shape)[tuple(slice(0, n) for n in spec.shape)]
+
+
 def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], device=None) -> dict[str, np.ndarray]:
     """Run `desc` with ttnn.generic_op on a card (opens device 0 when `device` is None); return its outputs."""
     require_card(f"program {desc.name!r} on the ttnn backend")
@@ -156,11 +171,7 @@ def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], de
         on_device = {}
         for t in desc.tensors:
             if t.role == "input":
-                x = np.zeros(t.padded_shape, np.float32)
-                a = np.asarray(inputs[t.name], np.float32)
-                x[tuple(slice(0, n) for n in a.shape)] = a
-                host = ttnn.Tensor(x, _dtype(ttnn, t.dtype), None, ttnn.TILE_LAYOUT)
-                on_device[t.name] = ttnn.to_device(host, device, memory_config=dram)
+                on_device[t.name] = ttnn.to_device(host_tensor(ttnn, t, inputs[t.name]), device, memory_config=dram)
             else:
                 on_device[t.name] = ttnn.allocate_tensor_on_device(
                     ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, device, dram)
@@ -170,13 +181,8 @@ def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], de
         ordered = [on_device[t.name] for t in desc.tensors if t.role == "input"]
         ordered += [on_device[t.name] for t in desc.tensors if t.role == "output"]
         ttnn.generic_op(ordered, built.descriptor)
-        outputs = {}
-        for t in desc.tensors:
-            if t.role == "output":
-                back = ttnn.typecast(ttnn.from_device(on_device[t.name]), ttnn.float32)
-                full = ttnn.to_layout(back, ttnn.ROW_MAJOR_LAYOUT).to_numpy()
-                outputs[t.name] = np.asarray(full)[tuple(slice(0, n) for n in t.shape)]
-        return outputs
+        return {t.name: read_back(ttnn, t, ttnn.from_device(on_device[t.name]))
+                for t in desc.tensors if t.role == "output"}
     finally:
         if own:
             ttnn.close_device(device)

@@ -3,6 +3,9 @@ generic_op path (needs a card: skipped here with the reason)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tilegraph.kernels import KERNEL_DIR
@@ -10,11 +13,20 @@ from tilegraph.ops.attention import attention_program
 from tilegraph.ops.program import TENSOR_ACCESSOR_IS_DRAM, TILE_BYTES, cores_of
 from tilegraph.ops.rmsnorm import rmsnorm_program
 from tilegraph.ops.swiglu import swiglu_program
+from tilegraph.runtime.emulator import quantize
 from tilegraph.runtime.kernel_ops import run_kernel_op
-from tilegraph.runtime.ttnn_program import L1_LIMIT_BYTES, card_present, to_program_descriptor
+from tilegraph.runtime.ttnn_program import (
+    L1_LIMIT_BYTES,
+    card_present,
+    host_tensor,
+    read_back,
+    to_program_descriptor,
+)
 
 from tilegraph.errors import DeviceError, KernelError
 
+# ttnn tilizes / quantizes host tensors only with a cluster description; a mock one needs no card.
+os.environ.setdefault("TT_METAL_MOCK_CLUSTER_DESC_PATH", str(Path(__file__).parent / "data" / "wormhole_N150.yaml"))
 ttnn = pytest.importorskip("ttnn")
 
 REALISTIC = {
@@ -88,6 +100,20 @@ def test_every_core_in_the_grid_gets_work_only_once():
         rows.extend(range(args[5], args[5] + args[6]))
     assert sorted(rows) == list(range(13))  # 400 rows = 13 tile rows, each on exactly one core
     assert set(cores_of(desc.kernels[0].core_ranges)) == set(desc.kernels[0].runtime_args)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "bfloat8_b", "float32"])
+def test_host_tensors_for_generic_op_round_trip_like_the_emulator(dtype):
+    # The exact host-side conversions run_on_device uses (pad to tiles, tilize, quantize; read back and crop),
+    # checked on the host against the emulator's own format conversion.
+    desc = attention_program(1, 70, 2, 32, grid=(2, 2))
+    spec = desc.tensor("q")
+    spec = type(spec)(spec.name, (1, 2, 70, 32), dtype)
+    x = np.random.default_rng(0).standard_normal((1, 2, 70, 32)).astype(np.float32)
+    back = read_back(ttnn, spec, host_tensor(ttnn, spec, x))
+    assert back.shape == x.shape
+    want = quantize(np.pad(x, ((0, 0), (0, 0), (0, 26), (0, 0))).reshape(-1, 32), dtype).reshape(1, 2, 96, 32)
+    np.testing.assert_array_equal(back, want[:, :, :70, :])
 
 
 @pytest.mark.skipif(card_present(), reason="a card is present: the no-card error path does not apply")
