@@ -60,19 +60,34 @@ def _find_openblas_threads_api():
 _BLAS_THREADS = _find_openblas_threads_api()
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_DEPTH = 0  # callers currently inside single_threaded_blas
+_BLAS_SAVED = 0  # the thread count to restore when the last one leaves
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
-    """OpenBLAS runs each call on the calling thread inside this block (no-op for other BLAS libraries)."""
+    """OpenBLAS runs each call on the calling thread inside this block (no-op for other BLAS libraries).
+
+    Nesting and concurrent callers are counted, so the original thread count comes back only when the last
+    caller leaves."""
+    global _BLAS_DEPTH, _BLAS_SAVED
     if _BLAS_THREADS is None:
         yield
         return
     get, set_ = _BLAS_THREADS
-    before = get()
-    set_(1)
+    with _BLAS_LOCK:
+        if _BLAS_DEPTH == 0:
+            _BLAS_SAVED = get()
+            set_(1)
+        _BLAS_DEPTH += 1
     try:
         yield
     finally:
-        set_(before)
+        with _BLAS_LOCK:
+            _BLAS_DEPTH -= 1
+            if _BLAS_DEPTH == 0:
+                set_(_BLAS_SAVED)
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:

@@ -228,3 +228,19 @@ def test_fast_paths_called_from_two_threads_at_once():
             np.testing.assert_allclose(o, o_ref, rtol=0, atol=2e-5 * np.abs(o_ref).max())
             np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=2e-5 * np.abs(dx_ref).max())
             np.testing.assert_allclose(dg, dg_ref, rtol=0, atol=2e-5 * np.abs(dg_ref).max())
+
+
+def test_single_threaded_blas_restores_the_thread_count_after_overlapping_callers():
+    if parallel._BLAS_THREADS is None:
+        pytest.skip("numpy is not linked to the OpenBLAS whose thread count ops.parallel can set")
+    get, _ = parallel._BLAS_THREADS
+    before = get()
+    outer = parallel.single_threaded_blas()
+    outer.__enter__()
+    assert get() == 1
+    inner = parallel.single_threaded_blas()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # the first caller leaves while the second is still inside
+    assert get() == 1
+    inner.__exit__(None, None, None)
+    assert get() == before
