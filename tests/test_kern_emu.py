@@ -108,3 +108,28 @@ def test_undersized_cb_is_reported_with_kernel_core_and_cb():
     x = np.ones((64, 256), np.float32)
     with pytest.raises(KernelError, match=r"(?s)24.*compute|compute.*24"):
         run_program(broken, {"x": x, "consts": np.ones((32, 32), np.float32)}, timeout_s=10)
+
+
+def test_attention_bf16_intermediates_when_l1_is_short():
+    # Big chunks fall back to bf16 scores / probabilities / running output (as tt-metal's sdpa keeps them); force
+    # that path on a small case. Extra error over the fp32 path, per element: scores rounded to bf16 (abs
+    # |s| 2^-8 after the 2x margin) perturb P relatively by 2 |s|max 2^-8; P and the running output are rounded to
+    # bf16 once per K chunk (relative 2^-8 each).
+    b, s, h, d = 1, 200, 2, 64
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((b, s, h * d)).astype(np.float32) for _ in range(3))
+    attrs = {"heads": h, "kv_heads": h, "causal": True, "scale": None}
+    held = fuzz.device_values([q, k, v], "attention", "bfloat16", "emu")
+    opts = DeviceOptions("bfloat16", (2, 2), {"q_chunk": 64, "k_chunk": 64, "interm": "bfloat16"})
+    got = run_kernel_op("attention", held, attrs, "emu", opts)
+    refs = fuzz.reference("attention", held, attrs)
+    bounds = fuzz.error_bounds("attention", held, attrs, refs, "emu")
+    smax = np.abs(held[0]).max() * np.abs(held[1]).max() * d / np.sqrt(d)
+    n_chunks = -(-s // 64)
+    extra = 2 * smax * 2.0**-8 + (n_chunks + 2) * 2.0**-8
+    o_abs, _ = fuzz.reference("attention", [held[0], held[1], np.abs(held[2])], attrs)
+    assert np.all(np.abs(got[0] - refs[0]) <= bounds[0] + extra * o_abs)
+    assert np.all(np.abs(got[1] - refs[1]) <= bounds[1] + extra)
+    # ... and the same case with fp32 intermediates is strictly closer to the reference.
+    fp32 = run_kernel_op("attention", held, attrs, "emu", DeviceOptions("bfloat16", (2, 2), {"q_chunk": 64, "k_chunk": 64}))
+    assert np.abs(fp32[0] - refs[0]).max() < np.abs(got[0] - refs[0]).max()
