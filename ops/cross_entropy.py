@@ -83,6 +83,7 @@ class CrossEntropy(Op):
 
     def numpy_forward(self, inputs, outputs, attrs):
         logits, targets = inputs
+        _check_targets(self.name, logits, targets)
         l2, t1 = as_rows(logits), targets.reshape(-1)
         partial_sums = {}  # worker -> sum over its rows of (lse - logit[target]), in float64
 
@@ -132,6 +133,7 @@ class CrossEntropyBwd(Op):
 
     def numpy_forward(self, inputs, outputs, attrs):
         logits, targets, dloss = inputs
+        _check_targets(self.name, logits, targets)
         l2, d2, t1 = as_rows(logits), as_rows(outputs[0]), targets.reshape(-1)
         factor = float(dloss) / l2.shape[0]
 

@@ -60,6 +60,7 @@ class Embedding(Op):
     def numpy_forward(self, inputs, outputs, attrs):
         table, ids = inputs
         (y,) = outputs
+        _check_ids_in_range(self.name, ids, table.shape[0])
         np.take(table, ids.reshape(-1), axis=0, out=y.reshape(-1, y.shape[-1]))
 
     def backward(self, g, node, grads):
@@ -115,6 +116,7 @@ class EmbeddingBwd(Op):
         flat_ids = ids.reshape(-1)
         dy2 = dy.reshape(-1, dy.shape[-1])
         vocab = dtable.shape[0]
+        _check_ids_in_range(self.name, ids, vocab)
         if vocab * flat_ids.size <= ONEHOT_MAX_ELEMENTS:
             # Small vocabularies: the scatter-add as one gemm, onehot[V, T] @ dy[T, H] (BLAS-fast; np.add.at
             # handles one row at a time and is ~10x slower at nano-trickster's V=256, T=4096).

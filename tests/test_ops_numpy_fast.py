@@ -244,3 +244,20 @@ def test_single_threaded_blas_restores_the_thread_count_after_overlapping_caller
     assert get() == 1
     inner.__exit__(None, None, None)
     assert get() == before
+
+
+@pytest.mark.parametrize("op, make_inputs", [
+    ("embedding", lambda ids: [np.zeros((4, 3), np.float32), ids]),
+    ("embedding_bwd", lambda ids: [ids, np.zeros((1, 2, 3), np.float32)]),
+    ("cross_entropy", lambda ids: [np.zeros((1, 2, 4), np.float32), ids]),
+    ("cross_entropy_bwd", lambda ids: [np.zeros((1, 2, 4), np.float32), ids, np.asarray(1.0, np.float32)]),
+])
+def test_fast_paths_reject_ids_out_of_range(op, make_inputs):
+    from tilegraph.errors import ShapeError
+
+    inputs = make_inputs(np.array([[0, 4]], np.int32))
+    opdef = get_op(op)
+    attrs = {**opdef.attrs, **({"vocab": 4} if op == "embedding_bwd" else {})}
+    types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in inputs], attrs)
+    with pytest.raises(ShapeError, match=r"must lie in \[0, 4\)"):
+        opdef.numpy_forward(inputs, [np.empty(t.shape, t.dtype) for t in types], attrs)
