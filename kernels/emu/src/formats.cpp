@@ -17,8 +17,6 @@ inline float from_bits(uint32_t u) {
     std::memcpy(&x, &u, 4);
     return x;
 }
-// Index of row-major element (r, c) in the face-ordered layout of a tile.
-inline int face_index(int r, int c) { return ((r >> 4) * 2 + (c >> 4)) * 256 + (r & 15) * 16 + (c & 15); }
 
 // Round a 24-bit significand (with the hidden one) right by `shift` bits, to nearest, ties to even.
 inline uint32_t shift_rne(uint32_t sig, uint32_t shift) {
@@ -81,40 +79,37 @@ uint32_t tile_bytes(uint32_t fmt) {
 }
 
 void pack_tile_bytes(uint32_t fmt, const float* rm, uint8_t* out) {
-    if (fmt == 0u) {
-        float* o = reinterpret_cast<float*>(out);
-        for (int r = 0; r < 32; r++)
-            for (int c = 0; c < 32; c++) o[face_index(r, c)] = rm[r * 32 + c];
-    } else if (fmt == 5) {
-        uint16_t* o = reinterpret_cast<uint16_t*>(out);
-        for (int r = 0; r < 32; r++)
-            for (int c = 0; c < 32; c++) o[face_index(r, c)] = f32_to_bf16_bits(rm[r * 32 + c]);
-    } else {
-        // 64 exponent bytes (face f, row r at f*16 + r), then 1024 sign/magnitude bytes in face order.
-        for (int f = 0; f < 4; f++)
-            for (int r = 0; r < 16; r++) {
-                const float* row = rm + ((f >> 1) * 16 + r) * 32 + (f & 1) * 16;
-                pack_bfp8_group(row, out + f * 16 + r, out + 64 + f * 256 + r * 16);
+    // Face f, face row r holds row-major elements ((f / 2) * 16 + r, (f % 2) * 16 .. +16).
+    for (int f = 0; f < 4; f++)
+        for (int r = 0; r < 16; r++) {
+            const float* row = rm + ((f >> 1) * 16 + r) * 32 + (f & 1) * 16;
+            const int at = f * 256 + r * 16;
+            if (fmt == 0u) {
+                std::memcpy(out + size_t(at) * 4, row, 64);
+            } else if (fmt == 5) {
+                uint16_t* o = reinterpret_cast<uint16_t*>(out) + at;
+                for (int i = 0; i < 16; i++) o[i] = f32_to_bf16_bits(row[i]);
+            } else {
+                // 64 exponent bytes (face f, row r at f*16 + r), then 1024 sign/magnitude bytes in face order.
+                pack_bfp8_group(row, out + f * 16 + r, out + 64 + at);
             }
-    }
+        }
 }
 
 void unpack_tile_bytes(uint32_t fmt, const uint8_t* in, float* rm) {
-    if (fmt == 0u) {
-        const float* p = reinterpret_cast<const float*>(in);
-        for (int r = 0; r < 32; r++)
-            for (int c = 0; c < 32; c++) rm[r * 32 + c] = p[face_index(r, c)];
-    } else if (fmt == 5) {
-        const uint16_t* p = reinterpret_cast<const uint16_t*>(in);
-        for (int r = 0; r < 32; r++)
-            for (int c = 0; c < 32; c++) rm[r * 32 + c] = bf16_bits_to_f32(p[face_index(r, c)]);
-    } else {
-        for (int f = 0; f < 4; f++)
-            for (int r = 0; r < 16; r++) {
-                float* row = rm + ((f >> 1) * 16 + r) * 32 + (f & 1) * 16;
-                for (int i = 0; i < 16; i++) row[i] = unpack_bfp8(in[f * 16 + r], in[64 + f * 256 + r * 16 + i]);
+    for (int f = 0; f < 4; f++)
+        for (int r = 0; r < 16; r++) {
+            float* row = rm + ((f >> 1) * 16 + r) * 32 + (f & 1) * 16;
+            const int at = f * 256 + r * 16;
+            if (fmt == 0u) {
+                std::memcpy(row, in + size_t(at) * 4, 64);
+            } else if (fmt == 5) {
+                const uint16_t* p = reinterpret_cast<const uint16_t*>(in) + at;
+                for (int i = 0; i < 16; i++) row[i] = bf16_bits_to_f32(p[i]);
+            } else {
+                for (int i = 0; i < 16; i++) row[i] = unpack_bfp8(in[f * 16 + r], in[64 + at + i]);
             }
-    }
+        }
 }
 
 }  // namespace tgemu
