@@ -14,7 +14,7 @@ DEVICES = ("cpu",)
 
 
 def add_arguments(parser) -> None:
-    from tilegraph.train.loop import TrainConfig
+    from tilegraph.train.config import TrainConfig  # light: no numpy, so `tilegraph --help` stays fast
 
     d = TrainConfig()
     parser.add_argument(
