@@ -255,7 +255,13 @@ def plot_losses(history: History, path: Path, title: str) -> Path:
         ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
         window = min(20, len(losses))
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, color="tab:blue", label=f"train (mean of {window} steps)")
+        start = (window - 1) // 2  # centered: a trailing mean would lag the raw curve by window/2 steps
+        ax.plot(
+            steps[start : start + len(smooth)],
+            smooth,
+            color="tab:blue",
+            label=f"train (mean of {window} steps)",
+        )
     if history.val:
         vs, vl = np.array(history.val, dtype=np.float64).T
         ax.plot(vs, vl, "o-", color="tab:orange", label="validation")
