@@ -65,6 +65,7 @@ def case_strategy(op: str, small: bool = False):
         return st.fixed_dictionaries({
             **common,
             "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
+            "max_n_block": st.integers(1, 2),
         })
     if op == "attention":
         return st.fixed_dictionaries({
@@ -97,7 +98,8 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
         x = randn(case["m"], case["k"])
         w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
         w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
-        return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, {"max_k_block": case["max_k_block"]})
+        knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block")}
+        return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, knobs)
     if op == "attention":
         b, sq, d = case["batch"], case["seq"], case["head_dim"]
         hkv = case["kv_heads"]
