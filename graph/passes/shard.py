@@ -97,10 +97,14 @@ class Plan:
         self.tp_axis, self.dp_axis = tp_axis, 1 - tp_axis
         self.tp, self.dp = mesh.shape[tp_axis], mesh.shape[1 - tp_axis]
         self.axes = [MeshAxis(a, mesh.shape[a], "tp" if a == tp_axis else "dp", residual) for a in (0, 1)]
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # fallbacks taken and layout choices, each once
         self.q_order: tuple[int, ...] | None = None
-        self.attention_tp = self.mlp_tp = True
+        self.attention_tp = True
         self._check_heads(graph)
+
+    def note(self, message: str) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
 
     def _check_heads(self, graph: Graph) -> None:
         attn = next((n for n in graph.nodes if n.op == "attention"), None)
@@ -119,13 +123,13 @@ class Plan:
         self.kv_split = False
         if (nh // tp) % nkv == 0:
             self.q_order = strided_head_order(nh, nkv, tp)
-            self.notes.append(
+            self.note(
                 f"kv_heads {nkv} < TP {tp}: wk/wv (so K and V) replicated on every TP device; query heads dealt "
                 f"out strided so each device has heads of every KV group"
             )
         else:
             self.attention_tp = False
-            self.notes.append(
+            self.note(
                 f"fallback: attention replicated over TP {tp} (kv_heads {nkv} fewer than devices and "
                 f"{nh // tp} query heads per device cannot cover the {nkv} KV groups evenly)"
             )
@@ -147,22 +151,16 @@ class Plan:
         if leaf in ("w1", "w3", "w2"):
             ffn = shape[1] if leaf != "w2" else shape[0]
             if ffn % tp:
-                if self.mlp_tp:
-                    self.notes.append(
-                        f"fallback: MLP replicated over TP {tp} (mlp_hidden {ffn} not divisible)"
-                    )
-                self.mlp_tp = False
+                self.note(f"fallback: MLP replicated over TP {tp} (mlp_hidden {ffn} not divisible)")
                 return R
             return Shard(0) if leaf == "w2" else Shard(1)
         if leaf == "lm_head":
             if shape[1] % tp:
-                self.notes.append(
-                    f"fallback: lm_head replicated over TP {tp} (vocab {shape[1]} not divisible)"
-                )
+                self.note(f"fallback: lm_head replicated over TP {tp} (vocab {shape[1]} not divisible)")
                 return R
             return Shard(1)
         if leaf != "tok_embedding":
-            self.notes.append(f"fallback: parameter {name!r} (unknown role) replicated over TP")
+            self.note(f"fallback: parameter {name!r} (unknown role) replicated over TP")
         return R
 
     def input_placements(self, v: Value) -> tuple:
@@ -320,7 +318,7 @@ class _Sharder:
             rule = rule_replicated
             if node.op not in self.fallbacks:
                 self.fallbacks.add(node.op)
-                self.plan.notes.append(f"fallback: op {node.op!r} has no sharding rule; run replicated")
+                self.plan.note(f"fallback: op {node.op!r} has no sharding rule; run replicated")
         ins_pl = [self.placements(v) for v in node.inputs]
         want = [[R] * len(node.inputs) for _ in range(2)]
         outs = [[R] * len(node.outputs) for _ in range(2)]
