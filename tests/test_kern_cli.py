@@ -80,6 +80,7 @@ def test_emu_backend_runs_kernel_steps_on_the_emulator_and_the_rest_on_numpy():
     assert ex.kernel_steps == ["rmsnorm", "swiglu"] and ex.fallback_steps() == ["add"]
     got = ex.run(state, feeds)["z"]
     want = program.run(state, feeds, backend="numpy")["z"]
+    np.testing.assert_array_equal(program.run(state, feeds, backend="emu")["z"], got)  # registered as "emu"
     # Two bf16 kernels in a row (bf16 input and output roundings): 2^-6 relative to the output's scale.
     np.testing.assert_allclose(got, want, rtol=2**-6, atol=2**-6 * np.abs(want).max())
     assert not np.array_equal(got, want)  # it really ran in bf16 on the emulator, not on numpy
