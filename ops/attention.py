@@ -480,13 +480,13 @@ def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
     return min(requested // 32, cover)
 
 
-def _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm):
+def _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers=1):
     q_tiles, kv_tiles, s_tiles = qc * dh, kc * dh, qc * kc
 
     def cb(index, fmt, pages):
         return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
 
-    return [cb(0, dtype, q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
+    return [cb(0, dtype, q_buffers * q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
             cb(3, "bfloat16", s_tiles), cb(4, "bfloat16", 1), cb(16, out_dtype, q_tiles), cb(17, "float32", qc),
             cb(24, interm, s_tiles), cb(25, interm, s_tiles), cb(26, "float32", qc), cb(27, "float32", 2 * qc),
             cb(28, interm, 2 * q_tiles), cb(29, "float32", qc), cb(30, "float32", qc), cb(31, "float32", qc)]
@@ -532,10 +532,13 @@ def attention_program(
     split = _host.split_work(units, grid[0] * grid[1], granule=2)
     cores = _host.grid_cores(grid, len(split))
     ranges = _host.core_ranges(cores)
+    def l1(fmt, q_buffers):
+        return sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, fmt, q_buffers))
+
     if interm is None:
-        interm = "float32"
-        if sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, "float32")) > ATTENTION_L1_BUDGET:
-            interm = "bfloat16"
+        interm = "float32" if l1("float32", 1) <= ATTENTION_L1_BUDGET else "bfloat16"
+    # Double-buffer Q (the reader fetches the next chunk while this one is computed) when L1 allows.
+    q_buffers = 2 if l1(interm, 2) <= ATTENTION_L1_BUDGET else 1
     scale = (1.0 / float(head_dim) ** 0.5) if scale is None else float(scale)
 
     sp = pad_t * 32
@@ -560,7 +563,7 @@ def attention_program(
     ]
     desc = _prog.ProgramDescription(
         name="attention", tensors=tensors,
-        cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm), kernels=kernels,
+        cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers), kernels=kernels,
         compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
     desc.validate()
     return desc
