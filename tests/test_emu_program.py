@@ -155,6 +155,16 @@ def test_dprint_goes_to_stderr(capfd):
     assert "[emu core (0,0) compute] tile 0 of 1" in err and "[emu core (1,0) compute] tile 0 of 1" in err
 
 
+def test_op_without_its_init():
+    msg = run_bug(compute_defines={"BUG_WRONG_INIT": 1})
+    assert "compute.cpp (compute) on core (0,0): mul_tiles after add_init: call mul_init first" in msg
+
+
+def test_sfpu_op_without_its_init():
+    msg = run_bug(compute_defines={"BUG_SFPU_NO_INIT": 1})
+    assert "after no SFPU init: call exp_tile_init() first" in msg
+
+
 def test_dst_index_out_of_range():
     msg = run_bug(compute_defines={"BUG_DST_INDEX": 1})
     # bf16 DST, double-buffered: 8 tiles per tile_regs_acquire, so index 8 is one past the end

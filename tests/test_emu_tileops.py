@@ -26,7 +26,7 @@ from tilegraph.runtime.emulator import run_program
 KERNELS = Path(__file__).parent / "kernels"
 OPS = ["MATMUL", "MATMUL_BT", "ADD_BCAST_COLS", "MUL_BCAST_ROWS", "SUB_BCAST_SCALAR", "REDUCE_ROW_SUM",
        "REDUCE_ROW_MAX", "REDUCE_COL_SUM", "TRANSPOSE", "EXP", "RECIP", "SQRT", "RSQRT", "SILU", "MAX",
-       "MATMUL_TWICE"]
+       "MATMUL_TWICE", "FILL_AFTER_REDUCE", "FILL_AFTER_REDUCE_UNINIT", "REDUCE_SCALAR_SUM"]
 TF32 = 2.0 ** -10 * 1.01
 SCALER = 0.5
 
@@ -34,7 +34,7 @@ SCALER = 0.5
 def tileops_program() -> ProgramDescription:
     n = len(OPS)
     cores = [(i % 8, i // 8) for i in range(n)]
-    rng = (CoreRange((0, 0), (7, (n - 1) // 8)),)
+    rng = tuple(CoreRange((0, y), (min(7, n - 1 - 8 * y), y)) for y in range((n + 7) // 8))
     shape = (32 * n, 32)
     return ProgramDescription(
         name="tileops",
@@ -62,7 +62,8 @@ def results():
     b = rng.standard_normal((n, 32, 32)).astype(np.float32)
     for op in ("RECIP", "SQRT", "RSQRT"):
         a[OPS.index(op)] = np.abs(a[OPS.index(op)]) + 0.25
-    for op in ("REDUCE_ROW_SUM", "REDUCE_ROW_MAX", "REDUCE_COL_SUM"):
+    for op in ("REDUCE_ROW_SUM", "REDUCE_ROW_MAX", "REDUCE_COL_SUM", "FILL_AFTER_REDUCE", "FILL_AFTER_REDUCE_UNINIT",
+               "REDUCE_SCALAR_SUM"):
         s = np.zeros((32, 32), np.float32)  # tt-metal's scaler tile: the value in row 0 of each face
         s[0, :] = SCALER
         s[16, :] = SCALER
@@ -105,6 +106,17 @@ def expected(op, a, b):
         e = z.copy()
         e[0, :] = TF32 * (aa * SCALER).sum(0)
         return v, e
+    if op == "REDUCE_SCALAR_SUM":  # a row pass and a column pass, each applying the scaler
+        v, e = z.copy(), z.copy()
+        v[0, 0] = (a * SCALER * SCALER).sum()
+        e[0, 0] = TF32 * (aa * SCALER * SCALER).sum()
+        return v, e
+    if op == "FILL_AFTER_REDUCE":  # reduce_init's packer masks still apply: only column 0 is packed
+        v = z.copy()
+        v[:, 0] = 2.0
+        return v, z
+    if op == "FILL_AFTER_REDUCE_UNINIT":
+        return np.full_like(a, 2.0), z
     if op == "TRANSPOSE":
         return a.T, TF32 * aa.T
     if op == "MAX":

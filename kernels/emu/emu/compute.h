@@ -84,11 +84,14 @@ template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void copy_init(uint32_t cbid, uint32_t transpose = 0, uint32_t transpose_within_16x16_face = false,
                     uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(cbid, "copy_init");
+    if (transpose || transpose_within_16x16_face) tgemu::fail("copy_init with transpose is not emulated; use transpose_init");
+    tgemu::fpu_init(tgemu::K_COPY, 0, 0);
 }
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 [[deprecated("Renamed to copy_init(). This will be removed after 20-09-2026.")]] ALWI void copy_tile_init(
     uint32_t cbid, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(cbid, "copy_tile_init");
+    tgemu::fpu_init(tgemu::K_COPY, 0, 0);
 }
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void copy_tile(uint32_t in_cb_id, uint32_t in_tile_index, uint32_t dst_tile_index) {
@@ -99,15 +102,24 @@ ALWI void copy_block(uint32_t in_cb_id, uint32_t start_in, uint32_t start_dst, u
     for (uint32_t i = 0; i < ntiles; i++) tgemu::copy_tile(in_cb_id, start_in + i, start_dst + i);
 }
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
-ALWI void transpose_init(uint32_t icb, uint32_t call_line = __builtin_LINE()) { tgemu::check_cb(icb, "transpose_init"); }
+ALWI void transpose_init(uint32_t icb, uint32_t call_line = __builtin_LINE()) {
+    tgemu::check_cb(icb, "transpose_init");
+    tgemu::fpu_init(tgemu::K_TRANSPOSE, 0, 0);
+}
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void transpose_tile(uint32_t icb, uint32_t itile, uint32_t idst) { tgemu::transpose_tile(icb, itile, idst); }
 
 // ---- eltwise binary (FPU)
+namespace emu_detail {
+constexpr uint32_t op_code(EltwiseBinaryType t) {
+    return t == EltwiseBinaryType::ELWADD ? tgemu::OP_ADD : t == EltwiseBinaryType::ELWSUB ? tgemu::OP_SUB : tgemu::OP_MUL;
+}
+}  // namespace emu_detail
 template <bool full_init, EltwiseBinaryType t>
 ALWI void binary_tiles_init(uint32_t icb0, uint32_t icb1, bool acc_to_dest = false, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(icb0, "binary_tiles_init");
     tgemu::check_cb(icb1, "binary_tiles_init");
+    tgemu::fpu_init(tgemu::K_BINARY, emu_detail::op_code(t), 0);
 }
 ALWI void add_init(uint32_t a, uint32_t b, bool acc = false, uint32_t l = __builtin_LINE()) { binary_tiles_init<true, EltwiseBinaryType::ELWADD>(a, b); }
 ALWI void sub_init(uint32_t a, uint32_t b, bool acc = false, uint32_t l = __builtin_LINE()) { binary_tiles_init<true, EltwiseBinaryType::ELWSUB>(a, b); }
@@ -120,15 +132,11 @@ template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void mul_tiles(uint32_t a, uint32_t b, uint32_t ta, uint32_t tb, uint32_t d) { tgemu::binary_tiles(tgemu::OP_MUL, tgemu::BC_NONE, a, b, ta, tb, d, 0); }
 
 // ---- broadcasts
-namespace emu_detail {
-constexpr uint32_t op_code(EltwiseBinaryType t) {
-    return t == EltwiseBinaryType::ELWADD ? tgemu::OP_ADD : t == EltwiseBinaryType::ELWSUB ? tgemu::OP_SUB : tgemu::OP_MUL;
-}
-}  // namespace emu_detail
 template <EltwiseBinaryType tBcastOp, BroadcastType tBcastDim>
 ALWI void bcast_init(uint32_t icb0, uint32_t icb1, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(icb0, "bcast init");
     tgemu::check_cb(icb1, "bcast init");
+    tgemu::fpu_init(tgemu::K_BCAST, emu_detail::op_code(tBcastOp), uint32_t(tBcastDim));
 }
 template <EltwiseBinaryType tBcastOp, BroadcastType tBcastDim, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void any_tiles_bcast(uint32_t a, uint32_t b, uint32_t ta, uint32_t tb, uint32_t d, uint32_t bcast_row_idx = 0) {
@@ -161,20 +169,19 @@ TGEMU_BCAST_ROW(sub_tiles_bcast_rows, ELWSUB)
 TGEMU_BCAST_ROW(mul_tiles_bcast_rows, ELWMUL)
 #undef TGEMU_BCAST
 #undef TGEMU_BCAST_ROW
-#define TGEMU_BCAST_INIT(NAME)                                                                          \
+#define TGEMU_BCAST_INIT(NAME, OP, DIM)                                                                 \
     ALWI void NAME(uint32_t icb0, uint32_t icb1, uint32_t call_line = __builtin_LINE()) {               \
-        tgemu::check_cb(icb0, #NAME);                                                                   \
-        tgemu::check_cb(icb1, #NAME);                                                                   \
+        bcast_init<EltwiseBinaryType::OP, BroadcastType::DIM>(icb0, icb1);                               \
     }
-TGEMU_BCAST_INIT(add_bcast_rows_init)
-TGEMU_BCAST_INIT(sub_bcast_rows_init)
-TGEMU_BCAST_INIT(mul_bcast_rows_init)
-TGEMU_BCAST_INIT(add_bcast_cols_init)
-TGEMU_BCAST_INIT(sub_bcast_cols_init)
-TGEMU_BCAST_INIT(mul_bcast_cols_init)
-TGEMU_BCAST_INIT(add_bcast_scalar_init)
-TGEMU_BCAST_INIT(sub_bcast_scalar_init)
-TGEMU_BCAST_INIT(mul_bcast_scalar_init)
+TGEMU_BCAST_INIT(add_bcast_rows_init, ELWADD, ROW)
+TGEMU_BCAST_INIT(sub_bcast_rows_init, ELWSUB, ROW)
+TGEMU_BCAST_INIT(mul_bcast_rows_init, ELWMUL, ROW)
+TGEMU_BCAST_INIT(add_bcast_cols_init, ELWADD, COL)
+TGEMU_BCAST_INIT(sub_bcast_cols_init, ELWSUB, COL)
+TGEMU_BCAST_INIT(mul_bcast_cols_init, ELWMUL, COL)
+TGEMU_BCAST_INIT(add_bcast_scalar_init, ELWADD, SCALAR)
+TGEMU_BCAST_INIT(sub_bcast_scalar_init, ELWSUB, SCALAR)
+TGEMU_BCAST_INIT(mul_bcast_scalar_init, ELWMUL, SCALAR)
 #undef TGEMU_BCAST_INIT
 
 // ---- matmul
@@ -182,6 +189,7 @@ TGEMU_BCAST_INIT(mul_bcast_scalar_init)
 ALWI void matmul_init(uint32_t in0, uint32_t in1, const uint32_t transpose = 0, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(in0, "matmul_init");
     tgemu::check_cb(in1, "matmul_init");
+    tgemu::fpu_init(tgemu::K_MATMUL, 0, 0);
     tgemu::set_matmul_transpose(transpose);
 }
 ALWI void matmul_tiles(uint32_t in0, uint32_t in1, uint32_t t0, uint32_t t1, uint32_t idst) {
@@ -191,6 +199,8 @@ ALWI void matmul_block_init(uint32_t in0, uint32_t in1, const uint32_t transpose
                             uint32_t rt_dim = 1, uint32_t kt_dim = 1, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(in0, "matmul_block_init");
     tgemu::check_cb(in1, "matmul_block_init");
+    tgemu::fpu_init(tgemu::K_MATMUL, 0, 0);
+    tgemu::set_matmul_transpose(transpose);
 }
 ALWI void matmul_block(uint32_t in0, uint32_t in1, uint32_t t0, uint32_t t1, uint32_t idst, const uint32_t transpose,
                        uint32_t ct_dim, uint32_t rt_dim, uint32_t kt_dim, uint32_t call_line = __builtin_LINE()) {
@@ -203,8 +213,9 @@ ALWI void reduce_init(uint32_t icb, uint32_t icb_scaler, uint32_t ocb, uint32_t 
     tgemu::check_cb(icb, "reduce_init");
     tgemu::check_cb(icb_scaler, "reduce_init");
     tgemu::check_cb(ocb, "reduce_init");
+    tgemu::fpu_init(tgemu::K_REDUCE, uint32_t(reduce_type), uint32_t(reduce_dim));
 }
-ALWI void reduce_uninit(uint32_t icb = 0) {}
+ALWI void reduce_uninit(uint32_t icb = 0) { tgemu::reduce_uninit(); }
 template <PoolType reduce_type, ReduceDim reduce_dim, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void reduce_tile(uint32_t icb, uint32_t icb_scaler, uint32_t itile, uint32_t itile_scaler, uint32_t idst) {
     tgemu::reduce_tile(uint32_t(reduce_type), uint32_t(reduce_dim), icb, icb_scaler, itile, itile_scaler, idst);
@@ -221,60 +232,61 @@ ALWI void pack_block(uint32_t ifrom_dst, uint32_t icb, uint32_t ntiles) {
 }
 
 // ---- SFPU unary ops on DST
-#define TGEMU_INIT(NAME) \
-    ALWI void NAME() {}
+#define TGEMU_INIT(NAME, KIND) \
+    ALWI void NAME() { tgemu::sfpu_init(KIND); }
 #define TGEMU_UNARY(NAME, OP)                                                       \
     template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>                            \
     ALWI void NAME(uint32_t idst) { tgemu::sfpu_unary(tgemu::OP, idst, 0.0f, 4); }
 template <bool approx = false, uint32_t scale = 0x3F800000, InputClamping c = InputClamping::ClampToNegative,
           bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
-ALWI void exp_tile_init() {}
+ALWI void exp_tile_init() { tgemu::sfpu_init(tgemu::U_EXP); }
 template <bool approx = false, bool scale_en = false, InputClamping c = InputClamping::ClampToNegative,
           int iterations = 8, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void exp_tile(uint32_t idst, VectorMode vector_mode = VectorMode::RC, uint16_t scale = p_sfpu::kCONST_1_FP16B) {
-    if (scale_en) tgemu::sfpu_unary(tgemu::U_MUL_SCALAR, idst, emu_detail::bits_to_float(uint32_t(scale) << 16), emu_detail::vmode(vector_mode));
-    tgemu::sfpu_unary(tgemu::U_EXP, idst, 0.0f, emu_detail::vmode(vector_mode));
+    // U_EXP's parameter scales the input first: exp(x * scale) (scale is a bf16 bit pattern).
+    const float s = scale_en ? emu_detail::bits_to_float(uint32_t(scale) << 16) : 1.0f;
+    tgemu::sfpu_unary(tgemu::U_EXP, idst, s, emu_detail::vmode(vector_mode));
 }
 template <ReciprocalDestAcc d = DST_ACCUM_MODE ? ReciprocalDestAcc::FP32 : ReciprocalDestAcc::BF16,
           ReciprocalApproxMode a = ReciprocalApproxMode::Default>
-ALWI void recip_tile_init() {}
+ALWI void recip_tile_init() { tgemu::sfpu_init(tgemu::U_RECIP); }
 template <ReciprocalDestAcc d = DST_ACCUM_MODE ? ReciprocalDestAcc::FP32 : ReciprocalDestAcc::BF16,
           ReciprocalApproxMode a = ReciprocalApproxMode::Default>
 ALWI void recip_tile(uint32_t idst, VectorMode vector_mode = VectorMode::RC) {
     tgemu::sfpu_unary(tgemu::U_RECIP, idst, 0.0f, emu_detail::vmode(vector_mode));
 }
-TGEMU_INIT(rsqrt_tile_init)
+TGEMU_INIT(rsqrt_tile_init, tgemu::U_RSQRT)
 template <RsqrtMode mode = RsqrtMode::Default, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void rsqrt_tile(uint32_t idst) { tgemu::sfpu_unary(tgemu::U_RSQRT, idst, 0.0f, 4); }
-TGEMU_INIT(sqrt_tile_init)
+TGEMU_INIT(sqrt_tile_init, tgemu::U_SQRT)
 template <bool FAST_APPROX = false, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void sqrt_tile(uint32_t idst) { tgemu::sfpu_unary(tgemu::U_SQRT, idst, 0.0f, 4); }
 template <bool fast_and_approx = false>
-ALWI void sigmoid_tile_init() {}
+ALWI void sigmoid_tile_init() { tgemu::sfpu_init(tgemu::U_SIGMOID); }
 template <VectorMode vec_mode = VectorMode::RC, bool fast_and_approx = false, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void sigmoid_tile(uint32_t idst) { tgemu::sfpu_unary(tgemu::U_SIGMOID, idst, 0.0f, emu_detail::vmode(vec_mode)); }
-TGEMU_INIT(silu_tile_init)
+TGEMU_INIT(silu_tile_init, tgemu::U_SILU)
 TGEMU_UNARY(silu_tile, U_SILU)
-TGEMU_INIT(tanh_tile_init)
+TGEMU_INIT(tanh_tile_init, tgemu::U_TANH)
 TGEMU_UNARY(tanh_tile, U_TANH)
-TGEMU_INIT(square_tile_init)
+TGEMU_INIT(square_tile_init, tgemu::U_SQUARE)
 TGEMU_UNARY(square_tile, U_SQUARE)
-TGEMU_INIT(negative_tile_init)
+TGEMU_INIT(negative_tile_init, tgemu::U_NEG)
 TGEMU_UNARY(negative_tile, U_NEG)
-TGEMU_INIT(abs_tile_init)
+TGEMU_INIT(abs_tile_init, tgemu::U_ABS)
 TGEMU_UNARY(abs_tile, U_ABS)
-TGEMU_INIT(log_tile_init)
+TGEMU_INIT(log_tile_init, tgemu::U_LOG)
 TGEMU_UNARY(log_tile, U_LOG)
-TGEMU_INIT(exp2_tile_init)
+TGEMU_INIT(exp2_tile_init, tgemu::U_EXP2)
 TGEMU_UNARY(exp2_tile, U_EXP2)
-TGEMU_INIT(relu_tile_init)
+TGEMU_INIT(relu_tile_init, tgemu::U_RELU)
 TGEMU_UNARY(relu_tile, U_RELU)
-TGEMU_INIT(fill_tile_init)
+TGEMU_INIT(fill_tile_init, tgemu::U_FILL)
 ALWI void fill_tile(uint32_t idst, float value) { tgemu::sfpu_unary(tgemu::U_FILL, idst, value, 4); }
 ALWI void fill_tile_bitcast(uint32_t idst, uint32_t bits) {
     tgemu::sfpu_unary(tgemu::U_FILL, idst, emu_detail::bits_to_float(bits), 4);
 }
-TGEMU_INIT(binop_with_scalar_tile_init)
+TGEMU_INIT(binop_with_scalar_tile_init, tgemu::SFPU_SCALAR)
 #define TGEMU_SCALAR(NAME, OP)                                                               \
     template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>                                     \
     ALWI void NAME(uint32_t idst, uint32_t param1) {                                         \
@@ -288,15 +300,15 @@ TGEMU_SCALAR(rsub_unary_tile, U_RSUB_SCALAR)
 #undef TGEMU_SCALAR
 
 // ---- SFPU binary ops between DST tiles
-TGEMU_INIT(binary_max_tile_init)
-TGEMU_INIT(binary_min_tile_init)
+TGEMU_INIT(binary_max_tile_init, tgemu::SFPU_BINARY + tgemu::OP_MAX)
+TGEMU_INIT(binary_min_tile_init, tgemu::SFPU_BINARY + tgemu::OP_MIN)
 ALWI void binary_max_tile(uint32_t a, uint32_t b, uint32_t o, VectorMode m = VectorMode::RC) { tgemu::sfpu_binary(tgemu::OP_MAX, a, b, o); }
 ALWI void binary_min_tile(uint32_t a, uint32_t b, uint32_t o, VectorMode m = VectorMode::RC) { tgemu::sfpu_binary(tgemu::OP_MIN, a, b, o); }
-TGEMU_INIT(add_binary_tile_init)
-TGEMU_INIT(sub_binary_tile_init)
-TGEMU_INIT(mul_binary_tile_init)
-TGEMU_INIT(div_binary_tile_init)
-TGEMU_INIT(rsub_binary_tile_init)
+TGEMU_INIT(add_binary_tile_init, tgemu::SFPU_BINARY + tgemu::OP_ADD)
+TGEMU_INIT(sub_binary_tile_init, tgemu::SFPU_BINARY + tgemu::OP_SUB)
+TGEMU_INIT(mul_binary_tile_init, tgemu::SFPU_BINARY + tgemu::OP_MUL)
+TGEMU_INIT(div_binary_tile_init, tgemu::SFPU_BINARY + tgemu::OP_DIV)
+TGEMU_INIT(rsub_binary_tile_init, tgemu::SFPU_BINARY + tgemu::OP_RSUB)
 template <DstRoundingMode r = DstRoundingMode::Default, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void add_binary_tile(uint32_t a, uint32_t b, uint32_t o) { tgemu::sfpu_binary(tgemu::OP_ADD, a, b, o); }
 template <DstRoundingMode r = DstRoundingMode::Default, bool is_fp32_dest_acc_en = DST_ACCUM_MODE>

@@ -46,6 +46,15 @@ void noc_write(uint32_t src_l1, uint64_t dst, uint32_t size);
 void noc_read_barrier();
 void noc_write_barrier();
 
+// Compute: op initialisation state. On a card an init programs the unpacker/math (macro-ops) or the SFPU for one
+// op; running another op without its init computes the wrong thing, so the emulator checks the pairing.
+enum FpuKind : uint32_t { K_NONE = 0, K_COPY = 1, K_BINARY = 2, K_BCAST = 3, K_MATMUL = 4, K_REDUCE = 5, K_TRANSPOSE = 6 };
+// SFPU init kinds: UnaryOp values; SFPU_SCALAR for binop_with_scalar_tile_init; SFPU_BINARY + BinaryOp.
+constexpr uint32_t SFPU_SCALAR = 1000, SFPU_BINARY = 2000;
+void fpu_init(uint32_t kind, uint32_t a, uint32_t b);
+void reduce_uninit();
+void sfpu_init(uint32_t kind);
+
 // Compute: DST register protocol.
 void dst_acquire();
 void dst_commit();

@@ -83,6 +83,9 @@ struct Thread {
     std::vector<float> dst;
     std::vector<bool> dst_fresh;
     uint32_t mm_transpose = 0;  // set by matmul_init
+    uint32_t fpu_kind = K_NONE, fpu_a = 0, fpu_b = 0;  // the last FPU op init
+    uint32_t pack_mask = 0;                          // 1 + ReduceDim while reduce_init's packer edge masks apply
+    uint32_t sfpu_kind = ~0u;                        // the last SFPU init
 };
 
 struct Machine {
@@ -279,9 +282,51 @@ void unpack(uint32_t cbi, uint32_t itile, float* out, const char* api, bool src_
         for (int k = 0; k < TILE_HW; k++) out[k] = round_tf32(out[k]);
 }
 
+std::string fpu_init_name(uint32_t kind, uint32_t a, uint32_t b) {
+    static const char* ops[] = {"add", "sub", "mul"};
+    static const char* dims[] = {"none", "cols", "rows", "scalar"};
+    static const char* pools[] = {"SUM", "AVG", "MAX", "MIN"};
+    static const char* rdims[] = {"REDUCE_ROW", "REDUCE_COL", "REDUCE_SCALAR"};
+    switch (kind) {
+        case K_COPY: return "copy_init";
+        case K_BINARY: return std::string(ops[a % 3]) + "_init";
+        case K_BCAST: return std::string(ops[a % 3]) + "_bcast_" + dims[b % 4] + "_init";
+        case K_MATMUL: return "matmul_init";
+        case K_REDUCE: return std::string("reduce_init<") + pools[a % 4] + ", " + rdims[b % 3] + ">";
+        case K_TRANSPOSE: return "transpose_init";
+    }
+    return "no op init (only compute_kernel_hw_startup)";
+}
+
+// The FPU is programmed for one op by its init: anything else runs the wrong macro-op on a card.
+void need_fpu(const char* api, uint32_t kind, uint32_t a, uint32_t b) {
+    if (T->fpu_kind != kind || T->fpu_a != a || T->fpu_b != b)
+        failf("%s after %s: call %s first (on a card the unpacker and math are still set up for the previous op)",
+              api, fpu_init_name(T->fpu_kind, T->fpu_a, T->fpu_b).c_str(), fpu_init_name(kind, a, b).c_str());
+}
+
+const char* sfpu_init_name(uint32_t kind) {
+    static const char* unary[] = {"exp", "recip", "rsqrt", "sqrt", "sigmoid", "silu", "tanh", "negative", "square",
+                                  "abs", "log", "fill", "", "", "", "", "", "relu", "gelu", "exp2", "power"};
+    static const char* binary[] = {"add_binary", "sub_binary", "mul_binary", "binary_max", "binary_min",
+                                   "div_binary", "rsub_binary"};
+    static thread_local char buf[64];
+    if (kind == ~0u) return "no SFPU init";
+    if (kind == SFPU_SCALAR) return "binop_with_scalar_tile_init()";
+    if (kind >= SFPU_BINARY) std::snprintf(buf, sizeof buf, "%s_tile_init()", binary[(kind - SFPU_BINARY) % 7]);
+    else std::snprintf(buf, sizeof buf, "%s_tile_init()", unary[kind % 21]);
+    return buf;
+}
+
+void need_sfpu(const char* api, uint32_t kind) {
+    if (T->sfpu_kind != kind)
+        failf("%s after %s: call %s first (SFPU ops need their own init)", api, sfpu_init_name(T->sfpu_kind),
+              sfpu_init_name(kind));
+}
+
 float sfpu_apply(uint32_t op, float x, float p) {
     switch (op) {
-        case U_EXP: return std::exp(x);
+        case U_EXP: return std::exp(x * p);
         case U_RECIP: return 1.0f / x;
         case U_RSQRT: return 1.0f / std::sqrt(x);
         case U_SQRT: return std::sqrt(x);
@@ -532,6 +577,7 @@ void dst_release_legacy() {
 // ---------------------------------------------------------------- FPU tile ops
 void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_dst(idst, "copy_tile", false);
+    need_fpu("copy_tile", K_COPY, 0, 0);
     float a[TILE_HW];
     unpack(cb, itile, a, "copy_tile", !M.fp32_dest_acc);
     store_dst(idst, a);
@@ -539,6 +585,7 @@ void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
 
 void transpose_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_dst(idst, "transpose_tile", false);
+    need_fpu("transpose_tile", K_TRANSPOSE, 0, 0);
     float a[TILE_HW], o[TILE_HW];
     unpack(cb, itile, a, "transpose_tile", true);
     for (int r = 0; r < 32; r++)
@@ -550,6 +597,13 @@ void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint3
                   uint32_t bcast_row) {
     const char* api = "binary tile op (add/sub/mul_tiles[_bcast])";
     need_dst(idst, api, false);
+    static const char* names[4][3] = {{"add_tiles", "sub_tiles", "mul_tiles"},
+                                      {"add_tiles_bcast_cols", "sub_tiles_bcast_cols", "mul_tiles_bcast_cols"},
+                                      {"add_tiles_bcast_rows", "sub_tiles_bcast_rows", "mul_tiles_bcast_rows"},
+                                      {"add_tiles_bcast_scalar", "sub_tiles_bcast_scalar", "mul_tiles_bcast_scalar"}};
+    api = names[bcast % 4][op % 3];
+    if (bcast == BC_NONE) need_fpu(api, K_BINARY, op, 0);
+    else need_fpu(api, K_BCAST, op, bcast);
     float a[TILE_HW], b[TILE_HW], o[TILE_HW];
     unpack(cb0, t0, a, api, true);
     unpack(cb1, t1, b, api, true);
@@ -591,11 +645,28 @@ static void matmul_one(const float* a, const float* b, bool transpose_b, uint32_
     T->dst_fresh[idst] = false;
 }
 
+void fpu_init(uint32_t kind, uint32_t a, uint32_t b) {
+    check_abort();
+    if (T->role != "compute") failf("%s is a compute API, called from a %s kernel", fpu_init_name(kind, a, b).c_str(), T->role.c_str());
+    T->fpu_kind = kind;
+    T->fpu_a = a;
+    T->fpu_b = b;
+    T->pack_mask = kind == K_REDUCE ? 1 + b : 0;
+}
+void reduce_uninit() {
+    check_abort();
+    T->pack_mask = 0;
+}
+void sfpu_init(uint32_t kind) {
+    check_abort();
+    T->sfpu_kind = kind;
+}
 void set_matmul_transpose(uint32_t t) { T->mm_transpose = t; }
 uint32_t matmul_transpose() { return T->mm_transpose; }
 
 void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose) {
     need_dst(idst, "matmul_tiles", false);
+    need_fpu("matmul_tiles", K_MATMUL, 0, 0);
     float a[TILE_HW], b[TILE_HW];
     unpack(cb0, t0, a, "matmul_tiles", true);
     unpack(cb1, t1, b, "matmul_tiles", true);
@@ -606,6 +677,7 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
                   uint32_t ct, uint32_t rt, uint32_t kt) {
     if (ct * rt == 0) failf("matmul_block: ct_dim %u x rt_dim %u is empty", ct, rt);
     need_dst(idst + ct * rt - 1, "matmul_block", false);
+    need_fpu("matmul_block", K_MATMUL, 0, 0);
     float a[TILE_HW], b[TILE_HW];
     for (uint32_t r = 0; r < rt; r++) {
         unpack(cb0, t0 + r * kt, a, "matmul_block", true);
@@ -618,6 +690,7 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
 
 void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_t itile, uint32_t its, uint32_t idst) {
     need_dst(idst, "reduce_tile", false);
+    need_fpu("reduce_tile", K_REDUCE, pool, dim);
     float a[TILE_HW], s[TILE_HW];
     unpack(cb, itile, a, "reduce_tile", true);
     unpack(cbs, its, s, "reduce_tile (scaler)", true);
@@ -645,8 +718,12 @@ void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_
     } else {
         float rows[32];
         for (int r = 0; r < 32; r++) rows[r] = red(a + r * 32, 1);
-        float acc = (is_max || is_min) ? rows[0] : 0.0f;
-        for (int r = 0; r < 32; r++) acc = is_max ? std::max(acc, rows[r]) : is_min ? std::min(acc, rows[r]) : acc + rows[r];
+        // REDUCE_SCALAR is a row pass then a column pass, each applying the scaler (hence 1/sqrt(N) for AVG).
+        float acc = (is_max || is_min) ? rows[0] * scale : 0.0f;
+        for (int r = 0; r < 32; r++) {
+            float v = rows[r] * scale;
+            acc = is_max ? std::max(acc, v) : is_min ? std::min(acc, v) : acc + v;
+        }
         combine(d[0], acc);
     }
     T->dst_fresh[idst] = false;
@@ -655,6 +732,9 @@ void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_
 // ---------------------------------------------------------------- SFPU
 void sfpu_unary(uint32_t op, uint32_t idst, float p, uint32_t vector_mode) {
     need_dst(idst, "SFPU unary op", false);
+    static const uint32_t scalar_ops[] = {U_ADD_SCALAR, U_SUB_SCALAR, U_MUL_SCALAR, U_DIV_SCALAR, U_RSUB_SCALAR};
+    bool is_scalar = std::find(std::begin(scalar_ops), std::end(scalar_ops), op) != std::end(scalar_ops);
+    need_sfpu("SFPU op", is_scalar ? SFPU_SCALAR : op);
     float* d = dst_tile(idst);
     // VectorMode: R = faces 0 and 1 (top rows), C = faces 0 and 2 (left columns), RC = all faces.
     for (int r = 0; r < 32; r++)
@@ -671,6 +751,7 @@ void sfpu_binary(uint32_t op, uint32_t i0, uint32_t i1, uint32_t o) {
     need_dst(i0, "SFPU binary op", false);
     need_dst(i1, "SFPU binary op", false);
     need_dst(o, "SFPU binary op", false);
+    need_sfpu("SFPU binary op", SFPU_BINARY + op);
     float* a = dst_tile(i0);
     float* b = dst_tile(i1);
     float* d = dst_tile(o);
@@ -699,7 +780,20 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
               "with cb_reserve_back", idst, cbi, pos, cbname(cbi).c_str(), cb.reserved);
     if (cb.wr_page + pos >= cb.num_pages)
         failf("pack_tile(%u, %u): tile %u lies past the end of %s", idst, cbi, pos, cbname(cbi).c_str());
-    pack_tile_bytes(cb.fmt, dst_tile(idst), cb.base + size_t(cb.wr_page + pos) * cb.page_size);
+    const float* src = dst_tile(idst);
+    float masked[TILE_HW];
+    if (T->pack_mask) {
+        // reduce_init's packer edge masks zero every datum outside the reduce result until reduce_uninit or the
+        // next non-reduce init (tt-metal 0.81.1 reduce.h "packer-zeroing contract").
+        uint32_t dim = T->pack_mask - 1;
+        for (int r = 0; r < 32; r++)
+            for (int c = 0; c < 32; c++) {
+                bool keep = dim == RED_ROW ? c == 0 : dim == RED_COL ? r == 0 : (r == 0 && c == 0);
+                masked[r * 32 + c] = keep ? src[r * 32 + c] : 0.0f;
+            }
+        src = masked;
+    }
+    pack_tile_bytes(cb.fmt, src, cb.base + size_t(cb.wr_page + pos) * cb.page_size);
     if (!out_of_order) cb.pack_seq++;
 }
 

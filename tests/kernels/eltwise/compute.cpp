@@ -2,11 +2,15 @@
 // Planted bugs for the emulator tests (one define at a time):
 //   BUG_MISSING_POP   never pops CB 1          BUG_WAIT_TOO_MANY  waits for 3 pages of a 2-page CB
 //   BUG_DST_INDEX     computes into DST[8]     BUG_PACK_OUTSIDE   packs before tile_regs_wait()
+//   BUG_WRONG_INIT    mul_tiles after add_init BUG_SFPU_NO_INIT   exp_tile without exp_tile_init
 #include <stdint.h>
 
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/eltwise_binary.h"
 #include "api/compute/tile_move_copy.h"
+#ifdef BUG_SFPU_NO_INIT
+#include "api/compute/eltwise_unary/exp.h"
+#endif
 #ifdef DEBUG_PRINT
 #include "api/debug/dprint.h"
 #endif
@@ -31,10 +35,16 @@ void kernel_main() {
 #ifdef BUG_DST_INDEX
         add_tiles(cb_a, cb_b, 0, 0, 8);
 #endif
+#if defined(BUG_WRONG_INIT) && !defined(ELTWISE_MUL)
+        mul_tiles(cb_a, cb_b, 0, 0, 0);
+#endif
 #ifdef ELTWISE_MUL
         mul_tiles(cb_a, cb_b, 0, 0, 0);
 #else
         add_tiles(cb_a, cb_b, 0, 0, 0);
+#endif
+#ifdef BUG_SFPU_NO_INIT
+        exp_tile(0);
 #endif
         tile_regs_commit();
 #ifdef DEBUG_PRINT

@@ -8,6 +8,7 @@
 #include "api/compute/compute_kernel_api.h"
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/eltwise_unary/exp.h"
+#include "api/compute/eltwise_unary/fill.h"
 #include "api/compute/eltwise_unary/recip.h"
 #include "api/compute/eltwise_unary/rsqrt.h"
 #include "api/compute/eltwise_unary/sqrt.h"
@@ -18,7 +19,8 @@
 
 enum TileOp : uint32_t {
     MATMUL, MATMUL_BT, ADD_BCAST_COLS, MUL_BCAST_ROWS, SUB_BCAST_SCALAR, REDUCE_ROW_SUM, REDUCE_ROW_MAX,
-    REDUCE_COL_SUM, TRANSPOSE, EXP, RECIP, SQRT, RSQRT, SILU, MAX, MATMUL_TWICE
+    REDUCE_COL_SUM, TRANSPOSE, EXP, RECIP, SQRT, RSQRT, SILU, MAX, MATMUL_TWICE, FILL_AFTER_REDUCE,
+    FILL_AFTER_REDUCE_UNINIT, REDUCE_SCALAR_SUM
 };
 
 void kernel_main() {
@@ -49,6 +51,19 @@ void kernel_main() {
             reduce_init<PoolType::SUM, ReduceDim::REDUCE_COL>(a, b, out);
             reduce_tile<PoolType::SUM, ReduceDim::REDUCE_COL>(a, b, 0, 0, 0);
             reduce_uninit();
+            break;
+        case REDUCE_SCALAR_SUM:
+            reduce_init<PoolType::SUM, ReduceDim::REDUCE_SCALAR>(a, b, out);
+            reduce_tile<PoolType::SUM, ReduceDim::REDUCE_SCALAR>(a, b, 0, 0, 0);
+            reduce_uninit();
+            break;
+        case FILL_AFTER_REDUCE:  // the packer keeps reduce_init's edge masks: only column 0 survives the pack
+        case FILL_AFTER_REDUCE_UNINIT:
+            reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(a, b, out);
+            reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(a, b, 0, 0, 0);
+            if (op == FILL_AFTER_REDUCE_UNINIT) reduce_uninit();
+            fill_tile_init();
+            fill_tile(0, 2.0f);
             break;
         case TRANSPOSE: transpose_init(a); transpose_tile(a, 0, 0); break;
         case MAX:
