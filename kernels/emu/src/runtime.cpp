@@ -97,6 +97,7 @@ struct Machine {
     std::vector<std::unique_ptr<Tensor>> tensors;
     std::vector<std::unique_ptr<Thread>> threads;
     std::mutex mu;
+    std::condition_variable all_done;
     int alive = 0;
     std::atomic<bool> aborted{false};
     std::string error;
@@ -843,6 +844,7 @@ void thread_main(Thread* t) {
     std::lock_guard<std::mutex> lk(M.mu);
     t->done = true;
     M.alive--;
+    if (M.alive == 0) M.all_done.notify_all();
     check_deadlock_locked();
 }
 
@@ -1008,7 +1010,8 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
     auto start = std::chrono::steady_clock::now();
     while (true) {
         {
-            std::lock_guard<std::mutex> lk(M.mu);
+            std::unique_lock<std::mutex> lk(M.mu);
+            M.all_done.wait_for(lk, std::chrono::milliseconds(100), [] { return M.alive == 0; });
             if (M.alive == 0) break;
             double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             if (el > M.timeout_s && !M.aborted) {
@@ -1023,7 +1026,6 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
                 _exit(1);
             }
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     for (auto& th : ths) th.join();
     if (M.aborted) {
