@@ -154,17 +154,28 @@ std::string cb_state(const CB& cb, uint32_t i) {
     return s.str();
 }
 
+// Every unfinished thread and what it waits for (at most 32 lines; finished threads are counted).
 std::string wait_report_locked() {
     std::ostringstream s;
+    int shown = 0, hidden = 0, finished = 0;
     for (auto& t : M.threads) {
+        if (t->done) {
+            finished++;
+            continue;
+        }
+        if (shown == 32) {
+            hidden++;
+            continue;
+        }
+        shown++;
         s << "\n  " << where(t.get()) << ": ";
-        if (t->done)
-            s << "finished";
-        else if (t->blocked)
+        if (t->blocked)
             s << "blocked in " << t->wait_desc << " on " << cb_state(t->core->cbs[t->wait_cb], t->wait_cb);
         else
             s << "running";
     }
+    if (hidden) s << "\n  ... and " << hidden << " more waiting threads";
+    if (finished) s << "\n  (" << finished << " kernel threads finished)";
     return s.str();
 }
 
