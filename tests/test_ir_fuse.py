@@ -1,0 +1,64 @@
+"""The fuse pass: SwiGLU gates of forward graphs become `swiglu`; training graphs keep the unfused form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tilegraph.graph import autodiff, build, init_params, load_spec
+from tilegraph.graph.passes.fuse import fuse
+from tilegraph.graph.passes.verify import verify
+from tilegraph.runtime import compile
+
+SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")
+
+
+def _ops(g):
+    return [n.op for n in g.nodes]
+
+
+def test_forward_graph_is_fused_and_computes_the_same():
+    g = build(SPEC, 2, 5, dtype="float64")
+    before = str(g)
+    fused = verify(fuse(g))
+    assert str(g) == before  # pure: the input graph is unchanged
+    assert _ops(fused).count("swiglu") == SPEC.num_layers
+    assert "silu_mul" not in _ops(fused)
+    assert _ops(fused).count("linear") == _ops(g).count("linear") - 2 * SPEC.num_layers
+    params = init_params(SPEC, seed=0, dtype="float64")
+    toks = np.random.default_rng(0).integers(0, SPEC.vocab_size, (2, 6))
+    feeds = {"tokens": toks[:, :-1], "targets": toks[:, 1:]}
+    a, b = compile(g).run(params, feeds), compile(fused).run(params, feeds)
+    # float64, same math in another grouping: round-off only.
+    np.testing.assert_allclose(b["logits"], a["logits"], rtol=1e-12, atol=1e-12)
+    assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-12)
+
+
+def test_training_graph_keeps_unfused_gate():
+    g = autodiff(build(SPEC, 2, 5), "loss")
+    fused = fuse(g)
+    assert "swiglu" not in _ops(fused)  # silu_mul_bwd reads gate and up, so they must stay materialized
+    assert _ops(fused) == _ops(g)
+
+
+def test_gate_that_is_a_graph_output_is_not_fused():
+    g = build(SPEC, 1, 3)
+    gate = next(v for n in g.nodes for v in n.outputs if v.name == "layers.0.gate")
+    g.output("gate0", gate)
+    fused = fuse(g)
+    assert _ops(fused).count("swiglu") == SPEC.num_layers - 1
+    verify(fused)
+
+
+def test_autodiff_of_fused_graph_matches_unfused():
+    # swiglu's backward rule recomputes the projections; gradients must equal those of the unfused graph.
+    g = build(SPEC, 2, 5, dtype="float64")
+    params = init_params(SPEC, seed=1, dtype="float64")
+    toks = np.random.default_rng(1).integers(0, SPEC.vocab_size, (2, 6))
+    feeds = {"tokens": toks[:, :-1], "targets": toks[:, 1:]}
+    a = compile(autodiff(g, "loss")).run(dict(params), feeds)
+    b = compile(autodiff(fuse(g), "loss")).run(dict(params), feeds)
+    for k in params:
+        # float64 round-off only (same math, different grouping).
+        np.testing.assert_allclose(b[f"grad:{k}"], a[f"grad:{k}"], rtol=1e-10, atol=1e-13, err_msg=k)
