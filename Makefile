@@ -1,6 +1,8 @@
 # The two set-up commands of the README: `make train` (the main job) and `make test`.
 # Both create the Python 3.12 virtualenv, install tilegraph with its dev extras and build the kernels first.
-PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo /root/.pyenv/versions/3.12.1/bin/python)
+# The first Python 3.12 that actually runs (a pyenv shim may exist without a 3.12 selected).
+PYTHON ?= $(shell for p in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 TRAIN_ARGS ?=
@@ -12,6 +14,7 @@ setup: venv kernels
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no working Python 3.12 found; run make PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
