@@ -165,6 +165,11 @@ def test_sfpu_op_without_its_init():
     assert "after no SFPU init: call exp_tile_init() first" in msg
 
 
+def test_dram_transfer_across_interleaved_pages():
+    msg = run_bug(reader_defines={"BUG_TWO_PAGES_AT_ONCE": 1})
+    assert "reader.cpp (reader) on core (0,0): noc_async_read: 4096 bytes at page 0 of tensor 'a' cross into page 1" in msg
+
+
 def test_dst_index_out_of_range():
     msg = run_bug(compute_defines={"BUG_DST_INDEX": 1})
     # bf16 DST, double-buffered: 8 tiles per tile_regs_acquire, so index 8 is one past the end

@@ -236,13 +236,20 @@ uint8_t* l1_ptr(uint32_t addr, uint32_t size, const char* api) {
 }
 
 uint8_t* dram_ptr(uint64_t addr, uint32_t size, const char* api) {
-    for (auto& t : M.tensors)
-        if (addr >= t->addr && addr + size <= uint64_t(t->addr) + t->data.size())
-            return t->data.data() + (addr - t->addr);
-    for (auto& t : M.tensors)
-        if (addr >= t->addr && addr < uint64_t(t->addr) + t->data.size())
+    for (auto& t : M.tensors) {
+        uint64_t base = t->addr, end = base + t->data.size();
+        if (addr < base || addr >= end) continue;
+        if (addr + size > end)
             failf("%s: %u bytes at DRAM 0x%llx run past the end of tensor '%s' (%u pages of %u bytes)", api, size,
                   (unsigned long long)addr, t->name.c_str(), t->num_pages, t->page_size);
+        // Interleaved pages sit in different DRAM banks on a card: one transfer must stay inside one page.
+        uint64_t first = (addr - base) / t->page_size, last = (addr + size - 1 - base) / t->page_size;
+        if (size && first != last)
+            failf("%s: %u bytes at page %llu of tensor '%s' cross into page %llu; interleaved pages live in "
+                  "different DRAM banks, so read/write one page (%u bytes) per transfer", api, size,
+                  (unsigned long long)first, t->name.c_str(), (unsigned long long)last, t->page_size);
+        return t->data.data() + (addr - base);
+    }
     failf("%s: DRAM address 0x%llx is not inside any tensor", api, (unsigned long long)addr);
 }
 
@@ -288,6 +295,9 @@ void unpack(uint32_t cbi, uint32_t itile, float* out, const char* api, bool src_
     if (cb.rd_page + itile >= cb.num_pages)
         failf("%s: tile %u of %s lies past the end of the CB (read pointer at page %u of %u): its page count is "
               "not a multiple of the block waited for", api, itile, cbname(cbi).c_str(), cb.rd_page, cb.num_pages);
+    if (cb.page_size != tile_bytes(cb.fmt))
+        failf("%s: %s has %u-byte pages, not one %u-byte tile of its format", api, cbname(cbi).c_str(), cb.page_size,
+              tile_bytes(cb.fmt));
     unpack_tile_bytes(cb.fmt, cb.base + size_t(cb.rd_page + itile) * cb.page_size, out);
     // FPU source registers hold at most tf32 precision of a float32 operand.
     if (src_reg && cb.fmt == FMT_FLOAT32)
@@ -479,6 +489,10 @@ uint32_t get_dataformat(uint32_t i) { return get_cb(i, "get_dataformat").fmt; }
 uint64_t dram_page_noc_addr(uint32_t bank_base, uint32_t page_size, uint32_t page_id, uint32_t offset) {
     check_abort();
     if (page_size == 0) failf("address generator for DRAM 0x%x has page size 0", bank_base);
+    for (auto& t : M.tensors)
+        if (t->addr == bank_base && t->page_size != page_size)
+            failf("address generator for tensor '%s' has page size %u, but its pages are %u bytes", t->name.c_str(),
+                  page_size, t->page_size);
     return uint64_t(bank_base) + uint64_t(page_id) * page_size + offset;
 }
 
@@ -792,6 +806,9 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
               "with cb_reserve_back", idst, cbi, pos, cbname(cbi).c_str(), cb.reserved);
     if (cb.wr_page + pos >= cb.num_pages)
         failf("pack_tile(%u, %u): tile %u lies past the end of %s", idst, cbi, pos, cbname(cbi).c_str());
+    if (cb.page_size != tile_bytes(cb.fmt))
+        failf("pack_tile: %s has %u-byte pages, not one %u-byte tile of its format", cbname(cbi).c_str(), cb.page_size,
+              tile_bytes(cb.fmt));
     const float* src = dst_tile(idst);
     float masked[TILE_HW];
     if (T->pack_mask) {

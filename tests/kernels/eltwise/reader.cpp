@@ -1,5 +1,6 @@
 // Test kernel: reads tiles [start, start+n) of tensors a and b into CB 0 and CB 1, one tile at a time.
-// Planted bug: BUG_READ_BEFORE_RESERVE reads tile a into CB 0 before cb_reserve_back.
+// Planted bugs: BUG_READ_BEFORE_RESERVE reads tile a into CB 0 before cb_reserve_back;
+//               BUG_TWO_PAGES_AT_ONCE reads two interleaved pages with one noc_async_read.
 #include <stdint.h>
 
 #include "api/dataflow/dataflow_api.h"
@@ -20,7 +21,11 @@ void kernel_main() {
 #endif
         cb_reserve_back(cb_a, 1);
         cb_reserve_back(cb_b, 1);
+#ifdef BUG_TWO_PAGES_AT_ONCE
+        noc_async_read(a.get_noc_addr(i), get_write_ptr(cb_a), 2 * get_tile_size(cb_a));
+#else
         noc_async_read_tile(i, a, get_write_ptr(cb_a));
+#endif
         noc_async_read_tile(i, b, get_write_ptr(cb_b));
         noc_async_read_barrier();
         cb_push_back(cb_a, 1);
