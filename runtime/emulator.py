@@ -47,9 +47,19 @@ _lib_cache: dict[str, tuple[Path, ctypes.CDLL]] = {}
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("TILEGRAPH_EMU_CACHE", Path.home() / ".cache" / "tilegraph" / "emu"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """$TILEGRAPH_EMU_CACHE, else ~/.cache/tilegraph/emu, else (home not writable) build/emu-cache in the repo."""
+    env = os.environ.get("TILEGRAPH_EMU_CACHE")
+    candidates = [Path(env)] if env else [Path.home() / ".cache" / "tilegraph" / "emu",
+                                          KERNEL_DIR.parent / "build" / "emu-cache"]
+    for d in candidates:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            if os.access(d, os.W_OK):
+                return d
+        except OSError:
+            continue
+    raise KernelError(f"no writable emulator cache directory (tried {', '.join(map(str, candidates))}); "
+                      "set TILEGRAPH_EMU_CACHE to a writable folder")
 
 
 def _hash_files(h, files) -> None:
