@@ -25,7 +25,7 @@ kernels: venv
 	cmake --build build -j2 >> build.log 2>&1 || (cat build.log; exit 1)
 
 test: setup
-	cd build && ctest --output-on-failure
+	cd build && ctest --output-on-failure -j2
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 train: setup
