@@ -158,27 +158,31 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
         ea, eb = k * ACCUM_UNIT * (np.abs(x) @ np.abs(w1)), k * ACCUM_UNIT * (np.abs(x) @ np.abs(w3))
         # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
         return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
-    # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors
-    # which perturb P relatively by about |s| * D * ACCUM_UNIT.
+    # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
+    # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
     q, k, v = x64
     heads = int(attrs["heads"])
     kv_heads = int(attrs.get("kv_heads") or heads)
-    o_abs, lse = get_op("attention").reference([q, k, np.abs(v)], attrs)
-    d = q.shape[-1] // heads
-    s = q.shape[1]
+    o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
+    b, s, hd = q.shape
+    d = hd // heads
     from tilegraph.ops.attention import resolved_scale
 
     sc = resolved_scale(attrs, d)
-    qmax = np.abs(q).max() if q.size else 0.0
-    kmax = np.abs(k).max() if k.size else 0.0
-    smax = sc * d * qmax * kmax  # bound on |score|
-    score_err = smax * d * ACCUM_UNIT  # fp32 accumulation error of one score
+    qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
+    kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
+    allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
+    # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
+    # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
+    smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
+    sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
     fpu = FPU_UNIT if backend != "numpy" else 0.0
     # Scores pass the matrix engine twice as TF32 (row max, subtract): abs error smax * FPU_UNIT each; P and the
     # running sum / output pass it a few more times (P V, row sum, rescale, 1/l): relative FPU_UNIT each.
-    p_err = 2 * score_err + 2 * smax * fpu + 4 * fpu + (s + d) * ACCUM_UNIT
-    del kv_heads
-    return [rnd * np.abs(refs[0]) + p_err * o_abs + 1e-30,
+    p_err = 2 * d * ACCUM_UNIT * sabs + 2 * smax * fpu + 4 * fpu + (s + d) * ACCUM_UNIT  # [B, H, S]
+    p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
+    lse = refs[1]
+    return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
             2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
 
 
