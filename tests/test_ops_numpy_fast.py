@@ -261,3 +261,52 @@ def test_fast_paths_reject_ids_out_of_range(op, make_inputs):
     types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in inputs], attrs)
     with pytest.raises(ShapeError, match=r"must lie in \[0, 4\)"):
         opdef.numpy_forward(inputs, [np.empty(t.shape, t.dtype) for t in types], attrs)
+
+
+def _float64_cases(rng):
+    """(op, inputs, attrs) for every fast path, float64, shapes that take the blocked/threaded branches."""
+    b, s, heads, kv, d = 2, 130, 4, 2, 8
+    q, k, v = rand(rng, b, s, heads * d), rand(rng, b, s, kv * d), rand(rng, b, s, kv * d)
+    att = {"heads": heads, "kv_heads": kv, "causal": True, "scale": None}
+    o, lse = get_op("attention").reference([q, k, v], att)
+    ids = rng.integers(0, 50, (b, s)).astype(np.int32)
+    x, g = rand(rng, b, s, 24), rand(rng, 24)
+    a, c = rand(rng, b, s, 40, scale=3.0), rand(rng, b, s, 40)
+    return [
+        ("attention", [q, k, v], att),
+        ("attention_bwd", [q, k, v, o, lse, rand(rng, *q.shape)], att),
+        ("linear", [x, rand(rng, 24, 9)], {}),
+        ("linear", [x, rand(rng, 9, 24)], {"transpose_w": True}),
+        ("linear_wgrad", [x, rand(rng, b, s, 9)], {"transpose_w": True}),
+        ("rmsnorm", [x, g], {"eps": 1e-5}),
+        ("rmsnorm_bwd", [x, g, rand(rng, *x.shape)], {"eps": 1e-5}),
+        ("rope", [rand(rng, b, s, 24)], {"heads": 3, "inverse": True}),
+        ("silu_mul", [a, c], {}),
+        ("silu_mul_bwd", [a, c, rand(rng, *a.shape)], {}),
+        ("swiglu", [x, rand(rng, 24, 40), rand(rng, 24, 40)], {}),
+        ("add", [a, c], {}),
+        ("embedding", [rand(rng, 50, 24), ids], {}),
+        ("embedding_bwd", [ids, x], {"vocab": 50}),
+        ("cross_entropy", [rand(rng, b, s, 50, scale=4.0), ids], {}),
+        ("cross_entropy_bwd", [rand(rng, b, s, 50, scale=4.0), ids, np.asarray(0.7)], {}),
+        ("adamw", [x, rand(rng, *x.shape), rand(rng, *x.shape), np.abs(rand(rng, *x.shape)), np.asarray(1e-3),
+                   np.asarray(5.0), np.asarray(0.5)], {"weight_decay": 0.1}),
+        ("global_norm", [x, g], {}),
+    ]
+
+
+def test_fast_paths_in_float64_match_the_references_to_rounding():
+    """In float64 the fast paths must agree with the references to ~1e-10: a formula slip that float32's
+    looser tolerances could hide shows up here. (The runtime runs float64 graphs through the same code.)"""
+    rng = np.random.default_rng(11)
+    for op, inputs, attrs in _float64_cases(rng):
+        opdef = get_op(op)
+        full = {**opdef.attrs, **attrs}
+        refs = opdef.reference(inputs, full)
+        types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in inputs], full)
+        outs = [np.full(t.shape, np.nan, dtype=t.dtype) for t in types]
+        opdef.numpy_forward(inputs, outs, full)
+        for i, (out, ref) in enumerate(zip(outs, refs)):
+            assert out.dtype == np.float64, (op, i, out.dtype)
+            np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10 * max(1.0, float(np.abs(ref).max())),
+                                       err_msg=f"{op} output {i}")
