@@ -185,7 +185,7 @@ void kernel_main() {
                     pack_dst0(cb_alpha);
                 }
                 tile_regs_acquire();
-                reconfig_data_format(cb_p, cb_scaler);
+                reconfig_data_format(cb_scaler, cb_p);  // SUM over rows swaps operands: scaler in srcA
                 reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, cb_l);
                 for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                     reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, qt * k_chunk_t + kt, 0, 0);

@@ -93,7 +93,7 @@ void kernel_main() {
                 cb_pop_front(cb_acc, 1);
             }
             cb_wait_front(cb_x2, blk);
-            reconfig_data_format(cb_x2, cb_scaler);
+            reconfig_data_format(cb_scaler, cb_x2);  // SUM over rows swaps operands: scaler in srcA
             reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_x2, cb_scaler, cb_acc);
             for (uint32_t i = 0; i < blk; ++i) {
                 reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_x2, cb_scaler, i, 0, 0);
