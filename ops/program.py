@@ -116,6 +116,8 @@ class TensorSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if not self.name.isidentifier():
+            raise KernelError(f"tensor name {self.name!r} must be an identifier (letters, digits, underscore)")
         if self.dtype not in DATA_FORMATS:
             raise KernelError(f"tensor {self.name!r}: dtype {self.dtype!r} unsupported; use one of {DATA_FORMATS}")
         if self.role not in ("input", "output"):

@@ -247,15 +247,15 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
                 Path(in_path).write_bytes(to_tile_bytes(x, t.dtype))
             else:
                 out_path = str(tmpd / f"out{i}.bin")
-            job.append(f"tensor {t.name} {addresses[t.name]} {t.dtype} {t.num_pages} {t.page_size} "
-                       f"{in_path} {out_path}")
+            job.append(f"tensor {t.name} {addresses[t.name]} {t.dtype} {t.num_pages} {t.page_size}\t"
+                       f"{in_path}\t{out_path}")
         for x, y in desc.cores:
             job.append(f"core {x} {y}")
         for cb in desc.cbs:
             for x, y in cores_of(cb.core_ranges):
                 job.append(f"cb {x} {y} {cb.index} {cb.data_format} {cb.num_pages} {cb.page_size}")
-        for ki, (k, so) in enumerate(zip(kernels, objects)):
-            job.append(f"kernel {so} {k.role}:{k.source}")
+        for k, so in zip(kernels, objects):  # tab-separated: paths may contain spaces
+            job.append(f"kernel\t{so}\t{k.role}:{k.source}")
         for ki, k in enumerate(kernels):
             for x, y in k.cores:
                 args = resolve_args(k.runtime_args.get((x, y), ()), desc, addresses)

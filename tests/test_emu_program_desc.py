@@ -72,6 +72,8 @@ def test_validate_rejects(over, match):
 def test_bad_fields_rejected_at_construction():
     with pytest.raises(KernelError, match="dtype"):
         TensorSpec("x", (32, 32), "int8")
+    with pytest.raises(KernelError, match="identifier"):
+        TensorSpec("my tensor", (32, 32), "bfloat16")
     with pytest.raises(KernelError, match="CB index 40"):
         CBSpec(40, "bfloat16", 2, ROW)
     with pytest.raises(KernelError, match="role"):

@@ -889,6 +889,17 @@ std::string leftover_pages() {
     return s.str();
 }
 
+std::vector<std::string> tab_fields(const std::string& line) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (true) {
+        size_t tab = line.find('\t', start);
+        out.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+        if (tab == std::string::npos) return out;
+        start = tab + 1;
+    }
+}
+
 uint32_t parse_fmt(const std::string& s) {
     if (s == "float32") return FMT_FLOAT32;
     if (s == "bfloat16") return FMT_FLOAT16_B;
@@ -942,7 +953,11 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
             else if (kw == "tensor") {
                 auto t = std::make_unique<Tensor>();
                 std::string fmt;
-                ls >> t->name >> t->addr >> fmt >> t->num_pages >> t->page_size >> t->in_path >> t->out_path;
+                ls >> t->name >> t->addr >> fmt >> t->num_pages >> t->page_size;
+                auto fields = tab_fields(line);  // paths are the last two tab-separated fields (may hold spaces)
+                if (fields.size() < 3) throw std::runtime_error("bad tensor line: " + line);
+                t->in_path = fields[fields.size() - 2];
+                t->out_path = fields.back();
                 t->data.assign(size_t(t->num_pages) * t->page_size, 0xff);
                 if (t->in_path != "-") {
                     std::ifstream f(t->in_path, std::ios::binary);
@@ -961,8 +976,9 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
                 ls >> x >> y >> idx >> fmt >> n >> ps;
                 cb_lines.emplace_back(x, y, idx, parse_fmt(fmt), n, ps);
             } else if (kw == "kernel") {
-                std::string so, name;
-                ls >> so >> name;
+                auto fields = tab_fields(line);  // kernel<TAB>so path<TAB>role:source
+                if (fields.size() != 3) throw std::runtime_error("bad kernel line: " + line);
+                std::string so = fields[1], name = fields[2];
                 void* h = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
                 if (!h) throw std::runtime_error(std::string("dlopen failed: ") + dlerror());
                 auto entry = reinterpret_cast<void (*)()>(dlsym(h, "_Z11kernel_mainv"));
