@@ -5,7 +5,7 @@ the kernel text inlined, CBDescriptor/CBFormatDescriptor per circular buffer, pe
 Compute/Reader/WriterConfigDescriptor). Buffer addresses and TensorAccessor compile-time args are placeholders
 until tensors exist on a device; on the host they resolve to 0 and to the interleaved-DRAM accessor words.
 
-`run_on_device` allocates the tensors on an open ttnn device, fills the placeholders from the real buffers
+`run_on_device` allocates the tensors on a ttnn device (device 0 is opened once and kept), fills the placeholders from the real buffers
 (`buffer_address()`, `TensorAccessorArgs(t).get_compile_time_args()`), calls `ttnn.generic_op` and reads the
 outputs back. It is exercised only on a card: without one it raises DeviceError before touching ttnn's device API
 (which aborts the process when no card is present).
@@ -13,6 +13,7 @@ outputs back. It is exercised only on a card: without one it raises DeviceError 
 
 from __future__ import annotations
 
+import atexit
 import glob
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,30 +160,38 @@ def read_back(ttnn, spec, host) -> np.ndarray:
     return np.asarray(full).reshape(spec.padded_shape)[tuple(slice(0, n) for n in spec.shape)]
 
 
+_default_device = None
+
+
+def default_device():
+    """Device 0, opened on first use and kept open (closed at exit): a fuzz run issues many programs."""
+    global _default_device
+    if _default_device is None:
+        require_card("opening a ttnn device")
+        ttnn = _ttnn()
+        _default_device = ttnn.open_device(device_id=0)
+        atexit.register(ttnn.close_device, _default_device)
+    return _default_device
+
+
 def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], device=None) -> dict[str, np.ndarray]:
-    """Run `desc` with ttnn.generic_op on a card (opens device 0 when `device` is None); return its outputs."""
+    """Run `desc` with ttnn.generic_op on a card (device 0 unless `device` is given); return its outputs."""
     require_card(f"program {desc.name!r} on the ttnn backend")
     ttnn = _ttnn()
-    own = device is None
-    if own:
-        device = ttnn.open_device(device_id=0)
-    try:
-        dram = ttnn.DRAM_MEMORY_CONFIG
-        on_device = {}
-        for t in desc.tensors:
-            if t.role == "input":
-                on_device[t.name] = ttnn.to_device(host_tensor(ttnn, t, inputs[t.name]), device, memory_config=dram)
-            else:
-                on_device[t.name] = ttnn.allocate_tensor_on_device(
-                    ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, device, dram)
-        addresses = {n: v.buffer_address() for n, v in on_device.items()}
-        accessor = {n: list(ttnn.TensorAccessorArgs(v).get_compile_time_args()) for n, v in on_device.items()}
-        built = to_program_descriptor(desc, addresses, accessor)
-        ordered = [on_device[t.name] for t in desc.tensors if t.role == "input"]
-        ordered += [on_device[t.name] for t in desc.tensors if t.role == "output"]
-        ttnn.generic_op(ordered, built.descriptor)
-        return {t.name: read_back(ttnn, t, ttnn.from_device(on_device[t.name]))
-                for t in desc.tensors if t.role == "output"}
-    finally:
-        if own:
-            ttnn.close_device(device)
+    device = device if device is not None else default_device()
+    dram = ttnn.DRAM_MEMORY_CONFIG
+    on_device = {}
+    for t in desc.tensors:
+        if t.role == "input":
+            on_device[t.name] = ttnn.to_device(host_tensor(ttnn, t, inputs[t.name]), device, memory_config=dram)
+        else:
+            on_device[t.name] = ttnn.allocate_tensor_on_device(
+                ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, device, dram)
+    addresses = {n: v.buffer_address() for n, v in on_device.items()}
+    accessor = {n: list(ttnn.TensorAccessorArgs(v).get_compile_time_args()) for n, v in on_device.items()}
+    built = to_program_descriptor(desc, addresses, accessor)
+    ordered = [on_device[t.name] for t in desc.tensors if t.role == "input"]
+    ordered += [on_device[t.name] for t in desc.tensors if t.role == "output"]
+    ttnn.generic_op(ordered, built.descriptor)
+    return {t.name: read_back(ttnn, t, ttnn.from_device(on_device[t.name]))
+            for t in desc.tensors if t.role == "output"}
