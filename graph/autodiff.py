@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tilegraph.graph.ir import Graph, Value
+from tilegraph.graph.passes.verify import verify
 from tilegraph.ops import get_op
 
 from tilegraph.errors import ShapeError
@@ -69,6 +70,7 @@ def autodiff(graph: Graph, loss: Value | str = "loss", wrt: list[Value] | None =
     if loss.shape != ():
         raise ShapeError(f"autodiff needs a scalar loss; {loss.name!r} has shape {loss.shape}")
     wrt = graph.params() if wrt is None else list(wrt)
+    verify(graph)  # the reverse walk below relies on nodes being in a valid (topological) order
     g = copy_graph(graph, f"{graph.name}+grad")
 
     grads: dict[Value, Value] = {loss: g.call("fill", shape=(), value=1.0, dtype=loss.dtype, name="grad:loss")}
