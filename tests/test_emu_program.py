@@ -170,6 +170,11 @@ def test_dram_transfer_across_interleaved_pages():
     assert "reader.cpp (reader) on core (0,0): noc_async_read: 4096 bytes at page 0 of tensor 'a' cross into page 1" in msg
 
 
+def test_push_without_pack():
+    msg = run_bug(compute_defines={"BUG_PUSH_UNPACKED": 1})
+    assert "cb_push_back(16, 1) but only 0 tile(s) were packed into the reserved pages" in msg
+
+
 def test_dst_index_out_of_range():
     msg = run_bug(compute_defines={"BUG_DST_INDEX": 1})
     # bf16 DST, double-buffered: 8 tiles per tile_regs_acquire, so index 8 is one past the end

@@ -47,6 +47,7 @@ struct CB {
     uint32_t reserved = 0;  // pages reserved by the producer and not yet pushed
     uint32_t waited = 0;    // pages the consumer waited for and has not yet popped
     uint32_t pack_seq = 0;  // sequential pack_tile position in the reserved region
+    uint32_t packed_hi = 0; // 1 + highest reserved-region position packed since the last push
     std::condition_variable cv;
     uint32_t available() const { return uint32_t(pushed - popped); }
 };
@@ -422,6 +423,11 @@ void cb_push_back(uint32_t i, uint32_t n) {
         if (overlaps(r.first, r.second, lo, n * cb.page_size))
             raise_locked(where(T) + ": cb_push_back(" + std::to_string(i) + ", " + std::to_string(n) +
                          ") while a NoC read into those pages is in flight: call noc_async_read_barrier() first");
+    if (T->role == "compute" && cb.packed_hi < n)
+        raise_locked(where(T) + ": cb_push_back(" + std::to_string(i) + ", " + std::to_string(n) + ") but only " +
+                     std::to_string(cb.packed_hi) + " tile(s) were packed into the reserved pages: the rest would be "
+                     "stale data on a card");
+    cb.packed_hi = cb.packed_hi > n ? cb.packed_hi - n : 0;
     cb.reserved -= n;
     cb.pushed += n;
     cb.wr_page = (cb.wr_page + n) % cb.num_pages;
@@ -824,6 +830,7 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
     }
     pack_tile_bytes(cb.fmt, src, cb.base + size_t(cb.wr_page + pos) * cb.page_size);
     if (!out_of_order) cb.pack_seq++;
+    cb.packed_hi = std::max(cb.packed_hi, pos + 1);
 }
 
 // ================================================================ the job runner

@@ -3,6 +3,7 @@
 //   BUG_MISSING_POP   never pops CB 1          BUG_WAIT_TOO_MANY  waits for 3 pages of a 2-page CB
 //   BUG_DST_INDEX     computes into DST[8]     BUG_PACK_OUTSIDE   packs before tile_regs_wait()
 //   BUG_WRONG_INIT    mul_tiles after add_init BUG_SFPU_NO_INIT   exp_tile without exp_tile_init
+//   BUG_PUSH_UNPACKED pushes the output page without packing into it
 #include <stdint.h>
 
 #include "api/compute/compute_kernel_hw_startup.h"
@@ -59,7 +60,9 @@ void kernel_main() {
         pack_tile(0, cb_out);
 #endif
         tile_regs_wait();
+#ifndef BUG_PUSH_UNPACKED
         pack_tile(0, cb_out);
+#endif
         tile_regs_release();
         cb_push_back(cb_out, 1);
     }
