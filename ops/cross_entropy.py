@@ -85,7 +85,7 @@ class CrossEntropy(Op):
         logits, targets = inputs
         _check_targets(self.name, logits, targets)
         l2, t1 = as_rows(logits), targets.reshape(-1)
-        partial_sums = {}  # worker -> sum over its rows of (lse - logit[target]), in float64
+        partial_sums = {}  # first row of a chunk -> sum over its rows of (lse - logit[target]), in float64
 
         def rows(r0, r1, worker):
             ls = l2[r0:r1]
@@ -93,10 +93,10 @@ class CrossEntropy(Op):
             p = scratch(key + ("p",), ls.shape, ls.dtype)
             lse = _softmax_rows_into(ls, p, key)
             picked = ls[np.arange(r1 - r0), t1[r0:r1]]
-            partial_sums[worker] = np.sum(lse[:, 0], dtype=np.float64) - np.sum(picked, dtype=np.float64)
+            partial_sums[r0] = np.sum(lse[:, 0], dtype=np.float64) - np.sum(picked, dtype=np.float64)
 
         parallel_rows(l2.shape[0], l2.shape[1], rows)
-        outputs[0][...] = sum(partial_sums[w] for w in sorted(partial_sums)) / l2.shape[0]
+        outputs[0][...] = sum(partial_sums[r] for r in sorted(partial_sums)) / l2.shape[0]
 
     def backward(self, g, node, grads):
         (dloss,) = grads

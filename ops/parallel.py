@@ -115,6 +115,9 @@ def parallel_for(n: int, body: Callable[[int, int, int], None], min_per_worker: 
 
 # Below this many elements per worker, handing work to a thread costs more than it saves.
 MIN_ELEMENTS_PER_WORKER = 1 << 16
+# Each worker walks its rows in chunks of about this many elements, so that the several passes an op makes over
+# a chunk find it in the core's cache instead of streaming whole arrays from memory once per pass.
+CHUNK_ELEMENTS = 1 << 18
 
 
 def as_rows(x: np.ndarray) -> np.ndarray:
@@ -123,5 +126,12 @@ def as_rows(x: np.ndarray) -> np.ndarray:
 
 
 def parallel_rows(n_rows: int, row_size: int, body: Callable[[int, int, int], None]) -> None:
-    """parallel_for over rows, with at least MIN_ELEMENTS_PER_WORKER elements in each worker's piece."""
-    parallel_for(n_rows, body, min_per_worker=max(1, MIN_ELEMENTS_PER_WORKER // max(1, row_size)))
+    """body(start, end, worker) over cache-sized chunks of rows, the rows split over the workers (at least
+    MIN_ELEMENTS_PER_WORKER elements each)."""
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, row_size))
+
+    def chunks(start: int, end: int, worker: int) -> None:
+        for r0 in range(start, end, rows_per_chunk):
+            body(r0, min(end, r0 + rows_per_chunk), worker)
+
+    parallel_for(n_rows, chunks, min_per_worker=max(1, MIN_ELEMENTS_PER_WORKER // max(1, row_size)))

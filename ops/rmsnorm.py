@@ -128,7 +128,7 @@ class RMSNormBwd(Op):
         h = x.shape[-1]
         x2, dy2, dx2 = as_rows(x), as_rows(dy), as_rows(dx)
         eps = float(attrs["eps"])
-        partials = {}  # worker -> its rows' contribution to dgamma
+        partials = {}  # first row of a chunk -> that chunk's contribution to dgamma
 
         def rows(r0, r1, worker):
             xs, dys, dxs = x2[r0:r1], dy2[r0:r1], dx2[r0:r1]
@@ -139,7 +139,7 @@ class RMSNormBwd(Op):
             # dgamma partial = column sums of dy*xhat (dx is the scratch for dy*xhat; overwritten below).
             np.multiply(dys, xhat, out=dxs)
             # A fresh [H] array: it is read after the pool thread may have moved on to other work.
-            partials[worker] = np.sum(dxs, axis=0)
+            partials[r0] = np.sum(dxs, axis=0)
             # c = mean(dy * gamma * xhat) per row = (dy*xhat) @ gamma / H
             c = scratch(key + ("c",), (r1 - r0, 1), x.dtype)
             np.matmul(dxs, gamma, out=c[:, 0])
@@ -152,8 +152,8 @@ class RMSNormBwd(Op):
 
         parallel_rows(x2.shape[0], h, rows)
         dgamma.fill(0)
-        for worker in sorted(partials):  # fixed order: the result does not depend on thread timing
-            dgamma += partials[worker]
+        for r0 in sorted(partials):  # fixed order: the result does not depend on thread timing
+            dgamma += partials[r0]
 
     def flops(self, node):
         return 10 * node.inputs[0].type.numel

@@ -19,11 +19,13 @@ SETTINGS = settings(deadline=None, max_examples=20, derandomize=True)
 
 @pytest.fixture(autouse=True, params=["one piece", "split over 3 workers"])
 def worker_split(request, monkeypatch):
-    """Run every check twice: as one piece, and with rows split over 3 threads down to one row per piece, so the
-    threaded paths (per-worker scratch, partial sums) are exercised even on tiny shapes."""
+    """Run every check twice: as one piece, and with rows split over 3 threads down to one row per piece and
+    walked in small chunks, so the threaded paths (per-worker scratch, partial sums, chunk loops) are exercised
+    even on tiny shapes."""
     if request.param != "one piece":
         monkeypatch.setattr(parallel, "WORKERS", 3)
         monkeypatch.setattr(parallel, "MIN_ELEMENTS_PER_WORKER", 1)
+        monkeypatch.setattr(parallel, "CHUNK_ELEMENTS", 7)  # and each piece walked in chunks of a few rows
     else:
         monkeypatch.setattr(parallel, "WORKERS", 1)
 seeds = st.integers(0, 2**31 - 1)
