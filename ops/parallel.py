@@ -20,11 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from tilegraph.errors import TilegraphError
+
 
 def _worker_count() -> int:
     env = os.environ.get("TILEGRAPH_THREADS")
     if env:
-        return max(1, int(env))
+        if not env.strip().isdigit() or int(env) < 1:
+            raise TilegraphError(f"TILEGRAPH_THREADS={env!r} must be a positive integer (or unset for all CPUs)")
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
