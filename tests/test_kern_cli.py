@@ -52,6 +52,8 @@ def test_failing_case_is_saved_minimized_and_replays(tmp_path, capsys, monkeypat
 def test_fuzz_errors_are_one_line(capsys, tmp_path):
     assert main(["fuzz", "linear"]) == 2
     assert "no custom kernel" in capsys.readouterr().err
+    assert main(["fuzz"]) == 2
+    assert "name an op" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert main(["fuzz", "--replay", str(bad)]) == 2

@@ -40,6 +40,8 @@ def run(args) -> int:
         outcome = fuzz.run_case(op, case, backend)
         _print_outcome("", outcome)
         return 0 if outcome.ok else 1
+    if not args.op:
+        raise ShapeError(f"fuzz: name an op ({', '.join(KERNEL_OPS)}) or pass --replay FILE")
     if args.op not in KERNEL_OPS:
         raise ShapeError(f"fuzz: op {args.op!r} has no custom kernel; choose one of {', '.join(KERNEL_OPS)}")
     if args.examples < 1:
