@@ -101,10 +101,10 @@ def test_l1_bytes_per_core():
     assert d.l1_bytes_per_core() == {(0, 0): 3 * 4 * 2048, (1, 0): 3 * 4 * 2048}
 
 
-def run_bug(**kw):
+def run_bug(timeout_s=30, **kw):
     shape = (32, 32 * 6)  # 6 tiles on one core: more than the CBs hold
     with pytest.raises(KernelError) as e:
-        run_program(eltwise_program(shape, "bfloat16", 1, **kw), inputs(shape), timeout_s=30)
+        run_program(eltwise_program(shape, "bfloat16", 1, **kw), inputs(shape), timeout_s=timeout_s)
     return str(e.value)
 
 
@@ -173,6 +173,13 @@ def test_dram_transfer_across_interleaved_pages():
 def test_push_without_pack():
     msg = run_bug(compute_defines={"BUG_PUSH_UNPACKED": 1})
     assert "cb_push_back(16, 1) but only 0 tile(s) were packed into the reserved pages" in msg
+
+
+def test_spinning_kernel_times_out_with_wait_report():
+    msg = run_bug(timeout_s=1, compute_defines={"BUG_SPIN": 1})
+    assert "timeout after 1 s (a kernel loops without progress)" in msg
+    assert "compute.cpp (compute) on core (0,0): running" in msg
+    assert "reader.cpp (reader) on core (0,0): blocked in cb_reserve_back(0, 1)" in msg
 
 
 def test_dst_index_out_of_range():

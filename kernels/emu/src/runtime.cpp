@@ -1071,7 +1071,7 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
                           " s (a kernel loops without progress)" + wait_report_locked();
                 notify_all_locked();
             }
-            if (M.aborted && el > M.timeout_s + 5) {
+            if (M.aborted && el > M.timeout_s + 2) {
                 write_err(M.error);
                 std::fflush(nullptr);
                 _exit(1);

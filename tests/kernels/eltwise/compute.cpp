@@ -4,6 +4,7 @@
 //   BUG_DST_INDEX     computes into DST[8]     BUG_PACK_OUTSIDE   packs before tile_regs_wait()
 //   BUG_WRONG_INIT    mul_tiles after add_init BUG_SFPU_NO_INIT   exp_tile without exp_tile_init
 //   BUG_PUSH_UNPACKED pushes the output page without packing into it
+//   BUG_SPIN          loops forever (calling the API, so the emulator's timeout can stop it)
 #include <stdint.h>
 
 #include "api/compute/compute_kernel_hw_startup.h"
@@ -18,6 +19,10 @@
 
 void kernel_main() {
     const uint32_t n = get_arg_val<uint32_t>(0);
+#ifdef BUG_SPIN
+    while (get_arg_val<uint32_t>(0) == n) {
+    }
+#endif
     constexpr uint32_t cb_a = 0, cb_b = 1, cb_out = 16;
     compute_kernel_hw_startup(cb_a, cb_b, cb_out);
 #ifdef ELTWISE_MUL
