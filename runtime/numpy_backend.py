@@ -8,6 +8,7 @@ only when the caller hands in a different array object are the argument lists pa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -81,15 +82,22 @@ class Executor:
             args[j] = arr
         return arr
 
-    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], times: list | None = None):
+        """One execution; when `times` is a list, the seconds each step took are appended to it (profiling)."""
         for name, v in self.input_types.items():
             source = feeds if v.role == "input" else state
             if name not in source:
                 where = "feeds" if v.role == "input" else "state"
                 raise ShapeError(f"program {self.program.name!r} needs {v.role} {name!r} in `{where}`")
             self._bind(name, source[name])
-        for fn, ins, outs, attrs in self.calls:
-            fn(ins, outs, attrs)
+        if times is None:
+            for fn, ins, outs, attrs in self.calls:
+                fn(ins, outs, attrs)
+        else:
+            for fn, ins, outs, attrs in self.calls:
+                t0 = time.perf_counter()
+                fn(ins, outs, attrs)
+                times.append(time.perf_counter() - t0)
         for src, arr, dst in self.updates:
             np.copyto(state[src], arr if arr is not None else self.bound[dst])
         return {key: np.array(self.arrays[name] if name in self.arrays else self.bound[name])

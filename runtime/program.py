@@ -177,6 +177,32 @@ class Program:
             ex = self._executors[backend] = importlib.import_module(BACKENDS[backend]).Executor(self)
         return ex.run(state, feeds)
 
+    def profile(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], repeats: int = 3) -> str:
+        """Run the step `repeats` times on the numpy backend (updating `state` like `run`) and return a table of
+        the median seconds per op kind, most expensive first."""
+        ex = self._executors.get("numpy") or self._executors.setdefault(
+            "numpy", importlib.import_module(BACKENDS["numpy"]).Executor(self)
+        )
+        runs = []
+        for _ in range(repeats):
+            times: list[float] = []
+            ex.run(state, feeds, times=times)
+            runs.append(times)
+        per_step = np.median(np.array(runs), axis=0)
+        by_op: dict[str, list[float]] = {}
+        for s, t in zip(self.steps, per_step):
+            agg = by_op.setdefault(s.op, [0.0, 0, 0])
+            agg[0] += float(t)
+            agg[1] += 1
+            agg[2] += s.flops
+        total = float(per_step.sum())
+        lines = [f"program {self.name}: {total * 1e3:.1f} ms per run (median of {repeats})"]
+        lines.append(f"{'op':<18}{'steps':>6}{'ms':>10}{'share':>8}{'GFLOP/s':>10}")
+        for op, (t, n, fl) in sorted(by_op.items(), key=lambda kv: -kv[1][0]):
+            rate = f"{fl / t / 1e9:.1f}" if t > 0 and fl else "-"
+            lines.append(f"{op:<18}{n:>6}{t * 1e3:>10.1f}{100 * t / total:>7.1f}%{rate:>10}")
+        return "\n".join(lines)
+
     def init_state(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Params (copied, in the graph's dtype) plus zeroed optimizer state for every `state` input.
 

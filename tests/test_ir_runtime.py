@@ -164,3 +164,16 @@ def test_mesh_backend_runs_a_sharded_program_like_numpy():
         # One AdamW step moves weights by ~lr = 1e-2; rounding differences in the gradient change that by far
         # less than 1e-4 except where a gradient is ~0, which these random tokens do not produce.
         np.testing.assert_allclose(s_mesh[k], s_np[k], atol=1e-4, err_msg=k)
+
+
+def test_profile_lists_every_op_kind_and_updates_like_run():
+    prog = compile(training_step(SPEC, 2, 8))
+    params = init_params(SPEC, seed=1)
+    toks = np.random.default_rng(0).integers(0, SPEC.vocab_size, (2, 9))
+    feeds = {"tokens": toks[:, :-1], "targets": toks[:, 1:], "lr": 1e-2, "step": 1.0}
+    s_run, s_prof = prog.init_state(params), prog.init_state(params)
+    prog.run(s_run, feeds)
+    table = prog.profile(s_prof, feeds, repeats=1)
+    assert all(any(line.startswith(op + " ") for line in table.splitlines()) for op in {s.op for s in prog.steps})
+    for k in s_run:
+        np.testing.assert_array_equal(s_prof[k], s_run[k], err_msg=k)
