@@ -154,7 +154,7 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, spec_file, capsys):
         assert message in err and err.count("\n") == 1, (argv, err)
 
 
-def test_cli_ctrl_c_saves_and_exits_0_then_resume_finishes(tmp_path, spec_file):
+def test_cli_ctrl_c_saves_a_checkpoint_and_exits_0(tmp_path, spec_file):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tilegraph", "train", str(spec_file), "--steps", "100000", "--batch", "2", "--seq",
            "16", "--eval-interval", "50000", "--out", str(out)]  # fmt: skip
@@ -183,6 +183,8 @@ def test_cli_resume_refuses_changed_settings(tmp_path, spec_file, capsys):
     capsys.readouterr()
     assert cli_main(["train", "--resume", str(out), "--batch", "3"]) == 2
     assert "drop --batch" in capsys.readouterr().err
+    assert cli_main(["train", "--resume", str(out)]) == 0
+    assert "already finished its 2 steps" in capsys.readouterr().out
 
 
 def test_sample_prints_prompt_and_continuation(tmp_path, spec_file, capsys):
