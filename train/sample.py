@@ -18,7 +18,7 @@ from tilegraph.errors import DataError
 
 def load_model(run_dir: str | Path):
     """(spec, params, context, checkpoint path) from a run directory: best.safetensors, else the latest step checkpoint."""
-    from tilegraph.graph import init_params
+    from tilegraph.graph import param_shapes
     from tilegraph.graph.spec import load_spec
 
     run_dir = Path(run_dir)
@@ -34,15 +34,12 @@ def load_model(run_dir: str | Path):
         )
     ckpt = load_checkpoint(path)
     spec = load_spec(ckpt.meta["spec"])
-    expected = init_params(spec, 0)
     params = {}
-    for name, ref in expected.items():
+    for name, shape in param_shapes(spec).items():
         t = ckpt.tensors.get(name)
-        if t is None or t.shape != ref.shape:
+        if t is None or t.shape != tuple(shape):
             got = "missing" if t is None else f"shape {list(t.shape)}"
-            raise DataError(
-                f"checkpoint {path}: parameter {name!r} is {got}, the spec needs {list(ref.shape)}"
-            )
+            raise DataError(f"checkpoint {path}: parameter {name!r} is {got}, the spec needs {list(shape)}")
         params[name] = np.ascontiguousarray(t, dtype=np.float32)
     # Generate within the window length the model was trained on (RoPE positions beyond it were never seen).
     context = min(spec.max_seq_len, int(ckpt.meta["config"]["seq"]))
