@@ -76,7 +76,8 @@ def _load_spec_dict(path: str) -> dict:
     return spec
 
 
-def run(args) -> int:
+def _prepare(args):
+    """A fresh or resumed loop.Run, with the programs compiled."""
     from tilegraph.train import loop
 
     if args.device not in DEVICES:
@@ -123,7 +124,17 @@ def run(args) -> int:
             f"validation every {c.eval_interval} steps; Ctrl-C saves and stops",
             flush=True,
         )
+    return run_state
 
+
+def run(args) -> int:
+    from tilegraph.train import loop
+
+    try:
+        run_state = _prepare(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted before training started; no checkpoint was written")
+        return 130
     try:
         summary = loop.train(run_state)
     except KeyboardInterrupt:  # a second Ctrl-C: stop now, keeping the checkpoints already written
