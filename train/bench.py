@@ -1,6 +1,6 @@
 """Training throughput of the default recipe on the numpy backend, against a GEMM-only baseline.
 
-    python -m tilegraph.train.bench [--spec specs/nano-trickster.yaml] [--steps 10] [--batch 16] [--seq 256]
+    python -m tilegraph.train.bench [--spec specs/nano-trickster.yaml] [--steps 10] [--batch 16] [--seq 256] [--profile]
 
 The baseline runs, in the same process, a float32 GEMM workload with the FLOPs of one training step: the
 matmuls of every linear layer and the tied output projection (forward and both backward products, at their real
@@ -81,25 +81,40 @@ class BenchResult:
         return self.gemm_seconds / self.train_seconds
 
 
-def make_training_step(spec, batch: int, seq: int, seed: int = 0):
-    """A zero-argument callable running one optimizer step of the default recipe on real data batches."""
-    from tilegraph.graph import init_params
-    from tilegraph.train.data import BatchSampler, load_text
-    from tilegraph.train.model import TrainingPrograms
-    from tilegraph.train.schedule import WarmupCosine
+class TrainingStep:
+    """One optimizer step of the default recipe on real data batches per call (a fresh model from `seed`)."""
 
-    programs = TrainingPrograms(spec, batch, seq)
-    state = programs.init_state(init_params(spec, seed))
-    sampler = BatchSampler(load_text(None, seq).train, batch, seq, seed)
-    schedule = WarmupCosine(1e-3, 1e-4, 100, 1500)
-    counter = [0]
+    def __init__(self, spec, batch: int, seq: int, seed: int = 0):
+        from tilegraph.graph import init_params
+        from tilegraph.train.data import BatchSampler, load_text
+        from tilegraph.train.model import TrainingPrograms
+        from tilegraph.train.schedule import WarmupCosine
 
-    def step():
-        counter[0] += 1
-        tokens, targets = sampler.next_batch()
-        return programs.train_step(state, tokens, targets, schedule(counter[0]), counter[0])
+        self.programs = TrainingPrograms(spec, batch, seq)
+        self.state = self.programs.init_state(init_params(spec, seed))
+        self.sampler = BatchSampler(load_text(None, seq).train, batch, seq, seed)
+        self.schedule = WarmupCosine(1e-3, 1e-4, 100, 1500)
+        self.step = 0
 
-    return step
+    def __call__(self):
+        self.step += 1
+        tokens, targets = self.sampler.next_batch()
+        return self.programs.train_step(self.state, tokens, targets, self.schedule(self.step), self.step)
+
+    def profile(self, repeats: int = 3) -> str:
+        """Per-op-kind time table of the training-step Program (the runtime's profiler), on the next batch."""
+        tokens, targets = self.sampler.next_batch()
+        feeds = {
+            "tokens": tokens,
+            "targets": targets,
+            "lr": self.schedule(self.step + 1),
+            "step": float(self.step + 1),
+        }
+        return self.programs.train_program.profile(self.state, feeds, repeats=repeats)
+
+
+def make_training_step(spec, batch: int, seq: int, seed: int = 0) -> TrainingStep:
+    return TrainingStep(spec, batch, seq, seed)
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -132,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (median is reported)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--profile", action="store_true", help="also print the time per op kind of one step")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
     r = measure(spec, args.batch, args.seq, args.steps)
@@ -143,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         f"  ({flops / 1e9:.1f} GFLOP, {flops / r.gemm_seconds / 1e9:.0f} GFLOP/s)"
     )
     print(f"ratio training/GEMM-bound throughput: {r.ratio:.2f}")
+    if args.profile:
+        step = TrainingStep(spec, args.batch, args.seq)
+        step()  # allocate buffers before timing
+        print(step.profile())
     return 0
 
 
