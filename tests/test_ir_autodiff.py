@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tilegraph.graph import autodiff, build, init_params, load_spec
 from tilegraph.runtime import compile
 
@@ -120,3 +122,34 @@ def test_gradient_accumulation_node_and_purity():
         autodiff(fwd, fwd.outputs["logits"])
     with pytest.raises(ShapeError, match="no output 'nope'"):
         autodiff(fwd, "nope")
+
+
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    heads_kv=st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 1), (4, 2)]),
+    head_dim=st.sampled_from([2, 4, 6]),
+    layers=st.integers(1, 2),
+    tied=st.booleans(),
+    batch=st.integers(1, 2),
+    seq=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_random_small_models_gradients_match_finite_differences(heads_kv, head_dim, layers, tied, batch, seq, seed):
+    heads, kv = heads_kv
+    spec = load_spec({
+        "name": "fuzz", "vocab_size": 7, "hidden_size": heads * head_dim, "num_layers": layers, "num_heads": heads,
+        "num_kv_heads": kv, "mlp_hidden": 5, "max_seq_len": 8, "tie_embeddings": tied,
+    })  # fmt: skip
+    rng = np.random.default_rng(seed)
+    params = {k: v * 10.0 if v.ndim == 2 else 1.0 + 0.3 * rng.standard_normal(v.shape)
+              for k, v in init_params(spec, seed, dtype="float64").items()}  # fmt: skip
+    toks = rng.integers(0, spec.vocab_size, (batch, seq + 1)).astype(np.int32)
+    feeds = {"tokens": toks[:, :-1].copy(), "targets": toks[:, 1:].copy()}
+    fwd = build(spec, batch, seq, dtype="float64")
+    out = compile(autodiff(fwd, "loss")).run(dict(params), feeds)
+    loss = compile(fwd)
+    d = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    f = lambda s: float(loss.run({k: v + s * EPS * d[k] for k, v in params.items()}, feeds)["loss"])
+    fd = (f(1.0) - f(-1.0)) / (2 * EPS)
+    an = sum(float(np.sum(out[f"grad:{k}"] * d[k])) for k in params)
+    assert an == pytest.approx(fd, rel=RTOL, abs=ATOL)
