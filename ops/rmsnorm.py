@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, float_attr
 from tilegraph.ops.base import Op, TensorType, register
-from tilegraph.ops.parallel import as_rows, parallel_rows
+from tilegraph.ops.parallel import as_rows, parallel_rows, single_threaded_blas
 from tilegraph.ops.placement import P, R, Shard, whole_rows
 from tilegraph.ops.scratch import scratch
 
@@ -130,27 +130,32 @@ class RMSNormBwd(Op):
         eps = float(attrs["eps"])
         partials = {}  # first row of a chunk -> that chunk's contribution to dgamma
 
+        # With xhat = x * r:  dgamma = sum over rows of r * (dy * x);  dx = r * dy * gamma - x * k  where
+        # k = r^3 * ((dy * x) @ gamma) / H per row. The two row/column sums of t = dy * x are gemvs, so the
+        # chunk makes 7 passes over [rows, H] and needs one [rows, H] scratch.
         def rows(r0, r1, worker):
             xs, dys, dxs = x2[r0:r1], dy2[r0:r1], dx2[r0:r1]
             key = ("rmsnorm_bwd", worker)
             r = _inv_rms(xs, eps, scratch(key + ("r",), (r1 - r0, 1), x.dtype))
-            xhat = scratch(key + ("xhat",), xs.shape, x.dtype)
-            np.multiply(xs, r, out=xhat)
-            # dgamma partial = column sums of dy*xhat (dx is the scratch for dy*xhat; overwritten below).
-            np.multiply(dys, xhat, out=dxs)
+            t = scratch(key + ("t",), xs.shape, x.dtype)
+            np.multiply(dys, xs, out=t)
             # A fresh [H] array: it is read after the pool thread may have moved on to other work.
-            partials[r0] = np.sum(dxs, axis=0)
-            # c = mean(dy * gamma * xhat) per row = (dy*xhat) @ gamma / H
-            c = scratch(key + ("c",), (r1 - r0, 1), x.dtype)
-            np.matmul(dxs, gamma, out=c[:, 0])
-            c *= 1.0 / h
-            # dx = r * (dy*gamma - xhat*c)
+            partials[r0] = np.matmul(r[:, 0], t)
+            k = scratch(key + ("k",), (r1 - r0, 1), x.dtype)
+            np.matmul(t, gamma, out=k[:, 0])
+            k *= r
+            k *= r
+            k *= r
+            k *= 1.0 / h
             np.multiply(dys, gamma, out=dxs)
-            xhat *= c
-            dxs -= xhat
             dxs *= r
+            np.multiply(xs, k, out=t)
+            dxs -= t
 
-        parallel_rows(x2.shape[0], h, rows)
+        # The gemvs run on the worker threads: one BLAS thread each (a threaded BLAS called from two threads
+        # at once spins against itself; measured 4x slower than the whole op on one thread).
+        with single_threaded_blas():
+            parallel_rows(x2.shape[0], h, rows)
         dgamma.fill(0)
         for r0 in sorted(partials):  # fixed order: the result does not depend on thread timing
             dgamma += partials[r0]
