@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -102,19 +103,42 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def parallel_for(n: int, body: Callable[[int, int, int], None], min_per_worker: int = 1) -> None:
-    """body(start, end, worker) over a split of range(n) across the workers; runs inline when one piece would do.
+    """body(start, end, worker) over pieces of range(n) (about min_per_worker long each, at most PIECES_PER_WORKER
+    per worker), handed out one at a time to whichever worker is free; runs inline when one piece would do.
 
+    Handing pieces out as workers become free, instead of one fixed half per worker, keeps both cores busy when
+    the machine is shared: a worker that the OS preempts simply takes fewer pieces, instead of making the other
+    wait for its whole half. The pieces themselves do not depend on timing, so results are deterministic.
     Each worker index is used by exactly one piece at a time, so bodies may key scratch buffers on it."""
-    parts = min(WORKERS, max(1, n // max(1, min_per_worker)))
-    ranges = split(n, parts)
-    if len(ranges) <= 1:
-        if ranges:
-            body(ranges[0][0], ranges[0][1], 0)
+    pieces = split(n, min(WORKERS * PIECES_PER_WORKER, max(1, n // max(1, min_per_worker))))
+    if len(pieces) <= 1 or WORKERS == 1:
+        for a, b in pieces:
+            body(a, b, 0)
         return
-    futures = [_pool().submit(body, a, b, w) for w, (a, b) in enumerate(ranges[1:], start=1)]
-    body(ranges[0][0], ranges[0][1], 0)
-    for f in futures:
-        f.result()
+    run_pieces(pieces, body)
+
+
+def run_pieces(pieces: list[tuple[int, int]], body: Callable[[int, int, int], None]) -> None:
+    """body(start, end, worker) for every piece, the pieces pulled in order by up to WORKERS threads (the caller
+    is worker 0). Raises the first error of any piece after all workers stopped."""
+    next_piece = itertools.count()  # next() on a count is atomic under the GIL
+
+    def worker(w: int) -> None:
+        for i in iter(next_piece.__next__, None):
+            if i >= len(pieces):
+                return
+            body(pieces[i][0], pieces[i][1], w)
+
+    helpers = [_pool().submit(worker, w) for w in range(1, min(WORKERS, len(pieces)))]
+    try:
+        worker(0)
+    finally:
+        for f in helpers:
+            f.result()
+
+
+# Pieces per worker that parallel_for cuts a range into (when each is still at least min_per_worker long).
+PIECES_PER_WORKER = 8
 
 
 # Below this many elements per worker, handing work to a thread costs more than it saves.
@@ -130,12 +154,12 @@ def as_rows(x: np.ndarray) -> np.ndarray:
 
 
 def parallel_rows(n_rows: int, row_size: int, body: Callable[[int, int, int], None]) -> None:
-    """body(start, end, worker) over cache-sized chunks of rows, the rows split over the workers (at least
-    MIN_ELEMENTS_PER_WORKER elements each)."""
+    """body(start, end, worker) over cache-sized chunks of rows (about CHUNK_ELEMENTS each), the chunks handed out
+    to the workers as they become free; inline when there are fewer than 2 * MIN_ELEMENTS_PER_WORKER elements."""
     rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, row_size))
-
-    def chunks(start: int, end: int, worker: int) -> None:
-        for r0 in range(start, end, rows_per_chunk):
-            body(r0, min(end, r0 + rows_per_chunk), worker)
-
-    parallel_for(n_rows, chunks, min_per_worker=max(1, MIN_ELEMENTS_PER_WORKER // max(1, row_size)))
+    chunks = [(r, min(n_rows, r + rows_per_chunk)) for r in range(0, n_rows, rows_per_chunk)]
+    if WORKERS == 1 or n_rows * row_size < 2 * MIN_ELEMENTS_PER_WORKER or len(chunks) == 1:
+        for a, b in chunks:
+            body(a, b, 0)
+        return
+    run_pieces(chunks, body)
