@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_int, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.linear import gemm_tn
 from tilegraph.ops.placement import P, Partial, R, Shard, last_dim, no_partial
 from tilegraph.ops.scratch import scratch
 
@@ -123,7 +124,7 @@ class EmbeddingBwd(Op):
             onehot = scratch(("embedding_bwd", vocab, flat_ids.size), (vocab, flat_ids.size), dy.dtype)
             onehot.fill(0)
             onehot[flat_ids, np.arange(flat_ids.size)] = 1
-            np.matmul(onehot, dy2, out=dtable)
+            gemm_tn(onehot.T, dy2, dtable)  # onehot^T is [T, V]: the T rows split over the workers
         else:
             dtable.fill(0)
             np.add.at(dtable, flat_ids, dy2)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops import parallel
+from tilegraph.ops.parallel import parallel_for, run_pieces, single_threaded_blas, split
 from tilegraph.ops.placement import P, Partial, R, Shard, last_dim, no_partial
+from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -30,6 +33,48 @@ def linear_wgrad_reference(x: np.ndarray, dy: np.ndarray, transpose_w: bool = Fa
     x2 = x.reshape(-1, x.shape[-1]).astype(dt, copy=False)
     dy2 = dy.reshape(-1, dy.shape[-1]).astype(dt, copy=False)
     return dy2.T @ x2 if transpose_w else x2.T @ dy2
+
+
+# GEMMs run on the ops.parallel workers with one BLAS thread each, never on OpenBLAS's own threads: after each
+# call those spin for ~0.1 s (2^28 cycles) waiting for more work, and a training step calls a gemm every few
+# milliseconds, so on a 2-core machine they would always be spinning next to the two workers of the attention
+# and elementwise ops, taking a third of the CPU from them. Measured here: after one 2-thread gemm, the idle
+# OpenBLAS thread burned 40-50 ms of CPU in the next 0.5 s.
+GEMM_MIN_ROWS = 256  # fewer rows per piece and the repeated packing of the weight costs more than the split gains
+GEMM_PIECES_PER_WORKER = 2  # a little slack for a worker the OS preempts, few enough to pack the weight rarely
+
+
+def gemm_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out[M, N] = a[M, K] @ b[K, N], the rows of a and out split over the workers (single-threaded gemms)."""
+    m = a.shape[0]
+    rows = max(GEMM_MIN_ROWS, -(-m // (parallel.WORKERS * GEMM_PIECES_PER_WORKER)))
+
+    def body(r0, r1, _):
+        np.matmul(a[r0:r1], b, out=out[r0:r1])
+
+    with single_threaded_blas():
+        parallel_for(m, body, min_per_worker=rows)
+
+
+def gemm_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out[K, N] = a[T, K]^T @ b[T, N]: the contraction (rows) split over the workers, each piece's gemm into its
+    own partial, the partials then summed in a fixed order (deterministic, whatever the thread timing)."""
+    t = a.shape[0]
+    pieces = split(t, min(parallel.WORKERS * GEMM_PIECES_PER_WORKER, max(1, t // GEMM_MIN_ROWS)))
+    partials = [out] + [scratch(("gemm_tn", i), out.shape, out.dtype) for i in range(1, len(pieces))]
+    first_row = {r0: i for i, (r0, _) in enumerate(pieces)}
+
+    def body(r0, r1, _):
+        np.matmul(a[r0:r1].T, b[r0:r1], out=partials[first_row[r0]])
+
+    with single_threaded_blas():
+        if len(pieces) == 1 or parallel.WORKERS == 1:
+            for r0, r1 in pieces:
+                body(r0, r1, 0)
+        else:
+            run_pieces(pieces, body)
+    for p in partials[1:]:
+        out += p
 
 
 @register
@@ -83,8 +128,9 @@ class Linear(Op):
         x, w = inputs
         (y,) = outputs
         wk = w.T if attrs["transpose_w"] else w
-        # One GEMM over all leading dims: [M, K] @ [K, N] with M = B*S (a transposed w is still BLAS-friendly).
-        np.matmul(x.reshape(-1, x.shape[-1]), wk, out=y.reshape(-1, y.shape[-1]))
+        # One GEMM over all leading dims: [M, K] @ [K, N] with M = B*S (a transposed w is still BLAS-friendly),
+        # its rows split over the workers.
+        gemm_rows(x.reshape(-1, x.shape[-1]), wk, y.reshape(-1, y.shape[-1]))
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -160,9 +206,9 @@ class LinearWgrad(Op):
         dy2 = dy.reshape(-1, dy.shape[-1])
         # Transposed views go straight to BLAS (gemm with trans flags); no copies.
         if attrs["transpose_w"]:
-            np.matmul(dy2.T, x2, out=dw)
+            gemm_tn(dy2, x2, dw)
         else:
-            np.matmul(x2.T, dy2, out=dw)
+            gemm_tn(x2, dy2, dw)
 
     def backward(self, g, node, grads):
         (ddw,) = grads

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, expect_scalar, float_attr
 from tilegraph.ops.base import Op, TensorType, register
-from tilegraph.ops.parallel import as_rows, parallel_rows
+from tilegraph.ops.parallel import as_rows, parallel_rows, single_threaded_blas
 from tilegraph.ops.placement import R
 from tilegraph.ops.scratch import scratch
 
@@ -60,9 +60,10 @@ class GlobalNorm(Op):
     def numpy_forward(self, inputs, outputs, attrs):
         # One BLAS dot per tensor (no squared temporaries); sum of partials in float64.
         total = 0.0
-        for g in inputs:
-            flat = g.reshape(-1)
-            total += float(np.dot(flat, flat))
+        with single_threaded_blas():  # a threaded dot would wake OpenBLAS's threads (see ops/linear.py)
+            for g in inputs:
+                flat = g.reshape(-1)
+                total += float(np.dot(flat, flat))
         outputs[0][...] = math.sqrt(total)
 
     def flops(self, node):
