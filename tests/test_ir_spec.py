@@ -151,6 +151,10 @@ def test_describe_prints_counts_and_flops(capsys):
     matmul = 2 * (5_180_672 - 65_536 - 3_328) + 2 * 256 * 256
     attn = spec.num_layers * 2 * 2 * 64 * 256 // 2
     assert matmul + attn <= fwd < 1.05 * (matmul + attn)
+    # A training step does every matmul three times (forward, dX, dW) and attention's backward recomputes the
+    # scores (2.5x its forward), so the step costs about 3x the forward pass.
+    train = int(next(line for line in out.splitlines() if "training step" in line).split()[2].replace(",", ""))
+    assert 2.9 * fwd < train < 3.2 * fwd
 
 
 _ANY = st.one_of(
