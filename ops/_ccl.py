@@ -40,6 +40,20 @@ def check_dim(op: str, key: str, x: TensorType, attrs) -> int:
     return d % rank
 
 
+def split_type(op: str, inputs, attrs: Mapping[str, object]) -> TensorType:
+    """The per-device type after splitting x's `dim` over the group (reduce_scatter, mesh_partition)."""
+    x, n = check_common(op, inputs, attrs)
+    d = check_dim(op, "dim", x, attrs)
+    if x.shape[d] % n:
+        raise ShapeError(
+            f"op {op!r}: dim {d} of x {list(x.shape)} has {x.shape[d]} elements, not divisible by "
+            f"devices={n}; pad it or split another dim"
+        )
+    shape = list(x.shape)
+    shape[d] //= n
+    return TensorType(tuple(shape), x.dtype)
+
+
 def single_device(op: str, attrs) -> None:
     if attrs["devices"] != 1:
         raise ShapeError(

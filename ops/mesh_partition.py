@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from tilegraph.ops._ccl import CCL_ATTRS, check_common, check_dim, single_device
-from tilegraph.ops.base import Op, TensorType, register
-
-from tilegraph.errors import ShapeError
+from tilegraph.ops._ccl import CCL_ATTRS, single_device, split_type
+from tilegraph.ops.base import Op, register
 
 
 @register
@@ -24,15 +22,7 @@ class MeshPartition(Op):
     attrs: ClassVar[dict] = {"dim": -1, **CCL_ATTRS}
 
     def infer(self, inputs, attrs):
-        x, n = check_common(self.name, inputs, attrs)
-        d = check_dim(self.name, "dim", x, attrs)
-        if x.shape[d] % n:
-            raise ShapeError(
-                f"op 'mesh_partition': dim {d} of x {list(x.shape)} is not divisible by devices={n}"
-            )
-        shape = list(x.shape)
-        shape[d] //= n
-        return [TensorType(tuple(shape), x.dtype)]
+        return [split_type(self.name, inputs, attrs)]
 
     def reference(self, inputs, attrs):
         single_device(self.name, attrs)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from tilegraph.ops._ccl import CCL_ATTRS, check_common, check_dim, ring_link_bytes, single_device
-from tilegraph.ops.base import Op, TensorType, register
-
-from tilegraph.errors import ShapeError
+from tilegraph.ops._ccl import CCL_ATTRS, ring_link_bytes, single_device, split_type
+from tilegraph.ops.base import Op, register
 
 
 @register
@@ -22,16 +20,7 @@ class ReduceScatter(Op):
     attrs: ClassVar[dict] = {"dim": -1, **CCL_ATTRS}
 
     def infer(self, inputs, attrs):
-        x, n = check_common(self.name, inputs, attrs)
-        d = check_dim(self.name, "dim", x, attrs)
-        if x.shape[d] % n:
-            raise ShapeError(
-                f"op 'reduce_scatter': dim {d} of x {list(x.shape)} has {x.shape[d]} elements, not divisible by "
-                f"devices={n}; pad it or scatter another dim"
-            )
-        shape = list(x.shape)
-        shape[d] //= n
-        return [TensorType(tuple(shape), x.dtype)]
+        return [split_type(self.name, inputs, attrs)]
 
     def reference(self, inputs, attrs):
         single_device(self.name, attrs)
