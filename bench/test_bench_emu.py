@@ -9,11 +9,10 @@ formats' rounding) is than plain numpy on this machine. Compiles are cached and 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from tilegraph.runtime.kernel_ops import run_kernel_op
+from timing import best_of
 
 B, H, S, D = 1, 8, 512, 64
 
@@ -33,18 +32,9 @@ def qkv():
     return q, k, v
 
 
-def _best_of(fn, n=3):
-    best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def test_emu_attention_s512(benchmark, qkv):
     q, k, v = qkv
-    ref_s = _best_of(lambda: attention_reference(q, k, v))
+    ref_s = best_of(lambda: attention_reference(q, k, v))
     out = benchmark.pedantic(lambda: run_kernel_op("attention", [q, k, v], {"heads": H, "causal": True}),
                              rounds=3, iterations=1)
     emu_s = benchmark.stats.stats.min

@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from tilegraph.runtime.fuzz import numpy_backend_outputs
 from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+from timing import best_of
 
 CASES = {
     "rmsnorm 256x8192": ("rmsnorm", lambda r: [r.standard_normal((256, 8192)), 1 + r.standard_normal(8192) / 4],
@@ -22,22 +21,13 @@ CASES = {
 }
 
 
-def _best_of(fn, n=3):
-    best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_emulated_kernel_vs_numpy(benchmark, name):
     op, make, attrs = CASES[name]
     inputs = [a.astype(np.float32) for a in make(np.random.default_rng(0))]
     opts = DeviceOptions("bfloat16", (8, 8))
     run_kernel_op(op, inputs, attrs, "emu", opts)  # compile + warm the kernel cache
-    numpy_s = _best_of(lambda: numpy_backend_outputs(op, inputs, attrs))
+    numpy_s = best_of(lambda: numpy_backend_outputs(op, inputs, attrs))
     got = benchmark.pedantic(lambda: run_kernel_op(op, inputs, attrs, "emu", opts), rounds=3, iterations=1)
     emu_s = benchmark.stats.stats.min
     want = numpy_backend_outputs(op, inputs, attrs)

@@ -8,26 +8,14 @@ ratio is what sharding, planning and costing add on top. The whole pipeline has 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 from tilegraph.graph import training_step
+from timing import interleaved_medians
 
 from tilegraph.commands.lower import lower
 
 SPEC = str(Path(__file__).resolve().parent.parent / "specs" / "llama-3-70b.yaml")
-
-
-def _interleaved_medians(a, b, n: int = 3) -> tuple[float, float]:
-    """Median seconds of a and b, run alternately so both see the same machine load (the CPU is shared)."""
-    ta, tb = [], []
-    for _ in range(n):
-        for fn, times in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return float(np.median(ta)), float(np.median(tb))
 
 
 def test_lower_llama_70b_galaxy_train(benchmark):
@@ -37,7 +25,7 @@ def test_lower_llama_70b_galaxy_train(benchmark):
     def baseline():
         return training_step(SPEC, 4, 8192)
 
-    t_full, t_base = _interleaved_medians(full, baseline)
+    t_full, t_base = interleaved_medians([full, baseline], n=3)
     sharded = benchmark.pedantic(full, rounds=1, iterations=1)
     print(
         f"\nllama-3-70b train step on galaxy: {len(sharded[4].nodes)} steps; lower {t_full:.2f} s, "

@@ -13,7 +13,6 @@ so absolute times drift; ratios of interleaved runs hold up).
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,10 @@ import pytest
 from tilegraph.graph import AdamWConfig, init_params, load_spec, training_step
 from tilegraph.ops import get_op
 from tilegraph.runtime import compile
+from timing import interleaved_medians
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "nano-trickster.yaml"
 GEMM_OPS = ("linear", "linear_wgrad")
-
-
-def _interleaved_medians(fns, n: int = 7) -> list[float]:
-    """Median seconds of each function, run alternately so that all see the same machine load."""
-    times = [[] for _ in fns]
-    for _ in range(n):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [float(np.median(ts)) for ts in times]
 
 
 def test_attention_fast_path_vs_reference(benchmark):
@@ -54,7 +43,7 @@ def test_attention_fast_path_vs_reference(benchmark):
         o_ref, lse_ref = fwd.reference([q, k, v], attrs)
         bwd.reference([q, k, v, o_ref, lse_ref, do], attrs)
 
-    fast_s, ref_s = _interleaved_medians([fast, reference], n=5)
+    fast_s, ref_s = interleaved_medians([fast, reference], n=5)
     benchmark.pedantic(fast, rounds=3, iterations=1)
     print(f"\nattention fwd+bwd B={b} S={s} heads={heads} D={d}: fast {fast_s * 1e3:.1f} ms, "
           f"reference {ref_s * 1e3:.1f} ms, speed-up x{ref_s / fast_s:.2f}")
@@ -83,7 +72,7 @@ def test_training_step_vs_its_gemms(benchmark, nano_step):
         for fn, ins, outs, attrs in gemms:
             fn(ins, outs, attrs)
 
-    step_s, gemm_s = _interleaved_medians([lambda: prog.run(state, feeds), gemms_only], n=3)
+    step_s, gemm_s = interleaved_medians([lambda: prog.run(state, feeds), gemms_only], n=3)
     benchmark.pedantic(prog.run, args=(state, feeds), rounds=2, iterations=1)
     print(f"\nnano-trickster step (B*S={tokens}): {step_s * 1e3:.0f} ms = {tokens / step_s:.0f} tokens/s; "
           f"its {len(gemms)} gemms alone {gemm_s * 1e3:.0f} ms = {tokens / gemm_s:.0f} tokens/s; "

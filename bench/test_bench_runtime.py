@@ -9,13 +9,13 @@ a small nano-trickster step (batch 2, seq 64) where op time is short and overhea
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tilegraph.graph import init_params, load_spec, training_step
 from tilegraph.runtime import compile
+from timing import interleaved_medians
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "nano-trickster.yaml"
 B, S = 2, 64
@@ -39,20 +39,9 @@ def _direct(prog):
         fn(ins, outs, attrs)
 
 
-def _interleaved_medians(a, b, n: int = 15) -> tuple[float, float]:
-    """Median seconds of a and b, run alternately so both see the same machine load (the CPU is shared)."""
-    ta, tb = [], []
-    for _ in range(n):
-        for fn, times in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return float(np.median(ta)), float(np.median(tb))
-
-
 def test_program_run_overhead(benchmark, setup):
     prog, state, feeds = setup
-    run, baseline = _interleaved_medians(lambda: prog.run(state, feeds), lambda: _direct(prog))
+    run, baseline = interleaved_medians([lambda: prog.run(state, feeds), lambda: _direct(prog)], n=15)
     benchmark(prog.run, state, feeds)
     print(
         f"\n{len(prog)} steps: Program.run {run * 1e3:.2f} ms, direct op calls {baseline * 1e3:.2f} ms, "
