@@ -9,7 +9,7 @@ import numpy as np
 from tilegraph.ops._util import DTYPE_NAMES, expect_arity, expect_float, expect_same
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.parallel import as_rows, parallel_rows
-from tilegraph.ops.placement import R, common
+from tilegraph.ops.placement import R, elementwise
 from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
@@ -39,8 +39,7 @@ class Add(Op):
 
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): linear, so partial sums pass; operands meet in one placement."""
-        p = common(node, placements, axis, linear=True)
-        return [p, p], [p]
+        return elementwise(node, placements, axis, linear=True)
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["a", "b"])
@@ -108,8 +107,7 @@ class SiluMul(Op):
 
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): elementwise, not linear: one placement, no partial sums."""
-        p = common(node, placements, axis, linear=False)
-        return [p] * len(placements), [p] * len(node.outputs)
+        return elementwise(node, placements, axis, linear=False)
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["a", "b"])
@@ -153,8 +151,7 @@ class SiluMulBwd(Op):
 
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): elementwise, not linear: one placement, no partial sums."""
-        p = common(node, placements, axis, linear=False)
-        return [p] * len(placements), [p] * len(node.outputs)
+        return elementwise(node, placements, axis, linear=False)
 
     def infer(self, inputs, attrs):
         expect_arity(self.name, inputs, ["a", "b", "dy"])

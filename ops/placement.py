@@ -89,3 +89,9 @@ def common(node, placements: list, axis: MeshAxis, linear: bool):
     ):
         return Shard(last_dim(v))
     return R
+
+
+def elementwise(node, placements: list, axis: MeshAxis, linear: bool):
+    """An elementwise op's `shard` rule: every operand and result in the one placement `common` picks."""
+    p = common(node, placements, axis, linear)
+    return [p] * len(placements), [p] * len(node.outputs)
