@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make train` (the main job) and `make test`.
-# Both create the Python 3.12 virtualenv, install tilegraph with its dev extras and build the kernels first.
+# Both create the Python 3.12 virtualenv, install tilegraph with its dev extras and build the kernels first
+# (the emulator and conformance builds with cmake, and the CPU kernels of the numpy backend, kernels/cpu).
 # The first Python 3.12 that actually runs (a pyenv shim may exist without a 3.12 selected).
 PYTHON ?= $(shell for p in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { command -v $$p; break; }; done)
@@ -23,6 +24,7 @@ $(VENV)/.installed: pyproject.toml
 kernels: venv
 	cmake -S . -B build -DPython3_EXECUTABLE=$(abspath $(BIN)/python) > build.log 2>&1 || (cat build.log; exit 1)
 	cmake --build build -j2 >> build.log 2>&1 || (cat build.log; exit 1)
+	$(BIN)/python -m tilegraph.ops.cpu_kernels >> build.log 2>&1 || (cat build.log; exit 1)
 
 test: setup
 	cd build && ctest --output-on-failure -j2
@@ -36,3 +38,21 @@ bench: setup
 
 clean:
 	rm -rf build build.log .pytest_cache
+
+# PyTorch eager CPU reference of the training step (bench/torch_baseline.py), in its own Python 3.11 venv.
+# torch 2.13.0+cpu comes from the local wheel in /opt/wheels (pip's find-links); usage: make bench-torch TORCH_ARGS="--attention manual"
+TORCH_PYTHON ?= $(shell for p in /root/.pyenv/versions/3.11.7/bin/python python3.11; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+TORCH_VENV := .venv-torch
+TORCH_ARGS ?=
+
+.PHONY: bench-torch
+
+$(TORCH_VENV)/.installed:
+	@test -n "$(TORCH_PYTHON)" || { echo "error: no working Python 3.11 found; run make TORCH_PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(TORCH_VENV)/bin/python || $(TORCH_PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install -q torch==2.13.0 numpy
+	touch $@
+
+bench-torch: $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python bench/torch_baseline.py $(TORCH_ARGS)

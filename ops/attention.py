@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
-from tilegraph.ops.parallel import parallel_for, single_threaded_blas
+from tilegraph.ops.cpu_kernels import contiguous
+from tilegraph.ops.parallel import parallel_for
 from tilegraph.ops.placement import P, R, Shard, no_partial
-from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError, ShardingError
 
@@ -256,208 +257,35 @@ class AttentionBwd(Op):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Fast numpy path (float32 training). Per batch element, heads are made contiguous ([heads, S, D+1]) so every
-# matmul is a plain BLAS gemm, and batch elements are split over worker threads (ops.parallel).
-#
-# Elementwise passes over the S x S scores cost as much as the gemms at D=32, so an extra column folds them
-# into the gemms (K=33 costs the same as K=32):
-#   forward:  [scale*q, -bound] @ [k, 1]^T = scores - bound    (no row-max pass, no subtraction pass)
-#             exp(..) @ [v, 1] = [unnormalised o, row sum l]    (no row-sum pass)
-#   backward: [scale*q, -lse] @ [k, 1]^T = scores - lse          (P = exp of it)
-#             [dO, -D] @ [v, 1]^T = dP - D                       (dS = P * it)
-# `bound` is an upper bound of each row's max score, |scale*q_i| * max_j |k_j| (Cauchy-Schwarz), so exp never
-# overflows. A row whose max sits far below its bound would underflow: a block with any row sum below
-# UNDERFLOW_GUARD is recomputed with the exact row max. (Cost of the bound: lse = bound + log(l) carries an
-# absolute rounding error of ~6e-8 * bound instead of ~6e-8 * max, harmless at float32 training scales.)
-# Causal rows are split into blocks that only look at the keys they can see, skipping ~37.5% of the work.
+# Fast path (float32 training, float64 checks): the CPU kernels in kernels/cpu/attention.cpp, one work item per
+# (batch element, kv head), the items handed out to the ops.parallel workers. The kernel keeps every S x S block
+# in cache (scores, exp, masking and the products of one block of query rows together) and skips the blocks
+# above the causal diagonal.
 # ---------------------------------------------------------------------------------------------------------------
-UNDERFLOW_GUARD = 1e-20
-
-
-def _row_blocks(s: int, causal: bool) -> list[tuple[int, int, int]]:
-    """(row_start, row_end, key_end) per block. Causal attention at S >= 128 uses 4 blocks (or 2 at S < 256),
-    which cuts the S x S work by 37.5% (25%) for a few more numpy calls."""
-    if not causal or s < 128:
-        return [(0, s, s)]
-    n = 4 if s >= 256 else 2
-    edges = [round(i * s / n) for i in range(n + 1)]
-    return [(edges[i], edges[i + 1], edges[i + 1]) for i in range(n)]
-
-
-_NEG_INF_TRI: dict[tuple, np.ndarray] = {}
-
-
-def _causal_bias(rows: int, dtype) -> np.ndarray:
-    """[rows, rows] additive mask for a diagonal block: 0 on and below the diagonal, -inf above."""
-    key = (rows, np.dtype(dtype).str)
-    if key not in _NEG_INF_TRI:
-        bias = np.zeros((rows, rows), dtype=dtype)
-        bias[np.triu_indices(rows, 1)] = -np.inf
-        bias.flags.writeable = False
-        _NEG_INF_TRI[key] = bias
-    return _NEG_INF_TRI[key]
-
-
-def _heads_view(x2: np.ndarray, n: int) -> np.ndarray:
-    """[S, n*D] -> [n, S, D] view (strided; no copy)."""
-    s, nd = x2.shape
-    return x2.reshape(s, n, nd // n).transpose(1, 0, 2)
-
-
-def _grouped(x: np.ndarray, kv_heads: int) -> np.ndarray:
-    """[heads, ...] -> [kv_heads, group, ...]: the query heads that share each kv head."""
-    return x.reshape(kv_heads, x.shape[0] // kv_heads, *x.shape[1:])
-
-
-def _scores_into(out, a_blk, b, kend, causal, r0):
-    """out[heads, rb, kend] = a_blk[heads, rb, K] @ b[kv, :kend, K]^T (query heads grouped on their kv head),
-    with the causal mask applied to the diagonal sub-block."""
-    nkv = b.shape[0]
-    np.matmul(_grouped(a_blk, nkv), b[:, None, :kend].transpose(0, 1, 3, 2), out=_grouped(out, nkv))
-    if causal:
-        diag = out[:, :, r0:kend]
-        diag += _causal_bias(kend - r0, out.dtype)
-
-
-def _scaled_heads_into(dst: np.ndarray, x: np.ndarray, heads: int, scale: float, key: tuple) -> None:
-    """dst [heads, S, D] = scale * x [S, heads*D] by head; scaling contiguously first, then one strided copy, is
-    ~2x faster than multiplying straight into the strided destination."""
-    tmp = scratch(key + ("scaled",), x.shape, x.dtype)
-    np.multiply(x, scale, out=tmp)
-    np.copyto(dst, _heads_view(tmp, heads))
-
-
-def _augmented(dst: np.ndarray, src_heads: np.ndarray, last) -> np.ndarray:
-    """dst[..., :D] = src, dst[..., D] = last (a scalar or an array broadcast over the rows)."""
-    np.copyto(dst[..., :-1], src_heads)
-    dst[..., -1] = last
-    return dst
-
-
 def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale):
-    def run(b0, b1, worker):
-        for bi in range(b0, b1):
-            _forward_one(q[bi], k[bi], v[bi], o[bi], lse[bi], heads, kv_heads, causal, scale, worker)
+    contiguous("attention", q=q, k=k, v=v, o=o, lse=lse)
+    kernel = cpu_kernels.kernel("attention_fwd", q.dtype)
+    b, s, _ = q.shape
+    d = q.shape[-1] // heads
+    ptrs = [a.ctypes.data for a in (q, k, v, o, lse)]
 
-    with single_threaded_blas():
-        parallel_for(q.shape[0], run)
+    def items(i0, i1, _):
+        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, i0, i1)
 
-
-def _forward_one(q, k, v, o, lse, heads, kv_heads, causal, scale, worker):
-    """One batch element: q [S, heads*D], k/v [S, kv*D] -> o [S, heads*D], lse [heads, S]."""
-    s = q.shape[0]
-    d = q.shape[1] // heads
-    dt = q.dtype
-    key = ("attention", s, heads, kv_heads, d, dt.str, worker)
-    qa = scratch(key + ("q",), (heads, s, d + 1), dt)
-    ka = scratch(key + ("k",), (kv_heads, s, d + 1), dt)
-    va = scratch(key + ("v",), (kv_heads, s, d + 1), dt)
-    flat = scratch(key + ("scores",), (heads * s * s,), dt)
-    oa = scratch(key + ("o",), (heads, s, d + 1), dt)
-    _scaled_heads_into(qa[..., :d], q, heads, scale, key)  # scale folded into the copy of q
-    _augmented(ka, _heads_view(k, kv_heads), 1.0)
-    _augmented(va, _heads_view(v, kv_heads), 1.0)
-    # bound[h, i] = |scale*q_i| * max_j |k_j| >= every score of row i.
-    qnorm = np.sqrt(np.einsum("hsd,hsd->hs", qa[..., :d], qa[..., :d]))
-    kmax = np.sqrt(np.einsum("hsd,hsd->hs", ka[..., :d], ka[..., :d]).max(axis=1))
-    np.multiply(_grouped(qnorm, kv_heads), -kmax[:, None, None], out=_grouped(qa[..., d], kv_heads))
-    for r0, r1, kend in _row_blocks(s, causal):
-        sc = flat[: heads * (r1 - r0) * kend].reshape(heads, r1 - r0, kend)
-        ob = oa[:, r0:r1]
-        _forward_block(qa[:, r0:r1], ka, va, kend, causal, r0, sc, ob, exact=False)
-        if ob[..., d].min() < UNDERFLOW_GUARD:
-            _forward_block(qa[:, r0:r1], ka, va, kend, causal, r0, sc, ob, exact=True)
-    lsum = oa[..., d]
-    np.divide(oa[..., :d], lsum[..., None], out=_heads_view(o, heads))
-    np.log(lsum, out=lse)
-    lse -= qa[..., d]  # lse = shift + log(l), where the augmented column holds -shift
-
-
-def _forward_block(qa_blk, ka, va, kend, causal, r0, sc, ob, exact):
-    """Scores of one row block, exponentiated in place, then ob = [sum_j p_ij v_j, sum_j p_ij]. `exact` shifts by
-    the true row max (written into qa_blk's augmented column) instead of the bound."""
-    nkv = ka.shape[0]
-    if exact:
-        qa_blk[..., -1] = 0.0
-    _scores_into(sc, qa_blk, ka, kend, causal, r0)
-    if exact:
-        row_max = sc.max(axis=-1)
-        sc -= row_max[..., None]
-        np.negative(row_max, out=qa_blk[..., -1])
-    np.exp(sc, out=sc)
-    np.matmul(_grouped(sc, nkv), va[:, None, :kend], out=_grouped(ob, nkv))
+    parallel_for(b * kv_heads, items)
 
 
 def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale):
-    def run(b0, b1, worker):
-        for bi in range(b0, b1):
-            _backward_one(q[bi], k[bi], v[bi], o[bi], lse[bi], do[bi], dq[bi], dk[bi], dv[bi], heads, kv_heads,
-                          causal, scale, worker)
+    contiguous("attention_bwd", q=q, k=k, v=v, o=o, lse=lse, do=do, dq=dq, dk=dk, dv=dv)
+    kernel = cpu_kernels.kernel("attention_bwd", q.dtype)
+    b, s, _ = q.shape
+    d = q.shape[-1] // heads
+    ptrs = [a.ctypes.data for a in (q, k, v, o, lse, do, dq, dk, dv)]
 
-    with single_threaded_blas():
-        parallel_for(q.shape[0], run)
+    def items(i0, i1, _):
+        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, i0, i1)
 
-
-def _backward_one(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale, worker):
-    s = q.shape[0]
-    d = q.shape[1] // heads
-    group = heads // kv_heads
-    dt = q.dtype
-    key = ("attention_bwd", s, heads, kv_heads, d, dt.str, worker)
-    qa = scratch(key + ("q",), (heads, s, d + 1), dt)
-    ka = scratch(key + ("k",), (kv_heads, s, d + 1), dt)
-    va = scratch(key + ("v",), (kv_heads, s, d + 1), dt)
-    doa = scratch(key + ("do",), (heads, s, d + 1), dt)
-    p_flat = scratch(key + ("p",), (heads * s * s,), dt)
-    ds_flat = scratch(key + ("ds",), (heads * s * s,), dt)
-    delta = scratch(key + ("delta",), (s, heads), dt)
-    dkh = scratch(key + ("dk",), (kv_heads, s, d), dt)
-    dvh = scratch(key + ("dv",), (kv_heads, s, d), dt)
-    tmp = scratch(key + ("tmp",), (kv_heads * s * d,), dt)
-    _scaled_heads_into(qa[..., :d], q, heads, scale, key)
-    np.negative(lse, out=qa[..., d])
-    _augmented(ka, _heads_view(k, kv_heads), 1.0)
-    _augmented(va, _heads_view(v, kv_heads), 1.0)
-    # D = rowsum(dO * O) per head (einsum reduces without an [S, heads*D] temporary)
-    np.einsum("shd,shd->sh", do.reshape(s, heads, d), o.reshape(s, heads, d), out=delta)
-    _augmented(doa, _heads_view(do, heads), -delta.T)
-    dkh.fill(0)
-    dvh.fill(0)
-    dq_heads = _heads_view(dq, heads)
-    for r0, r1, kend in _row_blocks(s, causal):
-        rb = r1 - r0
-        p = p_flat[: heads * rb * kend].reshape(heads, rb, kend)
-        ds = ds_flat[: heads * rb * kend].reshape(heads, rb, kend)
-        _scores_into(p, qa[:, r0:r1], ka, kend, causal, r0)  # scale*q.k - lse
-        np.exp(p, out=p)
-        _scores_into(ds, doa[:, r0:r1], va, kend, False, r0)  # dP - D
-        ds *= p
-        # dQ rows = scale * dS K  (written straight into dq's head view)
-        dq_blk = dq_heads[:, r0:r1]
-        np.matmul(_grouped(ds, kv_heads), ka[:, None, :kend, :d], out=_grouped(dq_blk, kv_heads))
-        dq_blk *= scale
-        # dV[:kend] += P^T dO and dK[:kend] += dS^T (scale*Q), summed over each kv head's query heads: the
-        # (group, rows) pairs become one gemm dimension; rows of a block must be contiguous for that.
-        do_rows = _rows_for_group_gemm(doa[:, r0:r1, :d], group, key + ("do_blk",))
-        q_rows = _rows_for_group_gemm(qa[:, r0:r1, :d], group, key + ("q_blk",))
-        t = tmp[: kv_heads * kend * d].reshape(kv_heads, kend, d)
-        np.matmul(p.reshape(kv_heads, group * rb, kend).transpose(0, 2, 1), do_rows, out=t)
-        dvh[:, :kend] += t
-        np.matmul(ds.reshape(kv_heads, group * rb, kend).transpose(0, 2, 1), q_rows, out=t)
-        dkh[:, :kend] += t
-    np.copyto(_heads_view(dk, kv_heads), dkh)
-    np.copyto(_heads_view(dv, kv_heads), dvh)
-
-
-def _rows_for_group_gemm(x: np.ndarray, group: int, key: tuple) -> np.ndarray:
-    """x [heads, rb, D] as [kv, group*rb, D]: a view when group == 1, else a contiguous copy (the merge of the
-    group and row dims is not expressible as strides on a row slice)."""
-    heads, rb, d = x.shape
-    if group == 1:
-        return x
-    out = scratch(key, (heads, rb, d), x.dtype)
-    np.copyto(out, x)
-    return out.reshape(heads // group, group * rb, d)
+    parallel_for(b * kv_heads, items)
 
 
 # =================================================================================================================

@@ -6,11 +6,12 @@ silu(a) = a * sigmoid(a);  d/da [silu(a) * b] = b * sigmoid(a) * (1 + a * (1 - s
 from __future__ import annotations
 
 import numpy as np
+from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import DTYPE_NAMES, expect_arity, expect_float, expect_same
 from tilegraph.ops.base import Op, TensorType, register
+from tilegraph.ops.cpu_kernels import contiguous
 from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.placement import R, elementwise
-from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -118,19 +119,15 @@ class SiluMul(Op):
         return [silu_mul_reference(*inputs)]
 
     def numpy_forward(self, inputs, outputs, attrs):
-        a2, b2, y2 = (as_rows(x) for x in (*inputs, outputs[0]))
+        a, b, y = (as_rows(x) for x in (*inputs, outputs[0]))
+        contiguous(self.name, a=a, b=b, y=y)
+        kernel = cpu_kernels.kernel("silu_mul", a.dtype)
+        w = a.shape[1]
 
         def rows(r0, r1, _):
-            a, b, y = a2[r0:r1], b2[r0:r1], y2[r0:r1]
-            # y = a * b / (1 + exp(-a)), computed in y without temporaries.
-            with np.errstate(over="ignore"):
-                np.negative(a, out=y)
-                np.exp(y, out=y)
-            y += 1.0
-            np.divide(a, y, out=y)
-            y *= b
+            kernel(a[r0].ctypes.data, b[r0].ctypes.data, y[r0].ctypes.data, (r1 - r0) * w)
 
-        parallel_rows(a2.shape[0], a2.shape[1], rows)
+        parallel_rows(a.shape[0], w, rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -164,27 +161,15 @@ class SiluMulBwd(Op):
         return list(silu_mul_bwd_reference(*inputs))
 
     def numpy_forward(self, inputs, outputs, attrs):
-        a2, b2, dy2, da2, db2 = (as_rows(x) for x in (*inputs, *outputs))
+        a, b, dy, da, db = (as_rows(x) for x in (*inputs, *outputs))
+        contiguous(self.name, a=a, b=b, dy=dy, da=da, db=db)
+        kernel = cpu_kernels.kernel("silu_mul_bwd", a.dtype)
+        w = a.shape[1]
 
-        def rows(r0, r1, worker):
-            a, b, dy, da, db = (x[r0:r1] for x in (a2, b2, dy2, da2, db2))
-            s = scratch(("silu_mul_bwd", worker), a.shape, a.dtype)
-            # s = sigmoid(a)
-            with np.errstate(over="ignore"):
-                np.negative(a, out=s)
-                np.exp(s, out=s)
-            s += 1.0
-            np.reciprocal(s, out=s)
-            np.multiply(a, s, out=db)  # silu(a)
-            # da = dy * b * (s + silu(a) * (1 - s)) = dy * b * (s + silu(a) - silu(a)*s)
-            np.multiply(db, s, out=da)
-            np.subtract(db, da, out=da)
-            da += s
-            da *= b
-            da *= dy
-            db *= dy  # db = dy * silu(a)
+        def rows(r0, r1, _):
+            kernel(*(x[r0].ctypes.data for x in (a, b, dy, da, db)), (r1 - r0) * w)
 
-        parallel_rows(a2.shape[0], a2.shape[1], rows)
+        parallel_rows(a.shape[0], w, rows)
 
     def flops(self, node):
         return 10 * node.outputs[0].type.numel

@@ -7,9 +7,9 @@ as the output projection), so the op computes x @ w^T.
 from __future__ import annotations
 
 import numpy as np
+from tilegraph.ops import parallel
 from tilegraph.ops._util import expect_arity, expect_float
 from tilegraph.ops.base import Op, TensorType, register
-from tilegraph.ops import parallel
 from tilegraph.ops.parallel import parallel_for, run_pieces, single_threaded_blas, split
 from tilegraph.ops.placement import P, Partial, R, Shard, last_dim, no_partial
 from tilegraph.ops.scratch import scratch

@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, expect_scalar, float_attr
 from tilegraph.ops.base import Op, TensorType, register
-from tilegraph.ops.parallel import as_rows, parallel_rows, single_threaded_blas
+from tilegraph.ops.cpu_kernels import contiguous
+from tilegraph.ops.parallel import parallel_rows, single_threaded_blas
 from tilegraph.ops.placement import R
-from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -131,29 +132,16 @@ class AdamW(Op):
         b1, b2, eps, wd = (float(attrs[k]) for k in _ADAM_ATTRS)
         lr, step, gs = float(lr), float(step), float(grad_scale)
         bc1, bc2 = 1.0 - b1**step, 1.0 - b2**step
-        rows = [as_rows(a) for a in (param, grad, m, v, p_out, m_out, v_out)]
+        arrays = [a.reshape(-1) for a in (param, grad, m, v, p_out, m_out, v_out)]
+        contiguous(self.name, **dict(zip(("param", "grad", "m", "v", "param'", "m'", "v'"), arrays)))
+        kernel = cpu_kernels.kernel("adamw", param.dtype)
 
-        def update(r0, r1, worker):
-            param, grad, m, v, p_out, m_out, v_out = (a[r0:r1] for a in rows)
-            # Safe when outputs alias inputs (state updated in place): each output is written only after the
-            # last read of the input it may alias. One scratch array, no other temporaries.
-            t = scratch(("adamw", worker), grad.shape, grad.dtype)
-            np.multiply(grad, gs * (1.0 - b1), out=t)
-            np.multiply(m, b1, out=m_out)
-            m_out += t  # m' = b1*m + (1-b1)*g
-            np.multiply(grad, grad, out=t)
-            t *= gs * gs * (1.0 - b2)
-            np.multiply(v, b2, out=v_out)
-            v_out += t  # v' = b2*v + (1-b2)*g^2
-            np.multiply(v_out, 1.0 / bc2, out=t)
-            np.sqrt(t, out=t)
-            t += eps
-            np.divide(m_out, t, out=t)
-            t *= -lr / bc1  # -lr * m_hat / (sqrt(v_hat) + eps)
-            np.multiply(param, 1.0 - lr * wd, out=p_out)
-            p_out += t
+        # Safe when outputs alias inputs (state updated in place): the kernel reads each element before it
+        # writes it.
+        def update(i0, i1, _):
+            kernel(*(a[i0:].ctypes.data for a in arrays), i1 - i0, gs, lr, b1, b2, eps, wd, bc1, bc2)
 
-        parallel_rows(rows[0].shape[0], rows[0].shape[1], update)
+        parallel_rows(arrays[0].size, 1, update)
 
     def flops(self, node):
         return 14 * node.inputs[0].type.numel

@@ -7,11 +7,12 @@ Backward, with r = 1/sqrt(mean(x^2) + eps), xhat = x*r and g = dy*gamma:
 from __future__ import annotations
 
 import numpy as np
+from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, float_attr
 from tilegraph.ops.base import Op, TensorType, register
-from tilegraph.ops.parallel import as_rows, parallel_rows, single_threaded_blas
+from tilegraph.ops.cpu_kernels import contiguous
+from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.placement import P, R, Shard, whole_rows
-from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -45,16 +46,6 @@ def _check(op: str, x: TensorType, gamma: TensorType) -> None:
         raise ShapeError(f"op {op!r}: x is {x.dtype} but gamma is {gamma.dtype}; give both the same dtype")
 
 
-def _inv_rms(x2: np.ndarray, eps: float, r: np.ndarray) -> np.ndarray:
-    """r[M, 1] = 1/sqrt(mean(x^2) + eps) per row, computed with one batched dot (no [M, H] temporary)."""
-    np.einsum("ij,ij->i", x2, x2, out=r[:, 0])
-    r *= 1.0 / x2.shape[1]
-    r += eps
-    np.sqrt(r, out=r)
-    np.reciprocal(r, out=r)
-    return r
-
-
 @register
 class RMSNorm(Op):
     name = "rmsnorm"
@@ -78,15 +69,14 @@ class RMSNorm(Op):
     def numpy_forward(self, inputs, outputs, attrs):
         x, gamma = inputs
         x2, y2 = as_rows(x), as_rows(outputs[0])
-        eps = float(attrs["eps"])
+        contiguous(self.name, x=x2, gamma=gamma, y=y2)
+        kernel = cpu_kernels.kernel("rmsnorm", x.dtype)
+        h, eps = x2.shape[1], float(attrs["eps"])
 
-        def rows(r0, r1, worker):
-            xs, ys = x2[r0:r1], y2[r0:r1]
-            r = _inv_rms(xs, eps, scratch(("rmsnorm", worker), (r1 - r0, 1), x.dtype))
-            np.multiply(xs, r, out=ys)
-            ys *= gamma
+        def rows(r0, r1, _):
+            kernel(x2[r0].ctypes.data, gamma.ctypes.data, y2[r0].ctypes.data, r1 - r0, h, eps)
 
-        parallel_rows(x2.shape[0], x2.shape[1], rows)
+        parallel_rows(x2.shape[0], h, rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -125,37 +115,18 @@ class RMSNormBwd(Op):
     def numpy_forward(self, inputs, outputs, attrs):
         x, gamma, dy = inputs
         dx, dgamma = outputs
-        h = x.shape[-1]
         x2, dy2, dx2 = as_rows(x), as_rows(dy), as_rows(dx)
-        eps = float(attrs["eps"])
+        contiguous(self.name, x=x2, gamma=gamma, dy=dy2, dx=dx2)
+        kernel = cpu_kernels.kernel("rmsnorm_bwd", x.dtype)
+        h, eps = x2.shape[1], float(attrs["eps"])
         partials = {}  # first row of a chunk -> that chunk's contribution to dgamma
 
-        # With xhat = x * r:  dgamma = sum over rows of r * (dy * x);  dx = r * dy * gamma - x * k  where
-        # k = r^3 * ((dy * x) @ gamma) / H per row. The two row/column sums of t = dy * x are gemvs, so the
-        # chunk makes 7 passes over [rows, H] and needs one [rows, H] scratch.
-        def rows(r0, r1, worker):
-            xs, dys, dxs = x2[r0:r1], dy2[r0:r1], dx2[r0:r1]
-            key = ("rmsnorm_bwd", worker)
-            r = _inv_rms(xs, eps, scratch(key + ("r",), (r1 - r0, 1), x.dtype))
-            t = scratch(key + ("t",), xs.shape, x.dtype)
-            np.multiply(dys, xs, out=t)
-            # A fresh [H] array: it is read after the pool thread may have moved on to other work.
-            partials[r0] = np.matmul(r[:, 0], t)
-            k = scratch(key + ("k",), (r1 - r0, 1), x.dtype)
-            np.matmul(t, gamma, out=k[:, 0])
-            k *= r
-            k *= r
-            k *= r
-            k *= 1.0 / h
-            np.multiply(dys, gamma, out=dxs)
-            dxs *= r
-            np.multiply(xs, k, out=t)
-            dxs -= t
+        def rows(r0, r1, _):
+            part = partials[r0] = np.zeros(h, x.dtype)  # fresh: read after the worker has moved on
+            kernel(x2[r0].ctypes.data, gamma.ctypes.data, dy2[r0].ctypes.data, dx2[r0].ctypes.data,
+                   part.ctypes.data, r1 - r0, h, eps)
 
-        # The gemvs run on the worker threads: one BLAS thread each (a threaded BLAS called from two threads
-        # at once spins against itself; measured 4x slower than the whole op on one thread).
-        with single_threaded_blas():
-            parallel_rows(x2.shape[0], h, rows)
+        parallel_rows(x2.shape[0], h, rows)
         dgamma.fill(0)
         for r0 in sorted(partials):  # fixed order: the result does not depend on thread timing
             dgamma += partials[r0]

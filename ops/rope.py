@@ -8,11 +8,12 @@ inverse=True rotates by -angle; since the rotation is orthogonal, that is also t
 from __future__ import annotations
 
 import numpy as np
+from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, float_attr, positive_int_attr
 from tilegraph.ops.base import Op, register
-from tilegraph.ops.parallel import parallel_rows
+from tilegraph.ops.cpu_kernels import contiguous
+from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.placement import R, Shard
-from tilegraph.ops.scratch import scratch
 
 from tilegraph.errors import ShapeError
 
@@ -29,22 +30,6 @@ def rope_tables(seq: int, head_dim: int, base: float, dtype) -> tuple[np.ndarray
         cos, sin = np.cos(angle).astype(dtype), np.sin(angle).astype(dtype)
         cos.flags.writeable = sin.flags.writeable = False
         _TABLES[key] = (cos, sin)
-    return _TABLES[key]
-
-
-def _full_width_tables(seq, heads, head_dim, base, dtype, inverse):
-    """cos and signed sin tiled to the activation's [S, heads*D] layout: cos_full = [cos, cos] per head,
-    sin_signed = [-sin, sin] per head (negated when inverse). Cached; read-only."""
-    key = ("full", seq, heads, head_dim, float(base), np.dtype(dtype).str, inverse)
-    if key not in _TABLES:
-        cos, sin = rope_tables(seq, head_dim, base, np.float64)
-        sign = -1.0 if inverse else 1.0
-        per_head_cos = np.concatenate([cos, cos], axis=-1)
-        per_head_sin = sign * np.concatenate([-sin, sin], axis=-1)
-        cos_full = np.tile(per_head_cos, (1, heads)).astype(dtype)
-        sin_full = np.tile(per_head_sin, (1, heads)).astype(dtype)
-        cos_full.flags.writeable = sin_full.flags.writeable = False
-        _TABLES[key] = (cos_full, sin_full)
     return _TABLES[key]
 
 
@@ -98,23 +83,17 @@ class Rope(Op):
         _, s, hd = x.shape
         heads = int(attrs["heads"])
         half = hd // heads // 2
-        cos_full, sin_signed = _full_width_tables(s, heads, 2 * half, float(attrs["base"]), x.dtype,
-                                                  bool(attrs["inverse"]))
-        # y = x * cos + swap_halves(x) * [-sin, sin]: one strided copy (the swap) and three contiguous passes
-        # whose tables broadcast over the batch; the [rows, 2, half] view keeps the copy's loops simple.
-        # Batch elements are split over the worker threads.
+        cos, sin = rope_tables(s, 2 * half, float(attrs["base"]), x.dtype)
+        x2, y2 = as_rows(x), as_rows(y)
+        contiguous(self.name, x=x2, y=y2)
+        kernel = cpu_kernels.kernel("rope", x.dtype)
+        sign = -1.0 if attrs["inverse"] else 1.0
 
-        def batch_rows(b0, b1, worker):
-            xs, ys = x[b0:b1], y[b0:b1]
-            swapped = scratch(("rope", worker), xs.shape, x.dtype)
-            xv, sv = xs.reshape(-1, 2, half), swapped.reshape(-1, 2, half)
-            np.copyto(sv[:, 0], xv[:, 1])
-            np.copyto(sv[:, 1], xv[:, 0])
-            swapped *= sin_signed
-            np.multiply(xs, cos_full, out=ys)
-            ys += swapped
+        def rows(r0, r1, _):
+            kernel(x2[r0].ctypes.data, y2[r0].ctypes.data, cos.ctypes.data, sin.ctypes.data, r1 - r0, r0, s,
+                   heads, half, sign)
 
-        parallel_rows(x.shape[0], s * hd, batch_rows)
+        parallel_rows(x2.shape[0], hd, rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
+from tilegraph.kernels.jit import CXX, compile_to
+from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 from tilegraph.ops.program import (
     TILE,
     TILE_BYTES,
@@ -37,7 +39,6 @@ from tilegraph.ops.program import (
 from tilegraph.errors import KernelError
 
 EMU_DIR = KERNEL_DIR / "emu"
-CXX = os.environ.get("CXX", "g++")
 KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
 LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall", "-ftls-model=initial-exec"]
 DRAM_BASE = 1 << 20  # first tensor address; tensors are 4 KiB aligned
@@ -48,18 +49,7 @@ _lib_cache: dict[str, tuple[Path, ctypes.CDLL]] = {}
 
 def cache_dir() -> Path:
     """$TILEGRAPH_EMU_CACHE, else ~/.cache/tilegraph/emu, else (home not writable) build/emu-cache in the repo."""
-    env = os.environ.get("TILEGRAPH_EMU_CACHE")
-    candidates = [Path(env)] if env else [Path.home() / ".cache" / "tilegraph" / "emu",
-                                          KERNEL_DIR.parent / "build" / "emu-cache"]
-    for d in candidates:
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return d
-        except OSError:
-            continue
-    raise KernelError(f"no writable emulator cache directory (tried {', '.join(map(str, candidates))}); "
-                      "set TILEGRAPH_EMU_CACHE to a writable folder")
+    return jit_cache_dir("emu", "TILEGRAPH_EMU_CACHE")
 
 
 def _hash_files(h, files) -> None:
@@ -69,13 +59,7 @@ def _hash_files(h, files) -> None:
 
 
 def _compile(cmd: list[str], out: Path, what: str) -> None:
-    """Run a compiler command writing `out` atomically (other processes may build the same file)."""
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    proc = subprocess.run([*cmd, "-o", str(tmp)], check=False, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise KernelError(f"{what} failed to compile for the emulator:\n{proc.stderr.strip()[-4000:]}")
-    os.replace(tmp, out)
+    compile_to(cmd, out, what, "for the emulator")
 
 
 def emulator_binaries() -> tuple[Path, ctypes.CDLL]:
