@@ -41,7 +41,10 @@ def linear_wgrad_reference(x: np.ndarray, dy: np.ndarray, transpose_w: bool = Fa
 # and elementwise ops, taking a third of the CPU from them. Measured here: after one 2-thread gemm, the idle
 # OpenBLAS thread burned 40-50 ms of CPU in the next 0.5 s.
 GEMM_MIN_ROWS = 256  # fewer rows per piece and the repeated packing of the weight costs more than the split gains
-GEMM_PIECES_PER_WORKER = 2  # a little slack for a worker the OS preempts, few enough to pack the weight rarely
+# One piece per worker: every piece packs the whole weight again, which at these sizes costs more than the slack
+# of smaller pieces buys back. Measured on the 2-core Xeon (nano-trickster shapes, M = 4096): 1 piece per worker
+# 279-321 GFLOP/s forward, 2 pieces 260-305, 3 pieces 229-266.
+GEMM_PIECES_PER_WORKER = 1
 
 
 def gemm_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
