@@ -1,4 +1,5 @@
-"""Kernel sources (C++), shipped as package data: reader/compute/writer per op, and the host emulator in emu/."""
+"""Kernel sources (C++), shipped as package data: tt-metal reader/compute/writer per op, the host emulator of the
+kernel API in emu/, and in cpu/ the fused CPU kernels of the numpy backend (loaded by tilegraph.ops.cpu_kernels)."""
 
 from pathlib import Path
 

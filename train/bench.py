@@ -1,11 +1,16 @@
 """Training throughput of the default recipe on the numpy backend, against a GEMM-only baseline.
 
     python -m tilegraph.train.bench [--spec specs/nano-trickster.yaml] [--steps 10] [--batch 16] [--seq 256] [--profile]
+                                    [--torch .venv-torch/bin/python]
 
 The baseline runs, in the same process, a float32 GEMM workload with the FLOPs of one training step: the
 matmuls of every linear layer and the tied output projection (forward and both backward products, at their real
 shapes, preallocated outputs) plus the attention products' FLOPs as extra matmuls of the same kind. It bounds what a numpy training step can reach on this machine, so the ratio says how
 much time goes to everything else (elementwise work, temporaries, Python).
+
+`--torch PYTHON` also times bench/torch_baseline.py (an independent PyTorch eager implementation of the same
+step, run by a Python that has torch: `make bench-torch` creates .venv-torch) before and after the numpy
+measurement, and prints the ratio to the better of its two runs. Only nano-trickster's shapes are supported there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tilegraph.errors import TilegraphError
+
 DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "specs" / "nano-trickster.yaml"
+TORCH_BASELINE = Path(__file__).resolve().parent.parent / "bench" / "torch_baseline.py"
 
 
 def gemm_shapes(spec, batch: int, seq: int) -> list[tuple[int, int, int]]:
@@ -137,7 +145,36 @@ def measure(spec, batch: int = 16, seq: int = 256, steps: int = 10, warmup: int 
     return BenchResult(batch * seq, train, gemm)
 
 
+def torch_tokens_per_second(python: str, batch: int, seq: int, steps: int) -> float:
+    """tokens/s of the PyTorch eager reference (bench/torch_baseline.py) run by `python`, in a child process."""
+    import json
+    import subprocess
+
+    if not TORCH_BASELINE.exists():
+        raise TilegraphError(f"{TORCH_BASELINE} is missing (it ships with the repository, not the package)")
+    cmd = [python, str(TORCH_BASELINE), "--json", "--batch", str(batch), "--seq", str(seq), "--steps", str(steps)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise TilegraphError(f"--torch {python}: cannot run it ({e}); `make bench-torch` creates .venv-torch") from None
+    if proc.returncode != 0:
+        raise TilegraphError(f"--torch {python}: the PyTorch baseline failed:\n{proc.stderr.strip()[-2000:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["tokens_per_s"])
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from tilegraph.errors import TilegraphError
+
+    try:
+        return _main(argv)
+    except TilegraphError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     from tilegraph.graph.spec import load_spec
 
     parser = argparse.ArgumentParser(
@@ -148,9 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--profile", action="store_true", help="also print the time per op kind of one step")
+    parser.add_argument("--torch", metavar="PYTHON", help="also time the PyTorch eager reference with this Python")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
+    if args.torch and spec.name != "nano-trickster":
+        parser.error(f"--torch compares nano-trickster only (bench/torch_baseline.py); the spec is {spec.name!r}")
+    torch_runs = [torch_tokens_per_second(args.torch, args.batch, args.seq, args.steps)] if args.torch else []
     r = measure(spec, args.batch, args.seq, args.steps)
+    if args.torch:
+        torch_runs.append(torch_tokens_per_second(args.torch, args.batch, args.seq, args.steps))
     flops = step_flops(spec, args.batch, args.seq)
     print(f"{spec.name}: batch {args.batch} x seq {args.seq}, numpy backend, median of {args.steps} steps")
     print(f"training:        {r.train_seconds * 1e3:8.1f} ms/step  {r.tokens_per_second:8,.0f} tokens/s")
@@ -159,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  ({flops / 1e9:.1f} GFLOP, {flops / r.gemm_seconds / 1e9:.0f} GFLOP/s)"
     )
     print(f"ratio training/GEMM-bound throughput: {r.ratio:.2f}")
+    if torch_runs:
+        best = max(torch_runs)
+        print(f"PyTorch eager:   {args.batch * args.seq / best * 1e3:8.1f} ms/step  {best:8,.0f} tokens/s"
+              f"  (best of runs before and after: {', '.join(f'{x:,.0f}' for x in torch_runs)})")
+        print(f"ratio tilegraph/PyTorch throughput: {r.tokens_per_second / best:.2f}")
     if args.profile:
         step = TrainingStep(spec, args.batch, args.seq)
         step()  # allocate buffers before timing
