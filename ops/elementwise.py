@@ -123,9 +123,10 @@ class SiluMul(Op):
         contiguous(self.name, a=a, b=b, y=y)
         kernel = cpu_kernels.kernel("silu_mul", a.dtype)
         w = a.shape[1]
+        base, row = [x.ctypes.data for x in (a, b, y)], w * a.itemsize  # addresses, not views, per piece
 
         def rows(r0, r1, _):
-            kernel(a[r0].ctypes.data, b[r0].ctypes.data, y[r0].ctypes.data, (r1 - r0) * w)
+            kernel(*(p + r0 * row for p in base), (r1 - r0) * w)
 
         parallel_rows(a.shape[0], w, rows)
 
@@ -165,9 +166,10 @@ class SiluMulBwd(Op):
         contiguous(self.name, a=a, b=b, dy=dy, da=da, db=db)
         kernel = cpu_kernels.kernel("silu_mul_bwd", a.dtype)
         w = a.shape[1]
+        base, row = [x.ctypes.data for x in (a, b, dy, da, db)], w * a.itemsize
 
         def rows(r0, r1, _):
-            kernel(*(x[r0].ctypes.data for x in (a, b, dy, da, db)), (r1 - r0) * w)
+            kernel(*(p + r0 * row for p in base), (r1 - r0) * w)
 
         parallel_rows(a.shape[0], w, rows)
 

@@ -16,7 +16,7 @@ from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_same, expect_scalar, float_attr
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.cpu_kernels import contiguous
-from tilegraph.ops.parallel import parallel_rows, single_threaded_blas
+from tilegraph.ops.parallel import MIN_ELEMENTS_PER_WORKER, parallel_for, single_threaded_blas
 from tilegraph.ops.placement import R
 
 from tilegraph.errors import ShapeError
@@ -138,10 +138,14 @@ class AdamW(Op):
 
         # Safe when outputs alias inputs (state updated in place): the kernel reads each element before it
         # writes it.
-        def update(i0, i1, _):
-            kernel(*(a[i0:].ctypes.data for a in arrays), i1 - i0, gs, lr, b1, b2, eps, wd, bc1, bc2)
+        base, size = [a.ctypes.data for a in arrays], param.itemsize
 
-        parallel_rows(arrays[0].size, 1, update)
+        def update(i0, i1, _):
+            kernel(*(p + i0 * size for p in base), i1 - i0, gs, lr, b1, b2, eps, wd, bc1, bc2)
+
+        # One memory-bound pass: handing a piece to another thread costs more than it saves below ~1 MB per piece
+        # (measured: nano-trickster's 56 updates take 7.4 ms inline, 11.5 ms split in 64K-element pieces).
+        parallel_for(arrays[0].size, update, min_per_worker=4 * MIN_ELEMENTS_PER_WORKER)
 
     def flops(self, node):
         return 14 * node.inputs[0].type.numel

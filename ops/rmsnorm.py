@@ -73,8 +73,10 @@ class RMSNorm(Op):
         kernel = cpu_kernels.kernel("rmsnorm", x.dtype)
         h, eps = x2.shape[1], float(attrs["eps"])
 
+        (xp, gp, yp), row = (a.ctypes.data for a in (x2, gamma, y2)), h * x.itemsize
+
         def rows(r0, r1, _):
-            kernel(x2[r0].ctypes.data, gamma.ctypes.data, y2[r0].ctypes.data, r1 - r0, h, eps)
+            kernel(xp + r0 * row, gp, yp + r0 * row, r1 - r0, h, eps)
 
         parallel_rows(x2.shape[0], h, rows)
 
@@ -121,10 +123,11 @@ class RMSNormBwd(Op):
         h, eps = x2.shape[1], float(attrs["eps"])
         partials = {}  # first row of a chunk -> that chunk's contribution to dgamma
 
+        (xp, gp, dyp, dxp), row = (a.ctypes.data for a in (x2, gamma, dy2, dx2)), h * x.itemsize
+
         def rows(r0, r1, _):
             part = partials[r0] = np.zeros(h, x.dtype)  # fresh: read after the worker has moved on
-            kernel(x2[r0].ctypes.data, gamma.ctypes.data, dy2[r0].ctypes.data, dx2[r0].ctypes.data,
-                   part.ctypes.data, r1 - r0, h, eps)
+            kernel(xp + r0 * row, gp, dyp + r0 * row, dxp + r0 * row, part.ctypes.data, r1 - r0, h, eps)
 
         parallel_rows(x2.shape[0], h, rows)
         dgamma.fill(0)

@@ -89,9 +89,10 @@ class Rope(Op):
         kernel = cpu_kernels.kernel("rope", x.dtype)
         sign = -1.0 if attrs["inverse"] else 1.0
 
+        (xp, yp, cp, sp), row = (a.ctypes.data for a in (x2, y2, cos, sin)), hd * x.itemsize
+
         def rows(r0, r1, _):
-            kernel(x2[r0].ctypes.data, y2[r0].ctypes.data, cos.ctypes.data, sin.ctypes.data, r1 - r0, r0, s,
-                   heads, half, sign)
+            kernel(xp + r0 * row, yp + r0 * row, cp, sp, r1 - r0, r0, s, heads, half, sign)
 
         parallel_rows(x2.shape[0], hd, rows)
 

@@ -55,8 +55,8 @@ struct Simd {
     static void store(T* p, vec v) { __builtin_memcpy(p, &v, sizeof v); }
 };
 
-template <>
-Simd<float>::vec Simd<float>::exp(vec x) { return exp_poly<vec, ivec>(x); }
+template <>  // softmax arguments are <= 0 (scores minus the row max, or minus lse)
+Simd<float>::vec Simd<float>::exp(vec x) { return exp_poly_below_88<vec, ivec>(x); }
 template <>
 Simd<double>::vec Simd<double>::exp(vec x) {  // float64 runs checks, not training: libm per lane
     for (int64_t l = 0; l < lanes; ++l) x[l] = std::exp(x[l]);
@@ -86,6 +86,17 @@ inline void tile(const T* a, int64_t sai, int64_t sak, int64_t kn, const T* b, i
         }
 }
 
+// The last rows < RB rows of a gemm_cols, as one tile of exactly that many rows (rows one at a time would be
+// bound by the loads of B).
+template <typename T, int R, int VB>
+inline void remainder_tile(int64_t rows, const T* a, int64_t sai, int64_t sak, int64_t kn, const T* b, int64_t ldb,
+                           T* c, int64_t ldc, bool accumulate) {
+    if constexpr (R > 0) {
+        if (rows == R) return tile<T, R, VB>(a, sai, sak, kn, b, ldb, c, ldc, accumulate);
+        remainder_tile<T, R - 1, VB>(rows, a, sai, sak, kn, b, ldb, c, ldc, accumulate);
+    }
+}
+
 // Register blocks: VB vectors wide, RB rows tall, RB * VB accumulators plus VB loads within the register file.
 template <typename T, int VB>
 void gemm_cols(int64_t m, const T* a, int64_t sai, int64_t sak, int64_t kn, const T* b, int64_t ldb, T* c,
@@ -93,7 +104,7 @@ void gemm_cols(int64_t m, const T* a, int64_t sai, int64_t sak, int64_t kn, cons
     constexpr int RB = std::max(1, std::min(8, (REGISTERS - VB - 2) / VB));
     int64_t i = 0;
     for (; i + RB <= m; i += RB) tile<T, RB, VB>(a + i * sai, sai, sak, kn, b, ldb, c + i * ldc, ldc, accumulate);
-    for (; i < m; ++i) tile<T, 1, VB>(a + i * sai, sai, sak, kn, b, ldb, c + i * ldc, ldc, accumulate);
+    remainder_tile<T, RB - 1, VB>(m - i, a + i * sai, sai, sak, kn, b, ldb, c + i * ldc, ldc, accumulate);
 }
 
 // C[m, nvec vectors] (+)= A(m x kn) B(kn x nvec vectors).
