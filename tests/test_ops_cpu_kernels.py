@@ -95,12 +95,18 @@ def test_unsupported_dtype_is_refused():
         cpu_kernels.kernel("silu_mul", np.float16)
 
 
-def test_the_library_is_cached_and_rebuilt_when_a_source_changes(tmp_path, monkeypatch):
+def kernel_sources(tmp_path, monkeypatch, name: str, text: str) -> Path:
+    """A one-file kernel source folder and an empty cache, in place of kernels/cpu and the user's cache."""
     src = tmp_path / "src"
-    src.mkdir()
-    (src / "one.cpp").write_text('extern "C" int tg_one() { return 1; }\n')
+    src.mkdir(exist_ok=True)
+    (src / name).write_text(text)
     monkeypatch.setattr(cpu_kernels, "SOURCE_DIR", src)
     monkeypatch.setenv("TILEGRAPH_CPU_CACHE", str(tmp_path / "cache"))
+    return src
+
+
+def test_the_library_is_cached_and_rebuilt_when_a_source_changes(tmp_path, monkeypatch):
+    src = kernel_sources(tmp_path, monkeypatch, "one.cpp", 'extern "C" int tg_one() { return 1; }\n')
     first = cpu_kernels.library_path()
     assert first.exists() and first.parent == tmp_path / "cache"
     assert cpu_kernels.library_path() == first  # cached: same file, not rebuilt
@@ -110,11 +116,7 @@ def test_the_library_is_cached_and_rebuilt_when_a_source_changes(tmp_path, monke
 
 
 def test_a_compile_error_names_the_kernels_and_the_compiler_message(tmp_path, monkeypatch):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "broken.cpp").write_text("this is not C++;\n")
-    monkeypatch.setattr(cpu_kernels, "SOURCE_DIR", src)
-    monkeypatch.setenv("TILEGRAPH_CPU_CACHE", str(tmp_path / "cache"))
+    kernel_sources(tmp_path, monkeypatch, "broken.cpp", "this is not C++;\n")
     with pytest.raises(KernelError, match=r"CPU kernels \(kernels/cpu\) failed to compile for the numpy backend"
                                           r"(.|\n)*broken\.cpp"):
         cpu_kernels.library_path()
