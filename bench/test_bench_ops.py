@@ -1,4 +1,4 @@
-"""Speed of the ops' fast numpy paths, as ratios against baselines measured in the same run (the CPU is shared,
+"""Speed of the ops' fast paths (numpy, BLAS and the CPU kernels of kernels/cpu), as ratios against baselines measured in the same run (the CPU is shared,
 so absolute times drift; ratios of interleaved runs hold up).
 
 1. attention forward+backward at nano-trickster shapes: fast path against the float32 reference (explicit

@@ -6,15 +6,20 @@ Printed: tokens/s of both and their ratio (1.0 = a training step costs no more t
 
     .venv/bin/python -m pytest bench/test_bench_train.py --benchmark-only -s
     .venv/bin/python -m tilegraph.train.bench          # the same numbers without pytest
+
+With a PyTorch Python (`make bench-torch` creates .venv-torch; or TILEGRAPH_TORCH_PYTHON), the step is also
+compared with the PyTorch eager reference, bench/torch_baseline.py.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from tilegraph.graph import load_spec
-from tilegraph.train.bench import DEFAULT_SPEC, GemmBaseline, make_training_step
+from tilegraph.train.bench import DEFAULT_SPEC, GemmBaseline, make_training_step, torch_tokens_per_second
 
 BATCH, SEQ = 16, 256
 
@@ -61,3 +66,24 @@ def test_training_step_tokens_per_s(benchmark, spec, gemm_seconds):
         f"\ntraining: {tokens_per_s:,.0f} tokens/s; GEMM-only bound {BATCH * SEQ / gemm_seconds:,.0f} tokens/s; "
         f"ratio {gemm_seconds / median:.2f} (1.0 = the step costs only its matmuls)"
     )
+
+
+TORCH_PYTHON = Path(os.environ.get("TILEGRAPH_TORCH_PYTHON", Path(__file__).resolve().parent.parent / ".venv-torch"
+                                   / "bin" / "python"))
+
+
+@pytest.mark.skipif(not TORCH_PYTHON.exists(), reason=f"no PyTorch Python at {TORCH_PYTHON} (run `make bench-torch`, "
+                                                       "or set TILEGRAPH_TORCH_PYTHON)")
+def test_training_step_vs_pytorch_eager(benchmark, spec):
+    """The same step in PyTorch eager (bench/torch_baseline.py, its own process), timed before and after ours;
+    the ratio is against the faster of its two runs."""
+    torch_before = torch_tokens_per_second(str(TORCH_PYTHON), BATCH, SEQ, steps=5)
+    step = make_training_step(spec, BATCH, SEQ)
+    step()
+    step()
+    benchmark.pedantic(step, rounds=5, iterations=1)
+    torch_after = torch_tokens_per_second(str(TORCH_PYTHON), BATCH, SEQ, steps=5)
+    ours, theirs = BATCH * SEQ / benchmark.stats.stats.median, max(torch_before, torch_after)
+    benchmark.extra_info.update(tokens_per_s=ours, torch_tokens_per_s=theirs, ratio=ours / theirs)
+    print(f"\ntraining: {ours:,.0f} tokens/s; PyTorch eager {theirs:,.0f} tokens/s "
+          f"(runs {torch_before:,.0f}, {torch_after:,.0f}); ratio {ours / theirs:.2f}")
