@@ -1,5 +1,5 @@
-"""Speed of the ops' fast paths (numpy, BLAS and the CPU kernels of kernels/cpu), as ratios against baselines measured in the same run (the CPU is shared,
-so absolute times drift; ratios of interleaved runs hold up).
+"""Speed of the ops' fast paths (numpy, BLAS and the CPU kernels of kernels/cpu), as ratios against baselines
+measured in the same run (the CPU is shared, so absolute times drift; ratios of interleaved runs hold up).
 
 1. attention forward+backward at nano-trickster shapes: fast path against the float32 reference (explicit
    masked softmax, P kept in memory).
