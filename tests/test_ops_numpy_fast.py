@@ -77,12 +77,14 @@ def test_attention_fast_path(seed, b, s, kv_heads, group, d, causal, scale):
     check_attention_bwd(rng, q, k, v, o, lse, attrs)
 
 
-@pytest.mark.parametrize("s, causal", [(256, True), (200, True), (130, False)])
-def test_attention_fast_path_at_training_lengths(s, causal):
+@pytest.mark.parametrize("s, causal, heads, kv_heads, d", [
+    (256, True, 4, 2, 32), (200, True, 4, 2, 32), (130, False, 4, 2, 32),
+    (300, True, 8, 2, 64), (65, False, 4, 1, 128),  # llama-like head dims, GQA 4:1
+])
+def test_attention_fast_path_at_training_lengths(s, causal, heads, kv_heads, d):
     """Several blocks of query rows (the CPU kernel takes 32 at a time), including lengths that are a multiple
-    of neither the block nor the SIMD width."""
+    of neither the block nor the SIMD width, and head dims of several vectors."""
     rng = np.random.default_rng(s)
-    heads, kv_heads, d = 4, 2, 32
     q, k, v = rand(rng, 2, s, heads * d), rand(rng, 2, s, kv_heads * d), rand(rng, 2, s, kv_heads * d)
     attrs = {"heads": heads, "kv_heads": kv_heads, "causal": causal}
     check_fast_path("attention", [q, k, v], attrs)
