@@ -178,6 +178,7 @@ inline int64_t visible_keys(int64_t row, int64_t kend, int64_t causal) {
     return causal ? std::min(kend, row + 1) : kend;
 }
 
+// Per-thread scratch buffers of the attention kernels, one set per element type.
 struct Scratch {
     std::vector<float> f[4];
     std::vector<double> d[4];
