@@ -75,7 +75,9 @@ def library_path() -> Path:
     return out
 
 
-def _load() -> ctypes.CDLL:
+def load() -> ctypes.CDLL:
+    """The library, built first if needed. The numpy backend calls this when it prepares a Program, so that a
+    missing compiler or a build error is reported before the first step runs, not in the middle of it."""
     global _library
     with _lock:
         if _library is None:
@@ -91,7 +93,7 @@ def kernel(name: str, dtype) -> Callable:
     if fn is None:
         if dt not in _SUFFIX:
             raise ShapeError(f"CPU kernel {name!r} supports float32 and float64, not {dt}")
-        fn = getattr(_load(), f"tg_{name}_{_SUFFIX[dt]}")
+        fn = getattr(load(), f"tg_{name}_{_SUFFIX[dt]}")
         fn.argtypes = [_CTYPES[k] for k in SIGNATURES[name]]
         fn.restype = None
         _functions[(name, dt)] = fn

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
-from tilegraph.ops import get_op
+from tilegraph.ops import cpu_kernels, get_op
 
 from tilegraph.errors import ShapeError
 
@@ -30,6 +30,7 @@ def _reference_into(op):
 class Executor:
     def __init__(self, program):
         self.program = program
+        cpu_kernels.load()  # the fast paths' CPU kernels: built (once per machine) before anything runs
         self.buffers = [np.empty(b.numel, dtype=b.dtype) for b in program.buffers]
         # value name -> array: views of buffers for computed values; graph inputs are bound at run time.
         self.arrays: dict[str, np.ndarray] = {}

@@ -168,21 +168,24 @@ class Program:
         self._executors: dict[str, object] = {}
 
     # -- running -----------------------------------------------------------------------------------------
-    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], backend: str = "numpy") -> dict:
-        """Execute one step: params/state come from `state` (updated in place), data inputs from `feeds`."""
+    def prepare(self, backend: str = "numpy"):
+        """The backend's executor for this Program, created on first use (buffers allocated, kernels built), so
+        that a caller can pay for that, and see its errors, before the first run."""
         ex = self._executors.get(backend)
         if ex is None:
             if backend not in BACKENDS:
                 raise DeviceError(f"unknown backend {backend!r}; choose one of {sorted(BACKENDS)}")
             ex = self._executors[backend] = importlib.import_module(BACKENDS[backend]).Executor(self)
-        return ex.run(state, feeds)
+        return ex
+
+    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], backend: str = "numpy") -> dict:
+        """Execute one step: params/state come from `state` (updated in place), data inputs from `feeds`."""
+        return self.prepare(backend).run(state, feeds)
 
     def profile(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], repeats: int = 3) -> str:
         """Run the step `repeats` times on the numpy backend (updating `state` like `run`) and return a table of
         the median seconds per op kind, most expensive first."""
-        ex = self._executors.get("numpy") or self._executors.setdefault(
-            "numpy", importlib.import_module(BACKENDS["numpy"]).Executor(self)
-        )
+        ex = self.prepare("numpy")
         runs = []
         for _ in range(repeats):
             times: list[float] = []

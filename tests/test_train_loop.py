@@ -230,3 +230,18 @@ def test_sample_next_respects_top_k_and_greedy():
     assert sample_next(logits, 0.0, None, rng) == 1
     picks = {sample_next(logits, 5.0, 2, rng) for _ in range(200)}
     assert picks == {1, 2}
+
+
+def test_a_missing_compiler_stops_the_run_before_it_starts(tmp_path, spec_file, monkeypatch, capsys):
+    """The CPU kernels are built when the programs are compiled: without a compiler the command says so in one
+    line, exits 2, and leaves no run directory behind."""
+    from tilegraph.ops import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "CXX", str(tmp_path / "no-such-g++"))
+    monkeypatch.setattr(cpu_kernels, "_library", None)  # as in a fresh process
+    monkeypatch.setenv("TILEGRAPH_CPU_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    assert cli_main(["train", str(spec_file), "--steps", "2", "--seq", "32", "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-g++' was not found; install g++ or set CXX" in err and err.count("\n") == 1
+    assert not run_dir.exists()

@@ -36,6 +36,8 @@ class TrainingPrograms:
         )
         self.train_program = compile_graph(training_step(spec, batch, seq, config))
         self.forward_program = compile_graph(build(spec, batch, seq))
+        for program in (self.train_program, self.forward_program):
+            program.prepare(BACKEND)  # buffers and CPU kernels now, not inside the first step
         # Scalar feeds are reused arrays: the step writes into them instead of allocating new ones.
         self._lr = np.zeros((), np.float32)
         self._step = np.zeros((), np.float32)
