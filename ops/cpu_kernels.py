@@ -1,10 +1,10 @@
-"""The CPU kernels of the numpy backend: fused elementwise loops in C++ (kernels/cpu/*.cpp).
+"""The CPU kernels of the numpy backend, in C++ (kernels/cpu/*.cpp).
 
 numpy makes one pass over memory per arithmetic operation, so an op like silu_mul_bwd (sigmoid, products, sums)
 streams its operands about ten times; the kernels here make one pass, with an exp the compiler vectorizes. They
-cover the elementwise ops of the training step (silu_mul, rope, rmsnorm, adamw and their backward) and the S x S
-passes of attention; GEMMs stay with BLAS. Each kernel exists for float32 and float64, so the ops have a single
-fast path for both.
+cover the elementwise ops of the training step (silu_mul, rope, rmsnorm, adamw and their backward) and attention
+forward and backward (its small head_dim-wide products included, which BLAS runs slowly); the linear layers' GEMMs
+stay with BLAS. Each kernel exists for float32 and float64, so the ops have a single fast path for both.
 
 The kernels are compiled on first use with the host compiler (`g++ -O3 -march=native`, $CXX to override) into
 one shared library, cached by a hash of the sources, the flags and this machine's CPU in $TILEGRAPH_CPU_CACHE,
@@ -28,8 +28,8 @@ from tilegraph.kernels.jit import CXX, cache_dir, compile_to
 from tilegraph.errors import ShapeError
 
 SOURCE_DIR = KERNEL_DIR / "cpu"
-CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
-            "-fPIC", "-shared", "-Wall"]
+CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno",
+            "-fno-trapping-math", "-fPIC", "-shared", "-Wall"]
 
 # kernel -> its C arguments after the name: p = array pointer, i = int64, d = double (kernels/cpu/*.cpp).
 SIGNATURES = {

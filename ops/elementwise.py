@@ -96,6 +96,22 @@ class Fill(Op):
         return []
 
 
+def _run_same_shape_kernel(op: str, arrays: dict[str, np.ndarray]) -> None:
+    """The CPU kernel named `op` over operands and results of one shape (kernel(pointers..., count)), their rows
+    split over the workers."""
+    views = {name: as_rows(a) for name, a in arrays.items()}
+    contiguous(op, **views)
+    first = next(iter(views.values()))
+    kernel = cpu_kernels.kernel(op, first.dtype)
+    w = first.shape[1]
+    base, row = [a.ctypes.data for a in views.values()], w * first.itemsize  # addresses, not views, per piece
+
+    def rows(r0, r1, _):
+        kernel(*(p + r0 * row for p in base), (r1 - r0) * w)
+
+    parallel_rows(first.shape[0], w, rows)
+
+
 def _check_pair(op, a, b):
     expect_float(op, "a", a)
     expect_same(op, "a", a, "b", b)
@@ -119,16 +135,7 @@ class SiluMul(Op):
         return [silu_mul_reference(*inputs)]
 
     def numpy_forward(self, inputs, outputs, attrs):
-        a, b, y = (as_rows(x) for x in (*inputs, outputs[0]))
-        contiguous(self.name, a=a, b=b, y=y)
-        kernel = cpu_kernels.kernel("silu_mul", a.dtype)
-        w = a.shape[1]
-        base, row = [x.ctypes.data for x in (a, b, y)], w * a.itemsize  # addresses, not views, per piece
-
-        def rows(r0, r1, _):
-            kernel(*(p + r0 * row for p in base), (r1 - r0) * w)
-
-        parallel_rows(a.shape[0], w, rows)
+        _run_same_shape_kernel(self.name, dict(zip(("a", "b", "y"), (*inputs, *outputs))))
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -162,16 +169,7 @@ class SiluMulBwd(Op):
         return list(silu_mul_bwd_reference(*inputs))
 
     def numpy_forward(self, inputs, outputs, attrs):
-        a, b, dy, da, db = (as_rows(x) for x in (*inputs, *outputs))
-        contiguous(self.name, a=a, b=b, dy=dy, da=da, db=db)
-        kernel = cpu_kernels.kernel("silu_mul_bwd", a.dtype)
-        w = a.shape[1]
-        base, row = [x.ctypes.data for x in (a, b, dy, da, db)], w * a.itemsize
-
-        def rows(r0, r1, _):
-            kernel(*(p + r0 * row for p in base), (r1 - r0) * w)
-
-        parallel_rows(a.shape[0], w, rows)
+        _run_same_shape_kernel(self.name, dict(zip(("a", "b", "dy", "da", "db"), (*inputs, *outputs))))
 
     def flops(self, node):
         return 10 * node.outputs[0].type.numel

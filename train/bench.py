@@ -165,8 +165,6 @@ def torch_tokens_per_second(python: str, batch: int, seq: int, steps: int) -> fl
 def main(argv: list[str] | None = None) -> int:
     import sys
 
-    from tilegraph.errors import TilegraphError
-
     try:
         return _main(argv)
     except TilegraphError as e:

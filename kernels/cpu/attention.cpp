@@ -180,8 +180,8 @@ inline int64_t visible_keys(int64_t row, int64_t kend, int64_t causal) {
 
 // Per-thread scratch buffers of the attention kernels, one set per element type.
 struct Scratch {
-    std::vector<float> f[4];
-    std::vector<double> d[4];
+    std::vector<float> f[8];
+    std::vector<double> d[8];
     template <typename T>
     std::vector<T>* bufs();
 };
@@ -189,7 +189,7 @@ template <>
 std::vector<float>* Scratch::bufs<float>() { return f; }
 template <>
 std::vector<double>* Scratch::bufs<double>() { return d; }
-thread_local Scratch fwd_scratch, bwd_scratch_a, bwd_scratch_b;
+thread_local Scratch fwd_scratch, bwd_scratch;
 
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, int64_t heads, int64_t kv_heads,
@@ -254,8 +254,8 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse,
     const Shapes<T> sh(s, heads, kv_heads, d);
     const int64_t L = S::lanes;
     const T scale = T(scale_);
-    std::vector<T>* ba = bwd_scratch_a.bufs<T>();
-    std::vector<T>* bb = bwd_scratch_b.bufs<T>();
+    std::vector<T>* ba = bwd_scratch.bufs<T>();
+    std::vector<T>* bb = ba + 4;
     T* kt = scratch(ba[0], sh.d * sh.s_pad);  // K^T (for S = Q K^T)
     T* vt = scratch(ba[1], sh.d * sh.s_pad);  // V^T (for dP = dO V^T)
     T* kp = scratch(ba[2], sh.s * sh.d_pad);  // K padded (for dQ = dS K)
