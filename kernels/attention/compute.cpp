@@ -98,7 +98,7 @@ void kernel_main() {
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                     tile_regs_acquire();
-                    reconfig_data_format(cb_q, cb_k);
+                    reconfig_data_format(cb_k, cb_q);  // matmul maps in0 -> SrcB, in1 -> SrcA
                     matmul_init(cb_q, cb_k, 1 /* transpose K tiles */);
                     for (uint32_t dt = 0; dt < dh_t; ++dt) {
                         matmul_tiles(cb_q, cb_k, qt * dh_t + dt, kt * dh_t + dt, 0);
@@ -229,7 +229,7 @@ void kernel_main() {
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t dt = 0; dt < dh_t; ++dt) {
                     tile_regs_acquire();
-                    reconfig_data_format(cb_p, cb_v);
+                    reconfig_data_format(cb_v, cb_p);  // matmul maps in0 -> SrcB, in1 -> SrcA (as tt-metal's sdpa)
                     matmul_init(cb_p, cb_v, 0);
                     for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                         matmul_tiles(cb_p, cb_v, qt * k_chunk_t + kt, kt * dh_t + dt, 0);

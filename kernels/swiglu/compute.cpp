@@ -39,14 +39,14 @@ void kernel_main() {
             cb_wait_front(cb_x, k_blk);
             cb_wait_front(cb_w1, k_blk * n_blk);
             cb_wait_front(cb_w3, k_blk * n_blk);
-            reconfig_data_format(cb_x, cb_w1);
+            reconfig_data_format(cb_w1, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
             matmul_init(cb_x, cb_w1);
             for (uint32_t i = 0; i < k_blk; ++i) {
                 for (uint32_t j = 0; j < g; ++j) {
                     matmul_tiles(cb_x, cb_w1, i, i * n_blk + j, j);
                 }
             }
-            reconfig_data_format(cb_x, cb_w3);
+            reconfig_data_format(cb_w3, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
             matmul_init(cb_x, cb_w3);
             for (uint32_t i = 0; i < k_blk; ++i) {
                 for (uint32_t j = 0; j < g; ++j) {
