@@ -32,6 +32,7 @@ from tilegraph.ops.program import (
 from tilegraph.errors import DeviceError, KernelError
 
 L1_LIMIT_BYTES = 1536 * 1024  # Wormhole / Blackhole L1 per Tensix core
+HOST_CB_SLOTS = 64  # NUM_CIRCULAR_BUFFERS as the host sizes per-CB tables (tt-metalium/circular_buffer_constants.h)
 
 
 def _ttnn():
@@ -94,16 +95,24 @@ def to_program_descriptor(
         return words
 
     cc = desc.compute_config
-    configs = {
-        "reader": ttnn.ReaderConfigDescriptor,
-        "writer": ttnn.WriterConfigDescriptor,
-        "compute": lambda: ttnn.ComputeConfigDescriptor(
+
+    def compute_config():
+        config = ttnn.ComputeConfigDescriptor(
             math_fidelity=getattr(ttnn.MathFidelity, cc.math_fidelity),
             math_approx_mode=cc.math_approx_mode,
             fp32_dest_acc_en=cc.fp32_dest_acc_en,
             dst_full_sync_en=cc.dst_full_sync_en,
-        ),
-    }
+        )
+        if cc.unpack_to_dest_fp32:
+            # One mode per CB slot; the host sizes it for NUM_CIRCULAR_BUFFERS (64 on the host side,
+            # tt-metalium/circular_buffer_constants.h), as tt-metal's program factories do.
+            modes = [ttnn.UnpackToDestMode.Default] * HOST_CB_SLOTS
+            for i in cc.unpack_to_dest_fp32:
+                modes[i] = ttnn.UnpackToDestMode.UnpackToDestFp32
+            config.unpack_to_dest_mode = modes
+        return config
+
+    configs = {"reader": ttnn.ReaderConfigDescriptor, "writer": ttnn.WriterConfigDescriptor, "compute": compute_config}
     kernels = []
     for k in desc.kernels:
         rt = ttnn.RuntimeArgs()
