@@ -815,11 +815,10 @@ void sfpu_init(uint32_t kind) {
 }
 
 // ---------------------------------------------------------------- configuration (compute_kernel_hw_startup, reconfig)
-static std::string cfg_call(const char* api, int a, int b = -1, int c = -1) {
-    std::string s = std::string(api) + "(" + std::to_string(a);
-    if (b >= 0) s += ", " + std::to_string(b);
-    if (c >= 0) s += ", " + std::to_string(c);
-    return s + ")";
+// "reconfig_data_format (SrcA = CB 25)" or, for the (old, new) form, "reconfig_data_format (SrcA: CB 24 -> CB 25)".
+static std::string cfg_by(const char* api, const char* what, int old_cb, uint32_t new_cb) {
+    std::string s = std::string(api) + " (" + what + (old_cb >= 0 ? ": CB " + std::to_string(old_cb) + " -> " : " = ");
+    return s + "CB " + std::to_string(new_cb) + ")";
 }
 static void set_src(uint32_t reg, uint32_t cbi, const std::string& by) {
     SrcConfig& s = T->cfg.unpack.src[reg];
@@ -849,8 +848,7 @@ void unpack_reconfig(uint32_t reg, int old_cb, uint32_t new_cb, const char* api)
     need_started(api);
     CB& nw = get_cb(new_cb, api);
     if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
-    set_src(reg, new_cb, old_cb >= 0 ? cfg_call(api, old_cb, int(new_cb)) + " for " + src_name(reg)
-                                     : cfg_call(api, int(new_cb)) + " for " + src_name(reg));
+    set_src(reg, new_cb, cfg_by(api, src_name(reg), old_cb, new_cb));
 }
 void pack_reconfig(int old_cb, uint32_t new_cb, const char* api) {
     need_compute(api);
@@ -859,7 +857,7 @@ void pack_reconfig(int old_cb, uint32_t new_cb, const char* api) {
     if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
     T->cfg.pack.cb = int(new_cb);
     T->cfg.pack.fmt = nw.fmt;
-    T->cfg.pack.by = old_cb >= 0 ? cfg_call(api, old_cb, int(new_cb)) : cfg_call(api, int(new_cb));
+    T->cfg.pack.by = cfg_by(api, "pack", old_cb, new_cb);
 }
 void pack_l1_acc(uint32_t enable) {
     need_compute("pack_reconfig_l1_acc");
