@@ -169,3 +169,23 @@ def test_attention_as_shipped_runs_with_fp32_p_and_bf16_v(tmp_path):
     p = np.exp(s - s.max(1, keepdims=True))
     want = (p / p.sum(1, keepdims=True)) @ vb[0]
     assert np.max(np.abs(o[0] - want)) < 0.05  # bf16 inputs and output: a loose bound, this checks the wiring only
+
+
+def test_swiglu_matmul_reconfig_in_the_old_order_is_caught_with_bfp8_weights(tmp_path):
+    from tilegraph.ops.swiglu import swiglu_program
+
+    folder = tmp_path / "swiglu"
+    shutil.copytree(KERNEL_DIR / "swiglu", folder)
+    src = folder / "compute.cpp"
+    src.write_text(src.read_text().replace("reconfig_data_format(cb_w1, cb_x);", "reconfig_data_format(cb_x, cb_w1);"))
+    desc = swiglu_program(32, 64, 32, "bfloat16", weight_dtype="bfloat8_b", grid=(1, 1))
+    desc = dataclasses.replace(desc, kernels=[dataclasses.replace(k, source=str(folder / Path(k.source).name))
+                                              for k in desc.kernels])
+    rng = np.random.default_rng(1)
+    x, w1, w3 = (rng.standard_normal(s).astype(np.float32) for s in ((32, 64), (64, 32), (64, 32)))
+    with pytest.raises(KernelError) as e:
+        run_program(desc, {"x": x, "w1": w1, "w3": w3}, timeout_s=30)
+    assert str(e.value) == (
+        f"program 'swiglu': kernel {src} (compute) on core (0,0): matmul_tiles: in1 CB 1 holds bfloat8_b, but the "
+        "unpacker's SrcA is configured for bfloat16 (by reconfig_data_format (SrcA = CB 0)); reconfigure SrcA to "
+        "CB 1 first (matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0))")
