@@ -11,11 +11,7 @@
 #include "api/compute/reconfig_data_format.h"
 #include "api/compute/matmul.h"
 #include "api/compute/eltwise_binary_sfpu.h"
-
-constexpr uint32_t cb_x = 0;
-constexpr uint32_t cb_w1 = 1;
-constexpr uint32_t cb_w3 = 2;
-constexpr uint32_t cb_out = 16;
+#include "swiglu_common.h"
 
 void kernel_main() {
     const uint32_t kt = get_arg_val<uint32_t>(0);
