@@ -19,6 +19,7 @@ from tilegraph.runtime.ttnn_program import (
     L1_LIMIT_BYTES,
     card_present,
     host_tensor,
+    kernel_source_text,
     read_back,
     to_program_descriptor,
 )
@@ -50,7 +51,7 @@ def test_program_descriptor_builds_on_host_within_l1(name):
     assert built.l1_bytes_per_core == desc.l1_bytes_per_core()
     for spec, kd in zip(desc.kernels, pd.kernels):
         assert kd.source_type == ttnn.KernelDescriptor.SourceType.SOURCE_CODE
-        assert kd.kernel_source == (KERNEL_DIR / spec.source).read_text()
+        assert kd.kernel_source == kernel_source_text(spec.source)
         # Each TensorAccessor placeholder became the interleaved-DRAM words [IsDram, page size].
         words = list(kd.compile_time_args)
         assert len(words) == 2 * len(spec.compile_time_args)
@@ -171,3 +172,28 @@ def test_unpack_to_dest_must_name_float32_cbs_with_fp32_dest():
     bf16_dest = dataclasses.replace(desc, compute_config=dataclasses.replace(cc, fp32_dest_acc_en=False))
     with pytest.raises(KernelError, match=r"unpack_to_dest_fp32 needs fp32_dest_acc_en=True"):
         bf16_dest.validate()
+
+
+@pytest.mark.parametrize("source", [f"{op}/{role}.cpp" for op in ("attention", "rmsnorm", "swiglu")
+                                    for role in ("reader", "compute", "writer")])
+def test_source_code_kernels_are_self_contained(source, tmp_path):
+    # tt-metal compiles SOURCE_CODE text outside the kernel's folder: the kernel-local header must be inlined.
+    import re
+    import subprocess
+
+    text = kernel_source_text(source)
+    original = (KERNEL_DIR / source).read_text().splitlines()
+    local = [ln for ln in original if re.match(r'#include "\w+_common\.h"', ln)]
+    assert local, f"{source} includes no kernel-local header"
+    assert not any(ln in text.splitlines() for ln in local)
+    rest = [ln for ln in original if ln not in local]
+    lines = iter(text.splitlines())
+    assert all(any(ln == got for got in lines) for ln in rest)  # the kernel's own lines, in order
+    alone = tmp_path / Path(source).name  # no header next to it here
+    alone.write_text(text)
+    role = Path(source).stem
+    defines = ["-DFUSE_GAMMA", "-DFUSE_RESIDUAL"] if source.startswith("rmsnorm") else []
+    defines.append("-DKERNEL_COMPILE_TIME_ARGS=" + ",".join(["2", "2048"] * 4))  # up to 4 TensorAccessorArgs
+    r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", f"-I{KERNEL_DIR / 'emu'}", *defines, str(alone)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"{source} ({role}) does not compile on its own:\n{r.stderr[:2000]}"
