@@ -195,5 +195,5 @@ def test_source_code_kernels_are_self_contained(source, tmp_path):
     defines = ["-DFUSE_GAMMA", "-DFUSE_RESIDUAL"] if source.startswith("rmsnorm") else []
     defines.append("-DKERNEL_COMPILE_TIME_ARGS=" + ",".join(["2", "2048"] * 4))  # up to 4 TensorAccessorArgs
     r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", f"-I{KERNEL_DIR / 'emu'}", *defines, str(alone)],
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     assert r.returncode == 0, f"{source} ({role}) does not compile on its own:\n{r.stderr[:2000]}"
