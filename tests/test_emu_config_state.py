@@ -101,6 +101,11 @@ def test_pack_without_pack_reconfig():
         "compute_kernel_hw_startup (SrcA = CB 0, SrcB = CB 1, pack = CB 0)); call pack_reconfig_data_format(16) first")
 
 
+def test_pack_with_l1_accumulation_is_refused_not_ignored():
+    assert run_bug("BUG_PACK_L1_ACC") == WHERE + (
+        "pack_tile: pack_reconfig_l1_acc(1) is in effect: L1 accumulation is tracked but not emulated")
+
+
 def test_op_before_hw_startup():
     assert run_bug("BUG_NO_HW_STARTUP") == WHERE + (
         "copy_init before compute_kernel_hw_startup: the unpacker, math and packer are unconfigured (call "

@@ -54,7 +54,10 @@ void kernel_main() {
     cb_pop_front(cb_b, 1);
     cb_reserve_back(cb_out, 1);
     tile_regs_wait();
-#if !defined(BUG_PACK_NOT_RECONFIGURED)
+#if defined(BUG_PACK_L1_ACC)
+    pack_reconfig_data_format(cb_out);
+    pack_reconfig_l1_acc(1);
+#elif !defined(BUG_PACK_NOT_RECONFIGURED)
     pack_reconfig_data_format(cb_out);
 #endif
     pack_tile(0, cb_out);
