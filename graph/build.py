@@ -82,7 +82,8 @@ def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -
         q = g.call("rope", q, heads=nh, base=spec.rope_base, name=L + "q_rope")
         k = g.call("rope", k, heads=nkv, base=spec.rope_base, name=L + "k_rope")
         o, _lse = g.call(
-            "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D), name=L + "attn"
+            "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D),
+            window=spec.attention_window, name=L + "attn"
         )
         x = g.call("add", x, g.call("linear", o, p[L + "wo"], name=L + "attn_out"), name=L + "resid_attn")
 
