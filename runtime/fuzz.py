@@ -77,6 +77,8 @@ def case_strategy(op: str, small: bool = False):
             "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
             "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
             "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+            # sliding window (used when causal): below, at and across tile and chunk sizes
+            "window": st.sampled_from([None, None, 1, 7, 32, 45, 64, 100]),
         })
     raise ShapeError(f"fuzz: op {op!r} has no custom kernel to fuzz; choose one of {', '.join(KERNEL_OPS)}")
 
@@ -107,7 +109,8 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
         hkv = case["kv_heads"]
         h = hkv * case["group"]
         q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
-        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"],
+                 "window": case.get("window") if case["causal"] else None}
         knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
         return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
     raise ShapeError(f"fuzz: unknown op {op!r}")
@@ -171,12 +174,12 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
     o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
     b, s, hd = q.shape
     d = hd // heads
-    from tilegraph.ops.attention import resolved_scale
+    from tilegraph.ops.attention import resolved_scale, visible_mask
 
     sc = resolved_scale(attrs, d)
     qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
     kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
-    allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
+    allowed = visible_mask(s, attrs.get("causal", True), attrs.get("window"))
     # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
     # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
     smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]

@@ -53,8 +53,8 @@ def build(op: str, inputs: Sequence[np.ndarray], attrs: Mapping[str, object], op
         b, s, hd = q.shape
         desc = _attention.attention_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
                                             causal=bool(attrs.get("causal", True)), scale=attrs.get("scale"),
-                                            grid=opts.grid, **knobs)
-        return desc, _attention.attention_device_inputs(q, k, v, heads, kv_heads, desc)
+                                            window=attrs.get("window"), grid=opts.grid, **knobs)
+        return desc, _attention.attention_device_inputs(q, k, v, heads, kv_heads, desc, attrs.get("window"))
     raise DeviceError(f"op {op!r} has no custom kernel; kernel ops are {', '.join(KERNEL_OPS)}")
 
 
