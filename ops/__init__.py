@@ -10,6 +10,7 @@ from tilegraph.ops import (  # noqa: F401
     embedding,
     linear,
     mesh_partition,
+    moe,
     optimizer,
     reduce_scatter,
     rmsnorm,
