@@ -4,6 +4,7 @@
 from tilegraph.ops import (  # noqa: F401
     all_gather,
     all_reduce,
+    all_to_all,
     attention,
     cross_entropy,
     elementwise,
@@ -11,6 +12,7 @@ from tilegraph.ops import (  # noqa: F401
     linear,
     mesh_partition,
     moe,
+    moe_dispatch,
     optimizer,
     reduce_scatter,
     rmsnorm,

@@ -225,10 +225,17 @@ def _experts_dp_rule(node, placements, axis):
     return ins, [tok, tok, wgrad, wgrad, wgrad]
 
 
+def _pairs(node) -> float:
+    ppt = node.attrs.get("pairs_per_token")
+    return float(node.attrs["top_k"] if ppt is None else ppt)
+
+
 @register
 class MoEExperts(Op):
     name = "moe_experts"
-    attrs = {"top_k": 2}
+    # pairs_per_token: routed (token, expert) pairs per row of h when not top_k: on a device holding E/n experts
+    # of an expert-parallel layer, top_k / n under balanced routing (what `flops` then counts); None = top_k
+    attrs = {"top_k": 2, "pairs_per_token": None}
     shard = staticmethod(_experts_dp_rule)
 
     def infer(self, inputs, attrs):
@@ -251,7 +258,7 @@ class MoEExperts(Op):
         tokens = h.numel // h.shape[-1]
         _, hid, f = w1.shape
         # routed (token, expert) pairs only: 3 GEMMs of 2*H*F, plus the gate-weighted sum
-        return tokens * int(node.attrs["top_k"]) * (3 * 2 * hid * f + 2 * hid)
+        return int(tokens * _pairs(node) * (3 * 2 * hid * f + 2 * hid))
 
     def bytes_moved(self, node):
         # the weights of every expert are read (each receives some tokens at these sizes), activations once
@@ -261,7 +268,7 @@ class MoEExperts(Op):
 @register
 class MoEExpertsBwd(Op):
     name = "moe_experts_bwd"
-    attrs = {"top_k": 2}
+    attrs = {"top_k": 2, "pairs_per_token": None}
     shard = staticmethod(_experts_dp_rule)
 
     def infer(self, inputs, attrs):
@@ -279,4 +286,4 @@ class MoEExpertsBwd(Op):
         h, _, w1, _, _, _ = (v.type for v in node.inputs)
         tokens = h.numel // h.shape[-1]
         _, hid, f = w1.shape
-        return tokens * int(node.attrs["top_k"]) * (9 * 2 * hid * f + 4 * hid)
+        return int(tokens * _pairs(node) * (9 * 2 * hid * f + 4 * hid))

@@ -19,8 +19,8 @@ from tilegraph.graph.meshes import Mesh
 from tilegraph.graph.passes.plan_memory import MemoryPlan, Precision, device_bytes
 from tilegraph.ops import get_op
 
-MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu")
-COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce")
+MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu", "moe_experts", "moe_experts_bwd")
+COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce", "all_to_all")
 
 # How each op runs on a Tenstorrent device: our custom kernels (kernels/) where they exist, else ttnn built-ins.
 IMPLEMENTATION = {
@@ -47,6 +47,15 @@ IMPLEMENTATION = {
     "reduce_scatter": "ttnn.reduce_scatter",
     "all_reduce": "ttnn.all_reduce",
     "mesh_partition": "ttnn.mesh_partition",
+    "moe_router": "ttnn composite (softmax, topk)",
+    "moe_router_bwd": "ttnn composite",
+    "moe_experts": "ttnn sparse matmuls (routed tokens)",
+    "moe_experts_bwd": "ttnn sparse matmuls (routed tokens)",
+    "moe_dispatch": "ttnn gather (routed rows)",
+    "moe_dispatch_bwd": "ttnn scatter",
+    "moe_combine": "ttnn scatter-add",
+    "moe_combine_bwd": "ttnn gather",
+    "all_to_all": "ttnn all-to-all",
 }
 
 
@@ -107,7 +116,8 @@ def comm_payload(node: Node, plan: MemoryPlan, precision: Precision, padded: boo
     """The tensor bytes a collective's cost formula takes: the per-device tensor of an all_reduce, the whole
     (gathered / un-scattered) tensor of an all_gather / reduce_scatter."""
     v = node.outputs[0] if node.op == "all_gather" else node.inputs[0]
-    return device_bytes(v, plan.kinds[v], precision, padded=padded)
+    fill = float(node.attrs["fill"]) if node.op == "all_to_all" else 1.0  # only the routed rows travel
+    return int(fill * device_bytes(v, plan.kinds[v], precision, padded=padded))
 
 
 def estimate(graph: Graph, mesh: Mesh, plan: MemoryPlan, precision: Precision | None = None,
