@@ -22,6 +22,16 @@ from tilegraph.errors import FileError
 _TMP_SUFFIX = ".tmp"
 
 
+def _file_mode() -> int:
+    # mkstemp creates 0600; a finished file gets the mode open() would give it (0666 minus the umask).
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def describe_os_error(path: str | os.PathLike, e: OSError) -> str:
     """'<path>: <reason>' with a hint for the causes a user can fix."""
     reason = e.strerror or str(e)
@@ -62,6 +72,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], Non
     except OSError as e:
         raise FileError(f"cannot write {describe_os_error(path, e)}") from None
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             if callable(data):
                 data(f)

@@ -66,7 +66,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise DataError(
-            f"checkpoint {path} is corrupt or not a safetensors file ({e}); use another checkpoint"
+            f"checkpoint {path} is corrupt or not a safetensors file ({e})"
         ) from None
     if raw_meta is None:
         raise DataError(

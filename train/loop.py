@@ -331,6 +331,7 @@ def save(run: Run, is_best: bool) -> Path:
         raise TrainingDiverged(f"state became non-finite at step {run.step}; not writing it to a checkpoint")
     meta = {
         "step": run.step,
+        "run_id": run.run_id,
         "spec": run.spec_dict,
         "config": asdict(run.config),
         "sampler": run.sampler.state(),

@@ -14,6 +14,7 @@ import numpy as np
 from tilegraph.train.checkpoint import choose_checkpoint
 
 from tilegraph.errors import DataError
+from tilegraph.files import remove_stale_temporaries
 
 
 def load_model(run_dir: str | Path, checkpoint: str | Path | None = None):
@@ -27,6 +28,7 @@ def load_model(run_dir: str | Path, checkpoint: str | Path | None = None):
         raise DataError(
             f"run directory {run_dir} does not exist; pass the --out directory of a `tilegraph train` run"
         )
+    remove_stale_temporaries(run_dir)  # left by a run killed mid-save; never valid files
     if checkpoint is None and not any(run_dir.glob("*.safetensors")):
         raise DataError(
             f"run directory {run_dir} holds no checkpoint; train first (tilegraph train SPEC --out {run_dir})"
