@@ -1,8 +1,9 @@
 """pyproject.toml installs every kernel folder's C++ sources as package data, declared as packages so that
 `pip install` prints no setuptools warning per folder (issue 10)."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from tilegraph.runtime import fuzz
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
 
 
 def test_the_readme_has_python_blocks():
@@ -22,13 +22,13 @@ def test_the_readme_has_python_blocks():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_python_block_runs_as_written(index):
     proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+                          timeout=600, check=False)  # fmt: skip
     assert proc.returncode == 0, f"README python block {index} failed:\n{BLOCKS[index]}\n{proc.stderr[-3000:]}"
 
 
 def test_the_training_step_block_starts_at_the_uniform_loss():
     block = next(b for b in BLOCKS if "training_step" in b)
-    proc = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", block], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     loss = float(proc.stdout.strip().splitlines()[-1])
     assert abs(loss - np.log(256)) < 0.05  # what the comment says
 

@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from tilegraph import files as files_mod
 from tilegraph.train.checkpoint import RunCheckpoints, check_tensors_match, load_checkpoint, save_checkpoint
 
+from tilegraph import files as files_mod
 from tilegraph.errors import DataError, FileError
 
 

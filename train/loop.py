@@ -29,7 +29,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tilegraph.train.checkpoint import RunCheckpoints, check_belongs_to_run, check_tensors_match, choose_checkpoint
+from tilegraph.train.checkpoint import (
+    RunCheckpoints,
+    check_belongs_to_run,
+    check_tensors_match,
+    choose_checkpoint,
+)
 from tilegraph.train.config import TrainConfig
 from tilegraph.train.data import VOCAB_SIZE, BatchSampler, load_text, validation_batches
 from tilegraph.train.schedule import learning_rate_schedule
