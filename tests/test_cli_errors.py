@@ -228,3 +228,9 @@ def test_output_into_a_closed_pipe_exits_quietly(trained):
     cmd = f"{sys.executable} -m tilegraph sample {trained} --tokens 2000 | head -c 10"
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, timeout=300, check=False)
     assert proc.stderr == b"" and proc.returncode == 141 and len(proc.stdout) == 10
+
+
+def test_a_long_fuzz_shows_progress(capsys):
+    assert main(["fuzz", "swiglu", "--backend", "numpy", "--examples", "50", "--seed", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "fuzz swiglu: 5/50 cases, worst err/bound so far" in err and "fuzz swiglu: 50/50 cases" in err

@@ -105,6 +105,14 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, capsys):
     assert "ckpt-step000010.safetensors was written by another run" in err and "move it out of" in err
 
 
+def test_sample_refuses_a_best_of_another_run(tmp_path, capsys):
+    mine = _trained(tmp_path, "mine")
+    other = _trained(tmp_path, "other", seed=4)
+    (other / "best.safetensors").replace(mine / "best.safetensors")
+    assert main(["sample", str(mine), "--tokens", "2"]) == 2
+    assert "best.safetensors was written by another run" in _one_error(capsys)
+
+
 def test_a_checkpoint_of_another_spec_is_refused(tmp_path):
     run_dir = _trained(tmp_path)
     path = run_dir / "ckpt-step000006.safetensors"

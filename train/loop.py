@@ -190,7 +190,7 @@ def start_run(spec_dict: dict, config: TrainConfig, run_dir: str | Path) -> Run:
     return run
 
 
-def _run_identity(run_dir: Path) -> tuple[str | None, dict | None]:
+def run_identity(run_dir: Path) -> tuple[str | None, dict | None]:
     """(run id, spec) from the run's config.json; (None, None) when it is missing (runs keep working without it)."""
     path = run_dir / "config.json"
     if not path.is_file():
@@ -221,7 +221,7 @@ def resume_run(
     store.remove_stale_temporaries()
     ckpt = choose_checkpoint(run_dir, checkpoint, prefer_best=False,
                              flag_hint=f"tilegraph train --resume {run_dir} --checkpoint")  # fmt: skip
-    run_id, spec_dict = _run_identity(run_dir)
+    run_id, spec_dict = run_identity(run_dir)
     check_belongs_to_run(ckpt, run_id, spec_dict if spec_dict is not None else ckpt.meta["spec"], run_dir)
     meta = ckpt.meta
     try:

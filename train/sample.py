@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from tilegraph.train.checkpoint import choose_checkpoint
+from tilegraph.train.checkpoint import check_belongs_to_run, choose_checkpoint
 
 from tilegraph.errors import DataError
 from tilegraph.files import remove_stale_temporaries
@@ -36,6 +36,12 @@ def load_model(run_dir: str | Path, checkpoint: str | Path | None = None):
     ckpt = choose_checkpoint(run_dir, checkpoint, prefer_best=True,
                              flag_hint=f"tilegraph sample {run_dir} --checkpoint")  # fmt: skip
     path = ckpt.path
+    if checkpoint is None:  # the run's own default file must be the run's (an explicit --checkpoint is the user's call)
+        from tilegraph.train.loop import run_identity
+
+        run_id, spec_dict = run_identity(run_dir)
+        if spec_dict is not None:
+            check_belongs_to_run(ckpt, run_id, spec_dict, run_dir)
     spec = load_spec(ckpt.meta["spec"])
     params = {}
     for name, shape in param_shapes(spec).items():
