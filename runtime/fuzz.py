@@ -299,16 +299,20 @@ CASE_FIELDS = {
     "rmsnorm": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "residual": ("bool",),
                 "eps": ("float", 0.0, 1.0), "max_block": ("int", 1, 64)},
     "swiglu": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
-               "max_n_block": ("int", 1, 64)},
+               "max_n_block": ("int", 1, 64), "weight_dtype": ("choice-or-none", DTYPES)},
     "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
                   "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
                   "softmax_scale": ("float-or-none", 0.0, 1e3)},
 }  # fmt: skip
+# Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}}
 
 
 def _field_error(name: str, rule: tuple, value) -> str | None:
     kind = rule[0]
+    if kind == "choice-or-none":
+        return None if value is None or value in rule[1] else f"null or one of {list(rule[1])}"
     if kind == "choice":
         return None if value in rule[1] and not isinstance(value, bool) else f"one of {list(rule[1])}"
     if kind == "bool":
@@ -331,13 +335,18 @@ def check_case(op: str, case, where: str) -> dict:
     if not isinstance(case, dict):
         raise DataError(f"{where}: 'case' must be an object of fields, got {type(case).__name__}")
     fields = CASE_FIELDS[op]
-    missing, extra = sorted(set(fields) - set(case)), sorted(set(case) - set(fields))
+    optional = OPTIONAL_FIELDS.get(op, set())
+    missing = sorted(set(fields) - set(case) - optional)
+    extra = sorted(set(case) - set(fields))
     if missing or extra:
-        others = [o for o, f in CASE_FIELDS.items() if o != op and set(f) == set(case)]
+        others = [o for o, f in CASE_FIELDS.items()
+                  if o != op and set(f) - OPTIONAL_FIELDS.get(o, set()) <= set(case) <= set(f)]  # fmt: skip
         hint = f"; it is a case of {others[0]}, not of {op}" if others else ""
         raise DataError(f"{where}: a {op} case needs the fields {sorted(fields)}; missing {missing}, "
                         f"unexpected {extra}{hint}")  # fmt: skip
     for name, rule in fields.items():
+        if name not in case:
+            continue
         want = _field_error(name, rule, case[name])
         if want is not None:
             raise DataError(f"{where}: field {name!r} is {case[name]!r}; it must be {want}")
