@@ -16,6 +16,7 @@ public:
     DataflowBuffer(uint16_t logical_dfb_id) : id_(logical_dfb_id) { tgemu::check_cb(id_, "DataflowBuffer"); }
     uint16_t get_id() const { return id_; }
     uint32_t get_entry_size() const { return tgemu::get_tile_size(id_); }
+    uint32_t get_tile_size() const { return tgemu::get_tile_size(id_); }
     uint16_t get_producer_share() const { return 1; }  // tt-1xx: every op moves one contiguous entry
     uint16_t get_consumer_share() const { return 1; }
     void reserve_back(uint16_t n) { tgemu::cb_reserve_back(id_, n); }
