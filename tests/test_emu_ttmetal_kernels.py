@@ -50,6 +50,8 @@ from tilegraph.ops.program import (
 )
 from tilegraph.runtime.emulator import quantize, run_program
 
+from tilegraph.errors import KernelError
+
 OPS = "ttnn/cpp/ttnn/operations/eltwise"
 BINARY_COMPUTE = f"{OPS}/binary/device/kernels/compute/eltwise_binary_kernel.cpp"
 BINARY_READER = f"{OPS}/binary/device/kernels/dataflow/reader_binary_interleaved_start_id.cpp"
@@ -308,3 +310,24 @@ def test_ttmetal_eltwise_sfpu_single_ops():
     for name, (op, ref) in cases.items():
         out = run_program(unary_program([op], shape, "bfloat16", grid=(1, 3)), {"x": x})["out"]
         assert np.all(np.abs(out - ref) <= 2.0**-8 * np.abs(ref)), name
+
+
+def test_ttmetal_kernel_misuse_is_caught_through_the_shims():
+    """The DataflowBuffer / Noc shims go through the emulator's CB and NoC checks: a writer told to write one tile
+    more than the compute kernel produces blocks in DataflowBuffer::wait_front, reported as a deadlock naming the
+    wheel's writer kernel, its core and CB c_2."""
+    shape = (32, 64)
+    x = quantize(values(9, shape, 1.0), "bfloat16")
+    desc = unary_program([("abs_tile_init();", "abs_tile(0);", "SFPU_OP_COMPUTE_KERNEL_API_INCLUDE")], shape,
+                         "bfloat16", grid=(1, 1))
+    writer = desc.kernels[2]
+    (core, (addr, n, start)), = writer.runtime_args.items()
+    bad = KernelSpec("writer", writer.source, writer.core_ranges, writer.compile_time_args,
+                     runtime_args={core: (addr, n + 1, start)})
+    desc = ProgramDescription(desc.name, desc.tensors, desc.cbs, [*desc.kernels[:2], bad], desc.compute_config,
+                              desc.grid)
+    with pytest.raises(KernelError) as e:
+        run_program(desc, {"x": x}, timeout_s=20)
+    msg = str(e.value)
+    assert "deadlock" in msg and "writer_unary_interleaved_start_id.cpp (writer) on core (0,0)" in msg
+    assert "cb_wait_front(2, 1)" in msg

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     opts, cmd = argv[:split], argv[split + 1:]
     kernel_dirs = [opts[i + 1] for i, a in enumerate(opts) if a == "--kernel-dir"]
     # plain output: one line per diagnostic, no carets or colours, so the location is always at the line start
-    proc = subprocess.run([*cmd, "-fdiagnostics-plain-output"], capture_output=True, text=True)
+    proc = subprocess.run([*cmd, "-fdiagnostics-plain-output"], capture_output=True, text=True, check=False)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         sys.stdout.write(output)
