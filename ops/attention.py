@@ -392,7 +392,11 @@ def attention_program(
     desc = _prog.ProgramDescription(
         name="attention", tensors=tensors,
         cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers), kernels=kernels,
-        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
+        compute_config=_prog.ComputeConfig(
+            math_fidelity="HiFi4", fp32_dest_acc_en=True,
+            # the running max (26, 31), sum (27) and output (28, when fp32) are fp32 partials reloaded per K chunk
+            unpack_to_dest_fp32=(26, 27, 31) + ((28,) if interm == "float32" else ())),
+        grid=tuple(grid))
     desc.validate()
     return desc
 

@@ -178,6 +178,7 @@ class ComputeConfig:
     fp32_dest_acc_en: bool = False
     math_approx_mode: bool = False
     dst_full_sync_en: bool = False  # False: DST is double-buffered, half of it per tile_regs_acquire
+    unpack_to_dest_fp32: tuple[int, ...] = ()  # CB indices unpacked straight to DST as fp32 (UnpackToDestFp32)
 
     def __post_init__(self):
         if self.math_fidelity not in MATH_FIDELITIES:
@@ -195,7 +196,9 @@ class KernelSpec:
     """One kernel (reader, compute or writer) on a set of cores."""
 
     role: str
-    source: str  # path relative to kernels/, e.g. "rmsnorm/reader.cpp"
+    # path relative to kernels/, e.g. "rmsnorm/reader.cpp", or absolute (a test kernel, or one of tt-metal's own
+    # kernels in the ttnn wheel: tilegraph.kernels.ttnn_kernel_path("ttnn/cpp/ttnn/operations/...cpp"))
+    source: str
     core_ranges: tuple[CoreRange, ...]
     compile_time_args: tuple[Arg, ...] = ()
     defines: Mapping[str, str] = field(default_factory=dict)
@@ -288,6 +291,16 @@ class ProgramDescription:
                 if (c, cb.index) in per_core:
                     raise KernelError(f"program {self.name!r}: CB {cb.index} defined twice on core {c}")
                 per_core[(c, cb.index)] = None
+        cc = self.compute_config
+        formats = {cb.index: cb.data_format for cb in self.cbs}
+        for i in cc.unpack_to_dest_fp32:
+            if formats.get(i) != "float32":
+                what = f"a {formats[i]} CB" if i in formats else "a CB this program does not define"
+                raise KernelError(f"program {self.name!r}: compute_config.unpack_to_dest_fp32 names CB {i}, {what}; "
+                                  f"only float32 CBs unpack straight to DST")
+        if cc.unpack_to_dest_fp32 and not cc.fp32_dest_acc_en:
+            raise KernelError(f"program {self.name!r}: compute_config.unpack_to_dest_fp32 needs fp32_dest_acc_en=True "
+                              f"(DST holds 32-bit datums only in fp32 mode)")
         worst = self.max_l1_bytes()
         if worst > L1_BYTES_PER_CORE:
             raise KernelError(f"program {self.name!r}: circular buffers need {worst} bytes of L1 on one core, "

@@ -213,7 +213,9 @@ def rmsnorm_program(
     ]
     desc = _prog.ProgramDescription(
         name="rmsnorm", tensors=tensors, cbs=cbs, kernels=kernels,
-        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
+        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True,
+                                           unpack_to_dest_fp32=(25,)),  # the fp32 partial sum, reloaded per block
+        grid=tuple(grid))
     desc.validate()
     return desc
 

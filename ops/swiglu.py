@@ -97,6 +97,7 @@ def swiglu_program(
     *,
     grid=(8, 8),
     out_dtype: str = "bfloat16",
+    weight_dtype: str | None = None,
     max_k_block: int = SWIGLU_MAX_K_BLOCK_TILES,
     max_n_block: int | None = None,
 ) -> _prog.ProgramDescription:
@@ -105,8 +106,10 @@ def swiglu_program(
     Each core owns a contiguous range of output tiles (row-major over [M/32, N/32]), taken in subblocks of up to
     n_blk tiles of one row (x is read once per subblock); both matmuls accumulate in DST over all of K (2 * n_blk
     DST tiles) and the gate is applied there, so the [M, N] gate/up products never reach DRAM.
-    Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0 in the dropped padding)."""
+    Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0 in the dropped padding).
+    weight_dtype: device format of W1 / W3 (default: dtype), e.g. bfloat8_b weights with bfloat16 activations."""
     m, k, n = int(m), int(k), int(n)
+    weight_dtype = weight_dtype or dtype
     if min(m, k, n) < 1:
         raise ShapeError(f"op 'swiglu': M={m}, K={k}, N={n} must all be >= 1")
     mt, kt, nt = _host.tiles(m), _host.tiles(k), _host.tiles(n)
@@ -116,10 +119,10 @@ def swiglu_program(
     split = _host.split_work(mt * nt, grid[0] * grid[1])
     cores = _host.grid_cores(grid, len(split))
     ranges = _host.core_ranges(cores)
-    tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), dtype),
-               _prog.TensorSpec("w3", (k, n), dtype), _prog.TensorSpec("out", (m, n), out_dtype, "output")]
+    tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), weight_dtype),
+               _prog.TensorSpec("w3", (k, n), weight_dtype), _prog.TensorSpec("out", (m, n), out_dtype, "output")]
     cbs = [_prog.CBSpec(index=0, data_format=dtype, num_pages=2 * k_blk, core_ranges=ranges)]
-    cbs += [_prog.CBSpec(index=i, data_format=dtype, num_pages=2 * k_blk * n_blk, core_ranges=ranges) for i in (1, 2)]
+    cbs += [_prog.CBSpec(index=i, data_format=weight_dtype, num_pages=2 * k_blk * n_blk, core_ranges=ranges) for i in (1, 2)]
     cbs.append(_prog.CBSpec(index=16, data_format=out_dtype, num_pages=2, core_ranges=ranges))
     addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
     reader_rt, compute_rt, writer_rt = {}, {}, {}

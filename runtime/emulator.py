@@ -220,6 +220,8 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
         job = [f"program {desc.name.replace(' ', '_')}", f"fp32_dest_acc {int(cc.fp32_dest_acc_en)}",
                f"math_approx {int(cc.math_approx_mode)}", f"dst_full_sync {int(cc.dst_full_sync_en)}",
                f"timeout_s {timeout_s}"]
+        if cc.unpack_to_dest_fp32:
+            job.append("unpack_to_dest_fp32 " + " ".join(str(i) for i in cc.unpack_to_dest_fp32))
         for i, t in enumerate(tensors):
             in_path, out_path = "-", "-"
             if t.role == "input":

@@ -68,6 +68,7 @@ def case_strategy(op: str, small: bool = False):
             **common,
             "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
             "max_n_block": st.integers(1, 2),
+            "weight_dtype": st.sampled_from([None, "bfloat8_b"]),  # None: the weights take `dtype` too
         })
     if op == "attention":
         return st.fixed_dictionaries({
@@ -100,7 +101,8 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
         x = randn(case["m"], case["k"])
         w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
         w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
-        knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block")}
+        knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block"),
+                 "weight_dtype": case.get("weight_dtype")}
         return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, knobs)
     if op == "attention":
         b, sq, d = case["batch"], case["seq"], case["head_dim"]
@@ -116,7 +118,8 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
 # -----------------------------------------------------------------------------------------------------------
 # Reference, bounds, comparison
 # -----------------------------------------------------------------------------------------------------------
-def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str) -> list[np.ndarray]:
+def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str,
+                  weight_dtype: str | None = None) -> list[np.ndarray]:
     """The inputs as the backend holds them: quantized to the device format on kernel backends."""
     if backend == "numpy":
         return inputs
@@ -127,6 +130,8 @@ def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str) -
     fmts = [dtype] * len(inputs)
     if op == "rmsnorm":
         fmts[1] = "bfloat16"
+    if op == "swiglu" and weight_dtype:
+        fmts[1:] = [weight_dtype, weight_dtype]
     return [quantize(a.reshape(-1, a.shape[-1]), f).reshape(a.shape) for a, f in zip(inputs, fmts)]
 
 
@@ -219,7 +224,7 @@ class Outcome:
 
 def run_case(op: str, case: dict, backend: str) -> Outcome:
     inputs, attrs, opts = make_inputs(op, case)
-    held = device_values(inputs, op, case["dtype"], backend)
+    held = device_values(inputs, op, case["dtype"], backend, case.get("weight_dtype"))
     refs = reference(op, held, attrs)
     t0 = time.perf_counter()
     if backend == "numpy":

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import atexit
 import glob
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
@@ -32,6 +34,7 @@ from tilegraph.ops.program import (
 from tilegraph.errors import DeviceError, KernelError
 
 L1_LIMIT_BYTES = 1536 * 1024  # Wormhole / Blackhole L1 per Tensix core
+HOST_CB_SLOTS = 64  # NUM_CIRCULAR_BUFFERS as the host sizes per-CB tables (tt-metalium/circular_buffer_constants.h)
 
 
 def _ttnn():
@@ -50,11 +53,35 @@ def _core_range_set(ttnn, ranges: tuple[CoreRange, ...]):
     return ttnn.CoreRangeSet([ttnn.CoreRange(ttnn.CoreCoord(*r.start), ttnn.CoreCoord(*r.end)) for r in ranges])
 
 
+_LOCAL_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
+
+
 def kernel_source_text(source: str) -> str:
+    """The kernel's source for SOURCE_CODE: tt-metal compiles the text from its own build folder, where the
+    kernel's folder is not on the include path, so kernel-local headers (`#include "x.h"` naming a file next to the
+    source, e.g. attention/attention_common.h) are inlined, each once (they are `#pragma once`)."""
     path = KERNEL_DIR / source
     if not path.is_file():
         raise KernelError(f"kernel source {source!r} not found under {KERNEL_DIR}")
-    return path.read_text()
+    return _inline_local_headers(path, set())
+
+
+def _inline_local_headers(path: Path, seen: set[Path]) -> str:
+    out = []
+    for line in path.read_text().splitlines(keepends=True):
+        m = _LOCAL_INCLUDE.match(line)
+        header = path.parent / m.group(1) if m else None
+        if header is None or not header.is_file():
+            out.append(line)  # api/... and system headers: resolved by tt-metal's include path
+            continue
+        header = header.resolve()
+        if header not in seen:
+            seen.add(header)
+            out.append(f"// ---- inlined {m.group(1)} (kernel-local header)\n")
+            body = _inline_local_headers(header, seen)
+            out.append("".join(ln for ln in body.splitlines(keepends=True) if ln.strip() != "#pragma once"))
+            out.append(f"// ---- end of {m.group(1)}\n")
+    return "".join(out)
 
 
 @dataclass
@@ -94,16 +121,24 @@ def to_program_descriptor(
         return words
 
     cc = desc.compute_config
-    configs = {
-        "reader": ttnn.ReaderConfigDescriptor,
-        "writer": ttnn.WriterConfigDescriptor,
-        "compute": lambda: ttnn.ComputeConfigDescriptor(
+
+    def compute_config():
+        config = ttnn.ComputeConfigDescriptor(
             math_fidelity=getattr(ttnn.MathFidelity, cc.math_fidelity),
             math_approx_mode=cc.math_approx_mode,
             fp32_dest_acc_en=cc.fp32_dest_acc_en,
             dst_full_sync_en=cc.dst_full_sync_en,
-        ),
-    }
+        )
+        if cc.unpack_to_dest_fp32:
+            # One mode per CB slot; the host sizes it for NUM_CIRCULAR_BUFFERS (64 on the host side,
+            # tt-metalium/circular_buffer_constants.h), as tt-metal's program factories do.
+            modes = [ttnn.UnpackToDestMode.Default] * HOST_CB_SLOTS
+            for i in cc.unpack_to_dest_fp32:
+                modes[i] = ttnn.UnpackToDestMode.UnpackToDestFp32
+            config.unpack_to_dest_mode = modes
+        return config
+
+    configs = {"reader": ttnn.ReaderConfigDescriptor, "writer": ttnn.WriterConfigDescriptor, "compute": compute_config}
     kernels = []
     for k in desc.kernels:
         rt = ttnn.RuntimeArgs()

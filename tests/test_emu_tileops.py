@@ -29,6 +29,7 @@ OPS = ["MATMUL", "MATMUL_BT", "ADD_BCAST_COLS", "MUL_BCAST_ROWS", "SUB_BCAST_SCA
        "MATMUL_TWICE", "FILL_AFTER_REDUCE", "FILL_AFTER_REDUCE_UNINIT", "REDUCE_SCALAR_SUM"]
 TF32 = 2.0 ** -10 * 1.01
 SCALER = 0.5
+MAX_SCALER = 1.0  # reduce MAX needs a unit scaler (tt-metal reduce.h; the emulator rejects any other)
 
 
 def tileops_program() -> ProgramDescription:
@@ -65,8 +66,8 @@ def results():
     for op in ("REDUCE_ROW_SUM", "REDUCE_ROW_MAX", "REDUCE_COL_SUM", "FILL_AFTER_REDUCE", "FILL_AFTER_REDUCE_UNINIT",
                "REDUCE_SCALAR_SUM"):
         s = np.zeros((32, 32), np.float32)  # tt-metal's scaler tile: the value in row 0 of each face
-        s[0, :] = SCALER
-        s[16, :] = SCALER
+        s[0, :] = MAX_SCALER if op == "REDUCE_ROW_MAX" else SCALER
+        s[16, :] = s[0, :]
         b[OPS.index(op)] = s
     out = run_program(tileops_program(), {"a": a.reshape(-1, 32), "b": b.reshape(-1, 32)})["out"]
     return a.astype(np.float64), b.astype(np.float64), out.reshape(n, 32, 32)
@@ -96,9 +97,9 @@ def expected(op, a, b):
         return v, e
     if op == "REDUCE_ROW_MAX":
         v = z.copy()
-        v[:, 0] = a.max(1) * SCALER
+        v[:, 0] = a.max(1) * MAX_SCALER
         e = z.copy()
-        e[:, 0] = TF32 * aa.max(1) * SCALER
+        e[:, 0] = TF32 * aa.max(1) * MAX_SCALER
         return v, e
     if op == "REDUCE_COL_SUM":
         v = z.copy()

@@ -16,7 +16,7 @@ from tilegraph.ops import program as prog
 from tilegraph.ops.rmsnorm import rmsnorm_program
 from tilegraph.runtime import fuzz
 from tilegraph.runtime.emulator import run_program
-from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+from tilegraph.runtime.kernel_ops import DeviceOptions, build, run_kernel_op
 
 from tilegraph.errors import KernelError
 
@@ -62,6 +62,17 @@ def test_attention_matches_reference(seq, causal, q_chunk, k_chunk, head_dim):
 def test_attention_bfp8_gqa_explicit_scale():
     _check("attention", {"batch": 2, "seq": 96, "kv_heads": 1, "group": 4, "head_dim": 64, "causal": True, "q_chunk": 32,
                              "k_chunk": 32, "softmax_scale": 0.3, "dtype": "bfloat8_b", "grid": (2, 2), "scale": 1.0, "seed": 9})
+
+
+@pytest.mark.parametrize("m, k, n", [(64, 256, 96), (33, 100, 70)])
+def test_swiglu_bfp8_weights_with_bf16_activations(m, k, n):
+    # SrcA holds the bfloat8_b weights and SrcB the bfloat16 activations: the kernel must reconfigure both.
+    case = {"m": m, "k": k, "n": n, "max_k_block": 4, "max_n_block": 2, "dtype": "bfloat16",
+            "weight_dtype": "bfloat8_b", "grid": (3, 2), "scale": 1.0, "seed": 6}
+    _check("swiglu", case)
+    inputs, attrs, opts = fuzz.make_inputs("swiglu", case)
+    desc, _ = build("swiglu", inputs, attrs, opts)
+    assert {c.index: c.data_format for c in desc.cbs} == {0: "bfloat16", 1: "bfloat8_b", 2: "bfloat8_b", 16: "bfloat16"}
 
 
 def test_attention_rows_all_negative_scores_and_large_logits():

@@ -64,3 +64,33 @@ def test_attention_mask_tiles():
     assert np.all(np.isneginf(causal[np.triu_indices(32, 1)])) and np.all(causal[np.tril_indices(32)] == 0)
     pad = c[4]  # 70 = 2 full tiles + 6 valid columns in the third
     assert np.all(pad[:, :6] == 0) and np.all(np.isneginf(pad[:, 6:]))
+
+
+def header_cbs(op: str) -> dict[str, int]:
+    """CB names -> indices from kernels/<op>/<op>_common.h, the one place the kernel's three files take them from."""
+    import re
+
+    from tilegraph.kernels import KERNEL_DIR
+
+    text = (KERNEL_DIR / op / f"{op}_common.h").read_text()
+    return {m[1]: int(m[2]) for m in re.finditer(r"constexpr uint32_t (cb_\w+) = (\d+);", text)}
+
+
+def test_builders_define_exactly_the_cbs_their_kernel_header_names():
+    from tilegraph.ops.attention import attention_program
+    from tilegraph.ops.rmsnorm import rmsnorm_program
+    from tilegraph.ops.swiglu import swiglu_program
+
+    programs = {
+        "attention": attention_program(1, 128, 2, 64, grid=(2, 1), interm="float32"),
+        "rmsnorm": rmsnorm_program((64, 256), residual=True, gamma=True, grid=(2, 1)),
+        "swiglu": swiglu_program(64, 64, 64, grid=(2, 1)),
+    }
+    for op, desc in programs.items():
+        names = header_cbs(op)
+        assert sorted(cb.index for cb in desc.cbs) == sorted(names.values()), op
+    # The CBs unpacked straight to DST are the reloaded fp32 partials, by name.
+    att, rms = header_cbs("attention"), header_cbs("rmsnorm")
+    assert set(programs["attention"].compute_config.unpack_to_dest_fp32) == {
+        att["cb_m_a"], att["cb_m_b"], att["cb_l"], att["cb_o"]}
+    assert set(programs["rmsnorm"].compute_config.unpack_to_dest_fp32) == {rms["cb_acc"]}

@@ -19,6 +19,7 @@ from tilegraph.runtime.ttnn_program import (
     L1_LIMIT_BYTES,
     card_present,
     host_tensor,
+    kernel_source_text,
     read_back,
     to_program_descriptor,
 )
@@ -50,7 +51,7 @@ def test_program_descriptor_builds_on_host_within_l1(name):
     assert built.l1_bytes_per_core == desc.l1_bytes_per_core()
     for spec, kd in zip(desc.kernels, pd.kernels):
         assert kd.source_type == ttnn.KernelDescriptor.SourceType.SOURCE_CODE
-        assert kd.kernel_source == (KERNEL_DIR / spec.source).read_text()
+        assert kd.kernel_source == kernel_source_text(spec.source)
         # Each TensorAccessor placeholder became the interleaved-DRAM words [IsDram, page size].
         words = list(kd.compile_time_args)
         assert len(words) == 2 * len(spec.compile_time_args)
@@ -131,3 +132,68 @@ def test_generic_op_on_a_card_matches_the_emulator():
     on_card = run_kernel_op("rmsnorm", [x, g], {"eps": 1e-5}, "ttnn")
     emulated = run_kernel_op("rmsnorm", [x, g], {"eps": 1e-5}, "emu")
     np.testing.assert_allclose(on_card[0], emulated[0], rtol=2**-6, atol=1e-3)
+
+
+# CBs that hold fp32 partials the compute kernel reloads with copy_tile: rmsnorm's running sum of squares (25);
+# attention's running max (26, 31), running sum (27) and, with fp32 intermediates, its running output (28).
+RELOADED_FP32 = {
+    "rmsnorm": (lambda: rmsnorm_program((1, 64, 256), grid=(2, 1)), {25}),
+    "attention": (lambda: attention_program(1, 128, 2, 64, grid=(2, 1), interm="float32"), {26, 27, 28, 31}),
+    "attention_bf16_interm": (lambda: attention_program(1, 128, 2, 64, grid=(2, 1), interm="bfloat16"), {26, 27, 31}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELOADED_FP32))
+def test_compute_descriptor_unpacks_reloaded_fp32_partials_to_dest(name):
+    build, want = RELOADED_FP32[name]
+    desc = build()
+    pd = to_program_descriptor(desc).descriptor
+    (compute,) = [kd for spec, kd in zip(desc.kernels, pd.kernels) if spec.role == "compute"]
+    modes = list(compute.config.unpack_to_dest_mode)
+    assert len(modes) == 64  # the host-side NUM_CIRCULAR_BUFFERS
+    got = {i for i, m in enumerate(modes) if m == ttnn.UnpackToDestMode.UnpackToDestFp32}
+    assert got == want
+    assert all(m == ttnn.UnpackToDestMode.Default for i, m in enumerate(modes) if i not in want)
+    # Readers and writers have no compute config: only the compute kernel carries the modes.
+    assert compute.config.fp32_dest_acc_en
+
+
+def test_unpack_to_dest_must_name_float32_cbs_with_fp32_dest():
+    import dataclasses
+
+    desc = rmsnorm_program((1, 64, 256), grid=(2, 1))
+    cc = desc.compute_config
+    bad_cb = dataclasses.replace(desc, compute_config=dataclasses.replace(cc, unpack_to_dest_fp32=(4,)))
+    with pytest.raises(KernelError, match=r"unpack_to_dest_fp32 names CB 4, a bfloat16 CB; only float32 CBs"):
+        bad_cb.validate()
+    missing = dataclasses.replace(desc, compute_config=dataclasses.replace(cc, unpack_to_dest_fp32=(9,)))
+    with pytest.raises(KernelError, match=r"names CB 9, a CB this program does not define"):
+        missing.validate()
+    bf16_dest = dataclasses.replace(desc, compute_config=dataclasses.replace(cc, fp32_dest_acc_en=False))
+    with pytest.raises(KernelError, match=r"unpack_to_dest_fp32 needs fp32_dest_acc_en=True"):
+        bf16_dest.validate()
+
+
+@pytest.mark.parametrize("source", [f"{op}/{role}.cpp" for op in ("attention", "rmsnorm", "swiglu")
+                                    for role in ("reader", "compute", "writer")])
+def test_source_code_kernels_are_self_contained(source, tmp_path):
+    # tt-metal compiles SOURCE_CODE text outside the kernel's folder: the kernel-local header must be inlined.
+    import re
+    import subprocess
+
+    text = kernel_source_text(source)
+    original = (KERNEL_DIR / source).read_text().splitlines()
+    local = [ln for ln in original if re.match(r'#include "\w+_common\.h"', ln)]
+    assert local, f"{source} includes no kernel-local header"
+    assert not any(ln in text.splitlines() for ln in local)
+    rest = [ln for ln in original if ln not in local]
+    lines = iter(text.splitlines())
+    assert all(any(ln == got for got in lines) for ln in rest)  # the kernel's own lines, in order
+    alone = tmp_path / Path(source).name  # no header next to it here
+    alone.write_text(text)
+    role = Path(source).stem
+    defines = ["-DFUSE_GAMMA", "-DFUSE_RESIDUAL"] if source.startswith("rmsnorm") else []
+    defines.append("-DKERNEL_COMPILE_TIME_ARGS=" + ",".join(["2", "2048"] * 4))  # up to 4 TensorAccessorArgs
+    r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", f"-I{KERNEL_DIR / 'emu'}", *defines, str(alone)],
+                       check=False, capture_output=True, text=True)
+    assert r.returncode == 0, f"{source} ({role}) does not compile on its own:\n{r.stderr[:2000]}"

@@ -27,22 +27,7 @@
 #include "api/compute/eltwise_unary/exp.h"
 #include "api/compute/eltwise_unary/recip.h"
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
-
-constexpr uint32_t cb_q = 0;
-constexpr uint32_t cb_k = 1;
-constexpr uint32_t cb_v = 2;
-constexpr uint32_t cb_mask = 3;
-constexpr uint32_t cb_scaler = 4;
-constexpr uint32_t cb_out = 16;
-constexpr uint32_t cb_lse = 17;
-constexpr uint32_t cb_s = 24;
-constexpr uint32_t cb_p = 25;
-constexpr uint32_t cb_m_a = 26;
-constexpr uint32_t cb_l = 27;
-constexpr uint32_t cb_o = 28;
-constexpr uint32_t cb_alpha = 29;
-constexpr uint32_t cb_linv = 30;
-constexpr uint32_t cb_m_b = 31;
+#include "attention_common.h"
 
 // Pack DST tile 0 into `cb` (one tile) and hand DST back.
 inline void pack_dst0(uint32_t cb) {
@@ -76,16 +61,14 @@ void kernel_main() {
     cb_wait_front(cb_scaler, 1);
 
     for (uint32_t w = work_start; w < work_start + work_count; ++w) {
-        const uint32_t j = w % nq;
-        const uint32_t q_chunk = (j % 2 == 0) ? j / 2 : nq - 1 - j / 2;
-        const uint32_t q0 = q_chunk * q_chunk_t;
-        const uint32_t nk = causal ? ((q0 + q_chunk_t + k_chunk_t - 1) / k_chunk_t) : nk_all;
+        const uint32_t q0 = zigzag_q_chunk(w, nq) * q_chunk_t;
+        const uint32_t nk = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk_all, causal);
 
         cb_wait_front(cb_q, q_tiles);
         for (uint32_t kc = 0; kc < nk; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             const bool first = kc == 0;
-            const bool masked = causal ? (k0 + k_chunk_t > q0) : (k0 + k_chunk_t > k_full_t);
+            const bool masked = block_masked(q0, k0, k_chunk_t, k_full_t, causal);
             const uint32_t cb_m = (kc % 2 == 0) ? cb_m_a : cb_m_b;     // this chunk's max
             const uint32_t cb_m_old = (kc % 2 == 0) ? cb_m_b : cb_m_a;  // the previous chunk's max
 
@@ -98,7 +81,7 @@ void kernel_main() {
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                     tile_regs_acquire();
-                    reconfig_data_format(cb_q, cb_k);
+                    reconfig_data_format(cb_k, cb_q);  // matmul maps in0 -> SrcB, in1 -> SrcA
                     matmul_init(cb_q, cb_k, 1 /* transpose K tiles */);
                     for (uint32_t dt = 0; dt < dh_t; ++dt) {
                         matmul_tiles(cb_q, cb_k, qt * dh_t + dt, kt * dh_t + dt, 0);
@@ -229,7 +212,7 @@ void kernel_main() {
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t dt = 0; dt < dh_t; ++dt) {
                     tile_regs_acquire();
-                    reconfig_data_format(cb_p, cb_v);
+                    reconfig_data_format(cb_v, cb_p);  // matmul maps in0 -> SrcB, in1 -> SrcA (as tt-metal's sdpa)
                     matmul_init(cb_p, cb_v, 0);
                     for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                         matmul_tiles(cb_p, cb_v, qt * k_chunk_t + kt, kt * dh_t + dt, 0);

@@ -1,19 +1,12 @@
 // Flash attention forward, reader (RISC-V 0): streams Q chunks, K/V chunks and mask tiles into circular buffers.
 //
-// Work unit = one Q chunk of one (batch, head). Units are numbered in "zigzag" order per (batch, head):
-// 0, nq-1, 1, nq-2, ... so that a core taking a contiguous, even-sized range of units gets low + high chunks,
-// which balances causal work (a low chunk sees few K chunks, a high chunk many).
+// Work unit = one Q chunk of one (batch, head), in the zigzag order of attention_common.h.
 //
 // Masks are never computed here: the host ships a small "consts" tensor of ready tiles (zero, -inf, causal
 // diagonal, key padding) and the reader assembles each masked block from them, tile by tile.
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
-
-constexpr uint32_t cb_q = 0;
-constexpr uint32_t cb_k = 1;
-constexpr uint32_t cb_v = 2;
-constexpr uint32_t cb_mask = 3;
-constexpr uint32_t cb_scaler = 4;
+#include "attention_common.h"
 
 // Tiles of the consts tensor (built by ops/attention.py).
 constexpr uint32_t CONST_SCALER = 0;   // 1.0 in row 0 of each face: the reduce scaler
@@ -62,8 +55,7 @@ void kernel_main() {
 
     for (uint32_t w = work_start; w < work_start + work_count; ++w) {
         const uint32_t bh = w / nq;
-        const uint32_t j = w % nq;
-        const uint32_t q_chunk = (j % 2 == 0) ? j / 2 : nq - 1 - j / 2;
+        const uint32_t q_chunk = zigzag_q_chunk(w, nq);
         const uint32_t batch = bh / num_heads;
         const uint32_t head = bh % num_heads;
         const uint32_t kv_bh = batch * num_kv_heads + head / heads_per_kv;
@@ -80,8 +72,7 @@ void kernel_main() {
         noc_async_read_barrier();
         cb_push_back(cb_q, q_chunk_t * dh_t);
 
-        // Causal: K chunks that start after the chunk's last query row are skipped entirely.
-        const uint32_t nk = causal ? ((q0 + q_chunk_t + k_chunk_t - 1) / k_chunk_t) : nk_all;
+        const uint32_t nk = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk_all, causal);
         for (uint32_t kc = 0; kc < nk; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             cb_reserve_back(cb_k, k_chunk_t * dh_t);
@@ -95,8 +86,7 @@ void kernel_main() {
             noc_async_read_barrier();
             cb_push_back(cb_k, k_chunk_t * dh_t);
 
-            // Only blocks reaching the diagonal (some key tile >= the first query tile) or holding key padding get a mask.
-            const bool masked = causal ? (k0 + k_chunk_t > q0) : (k0 + k_chunk_t > k_full_t);
+            const bool masked = block_masked(q0, k0, k_chunk_t, k_full_t, causal);
             if (masked) {
                 cb_reserve_back(cb_mask, q_chunk_t * k_chunk_t);
                 l1 = get_write_ptr(cb_mask);

@@ -3,9 +3,7 @@
 // reads that column back).
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
-
-constexpr uint32_t cb_out = 16;
-constexpr uint32_t cb_lse = 17;
+#include "attention_common.h"
 
 void kernel_main() {
     constexpr auto out_args = TensorAccessorArgs<0>();
@@ -25,9 +23,7 @@ void kernel_main() {
 
     for (uint32_t w = work_start; w < work_start + work_count; ++w) {
         const uint32_t bh = w / nq;
-        const uint32_t j = w % nq;
-        const uint32_t q_chunk = (j % 2 == 0) ? j / 2 : nq - 1 - j / 2;
-        const uint32_t q0 = q_chunk * q_chunk_t;
+        const uint32_t q0 = zigzag_q_chunk(w, nq) * q_chunk_t;
 
         cb_wait_front(cb_lse, q_chunk_t);
         uint32_t l1 = get_read_ptr(cb_lse);

@@ -18,18 +18,7 @@
 #include "api/compute/eltwise_binary_sfpu.h"
 #include "api/compute/eltwise_unary/rsqrt.h"
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
-
-constexpr uint32_t cb_x = 0;
-constexpr uint32_t cb_res = 1;
-constexpr uint32_t cb_gamma = 2;
-constexpr uint32_t cb_scaler = 4;
-constexpr uint32_t cb_out = 16;
-constexpr uint32_t cb_h_out = 17;
-constexpr uint32_t cb_x2 = 24;    // squares of one block
-constexpr uint32_t cb_acc = 25;   // partial sum of squares (column 0)
-constexpr uint32_t cb_rstd = 26;  // rsqrt(mean + eps) (column 0)
-constexpr uint32_t cb_h = 27;     // FUSE_RESIDUAL: x + residual of one block, pass 2
-constexpr uint32_t cb_norm = 28;  // FUSE_GAMMA: normalized block before gamma
+#include "rmsnorm_common.h"
 
 void kernel_main() {
     const uint32_t wt = get_arg_val<uint32_t>(0);

@@ -3,11 +3,8 @@
 // FUSE_RESIDUAL: also streams the residual (h = x + residual). FUSE_GAMMA: streams gamma in pass 2.
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
+#include "rmsnorm_common.h"
 
-constexpr uint32_t cb_x = 0;
-constexpr uint32_t cb_res = 1;
-constexpr uint32_t cb_gamma = 2;
-constexpr uint32_t cb_scaler = 4;
 constexpr uint32_t CONST_SCALER = 0;  // tile 0 of the consts tensor: 1.0 in row 0 of each face
 
 // Read `n` consecutive pages starting at `first` into `cb` and push them.

@@ -1,9 +1,7 @@
 // RMSNorm writer: per tile row, FUSE_RESIDUAL's h = x + residual blocks (pass 1), then the normalized blocks (pass 2).
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
-
-constexpr uint32_t cb_out = 16;
-constexpr uint32_t cb_h_out = 17;
+#include "rmsnorm_common.h"
 
 template <typename Accessor>
 inline void write_block(uint32_t cb, const Accessor& acc, uint32_t first, uint32_t n) {

@@ -11,11 +11,7 @@
 #include "api/compute/reconfig_data_format.h"
 #include "api/compute/matmul.h"
 #include "api/compute/eltwise_binary_sfpu.h"
-
-constexpr uint32_t cb_x = 0;
-constexpr uint32_t cb_w1 = 1;
-constexpr uint32_t cb_w3 = 2;
-constexpr uint32_t cb_out = 16;
+#include "swiglu_common.h"
 
 void kernel_main() {
     const uint32_t kt = get_arg_val<uint32_t>(0);
@@ -39,14 +35,14 @@ void kernel_main() {
             cb_wait_front(cb_x, k_blk);
             cb_wait_front(cb_w1, k_blk * n_blk);
             cb_wait_front(cb_w3, k_blk * n_blk);
-            reconfig_data_format(cb_x, cb_w1);
+            reconfig_data_format(cb_w1, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
             matmul_init(cb_x, cb_w1);
             for (uint32_t i = 0; i < k_blk; ++i) {
                 for (uint32_t j = 0; j < g; ++j) {
                     matmul_tiles(cb_x, cb_w1, i, i * n_blk + j, j);
                 }
             }
-            reconfig_data_format(cb_x, cb_w3);
+            reconfig_data_format(cb_w3, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
             matmul_init(cb_x, cb_w3);
             for (uint32_t i = 0; i < k_blk; ++i) {
                 for (uint32_t j = 0; j < g; ++j) {

@@ -5,10 +5,7 @@
 // pushes whole k_blk x n_blk blocks, leaving the unused pages unread, so every CB block stays aligned.
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
-
-constexpr uint32_t cb_x = 0;
-constexpr uint32_t cb_w1 = 1;
-constexpr uint32_t cb_w3 = 2;
+#include "swiglu_common.h"
 
 void kernel_main() {
     constexpr auto x_args = TensorAccessorArgs<0>();

@@ -1,8 +1,7 @@
 // Fused SwiGLU writer: this core's output tiles, in order, one at a time.
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
-
-constexpr uint32_t cb_out = 16;
+#include "swiglu_common.h"
 
 void kernel_main() {
     constexpr auto out_args = TensorAccessorArgs<0>();

@@ -61,22 +61,41 @@ ALWI void tile_regs_release() { tgemu::dst_release(); }
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 [[deprecated("Use tile_regs_release() instead")]] ALWI void release_dst() { tgemu::dst_release_legacy(); }
 
-// ---- hardware start-up and (re)configuration: the emulator reads formats from the CBs at each op
+// ---- hardware start-up and (re)configuration: register state the ops are checked against (runtime.h)
 template <SrcOrder src_order = SrcOrder::Regular>
 ALWI void compute_kernel_hw_startup(uint32_t icb0, uint32_t icb1, uint32_t ocb) {
-    tgemu::check_cb(icb0, "compute_kernel_hw_startup");
-    tgemu::check_cb(icb1, "compute_kernel_hw_startup");
-    tgemu::check_cb(ocb, "compute_kernel_hw_startup");
+    constexpr bool reverse = src_order == SrcOrder::Reverse;  // Reverse: icb0 -> SrcB, icb1 -> SrcA (matmul)
+    tgemu::hw_startup(reverse ? icb1 : icb0, reverse ? icb0 : icb1, ocb, "compute_kernel_hw_startup");
 }
 ALWI void compute_kernel_hw_startup(uint32_t icb0, uint32_t ocb) { compute_kernel_hw_startup(icb0, icb0, ocb); }
-ALWI void reconfig_data_format(uint32_t a, uint32_t b) { tgemu::check_cb(a, "reconfig_data_format"); tgemu::check_cb(b, "reconfig_data_format"); }
-ALWI void reconfig_data_format(uint32_t, uint32_t a, uint32_t, uint32_t b) { reconfig_data_format(a, b); }
-ALWI void reconfig_data_format_srca(uint32_t a) { tgemu::check_cb(a, "reconfig_data_format_srca"); }
-ALWI void reconfig_data_format_srca(uint32_t, uint32_t a) { reconfig_data_format_srca(a); }
-ALWI void reconfig_data_format_srcb(uint32_t b) { tgemu::check_cb(b, "reconfig_data_format_srcb"); }
-ALWI void reconfig_data_format_srcb(uint32_t, uint32_t b) { reconfig_data_format_srcb(b); }
-ALWI void pack_reconfig_data_format(uint32_t o) { tgemu::check_cb(o, "pack_reconfig_data_format"); }
-ALWI void pack_reconfig_data_format(uint32_t, uint32_t o) { pack_reconfig_data_format(o); }
+template <SrcOrder src_order = SrcOrder::Regular>
+ALWI void reconfig_data_format(uint32_t icb0, uint32_t icb1) {
+    constexpr bool reverse = src_order == SrcOrder::Reverse;
+    tgemu::unpack_reconfig(tgemu::SRC_A, -1, reverse ? icb1 : icb0, "reconfig_data_format");
+    tgemu::unpack_reconfig(tgemu::SRC_B, -1, reverse ? icb0 : icb1, "reconfig_data_format");
+}
+template <SrcOrder src_order = SrcOrder::Regular>
+ALWI void reconfig_data_format(uint32_t icb0_old, uint32_t icb0_new, uint32_t icb1_old, uint32_t icb1_new) {
+    constexpr bool reverse = src_order == SrcOrder::Reverse;
+    tgemu::unpack_reconfig(tgemu::SRC_A, int(reverse ? icb1_old : icb0_old), reverse ? icb1_new : icb0_new,
+                           "reconfig_data_format");
+    tgemu::unpack_reconfig(tgemu::SRC_B, int(reverse ? icb0_old : icb1_old), reverse ? icb0_new : icb1_new,
+                           "reconfig_data_format");
+}
+ALWI void reconfig_data_format_srca(uint32_t a) { tgemu::unpack_reconfig(tgemu::SRC_A, -1, a, "reconfig_data_format_srca"); }
+ALWI void reconfig_data_format_srca(uint32_t old_a, uint32_t a) {
+    tgemu::unpack_reconfig(tgemu::SRC_A, int(old_a), a, "reconfig_data_format_srca");
+}
+ALWI void reconfig_data_format_srcb(uint32_t b) { tgemu::unpack_reconfig(tgemu::SRC_B, -1, b, "reconfig_data_format_srcb"); }
+ALWI void reconfig_data_format_srcb(uint32_t old_b, uint32_t b) {
+    tgemu::unpack_reconfig(tgemu::SRC_B, int(old_b), b, "reconfig_data_format_srcb");
+}
+ALWI void pack_reconfig_data_format(uint32_t o) { tgemu::pack_reconfig(-1, o, "pack_reconfig_data_format"); }
+ALWI void pack_reconfig_data_format(uint32_t old_o, uint32_t o) {
+    tgemu::pack_reconfig(int(old_o), o, "pack_reconfig_data_format");
+}
+ALWI void pack_reconfig_l1_acc(uint32_t l1_acc_en) { tgemu::pack_l1_acc(l1_acc_en); }
+// pack_init programs the packer's addressing for ocb, not its format (llk_pack_init).
 ALWI void pack_init(uint32_t ocb, uint32_t call_line = __builtin_LINE()) { tgemu::check_cb(ocb, "pack_init"); }
 
 // ---- copy / transpose
@@ -86,12 +105,14 @@ ALWI void copy_init(uint32_t cbid, uint32_t transpose = 0, uint32_t transpose_wi
     tgemu::check_cb(cbid, "copy_init");
     if (transpose || transpose_within_16x16_face) tgemu::fail("copy_init with transpose is not emulated; use transpose_init");
     tgemu::fpu_init(tgemu::K_COPY, 0, 0);
+    tgemu::copy_init_cb(cbid);
 }
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 [[deprecated("Renamed to copy_init(). This will be removed after 20-09-2026.")]] ALWI void copy_tile_init(
     uint32_t cbid, uint32_t call_line = __builtin_LINE()) {
     tgemu::check_cb(cbid, "copy_tile_init");
     tgemu::fpu_init(tgemu::K_COPY, 0, 0);
+    tgemu::copy_init_cb(cbid);
 }
 template <bool is_fp32_dest_acc_en = DST_ACCUM_MODE>
 ALWI void copy_tile(uint32_t in_cb_id, uint32_t in_tile_index, uint32_t dst_tile_index) {

@@ -55,6 +55,16 @@ void fpu_init(uint32_t kind, uint32_t a, uint32_t b);
 void reduce_uninit();
 void sfpu_init(uint32_t kind);
 
+// Compute: configuration state. The unpacker's SrcA / SrcB formats and the packer's output format are hardware
+// state set by compute_kernel_hw_startup and the reconfig calls; every op checks its operands' CB formats against
+// it (see kernels/emu/API.md "Configuration state"). old_cb < 0: unconditional; else only if old/new formats differ.
+enum SrcReg : uint32_t { SRC_A = 0, SRC_B = 1 };
+void hw_startup(uint32_t srca_cb, uint32_t srcb_cb, uint32_t pack_cb, const char* api);
+void unpack_reconfig(uint32_t reg, int old_cb, uint32_t new_cb, const char* api);
+void pack_reconfig(int old_cb, uint32_t new_cb, const char* api);
+void pack_l1_acc(uint32_t enable);
+void copy_init_cb(uint32_t cb);
+
 // Compute: DST register protocol.
 void dst_acquire();
 void dst_commit();

@@ -67,6 +67,39 @@ struct Tensor {
 
 enum DstState { DST_IDLE, DST_MATH, DST_COMMITTED, DST_PACK, DST_LEGACY };
 
+// What the three TRISCs of a compute kernel have programmed into the Tensix, as the hardware holds it (the
+// formats are register state: an op unpacks / packs with whatever the last (re)configuration set, not with the
+// format of the CB it is handed). TRISC0 the unpacker: the SrcA / SrcB formats and which copy_init mode
+// (unpack-to-dest or through SrcA) is loaded; TRISC1 math: the op of its last init (Thread::fpu_kind/fpu_a/fpu_b),
+// fidelity and DST accumulation mode; TRISC2 the packer: output format, edge masks (Thread::pack_mask), L1
+// accumulation. Set by compute_kernel_hw_startup, reconfig_data_format*, pack_reconfig_data_format and the inits.
+struct SrcConfig {
+    int cb = -1;         // the CB whose format was programmed (-1: never)
+    uint32_t fmt = 0;
+    std::string by;      // the call that programmed it, for messages
+};
+struct UnpackConfig {
+    SrcConfig src[2];            // [SRC_A], [SRC_B]
+    int copy_cb = -1;            // CB of the last copy_init
+    bool copy_to_dest = false;   // that copy_init loaded the unpack-to-dest (fp32 straight into DST) path
+};
+struct MathConfig {
+    uint32_t fidelity = 4;
+    bool fp32_dest_acc = false;
+};
+struct PackConfig {
+    int cb = -1;
+    uint32_t fmt = 0;
+    std::string by;
+    bool l1_acc = false;
+};
+struct ConfigState {
+    bool started = false;  // compute_kernel_hw_startup ran
+    UnpackConfig unpack;
+    MathConfig math;
+    PackConfig pack;
+};
+
 struct Thread {
     Core* core = nullptr;
     std::string role, kernel;
@@ -87,10 +120,12 @@ struct Thread {
     uint32_t fpu_kind = K_NONE, fpu_a = 0, fpu_b = 0;  // the last FPU op init
     uint32_t pack_mask = 0;                          // 1 + ReduceDim while reduce_init's packer edge masks apply
     uint32_t sfpu_kind = ~0u;                        // the last SFPU init
+    ConfigState cfg;                                 // unpacker / math / packer configuration
 };
 
 struct Machine {
     bool fp32_dest_acc = false, approx = false, full_sync = false;
+    bool unpack_to_dest_fp32[NUM_CBS] = {};  // ComputeConfig.unpack_to_dest_fp32 (UnpackToDestMode per CB)
     uint32_t math_fidelity = 4;
     double timeout_s = 60;
     std::string program;
@@ -345,6 +380,60 @@ void need_sfpu(const char* api, uint32_t kind) {
     if (T->sfpu_kind != kind)
         failf("%s after %s: call %s first (SFPU ops need their own init)", api, sfpu_init_name(T->sfpu_kind),
               sfpu_init_name(kind));
+}
+
+// ---------------------------------------------------------------- configuration state checks
+const char* fmt_name(uint32_t f) {
+    return f == FMT_FLOAT32 ? "float32" : f == FMT_FLOAT16_B ? "bfloat16" : f == FMT_BFP8_B ? "bfloat8_b" : "?";
+}
+const char* src_name(uint32_t reg) { return reg == SRC_A ? "SrcA" : "SrcB"; }
+
+void need_compute(const char* api) {
+    check_abort();
+    if (T->role != "compute") failf("%s is a compute API, called from a %s kernel", api, T->role.c_str());
+}
+
+void need_started(const char* api) {
+    if (!T->cfg.started)
+        failf("%s before compute_kernel_hw_startup: the unpacker, math and packer are unconfigured (call "
+              "compute_kernel_hw_startup(in0, in1, out) once at the start of kernel_main)", api);
+}
+
+// Operand `what` of `api`, CB cbi, is unpacked through source register `reg`: the unpacker must be configured
+// for that CB's format. `mapping` says how the op maps its operands onto SrcA / SrcB (tt-metal's LLK).
+void need_src_format(const char* api, uint32_t reg, uint32_t cbi, const char* what, const char* mapping) {
+    need_started(api);
+    CB& cb = get_cb(cbi, api);
+    const SrcConfig& s = T->cfg.unpack.src[reg];
+    if (s.fmt != cb.fmt)
+        failf("%s: %s CB %u holds %s, but the unpacker's %s is configured for %s (by %s); reconfigure %s to CB %u "
+              "first (%s)", api, what, cbi, fmt_name(cb.fmt), src_name(reg), fmt_name(s.fmt), s.by.c_str(),
+              src_name(reg), cbi, mapping);
+}
+
+// The packer writes DST out in the format it was configured for, into whatever CB it is handed.
+void need_pack_format(const char* api, uint32_t cbi) {
+    need_started(api);
+    CB& cb = get_cb(cbi, api);
+    const PackConfig& p = T->cfg.pack;
+    if (p.fmt != cb.fmt)
+        failf("%s: output CB %u holds %s, but the packer is configured for %s (by %s); call "
+              "pack_reconfig_data_format(%u) first", api, cbi, fmt_name(cb.fmt), fmt_name(p.fmt), p.by.c_str(), cbi);
+    if (p.l1_acc)
+        failf("%s: pack_reconfig_l1_acc(1) is in effect: L1 accumulation is tracked but not emulated", api);
+}
+
+// copy_init loads one of two unpacker paths for CB `cb`: unpack-to-dest (a float32 CB listed in
+// ComputeConfig.unpack_to_dest_fp32: 32-bit datums straight into DST) or through SrcA (LLK should_unpack_to_dest).
+bool copies_to_dest(uint32_t cbi) { return M.unpack_to_dest_fp32[cbi] && core().cbs[cbi].fmt == FMT_FLOAT32; }
+
+void need_copy_path(const char* api, uint32_t cbi) {
+    const UnpackConfig& u = T->cfg.unpack;
+    bool want = copies_to_dest(cbi);
+    if (u.copy_cb >= 0 && u.copy_to_dest != want)
+        failf("%s: CB %u is unpacked %s, but the last copy_init(%d) loaded the %s path; call copy_init(%u) first",
+              api, cbi, want ? "straight to DST (unpack_to_dest_fp32)" : "through SrcA", u.copy_cb,
+              u.copy_to_dest ? "unpack-to-DST" : "SrcA", cbi);
 }
 
 float sfpu_apply(uint32_t op, float x, float p) {
@@ -607,9 +696,32 @@ void dst_release_legacy() {
 }
 
 // ---------------------------------------------------------------- FPU tile ops
+// Reduce operands: REDUCE_ROW SUM/AVG runs MVMUL with swapped operands (scaler -> SrcA, data -> SrcB); every other
+// reduce unpacks data -> SrcA, scaler -> SrcB (tt-metal 0.81.1 reduce.h). GMPOOL multiplies by the scaler before
+// taking the max, so MAX needs a scaler of 1.0 (reduce.h: "all scaling factors should be 1").
+static void need_reduce_config(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_t its) {
+    const bool swapped = dim == RED_ROW && pool != POOL_MAX;
+    const char* mapping = swapped ? "REDUCE_ROW SUM/AVG maps the scaler -> SrcA, data -> SrcB: "
+                                    "reconfig_data_format(scaler, data)"
+                                  : "this reduce maps data -> SrcA, the scaler -> SrcB: reconfig_data_format(data, scaler)";
+    need_src_format("reduce_tile", swapped ? SRC_B : SRC_A, cb, "data", mapping);
+    need_src_format("reduce_tile", swapped ? SRC_A : SRC_B, cbs, "scaler", mapping);
+    if (pool != POOL_MAX) return;
+    float s[TILE_HW];
+    unpack(cbs, its, s, "reduce_tile (scaler)", false);
+    for (int r : {0, 16})  // row 0 of every face: the rows the reduce scaler occupies
+        for (int c = 0; c < 32; c++)
+            if (s[r * 32 + c] != 1.0f)
+                failf("reduce_tile<MAX>: scaler CB %u tile %u holds %g at row %d, column %d; MAX multiplies by the "
+                      "scaler before pooling, so its scaler must be 1.0 in row 0 of every face (use a separate "
+                      "all-ones scaler tile for MAX)", cbs, its, double(s[r * 32 + c]), r, c);
+}
+
 void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_dst(idst, "copy_tile", false);
     need_fpu("copy_tile", K_COPY, 0, 0);
+    need_src_format("copy_tile", SRC_A, cb, "input", "copy_tile unpacks its CB into SrcA: reconfig_data_format_srca");
+    need_copy_path("copy_tile", cb);
     float a[TILE_HW];
     unpack(cb, itile, a, "copy_tile", !M.fp32_dest_acc);
     store_dst(idst, a);
@@ -618,6 +730,7 @@ void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
 void transpose_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_dst(idst, "transpose_tile", false);
     need_fpu("transpose_tile", K_TRANSPOSE, 0, 0);
+    need_src_format("transpose_tile", SRC_A, cb, "input", "transpose_tile unpacks its CB into SrcA: reconfig_data_format_srca");
     float a[TILE_HW], o[TILE_HW];
     unpack(cb, itile, a, "transpose_tile", true);
     for (int r = 0; r < 32; r++)
@@ -636,6 +749,8 @@ void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint3
     api = names[bcast % 4][op % 3];
     if (bcast == BC_NONE) need_fpu(api, K_BINARY, op, 0);
     else need_fpu(api, K_BCAST, op, bcast);
+    need_src_format(api, SRC_A, cb0, "in0", "eltwise binary and broadcast ops map in0 -> SrcA, in1 -> SrcB: reconfig_data_format(in0, in1)");
+    need_src_format(api, SRC_B, cb1, "in1", "eltwise binary and broadcast ops map in0 -> SrcA, in1 -> SrcB: reconfig_data_format(in0, in1)");
     float a[TILE_HW], b[TILE_HW], o[TILE_HW];
     unpack(cb0, t0, a, api, true);
     unpack(cb1, t1, b, api, true);
@@ -680,6 +795,11 @@ static void matmul_one(const float* a, const float* b, bool transpose_b, uint32_
 void fpu_init(uint32_t kind, uint32_t a, uint32_t b) {
     check_abort();
     if (T->role != "compute") failf("%s is a compute API, called from a %s kernel", fpu_init_name(kind, a, b).c_str(), T->role.c_str());
+    need_started(fpu_init_name(kind, a, b).c_str());
+    if (kind == K_REDUCE && a == POOL_MIN)
+        failf("%s: the FPU reduce has no MIN (the LLK static_asserts it: the hardware pools with GMPOOL = max and "
+              "GAPOOL = sum/average only); negate and reduce MAX, or use binary_min_tile on the SFPU",
+              fpu_init_name(kind, a, b).c_str());
     T->fpu_kind = kind;
     T->fpu_a = a;
     T->fpu_b = b;
@@ -693,12 +813,70 @@ void sfpu_init(uint32_t kind) {
     check_abort();
     T->sfpu_kind = kind;
 }
+
+// ---------------------------------------------------------------- configuration (compute_kernel_hw_startup, reconfig)
+// "reconfig_data_format (SrcA = CB 25)" or, for the (old, new) form, "reconfig_data_format (SrcA: CB 24 -> CB 25)".
+static std::string cfg_by(const char* api, const char* what, int old_cb, uint32_t new_cb) {
+    std::string s = std::string(api) + " (" + what + (old_cb >= 0 ? ": CB " + std::to_string(old_cb) + " -> " : " = ");
+    return s + "CB " + std::to_string(new_cb) + ")";
+}
+static void set_src(uint32_t reg, uint32_t cbi, const std::string& by) {
+    SrcConfig& s = T->cfg.unpack.src[reg];
+    s.cb = int(cbi);
+    s.fmt = get_cb(cbi, by.c_str()).fmt;
+    s.by = by;
+}
+void hw_startup(uint32_t srca_cb, uint32_t srcb_cb, uint32_t pack_cb, const char* api) {
+    need_compute(api);
+    std::string by = std::string(api) + " (SrcA = CB " + std::to_string(srca_cb) + ", SrcB = CB " +
+                     std::to_string(srcb_cb) + ", pack = CB " + std::to_string(pack_cb) + ")";
+    set_src(SRC_A, srca_cb, by);
+    set_src(SRC_B, srcb_cb, by);
+    T->cfg.pack.cb = int(pack_cb);
+    T->cfg.pack.fmt = get_cb(pack_cb, api).fmt;
+    T->cfg.pack.by = by;
+    T->cfg.pack.l1_acc = false;
+    T->cfg.math.fidelity = M.math_fidelity;
+    T->cfg.math.fp32_dest_acc = M.fp32_dest_acc;
+    T->cfg.started = true;
+}
+// reconfig_data_format* for one source register. With an `old` operand (old_cb >= 0) the LLK compares the two
+// operands' formats and reprograms nothing when they are equal: the caller's claim about the current state is
+// trusted, so a stale `old` skips a needed reconfiguration -- as on a card.
+void unpack_reconfig(uint32_t reg, int old_cb, uint32_t new_cb, const char* api) {
+    need_compute(api);
+    need_started(api);
+    CB& nw = get_cb(new_cb, api);
+    if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
+    set_src(reg, new_cb, cfg_by(api, src_name(reg), old_cb, new_cb));
+}
+void pack_reconfig(int old_cb, uint32_t new_cb, const char* api) {
+    need_compute(api);
+    need_started(api);
+    CB& nw = get_cb(new_cb, api);
+    if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
+    T->cfg.pack.cb = int(new_cb);
+    T->cfg.pack.fmt = nw.fmt;
+    T->cfg.pack.by = cfg_by(api, "pack", old_cb, new_cb);
+}
+void pack_l1_acc(uint32_t enable) {
+    need_compute("pack_reconfig_l1_acc");
+    T->cfg.pack.l1_acc = enable != 0;
+}
+void copy_init_cb(uint32_t cbi) {
+    need_compute("copy_init");
+    get_cb(cbi, "copy_init");
+    T->cfg.unpack.copy_cb = int(cbi);
+    T->cfg.unpack.copy_to_dest = copies_to_dest(cbi);
+}
 void set_matmul_transpose(uint32_t t) { T->mm_transpose = t; }
 uint32_t matmul_transpose() { return T->mm_transpose; }
 
 void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose) {
     need_dst(idst, "matmul_tiles", false);
     need_fpu("matmul_tiles", K_MATMUL, 0, 0);
+    need_src_format("matmul_tiles", SRC_A, cb1, "in1", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
+    need_src_format("matmul_tiles", SRC_B, cb0, "in0", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     float a[TILE_HW], b[TILE_HW];
     unpack(cb0, t0, a, "matmul_tiles", true);
     unpack(cb1, t1, b, "matmul_tiles", true);
@@ -710,6 +888,8 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
     if (ct * rt == 0) failf("matmul_block: ct_dim %u x rt_dim %u is empty", ct, rt);
     need_dst(idst + ct * rt - 1, "matmul_block", false);
     need_fpu("matmul_block", K_MATMUL, 0, 0);
+    need_src_format("matmul_block", SRC_A, cb1, "in1", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
+    need_src_format("matmul_block", SRC_B, cb0, "in0", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     float a[TILE_HW], b[TILE_HW];
     for (uint32_t r = 0; r < rt; r++) {
         unpack(cb0, t0 + r * kt, a, "matmul_block", true);
@@ -723,6 +903,7 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
 void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_t itile, uint32_t its, uint32_t idst) {
     need_dst(idst, "reduce_tile", false);
     need_fpu("reduce_tile", K_REDUCE, pool, dim);
+    need_reduce_config(pool, dim, cb, cbs, its);
     float a[TILE_HW], s[TILE_HW];
     unpack(cb, itile, a, "reduce_tile", true);
     unpack(cbs, its, s, "reduce_tile (scaler)", true);
@@ -805,6 +986,7 @@ void sfpu_binary(uint32_t op, uint32_t i0, uint32_t i1, uint32_t o) {
 
 void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_order) {
     need_dst(idst, "pack_tile", true);
+    need_pack_format("pack_tile", cbi);
     CB& cb = get_cb(cbi, "pack_tile");
     uint32_t pos = out_of_order ? out_index : cb.pack_seq;
     if (pos >= cb.reserved)
@@ -957,6 +1139,12 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
             else if (kw == "dst_full_sync") ls >> M.full_sync;
             else if (kw == "math_fidelity") ls >> M.math_fidelity;
             else if (kw == "timeout_s") ls >> M.timeout_s;
+            else if (kw == "unpack_to_dest_fp32") {
+                for (uint32_t i; ls >> i;) {
+                    if (i >= NUM_CBS) throw std::runtime_error("unpack_to_dest_fp32: CB index out of range: " + line);
+                    M.unpack_to_dest_fp32[i] = true;
+                }
+            }
             else if (kw == "tensor") {
                 auto t = std::make_unique<Tensor>();
                 std::string fmt;
