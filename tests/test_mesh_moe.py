@@ -100,3 +100,16 @@ def test_dispatch_combine_round_trip():
     assert np.all(per_token == 1)  # top-1: one group each
     (y,) = get_op("moe_combine").reference([send_h, slots], {"token_shape": (2, 3)})
     np.testing.assert_array_equal(y, h)
+
+
+def test_experts_that_do_not_divide_the_mesh_are_replicated_with_a_note():
+    spec = {**MOE, "moe": {"experts": 6, "top_k": 2}}
+    graph = build(spec, BATCH, SEQ, dtype="float64")
+    sharded = shard(graph, "t3k-1x8")
+    assert any("MoE experts replicated over TP 8" in n and "experts 6" in n for n in sharded.shard_notes)
+    assert not any(n.op == "all_to_all" for n in sharded.nodes)
+    params = init_params(spec, seed=0, dtype="float64")
+    feeds = {"tokens": np.zeros((BATCH, SEQ), np.int32) + 3, "targets": np.ones((BATCH, SEQ), np.int32)}
+    ref = compile(graph).run(dict(params), feeds)
+    out = MeshExecutor(sharded).run(dict(params), feeds)
+    np.testing.assert_allclose(out["loss"], ref["loss"], rtol=RTOL, atol=ATOL)
