@@ -15,6 +15,8 @@ Weights: w1, w3 [E, H, F], w2 [E, F, H].
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from tilegraph.ops._util import compute_dtype, expect_arity, expect_float, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
@@ -89,7 +91,7 @@ def _replicated(node, placements, axis):
 @register
 class MoERouter(Op):
     name = "moe_router"
-    attrs = {"top_k": 2, "aux_coef": 0.01}
+    attrs: ClassVar[dict] = {"top_k": 2, "aux_coef": 0.01}
     shard = staticmethod(_replicated)
 
     def infer(self, inputs, attrs):
@@ -120,7 +122,7 @@ class MoERouter(Op):
 @register
 class MoERouterBwd(Op):
     name = "moe_router_bwd"
-    attrs = {"top_k": 2, "aux_coef": 0.01}
+    attrs: ClassVar[dict] = {"top_k": 2, "aux_coef": 0.01}
     shard = staticmethod(_replicated)
 
     def infer(self, inputs, attrs):
@@ -235,7 +237,7 @@ class MoEExperts(Op):
     name = "moe_experts"
     # pairs_per_token: routed (token, expert) pairs per row of h when not top_k: on a device holding E/n experts
     # of an expert-parallel layer, top_k / n under balanced routing (what `flops` then counts); None = top_k
-    attrs = {"top_k": 2, "pairs_per_token": None}
+    attrs: ClassVar[dict] = {"top_k": 2, "pairs_per_token": None}
     shard = staticmethod(_experts_dp_rule)
 
     def infer(self, inputs, attrs):
@@ -268,7 +270,7 @@ class MoEExperts(Op):
 @register
 class MoEExpertsBwd(Op):
     name = "moe_experts_bwd"
-    attrs = {"top_k": 2, "pairs_per_token": None}
+    attrs: ClassVar[dict] = {"top_k": 2, "pairs_per_token": None}
     shard = staticmethod(_experts_dp_rule)
 
     def infer(self, inputs, attrs):

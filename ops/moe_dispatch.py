@@ -13,6 +13,8 @@ They exist only in sharded graphs (after autodiff), so their gradients are these
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from tilegraph.ops._util import expect_float, expect_int, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
@@ -53,7 +55,7 @@ def _slots_ok(op, slots, n, t):
 @register
 class MoEDispatch(Op):
     name = "moe_dispatch"
-    attrs = {"devices": 1}
+    attrs: ClassVar[dict] = {"devices": 1}
 
     def infer(self, inputs, attrs):
         h, g = inputs
@@ -76,7 +78,7 @@ class MoEDispatch(Op):
 @register
 class MoEDispatchBwd(Op):
     name = "moe_dispatch_bwd"
-    attrs = {"experts": 1, "token_shape": (1,)}
+    attrs: ClassVar[dict] = {"experts": 1, "token_shape": (1,)}
 
     def infer(self, inputs, attrs):
         dh, dg, slots = inputs
@@ -103,7 +105,7 @@ class MoEDispatchBwd(Op):
 @register
 class MoECombine(Op):
     name = "moe_combine"
-    attrs = {"token_shape": (1,)}
+    attrs: ClassVar[dict] = {"token_shape": (1,)}
 
     def infer(self, inputs, attrs):
         out, slots = inputs
@@ -124,7 +126,7 @@ class MoECombine(Op):
 @register
 class MoECombineBwd(Op):
     name = "moe_combine_bwd"
-    attrs = {"devices": 1}
+    attrs: ClassVar[dict] = {"devices": 1}
 
     def infer(self, inputs, attrs):
         dy, slots = inputs

@@ -92,7 +92,7 @@ def test_dispatch_combine_round_trip():
     rng = np.random.default_rng(0)
     h = rng.standard_normal((2, 3, 5))
     gates, _ = get_op("moe_router").reference([rng.standard_normal((2, 3, 4))], {"top_k": 1, "aux_coef": 0.0})
-    send_h, send_g, slots = get_op("moe_dispatch").reference([h, gates], {"devices": 2})
+    send_h, _, slots = get_op("moe_dispatch").reference([h, gates], {"devices": 2})
     # every token appears once per device group it is routed to, and combine adds the chunks back per token
     per_token = np.zeros(6)
     for j in range(2):

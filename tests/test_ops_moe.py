@@ -120,10 +120,10 @@ def test_moe_model_gradients_match_finite_differences():
     assert float(out["loss"]) == pytest.approx(float(out["cross_entropy"]) + float(out["aux_loss"]), rel=1e-12)
     assert float(out["aux_loss"]) > 0.5  # two layers at coef 0.5: about 1.0 when balanced
     eps = 1e-6
-    for name in params:
-        d = rng.standard_normal(params[name].shape)
-        plus = {**params, name: params[name] + eps * d}
-        minus = {**params, name: params[name] - eps * d}
+    for name, value in params.items():
+        d = rng.standard_normal(value.shape)
+        plus = {**params, name: value + eps * d}
+        minus = {**params, name: value - eps * d}
         fd = (float(loss_prog.run(plus, feeds)["loss"]) - float(loss_prog.run(minus, feeds)["loss"])) / (2 * eps)
         assert float(np.sum(grads["grad:" + name] * d)) == pytest.approx(fd, rel=1e-6, abs=1e-9), name
 
