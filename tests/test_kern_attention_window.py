@@ -61,3 +61,14 @@ def test_kernel_without_the_window_fails_the_check():
     assert not np.all(np.abs(no_window - refs[0]) <= bound)
     windowed = run_kernel_op("attention", held, attrs, "emu", opts)[0]
     assert np.all(np.abs(windowed - refs[0]) <= bound)
+
+
+def test_replayed_case_window_is_checked():
+    from tilegraph.errors import DataError
+
+    case = {"dtype": "bfloat16", "grid": [1, 1], "scale": 1.0, "seed": 0, "batch": 1, "seq": 40, "kv_heads": 1,
+            "group": 1, "head_dim": 32, "causal": True, "q_chunk": 32, "k_chunk": 32, "softmax_scale": None}
+    assert fuzz.check_case("attention", dict(case), "t") == case  # saved before windows existed: still replays
+    fuzz.check_case("attention", {**case, "window": 5}, "t")
+    with pytest.raises(DataError, match=r"field 'window' is 0; it must be null or a whole number in \[1, "):
+        fuzz.check_case("attention", {**case, "window": 0}, "t")
