@@ -178,6 +178,7 @@ class ComputeConfig:
     fp32_dest_acc_en: bool = False
     math_approx_mode: bool = False
     dst_full_sync_en: bool = False  # False: DST is double-buffered, half of it per tile_regs_acquire
+    unpack_to_dest_fp32: tuple[int, ...] = ()  # CB indices unpacked straight to DST as fp32 (UnpackToDestFp32)
 
     def __post_init__(self):
         if self.math_fidelity not in MATH_FIDELITIES:
