@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ttsim_oracle.oracle import MODES, Sides, build_oracle, compare, compare_bfp8_unpack, find_ttsim
+from ttsim_oracle.oracle import (
+    FIDELITY_PHASES,
+    MODES,
+    Sides,
+    build_oracle,
+    compare,
+    compare_bfp8_unpack,
+    compare_matmul_tile,
+    find_ttsim,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +45,18 @@ def test_ttsim_fpu_bit_exact(sides, op, fmt, fp32, mode, data):
     n = 32 if op == "mvmul" else 256
     cases, bad, first = compare(sides, op, fmt, fp32, mode, np.random.default_rng(seed), n, base, spread, special)
     assert bad == 0, f"{bad} of {cases} {op} data differ from ttsim; first: {first}"
+
+
+@pytest.mark.parametrize("fidelity", list(FIDELITY_PHASES))
+@pytest.mark.parametrize("fmt,fp32", [("tf32", True), ("bf16", True), ("bf16", False)])
+@settings(max_examples=3, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), transpose=st.booleans(), spread=st.sampled_from([4, 12, 40]))
+def test_ttsim_matmul_tile_bit_exact(sides, fmt, fp32, fidelity, seed, transpose, spread):
+    # matmul_tiles as the emulator runs it, against ttsim's MVMUL issued in the LLK's order.
+    cases, bad, first = compare_matmul_tile(sides, fmt, fp32, fidelity, transpose, np.random.default_rng(seed), 1,
+                                            spread)
+    assert bad == 0, f"{bad} of {cases} matmul outputs differ from ttsim; first: {first}"
 
 
 def test_ttsim_bfp8_unpack_bit_exact(sides):

@@ -22,7 +22,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("harness.cpp")
-OPS = {"elwadd": 0, "elwsub": 1, "elwmul": 2, "mvmul": 3, "unpack_bfp8": 4}
+OPS = {"elwadd": 0, "elwsub": 1, "elwmul": 2, "mvmul": 3, "unpack_bfp8": 4, "matmul_tile": 5}
 FIDELITY_PHASES = {"LoFi": 1, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}
 
 
@@ -158,6 +158,33 @@ def compare(sides: Sides, op: str, fmt: str, fp32: bool, mode, rng: np.random.Ge
     return n, int(bad.sum()), first
 
 
+def compare_matmul_tile(sides: Sides, fmt: str, fp32: bool, fidelity: str, transpose: bool,
+                        rng: np.random.Generator, tiles: int = 2, spread: int = 12, special: float = 0.05):
+    """Whole tiles through the emulator's matmul_tile against ttsim's MVMUL applied in the LLK's order (fidelity
+    phases outer, the k 0..15 face product then k 16..31 inner, each MVMUL into DST): (data, mismatches, first)."""
+    bad, first = 0, ""
+    for _ in range(tiles):
+        in0 = src_operands(fp32_patterns(rng, 1024, 127, spread, special), fmt).reshape(32, 32)
+        in1 = src_operands(fp32_patterns(rng, 1024, 127, spread, special), fmt).reshape(32, 32)
+        dst0 = dst_values(fp32_patterns(rng, 1024, 129, spread, special), fp32)
+        rhs = in1.T if transpose else in1  # rhs[k, c]
+        want = dst0.copy()
+        for ph in range(FIDELITY_PHASES[fidelity]):
+            for kf in range(2):
+                ks = slice(16 * kf, 16 * kf + 16)
+                a = np.repeat(rhs[ks, :].T[None, :, :], 32, 0).reshape(1024, 16)  # column c of in1, per (r, c)
+                b = np.repeat(in0[:, ks][:, None, :], 32, 1).reshape(1024, 16)   # row r of in0, per (r, c)
+                want = sides.oracle("mvmul", a.ravel(), b.ravel(), want, fp32, ph)
+        mode = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}[fidelity] | (int(transpose) << 8)
+        got = sides.emu("matmul_tile", in0.ravel(), in1.ravel(), dst0, fp32, mode)
+        diff = want != got
+        if diff.any() and not first:
+            i = int(np.argmax(diff))
+            first = f"element {divmod(i, 32)}: ttsim {want[i]:#010x}, emu {got[i]:#010x}"
+        bad += int(diff.sum())
+    return tiles * 1024, bad, first
+
+
 def compare_bfp8_unpack(sides: Sides) -> tuple[int, int, str]:
     """Every (byte, shared exponent) pair."""
     byte, exp = (x.ravel().astype(np.uint32) for x in np.meshgrid(np.arange(256), np.arange(256)))
@@ -186,6 +213,13 @@ def report(cases_per_mode: int = 20000) -> int:
         total_bad += bad
         m = {0: "no-acc", 1: "acc"}[mode] if op in ("elwadd", "elwsub") else mode
         print(f"{op:12s} {fmt:5s} {'fp32' if fp32 else 'bf16':5s} {m:7s} {cases:8d} {bad:10d}" + (f"  {first}" if bad else ""))
+    for fmt in ("tf32", "bf16"):
+        for fp32 in (False, True):
+            for fid in FIDELITY_PHASES:
+                c, b, first = compare_matmul_tile(sides, fmt, fp32, fid, fid == "HiFi4", rng, max(1, cases_per_mode // 8192))
+                total_bad += b
+                print(f"{'matmul_tile':12s} {fmt:5s} {'fp32' if fp32 else 'bf16':5s} {fid:7s} {c:8d} {b:10d}"
+                      + (f"  {first}" if b else ""))
     c, b, first = compare_bfp8_unpack(sides)
     total_bad += b
     print(f"{'unpack_bfp8':12s} {'-':5s} {'-':5s} {'all':7s} {c:8d} {b:10d}" + (f"  {first}" if b else ""))

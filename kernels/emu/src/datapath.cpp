@@ -3,6 +3,8 @@
 // checked bit for bit against ttsim by tests/test_emu_ttsim_oracle.py.
 #include "datapath.h"
 
+#pragma GCC optimize("O3")  // the matmul loops are written to vectorise
+
 #include <algorithm>
 #include <cstring>
 
@@ -153,6 +155,77 @@ uint32_t mvmul16_split(const Operand* a, const Operand* b, uint32_t dst, bool fp
     return accumulate(group[0], group[1], dst, fp32_dst);
 }
 
+void split_srca_face(const uint32_t* in1, bool transpose, int kf, SrcAFace& out) {
+    for (int i = 0; i < 16; i++)
+        for (int c = 0; c < 32; c++) {
+            const int k = kf * 16 + i;
+            const Operand x = split_srca(transpose ? in1[c * 32 + k] : in1[k * 32 + c]);
+            out.exp[i][c] = x.exp;
+            out.sign[i][c] = int32_t(x.sign);
+            out.zero[i][c] = x.zero;
+            out.man[0][i][c] = int32_t(x.hi);
+            out.man[1][i][c] = int32_t(x.lo);
+        }
+}
+
+// Same arithmetic as mvmul16_split, one column per SIMD lane (kept branch-free so the compiler vectorises it).
+void mvmul_row(const SrcAFace& a, const Operand* b, uint32_t* dst, bool fp32_dst, uint32_t phase) {
+    const int32_t bias = product_exp_bias(phase);
+    const int a_lo = phase & 1;
+    const bool b_lo = phase & 2;
+    Term terms[2][32];
+    for (int g = 0; g < 2; g++) {
+        int32_t exps[8][32], mans[8][32], signs[8][32], top[32];
+        for (int i = 0; i < 8; i++) {
+            const int lane = 8 * g + i;
+            const Operand& y = b[lane];
+            const int32_t be = y.exp + bias, bm = int32_t(b_lo ? y.lo : y.hi), bs = int32_t(y.sign), bz = y.zero;
+            const int32_t* ae = a.exp[lane];
+            const int32_t* am = a.man[a_lo][lane];
+            const int32_t* as = a.sign[lane];
+            const int32_t* az = a.zero[lane];
+            for (int c = 0; c < 32; c++) {
+                const int32_t z = az[c] | bz;
+                exps[i][c] = z ? 0 : ae[c] + be;
+                mans[i][c] = z ? 0 : am[c] * bm;
+                signs[i][c] = z ? 0 : as[c] ^ bs;
+            }
+        }
+        for (int c = 0; c < 32; c++) top[c] = exps[0][c];
+        for (int i = 1; i < 8; i++)
+            for (int c = 0; c < 32; c++) top[c] = std::max(top[c], exps[i][c]);
+        int32_t sum[32] = {};
+        for (int i = 0; i < 8; i++)
+            for (int c = 0; c < 32; c++) {
+                const uint32_t d = std::min(uint32_t(top[c] - exps[i][c]), 30u);
+                const int32_t aligned = ((mans[i][c] << 1) + (1 << d)) >> (d + 1);
+                sum[c] += signs[i][c] ? -aligned : aligned;
+            }
+        for (int c = 0; c < 32; c++) {
+            if (top[c] <= 0) {
+                terms[g][c] = {0, 0, 0};
+            } else {
+                terms[g][c] = {uint32_t(sum[c] < 0), top[c], uint32_t(sum[c] < 0 ? -sum[c] : sum[c]) << 13};
+            }
+        }
+    }
+    for (int c = 0; c < 32; c++) dst[c] = accumulate(terms[0][c], terms[1][c], dst[c], fp32_dst);
+}
+
+void matmul_tile(const uint32_t* in0, const uint32_t* in1, bool transpose_in1, uint32_t* dst, bool fp32_dst,
+                 uint32_t math_fidelity) {
+    Operand rows[32][32];  // in0 as SrcB lanes, [r][k]
+    for (int r = 0; r < 32; r++)
+        for (int k = 0; k < 32; k++) rows[r][k] = split_srcb(in0[r * 32 + k]);
+    SrcAFace faces[2];
+    split_srca_face(in1, transpose_in1, 0, faces[0]);
+    split_srca_face(in1, transpose_in1, 1, faces[1]);
+    const uint32_t phases = fidelity_phases(math_fidelity);
+    for (int r = 0; r < 32; r++)
+        for (uint32_t ph = 0; ph < phases; ph++)
+            for (int kf = 0; kf < 2; kf++) mvmul_row(faces[kf], &rows[r][kf * 16], dst + r * 32, fp32_dst, ph);
+}
+
 uint32_t mvmul16(const uint32_t* a, const uint32_t* b, uint32_t dst, bool fp32_dst, uint32_t phase) {
     Operand x[16], y[16];
     for (int i = 0; i < 16; i++) {
@@ -301,6 +374,12 @@ extern "C" void tgemu_dp_batch(int op, uint64_t n, const uint32_t* a, const uint
             case 1: out[i] = dp::elwsub(a[i], b[i], dst[i], fp32_dst, mode); break;
             case 2: out[i] = dp::elwmul(a[i], b[i], dst[i], fp32_dst, mode); break;
             case 3: out[i] = dp::mvmul16(a + 16 * i, b + 16 * i, dst[i], fp32_dst, mode); break;
+            case 5:  // one tile matmul per 1024 data: a = in0, b = in1, mode = fidelity | transpose << 8
+                if (i % 1024 == 0) {
+                    std::memcpy(out + i, dst + i, 4096);
+                    dp::matmul_tile(a + i, b + i, mode >> 8, out + i, fp32_dst, mode & 255);
+                }
+                break;
             default: out[i] = dp::unpack_bfp8_to_bf16(uint8_t(a[i]), uint8_t(b[i])); break;
         }
     }

@@ -54,6 +54,21 @@ Operand split_srca(uint32_t src);
 Operand split_srcb(uint32_t src);
 uint32_t mvmul16_split(const Operand* a, const Operand* b, uint32_t dst, bool fp32_dst, uint32_t phase);
 
+// Matmul's inner loop, laid out for SIMD over the 32 output columns: the 16 k-lanes of SrcA (in1's rows
+// 16 * kf .. +16) for every column, and one MVMUL per column against one SrcB row (16 lanes of in0).
+struct SrcAFace {
+    int32_t exp[16][32], sign[16][32], zero[16][32];
+    int32_t man[2][16][32];  // [0]: the even-phase (high) slice, [1]: the odd-phase (low) slice
+};
+void split_srca_face(const uint32_t* in1_rowmajor, bool transpose, int kf, SrcAFace& out);
+// dst[c] = mvmul16(column c of `a`, `b16`, dst[c]) for c in 0..31, in fidelity phase `phase`.
+void mvmul_row(const SrcAFace& a, const Operand* b16, uint32_t* dst32, bool fp32_dst, uint32_t phase);
+// matmul_tiles on one tile pair: DST += in0 x in1 (in1^T with transpose), in0 in SrcB and in1 in SrcA (source-
+// register data, row-major). Fidelity phases outer; in each, the k 0..15 face product then k 16..31, one MVMUL
+// each into DST (the LLK's MVMUL order for a 32x32 tile).
+void matmul_tile(const uint32_t* in0, const uint32_t* in1, bool transpose_in1, uint32_t* dst_rowmajor, bool fp32_dst,
+                 uint32_t math_fidelity);
+
 // ---------------------------------------------------------------- DST storage
 // What DST holds of an fp32 value written by the SFPU (SFPSTORE flushes denormals to signed zero) or the unpacker.
 inline uint32_t flush_denormal(uint32_t bits) {

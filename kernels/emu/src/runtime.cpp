@@ -88,8 +88,6 @@ struct Thread {
     uint32_t fpu_kind = K_NONE, fpu_a = 0, fpu_b = 0;  // the last FPU op init
     uint32_t pack_mask = 0;                          // 1 + ReduceDim while reduce_init's packer edge masks apply
     uint32_t sfpu_kind = ~0u;                        // the last SFPU init
-    std::vector<datapath::Operand> mm_rows = std::vector<datapath::Operand>(TILE_HW);  // matmul operand scratch
-    std::vector<datapath::Operand> mm_cols = std::vector<datapath::Operand>(TILE_HW);
 };
 
 struct Machine {
@@ -709,23 +707,8 @@ void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint3
 // DST[idst] += in0 x in1 (x in1^T with transpose): MVMUL computes DST += SrcB x SrcA with in0 in SrcB and in1 in
 // SrcA. Per fidelity phase (outer), each 16-deep face product (k 0..15, then 16..31) is one MVMUL into DST.
 static void matmul_one(const uint32_t* in0, const uint32_t* in1, bool transpose_in1, uint32_t idst) {
-    datapath::Operand* rows = T->mm_rows.data();  // [r * 32 + k]: in0 as SrcB lanes
-    datapath::Operand* cols = T->mm_cols.data();  // [c * 32 + k]: in1 as SrcA lanes
-    for (int r = 0; r < 32; r++)
-        for (int k = 0; k < 32; k++) rows[r * 32 + k] = datapath::split_srcb(in0[r * 32 + k]);
-    for (int k = 0; k < 32; k++)
-        for (int c = 0; c < 32; c++)
-            cols[c * 32 + k] = datapath::split_srca(transpose_in1 ? in1[c * 32 + k] : in1[k * 32 + c]);
-    const bool fp32 = M.fp32_dest_acc;
-    const uint32_t phases = datapath::fidelity_phases(M.math_fidelity);
-    for (int r = 0; r < 32; r++)
-        for (int c = 0; c < 32; c++) {
-            uint32_t d = dst_bits(idst, r * 32 + c);
-            for (uint32_t ph = 0; ph < phases; ph++)
-                for (int kf = 0; kf < 2; kf++)
-                    d = datapath::mvmul16_split(cols + c * 32 + kf * 16, rows + r * 32 + kf * 16, d, fp32, ph);
-            set_dst_bits(idst, r * 32 + c, d);
-        }
+    datapath::matmul_tile(in0, in1, transpose_in1, reinterpret_cast<uint32_t*>(dst_tile(idst)), M.fp32_dest_acc,
+                          M.math_fidelity);
     T->dst_fresh[idst] = false;
 }
 
