@@ -169,6 +169,8 @@ void split_srca_face(const uint32_t* in1, bool transpose, int kf, SrcAFace& out)
 }
 
 // Same arithmetic as mvmul16_split, one column per SIMD lane (kept branch-free so the compiler vectorises it).
+// AVX2 has the per-element variable shifts the lane alignment needs; the default clone runs anywhere.
+__attribute__((target_clones("avx2", "default")))
 void mvmul_row(const SrcAFace& a, const Operand* b, uint32_t* dst, bool fp32_dst, uint32_t phase) {
     const int32_t bias = product_exp_bias(phase);
     const int a_lo = phase & 1;
