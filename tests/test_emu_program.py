@@ -15,7 +15,7 @@ from tilegraph.ops.program import (
     TensorAccessorCTA,
     TensorSpec,
 )
-from tilegraph.runtime.emulator import quantize, run_program
+from tilegraph.runtime.emulator import run_program
 
 from tilegraph.errors import KernelError
 

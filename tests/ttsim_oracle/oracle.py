@@ -53,7 +53,7 @@ def build_oracle(ttsim: Path) -> Path:
     shutil.copytree(ttsim, tree, ignore=shutil.ignore_patterns("_out", ".git"))
     for p in [tree, *tree.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o200)
-    run = lambda cmd, cwd: subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)  # noqa: E731
+    run = lambda cmd, cwd: subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
     try:
         run([sys.executable, "make.py", "src/_out/release_wh/libttsim.so"], tree)
         out = tree / "src" / "_out"
