@@ -33,15 +33,16 @@ def _qkv(seq, d=32):
 
 def test_chunks_left_of_the_window_are_not_read():
     """NaN in V at key 0: a masked-but-read key still poisons P V (0 * NaN), so rows whose Q chunk reads K chunk 0
-    are NaN and the others are finite only if the kernel skips that chunk. Window 32, chunks of 32: Q chunks 0 and
+    are poisoned and the others are clean only if the kernel skips that chunk. Window 32, chunks of 32: Q chunks 0 and
     1 (rows < 64) read chunk 0, later ones start at chunk >= 1."""
     q, k, v = _qkv(256)
     v[0, 0, :] = np.nan
     attrs = {"heads": 1, "kv_heads": 1, "causal": True, "scale": None, "window": 32}
     opts = DeviceOptions("bfloat16", (2, 2), {"q_chunk": 32, "k_chunk": 32})
     o, _ = run_kernel_op("attention", [q, k, v], attrs, "emu", opts)
-    assert np.isnan(o[0, :32]).all()
-    assert np.isfinite(o[0, 64:]).all()
+    poisoned = ~np.isfinite(o[0]) | (np.abs(o[0]) > 1e6)  # the Wormhole datapath turns NaN into inf / huge values
+    assert poisoned[:32].all()
+    assert not poisoned[64:].any()
     clean = v.copy()
     clean[0, 0, :] = 0.0
     held = fuzz.device_values([q, k, clean], "attention", "bfloat16", "emu")
