@@ -11,7 +11,7 @@ import struct
 from collections.abc import Sequence
 
 import numpy as np
-from tilegraph.ops.program import TILE, Core, CoreRange
+from tilegraph.kernels.description import TILE, Core, CoreRange
 
 from tilegraph.errors import ShapeError
 

@@ -27,7 +27,7 @@ import numpy as np
 from tilegraph.kernels import KERNEL_DIR
 from tilegraph.kernels.jit import CXX, compile_to
 from tilegraph.kernels.jit import cache_dir as jit_cache_dir
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     TILE,
     TILE_BYTES,
     KernelSpec,

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from tilegraph.ops import attention as _attention
-from tilegraph.ops import rmsnorm as _rmsnorm
-from tilegraph.ops import swiglu as _swiglu
-from tilegraph.ops.program import ProgramDescription
+from tilegraph.kernels.attention import program as _attention
+from tilegraph.kernels.rmsnorm import program as _rmsnorm
+from tilegraph.kernels.swiglu import program as _swiglu
+from tilegraph.kernels.description import ProgramDescription
 
 from tilegraph.errors import DeviceError
 

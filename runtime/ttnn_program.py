@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     Core,
     CoreRange,
     ProgramDescription,

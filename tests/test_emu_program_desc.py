@@ -1,8 +1,8 @@
-"""ops/program.py: program descriptions validate their own consistency, compute L1 use per core and resolve the
+"""kernels/description.py: program descriptions validate their own consistency, compute L1 use per core and resolve the
 buffer-address / TensorAccessor placeholders."""
 
 import pytest
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     L1_BYTES_PER_CORE,
     BufferAddress,
     CBSpec,

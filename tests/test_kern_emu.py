@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from tilegraph.ops import program as prog
-from tilegraph.ops.rmsnorm import rmsnorm_program
+from tilegraph.kernels import description as prog
+from tilegraph.kernels.rmsnorm.program import rmsnorm_program
 from tilegraph.runtime import fuzz
 from tilegraph.runtime.emulator import run_program
 from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op

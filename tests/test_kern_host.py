@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tilegraph.kernels import host
-from tilegraph.ops.attention import attention_consts
-from tilegraph.ops.program import cores_of
+from tilegraph.kernels.attention.program import attention_consts
+from tilegraph.kernels.description import cores_of
 
 from tilegraph.errors import ShapeError
 

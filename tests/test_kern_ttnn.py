@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.ops.attention import attention_program
-from tilegraph.ops.program import TENSOR_ACCESSOR_IS_DRAM, TILE_BYTES, cores_of
-from tilegraph.ops.rmsnorm import rmsnorm_program
-from tilegraph.ops.swiglu import swiglu_program
+from tilegraph.kernels.attention.program import attention_program
+from tilegraph.kernels.description import TENSOR_ACCESSOR_IS_DRAM, TILE_BYTES, cores_of
+from tilegraph.kernels.rmsnorm.program import rmsnorm_program
+from tilegraph.kernels.swiglu.program import swiglu_program
 from tilegraph.runtime.emulator import quantize
 from tilegraph.runtime.kernel_ops import run_kernel_op
 from tilegraph.runtime.ttnn_program import (

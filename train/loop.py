@@ -28,7 +28,7 @@ import numpy as np
 from tilegraph.train.checkpoint import RunCheckpoints, check_tensors_match, load_checkpoint, write_atomic
 from tilegraph.train.config import TrainConfig
 from tilegraph.train.data import VOCAB_SIZE, BatchSampler, load_text, validation_batches
-from tilegraph.train.schedule import WarmupCosine
+from tilegraph.train.lr_schedule import WarmupCosine
 
 from tilegraph.errors import DataError, TilegraphError
 

@@ -16,7 +16,7 @@ Consumers resolve them with `resolve_args`.
 
 Example (a copy kernel over two cores)::
 
-    from tilegraph.ops.program import *
+    from tilegraph.kernels.description import *
     cores = CoreRange((0, 0), (1, 0))
     desc = ProgramDescription(
         name="copy",
