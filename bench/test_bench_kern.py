@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from tilegraph.runtime.fuzz import numpy_backend_outputs
-from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+from tilegraph.kernels.registry import DeviceOptions
+from tilegraph.runtime.kernel_ops import run_kernel_op
 from timing import best_of
 
 CASES = {

@@ -16,7 +16,8 @@ import os
 
 import numpy as np
 from tilegraph.runtime import numpy_backend
-from tilegraph.runtime.kernel_ops import KERNEL_OPS, DeviceOptions, run_kernel_op
+from tilegraph.kernels.registry import KERNEL_OPS, DeviceOptions
+from tilegraph.runtime.kernel_ops import run_kernel_op
 
 from tilegraph.errors import DeviceError
 

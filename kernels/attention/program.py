@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
+from tilegraph.ops import get_op
 
 from tilegraph.errors import ShapeError
 
@@ -144,3 +146,75 @@ def attention_device_outputs(outputs: dict, q_shape, heads: int) -> list:
     b, s, hd = q_shape
     o = outputs["out"][:, :, :s, :].transpose(0, 2, 1, 3).reshape(b, s, hd)
     return [np.ascontiguousarray(o), np.ascontiguousarray(outputs["lse"][:, :, :s, 0])]
+
+
+@register_kernel_op
+class AttentionKernel(KernelOp):
+    name = "attention"
+
+    def program(self, inputs, attrs, opts):
+        knobs = dict(opts.knobs)
+        q, k, v = inputs
+        heads = int(attrs["heads"])
+        kv_heads = int(attrs.get("kv_heads") or heads)
+        b, s, hd = q.shape
+        desc = attention_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
+                                 causal=bool(attrs.get("causal", True)), scale=attrs.get("scale"),
+                                 grid=opts.grid, **knobs)
+        return desc, attention_device_inputs(q, k, v, heads, kv_heads, desc)
+
+    def unpack(self, outputs, inputs, attrs):
+        return attention_device_outputs(dict(outputs), inputs[0].shape, int(attrs["heads"]))
+
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({
+            **common,
+            "scale": st.sampled_from([0.3, 1.0, 3.0]),
+            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
+            "kv_heads": st.integers(1, 2),
+            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
+            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+        })
+
+    def make_inputs(self, case, rng, randn, grid):
+        b, sq, d = case["batch"], case["seq"], case["head_dim"]
+        hkv = case["kv_heads"]
+        h = hkv * case["group"]
+        q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
+        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, FPU_UNIT, OUT_ROUNDING
+
+        rnd = OUT_ROUNDING[backend]
+        # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
+        # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
+        q, k, v = x64
+        heads = int(attrs["heads"])
+        kv_heads = int(attrs.get("kv_heads") or heads)
+        o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
+        b, s, hd = q.shape
+        d = hd // heads
+        from tilegraph.ops.attention import resolved_scale
+
+        sc = resolved_scale(attrs, d)
+        qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
+        kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
+        allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
+        # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
+        # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
+        smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
+        sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
+        fpu = FPU_UNIT if backend != "numpy" else 0.0
+        # Scores pass the matrix engine twice as TF32 (row max, subtract): abs error smax * FPU_UNIT each; P and the
+        # running sum / output pass it a few more times (P V, row sum, rescale, 1/l): relative FPU_UNIT each.
+        p_err = 2 * d * ACCUM_UNIT * sabs + 2 * smax * fpu + 4 * fpu + (s + d) * ACCUM_UNIT  # [B, H, S]
+        p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
+        lse = refs[1]
+        return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
+                2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]

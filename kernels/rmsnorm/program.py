@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
+from tilegraph.ops import get_op
 
 from tilegraph.errors import ShapeError
 
@@ -103,3 +105,63 @@ def rmsnorm_device_outputs(outputs: dict, x_shape) -> list:
     if "h" in outputs:
         result.append(outputs["h"].reshape(x_shape))
     return result
+
+
+@register_kernel_op
+class RMSNormKernel(KernelOp):
+    """rmsnorm with an optional third input, a residual: it then returns [norm(x + residual) * gamma, x + residual]."""
+
+    name = "rmsnorm"
+
+    def program(self, inputs, attrs, opts):
+        knobs = dict(opts.knobs)
+        x, gamma, *rest = inputs
+        residual = rest[0] if rest else None
+        desc = rmsnorm_program(x.shape, opts.dtype, eps=float(attrs.get("eps", 1e-5)), gamma=True,
+                               residual=residual is not None, grid=opts.grid, **knobs)
+        return desc, rmsnorm_device_inputs(x, gamma, residual)
+
+    def unpack(self, outputs, inputs, attrs):
+        return rmsnorm_device_outputs(dict(outputs), inputs[0].shape)
+
+    def input_formats(self, dtype, count):
+        # rmsnorm's gamma is always a bfloat16 device tensor; everything else takes the case's format.
+        fmts = [dtype] * count
+        fmts[1] = "bfloat16"
+        return fmts
+
+    def reference(self, x64, attrs):
+        """float64 ground truth (with a residual: norm(x + r), and x + r)."""
+        if len(x64) == 3:
+            h = x64[0] + x64[2]
+            return get_op("rmsnorm").reference([h, x64[1]], attrs) + [h]
+        return get_op("rmsnorm").reference(x64, attrs)
+
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({
+            **common,
+            "rows": st.integers(1, 80), "width": st.integers(1, 400), "residual": st.booleans(),
+            "eps": st.sampled_from([1e-6, 1e-5, 0.1]), "max_block": st.integers(1, 8),
+        })
+
+    def make_inputs(self, case, rng, randn, grid):
+        x = randn(case["rows"], case["width"])
+        gamma = (1.0 + 0.5 * rng.standard_normal(case["width"])).astype(np.float32)
+        inputs = [x, gamma] + ([randn(case["rows"], case["width"])] if case["residual"] else [])
+        return inputs, {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, FPU_UNIT, OUT_ROUNDING
+
+        rnd = OUT_ROUNDING[backend]
+        w = x64[0].shape[-1]
+        # y = h * r * gamma: relative rounding per element, the mean of squares' fp32 sum (w terms), and 4 TF32
+        # operand roundings (x^2 into the reduce, rstd and the normalized tile into the two multiplies, halved by
+        # the square root but counted in full).
+        fpu = 4 * FPU_UNIT if backend != "numpy" else 0.0
+        bounds = [(rnd + fpu + w * ACCUM_UNIT) * np.abs(refs[0]) + 1e-30]
+        if len(refs) == 2:
+            bounds.append(rnd * np.abs(refs[1]) + 1e-30)
+        return bounds

@@ -5,9 +5,12 @@ Moved from the end of ops/swiglu.py.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 
 from tilegraph.errors import ShapeError
 
@@ -72,3 +75,45 @@ def swiglu_device_inputs(x, w1, w3) -> dict:
 def swiglu_device_outputs(outputs: dict, x_shape) -> list:
     out = outputs["out"]
     return [out.reshape(tuple(x_shape[:-1]) + (out.shape[-1],))]
+
+
+@register_kernel_op
+class SwiGLUKernel(KernelOp):
+    name = "swiglu"
+
+    def program(self, inputs, attrs, opts):
+        knobs = dict(opts.knobs)
+        x, w1, w3 = inputs
+        m = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+        desc = swiglu_program(m, w1.shape[0], w1.shape[1], opts.dtype, grid=opts.grid, **knobs)
+        return desc, swiglu_device_inputs(x, w1, w3)
+
+    def unpack(self, outputs, inputs, attrs):
+        return swiglu_device_outputs(dict(outputs), inputs[0].shape)
+
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({
+            **common,
+            "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
+            "max_n_block": st.integers(1, 2),
+        })
+
+    def make_inputs(self, case, rng, randn, grid):
+        x = randn(case["m"], case["k"])
+        w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
+        w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
+        knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block")}
+        return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, knobs)
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, OUT_ROUNDING
+
+        rnd = OUT_ROUNDING[backend]
+        x, w1, w3 = x64
+        k = x.shape[-1]
+        a, b = x @ w1, x @ w3
+        ea, eb = k * ACCUM_UNIT * (np.abs(x) @ np.abs(w1)), k * ACCUM_UNIT * (np.abs(x) @ np.abs(w3))
+        # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
+        return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
