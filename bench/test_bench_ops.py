@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from tilegraph.graph import AdamWConfig, init_params, load_spec, training_step
 from tilegraph.ops import get_op
-from tilegraph.runtime import compile
+from tilegraph.compiler import compile
 from timing import interleaved_medians
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "nano-trickster.yaml"
@@ -36,8 +36,8 @@ def test_attention_fast_path_vs_reference(benchmark):
     grads = [np.empty_like(q) for _ in range(3)]
 
     def fast():
-        fwd.numpy_forward([q, k, v], [o, lse], attrs)
-        bwd.numpy_forward([q, k, v, o, lse, do], grads, attrs)
+        fwd.numpy_into([q, k, v], [o, lse], attrs)
+        bwd.numpy_into([q, k, v, o, lse, do], grads, attrs)
 
     def reference():
         o_ref, lse_ref = fwd.reference([q, k, v], attrs)

@@ -43,12 +43,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tilegraph.errors import KernelError
+from tilegraph.tiles import FACE, TILE, TILE_BYTES, padded_shape  # noqa: F401 (FACE, TILE: part of this API)
 
-TILE = 32  # tile edge (elements); a tile is four 16x16 faces
-FACE = 16
 DATA_FORMATS = ("float32", "bfloat16", "bfloat8_b")
-# Bytes of one 32x32 tile page. bfloat8_b: 64 shared-exponent bytes (one per 16-element face row) + 1024 mantissas.
-TILE_BYTES = {"float32": 4096, "bfloat16": 2048, "bfloat8_b": 1088}
 # Wormhole / Blackhole L1 per Tensix core (1.5 MB). Firmware reserves some of it; CBs must stay well below.
 L1_BYTES_PER_CORE = 1536 * 1024
 KERNEL_ROLES = ("reader", "compute", "writer")
@@ -127,8 +124,7 @@ class TensorSpec:
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
-        *lead, h, w = self.shape
-        return (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+        return padded_shape(self.shape)
 
     @property
     def page_size(self) -> int:

@@ -192,7 +192,7 @@ class Attention(Op):
     def reference(self, inputs, attrs):
         return list(attention_reference(*inputs, **_ref_kwargs(attrs)))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         kw = _ref_kwargs(attrs)
         kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
         attention_numpy_forward(*inputs, *outputs, **kw)
@@ -244,7 +244,7 @@ class AttentionBwd(Op):
     def reference(self, inputs, attrs):
         return list(attention_bwd_reference(*inputs, **_ref_kwargs(attrs)))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         kw = _ref_kwargs(attrs)
         kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
         attention_numpy_backward(*inputs, *outputs, **kw)

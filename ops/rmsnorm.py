@@ -66,7 +66,7 @@ class RMSNorm(Op):
     def reference(self, inputs, attrs):
         return [rmsnorm_reference(*inputs, float(attrs["eps"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, gamma = inputs
         x2, y2 = as_rows(x), as_rows(outputs[0])
         contiguous(self.name, x=x2, gamma=gamma, y=y2)
@@ -114,7 +114,7 @@ class RMSNormBwd(Op):
     def reference(self, inputs, attrs):
         return list(rmsnorm_bwd_reference(*inputs, float(attrs["eps"])))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, gamma, dy = inputs
         dx, dgamma = outputs
         x2, dy2, dx2 = as_rows(x), as_rows(dy), as_rows(dx)

@@ -53,7 +53,7 @@ class SwiGLU(Op):
     def reference(self, inputs, attrs):
         return [swiglu_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, w1, w3 = inputs
         (y,) = outputs
         x2, y2 = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
@@ -61,7 +61,7 @@ class SwiGLU(Op):
         up = scratch(("swiglu", "up"), y2.shape, y.dtype)
         np.matmul(x2, w1, out=gate)
         np.matmul(x2, w3, out=up)
-        get_op("silu_mul").numpy_forward([gate, up], [y2], {})
+        get_op("silu_mul").numpy_into([gate, up], [y2], {})
 
     def backward(self, g, node, grads):
         (dy,) = grads

@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.kernels.jit import CXX, compile_to
-from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 from tilegraph.kernels.description import (
     TILE,
     TILE_BYTES,
@@ -35,6 +33,8 @@ from tilegraph.kernels.description import (
     cores_of,
     resolve_args,
 )
+from tilegraph.kernels.jit import CXX, compile_to
+from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 
 from tilegraph.errors import KernelError
 

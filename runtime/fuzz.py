@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tilegraph.ops import get_op
 from tilegraph.kernels.registry import KERNEL_OPS, DeviceOptions, get_kernel_op
+from tilegraph.ops import get_op
 from tilegraph.runtime.kernel_ops import run_kernel_op
 
 from tilegraph.errors import DataError, ShapeError, TilegraphError
@@ -102,7 +102,7 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
 
 
 def numpy_backend_outputs(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
-    """What the numpy backend computes: the op's float32 fast path (numpy_forward) when it has one, else its
+    """What the numpy backend computes: the op's float32 fast path (numpy_into) when it has one, else its
     reference in float32 (rmsnorm with a residual adds it first, as the fused kernel does)."""
     from tilegraph.ops.base import TensorType
 
@@ -111,11 +111,11 @@ def numpy_backend_outputs(op: str, inputs: list[np.ndarray], attrs: dict) -> lis
         return numpy_backend_outputs(op, [h, inputs[1]], attrs) + [h]
     impl = get_op(op)
     full_attrs = {**impl.attrs, **attrs}
-    if not callable(getattr(impl, "numpy_forward", None)):
+    if not callable(getattr(impl, "numpy_into", None)):
         return impl.reference(inputs, full_attrs)
     types = impl.infer([TensorType(a.shape, "float32") for a in inputs], full_attrs)
     outputs = [np.empty(t.shape, np.float32) for t in types]
-    impl.numpy_forward(inputs, outputs, full_attrs)
+    impl.numpy_into(inputs, outputs, full_attrs)
     return outputs
 
 

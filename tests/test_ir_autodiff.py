@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tilegraph.graph import autodiff, build, init_params, load_spec
-from tilegraph.runtime import compile
+from tilegraph.compiler import compile
 
 from tilegraph.errors import ShapeError
 

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tilegraph.graph import Graph
 from tilegraph.graph.meshes import MESHES, get_mesh
-from tilegraph.graph.passes.plan_memory import padded_numel, plan_memory
+from tilegraph.graph.passes.plan_memory import plan_memory
+from tilegraph.tiles import padded_numel
 from tilegraph.graph.passes.shard import Partial, Replicate, Shard
 from tilegraph.ops import TensorType, get_op
 from tilegraph.runtime.mesh_backend import join_axis, split_axis

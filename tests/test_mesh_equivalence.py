@@ -17,7 +17,7 @@ from tilegraph.graph.build import build, init_params
 from tilegraph.graph.meshes import MESHES
 from tilegraph.graph.passes.shard import shard
 from tilegraph.graph.spec import load_spec
-from tilegraph.runtime import compile
+from tilegraph.compiler import compile
 from tilegraph.runtime.mesh_backend import MeshExecutor
 
 RTOL, ATOL = 1e-9, 1e-12

@@ -219,7 +219,7 @@ class _CtrlC:
 
 def evaluate(run: Run) -> float:
     """Mean loss over the fixed validation batches."""
-    params = {v: run.state[v] for v in run.state if ":" not in v}  # parameters only, not m:/v: state
+    params = run.programs.parameters(run.state)
     return float(np.mean([run.programs.loss(params, x, y) for x, y in run.val_batches]))
 
 

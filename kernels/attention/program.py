@@ -13,7 +13,6 @@ from tilegraph.ops import get_op
 
 from tilegraph.errors import ShapeError
 
-
 ATTENTION_HEAD_DIMS = (32, 64, 128)
 ATTENTION_L1_BUDGET = 1200 * 1024  # CB bytes per core we allow before falling back to bf16 intermediates
 

@@ -13,7 +13,6 @@ from tilegraph.ops import get_op
 
 from tilegraph.errors import ShapeError
 
-
 RMSNORM_MAX_BLOCK_TILES = 8  # width block streamed per pass; 2 blocks per input CB keep reader and compute overlapped
 
 

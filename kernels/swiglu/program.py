@@ -14,7 +14,6 @@ from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_
 
 from tilegraph.errors import ShapeError
 
-
 SWIGLU_MAX_K_BLOCK_TILES = 8  # K tiles per reader push; 2 blocks per input CB keep reader and compute overlapped
 
 

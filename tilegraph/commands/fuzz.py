@@ -26,8 +26,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from tilegraph.errors import ShapeError
-    from tilegraph.runtime import fuzz
     from tilegraph.kernels.registry import KERNEL_OPS
+    from tilegraph.runtime import fuzz
 
     if args.backend == "ttnn":
         from tilegraph.runtime.ttnn_program import require_card
