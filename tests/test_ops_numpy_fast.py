@@ -174,6 +174,30 @@ def test_adamw_fast_path_and_in_place_update(in_place):
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_adamw_update_above_the_split_threshold_writes_every_element(in_place, request, monkeypatch):
+    """A 1024x1024 parameter is above adamw's inline limit (4 * MIN_ELEMENTS_PER_WORKER, read at import, so the
+    fixture's patch does not reach it): with 3 workers its update runs as several pieces on several threads, and
+    every element must equal the float64 reference (a piece left unwritten stays NaN or keeps the old value)."""
+    pieces = []
+    real = parallel.run_pieces
+    monkeypatch.setattr(parallel, "run_pieces", lambda ps, body: (pieces.append(len(ps)), real(ps, body)))
+    rng = np.random.default_rng(3)
+    shape = (1024, 1024)
+    inputs = [rand(rng, *shape), rand(rng, *shape), rand(rng, *shape, scale=0.1), np.abs(rand(rng, *shape, scale=0.1)),
+              np.asarray(3e-3), np.asarray(4.0), np.asarray(0.7)]
+    attrs = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
+    opdef = get_op("adamw")
+    refs = opdef.reference([a.astype(np.float64) for a in inputs], attrs)
+    f32 = [a.astype(np.float32) for a in inputs]
+    outs = [f32[0], f32[2], f32[3]] if in_place else [np.full(shape, np.nan, np.float32) for _ in range(3)]
+    opdef.numpy_into(f32, outs, attrs)
+    for out, ref in zip(outs, refs):
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-7)
+    split = request.node.callspec.params["worker_split"] != "one piece"
+    assert (pieces and pieces[0] > 1) if split else not pieces  # the threaded path ran (only) when split
+
+
 def test_optimizer_scalars_fast_paths():
     rng = np.random.default_rng(2)
     check_fast_path("global_norm", [rand(rng, 40, 3), rand(rng, 7)], rel=1e-6)
