@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tilegraph.graph import autodiff, build, init_params, load_spec
-from tilegraph.compiler import compile
 
+from tilegraph.compiler import compile
 from tilegraph.errors import ShapeError
 
 SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")

@@ -9,6 +9,7 @@ import pytest
 from tilegraph.graph import autodiff, build, init_params, load_spec
 from tilegraph.graph.passes.fuse import fuse
 from tilegraph.graph.passes.verify import verify
+
 from tilegraph.compiler import compile
 
 SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")

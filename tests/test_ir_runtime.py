@@ -11,8 +11,8 @@ from tilegraph.graph import Graph, build, init_params, load_spec, training_step
 from tilegraph.graph.passes.schedule import schedule
 from tilegraph.graph.passes.verify import verify
 from tilegraph.ops import get_op
-from tilegraph.compiler import compile
 
+from tilegraph.compiler import compile
 from tilegraph.errors import DeviceError, ShapeError
 
 SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")

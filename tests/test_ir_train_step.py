@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tilegraph.graph import AdamWConfig, init_params, load_spec, training_step
+
 from tilegraph.compiler import compile
 
 SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from tilegraph.graph import Graph
-from tilegraph.compiler import Target, compile
 from tilegraph.runtime import fuzz
 from tilegraph.runtime.emu_backend import Executor
 from tilegraph.runtime.ttnn_program import card_present
 
 from tilegraph.cli import main
+from tilegraph.compiler import Target, compile
 
 
 @pytest.mark.parametrize("op", ["rmsnorm", "swiglu", "attention"])

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from tilegraph.kernels import description as prog
+from tilegraph.kernels.registry import DeviceOptions
 from tilegraph.kernels.rmsnorm.program import rmsnorm_program
 from tilegraph.runtime import fuzz
 from tilegraph.runtime.emulator import run_program
-from tilegraph.kernels.registry import DeviceOptions
 from tilegraph.runtime.kernel_ops import run_kernel_op
 
 from tilegraph.errors import KernelError

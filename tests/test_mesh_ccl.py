@@ -7,12 +7,12 @@ from hypothesis import strategies as st
 from tilegraph.graph import Graph
 from tilegraph.graph.meshes import MESHES, get_mesh
 from tilegraph.graph.passes.plan_memory import plan_memory
-from tilegraph.tiles import padded_numel
 from tilegraph.graph.passes.shard import Partial, Replicate, Shard
 from tilegraph.ops import TensorType, get_op
 from tilegraph.runtime.mesh_backend import join_axis, split_axis
 
 from tilegraph.errors import ShapeError
+from tilegraph.tiles import padded_numel
 
 # float64 throughout: the adjoint identities hold to rounding of a few hundred products (rtol 1e-12).
 TOL = 1e-12

@@ -17,8 +17,9 @@ from tilegraph.graph.build import build, init_params
 from tilegraph.graph.meshes import MESHES
 from tilegraph.graph.passes.shard import shard
 from tilegraph.graph.spec import load_spec
-from tilegraph.compiler import compile
 from tilegraph.runtime.mesh_backend import MeshExecutor
+
+from tilegraph.compiler import compile
 
 RTOL, ATOL = 1e-9, 1e-12
 
