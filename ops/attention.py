@@ -87,7 +87,7 @@ def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None):
     kv_heads = kv_heads or heads
     group = heads // kv_heads
     d = q.shape[-1] // heads
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    scale = resolved_scale({"scale": scale}, d)
     qh = _split_heads(q, heads)
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
@@ -108,7 +108,7 @@ def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=Tr
     group = heads // kv_heads
     b, s, _ = q.shape
     d = q.shape[-1] // heads
-    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    scale = resolved_scale({"scale": scale}, d)
     qh = _split_heads(q, heads)
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)

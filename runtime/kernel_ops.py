@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
+from tilegraph.ops import get_op
 
 from tilegraph.errors import DeviceError
 
@@ -24,6 +25,7 @@ def run_kernel_op(op: str, inputs: Sequence[np.ndarray], attrs: Mapping[str, obj
     rmsnorm takes an optional third input, a residual: it then returns [norm(x + residual) * gamma, x + residual]."""
     opts = opts or DeviceOptions()
     kernel_op = get_kernel_op(op)
+    attrs = {**get_op(op).attrs, **attrs}  # defaults live only in Op.attrs
     inputs = [np.asarray(a, np.float32) for a in inputs]
     desc, device_inputs = kernel_op.program(inputs, attrs, opts)
     if backend == "emu":

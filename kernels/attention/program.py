@@ -10,6 +10,7 @@ from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
 from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 from tilegraph.ops import get_op
+from tilegraph.ops.attention import resolved_scale
 
 from tilegraph.errors import ShapeError
 
@@ -86,7 +87,7 @@ def attention_program(
         interm = "float32" if l1("float32", 1) <= ATTENTION_L1_BUDGET else "bfloat16"
     # Double-buffer Q (the reader fetches the next chunk while this one is computed) when L1 allows.
     q_buffers = 2 if l1(interm, 2) <= ATTENTION_L1_BUDGET else 1
-    scale = (1.0 / float(head_dim) ** 0.5) if scale is None else float(scale)
+    scale = resolved_scale({"scale": scale}, head_dim)
 
     sp = pad_t * 32
     tensors = [_prog.TensorSpec("q", (batch, heads, sp, head_dim), dtype),
@@ -155,10 +156,10 @@ class AttentionKernel(KernelOp):
         knobs = dict(opts.knobs)
         q, k, v = inputs
         heads = int(attrs["heads"])
-        kv_heads = int(attrs.get("kv_heads") or heads)
+        kv_heads = int(attrs["kv_heads"] or heads)
         b, s, hd = q.shape
         desc = attention_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
-                                 causal=bool(attrs.get("causal", True)), scale=attrs.get("scale"),
+                                 causal=bool(attrs["causal"]), scale=attrs["scale"],
                                  grid=opts.grid, **knobs)
         return desc, attention_device_inputs(q, k, v, heads, kv_heads, desc)
 
@@ -199,8 +200,6 @@ class AttentionKernel(KernelOp):
         o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
         b, s, hd = q.shape
         d = hd // heads
-        from tilegraph.ops.attention import resolved_scale
-
         sc = resolved_scale(attrs, d)
         qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
         kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)

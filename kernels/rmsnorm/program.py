@@ -20,7 +20,7 @@ def rmsnorm_program(
     shape,
     dtype: str = "bfloat16",
     *,
-    eps: float = 1e-5,
+    eps: float | None = None,  # None: the rmsnorm op's default (ops/rmsnorm.py attrs)
     gamma: bool = True,
     residual: bool = False,
     grid=(8, 8),
@@ -34,6 +34,7 @@ def rmsnorm_program(
     normalized and also written out as "h"), optional gamma [1, W] (row 0 of its tiles), consts [32, 32] (the
     reduce scaler), out [N, W]. Zero padding to tiles is harmless: it adds nothing to the sum of squares and the
     mean divides by the true W (passed as 1/W)."""
+    eps = get_op("rmsnorm").attrs["eps"] if eps is None else eps
     *lead, w = (int(d) for d in shape)
     n = int(np.prod(lead)) if lead else 1
     if n < 1 or w < 1:
@@ -116,7 +117,7 @@ class RMSNormKernel(KernelOp):
         knobs = dict(opts.knobs)
         x, gamma, *rest = inputs
         residual = rest[0] if rest else None
-        desc = rmsnorm_program(x.shape, opts.dtype, eps=float(attrs.get("eps", 1e-5)), gamma=True,
+        desc = rmsnorm_program(x.shape, opts.dtype, eps=float(attrs["eps"]), gamma=True,
                                residual=residual is not None, grid=opts.grid, **knobs)
         return desc, rmsnorm_device_inputs(x, gamma, residual)
 
