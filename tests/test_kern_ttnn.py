@@ -90,7 +90,7 @@ def test_bfp8_tiles_and_cb_formats():
 
 def test_too_much_l1_is_an_error_naming_the_program():
     with pytest.raises(KernelError, match=r"^program 'attention': circular buffers need 14026752 bytes of L1 on one "
-                                          r"core, more than 1572864; use fewer/smaller CB pages$"):
+                                          r"core, more than 1228800; use fewer/smaller CB pages$"):
         attention_program(1, 8192, 8, 128, q_chunk=1024, k_chunk=1024, interm="float32", grid=(8, 8))
 
 

@@ -15,7 +15,6 @@ from tilegraph.ops.attention import resolved_scale
 from tilegraph.errors import ShapeError
 
 ATTENTION_HEAD_DIMS = (32, 64, 128)
-ATTENTION_L1_BUDGET = 1200 * 1024  # CB bytes per core we allow before falling back to bf16 intermediates
 
 
 def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
@@ -84,9 +83,9 @@ def attention_program(
         return sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, fmt, q_buffers))
 
     if interm is None:
-        interm = "float32" if l1("float32", 1) <= ATTENTION_L1_BUDGET else "bfloat16"
+        interm = "float32" if l1("float32", 1) <= _prog.L1_CB_BUDGET else "bfloat16"
     # Double-buffer Q (the reader fetches the next chunk while this one is computed) when L1 allows.
-    q_buffers = 2 if l1(interm, 2) <= ATTENTION_L1_BUDGET else 1
+    q_buffers = 2 if l1(interm, 2) <= _prog.L1_CB_BUDGET else 1
     scale = resolved_scale({"scale": scale}, head_dim)
 
     sp = pad_t * 32
@@ -113,7 +112,6 @@ def attention_program(
         name="attention", tensors=tensors,
         cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers), kernels=kernels,
         compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
-    desc.validate()
     return desc
 
 

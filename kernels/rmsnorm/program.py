@@ -84,7 +84,6 @@ def rmsnorm_program(
     desc = _prog.ProgramDescription(
         name="rmsnorm", tensors=tensors, cbs=cbs, kernels=kernels,
         compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
-    desc.validate()
     return desc
 
 
