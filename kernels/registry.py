@@ -1,7 +1,7 @@
 """The ops that have custom tt-metal kernels: one registered `KernelOp` per op, in kernels/<op>/program.py.
 
 A KernelOp holds everything device-side of its op, so adding a kernel op is one folder (kernels/<op>/: the
-reader / compute / writer sources and program.py) plus the op itself in ops/<op>.py:
+reader / compute / writer sources and program.py, found here by its program.py) plus the op itself in ops/<op>.py:
 - `program(inputs, attrs, opts)`: the ProgramDescription for one call and the inputs laid out as device tensors;
 - `unpack(outputs, inputs, attrs)`: the device outputs turned back into the op's outputs;
 - `input_formats(dtype, count)`: the device data format of each input;
@@ -16,13 +16,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from tilegraph.errors import DeviceError
-
-KERNEL_OP_MODULES = ("rmsnorm", "swiglu", "attention")  # kernels/<name>/program.py, in the order they are listed
 
 
 @dataclass(frozen=True)
@@ -83,5 +82,6 @@ def get_kernel_op(name: str) -> KernelOp:
         raise DeviceError(f"op {name!r} has no custom kernel; kernel ops are {', '.join(KERNEL_OPS)}") from None
 
 
-for _module in KERNEL_OP_MODULES:
-    importlib.import_module(f"tilegraph.kernels.{_module}.program")
+# Every kernels/<folder>/program.py registers its KernelOp on import.
+for _program in sorted(Path(__file__).parent.glob("*/program.py")):
+    importlib.import_module(f"tilegraph.kernels.{_program.parent.name}.program")
