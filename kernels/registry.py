@@ -5,7 +5,7 @@ reader / compute / writer sources and program.py, found here by its program.py) 
 - `program(inputs, attrs, opts)`: the ProgramDescription for one call and the inputs laid out as device tensors;
 - `unpack(outputs, inputs, attrs)`: the device outputs turned back into the op's outputs;
 - `input_formats(dtype, count)`: the device data format of each input;
-- `reference(inputs, attrs)`: float64 ground truth of what the kernels compute;
+- `on_host(inputs, attrs, run)` / `reference(inputs, attrs)`: what the kernels compute, from the op on the host;
 - `case_strategy(common, small)` / `make_inputs(case, rng, randn, grid)`: fuzz cases (runtime/fuzz.py);
 - `error_bounds(x64, attrs, refs, backend)`: the per-element tolerance (derived in runtime/fuzz.py's docstring).
 runtime/kernel_ops.py and runtime/fuzz.py loop over `KERNEL_OPS`; they name no op.
@@ -49,10 +49,16 @@ class KernelOp:
         """Device data format of each input when the op runs in `dtype`."""
         return [dtype] * count
 
+    def on_host(self, inputs: list[np.ndarray], attrs, run) -> list[np.ndarray]:
+        """What the kernels compute, from `run(inputs) -> outputs`, the op as a host function (its reference or
+        its fast path); a kernel that fuses more than its op (rmsnorm's residual add) overrides this."""
+        return run(inputs)
+
     def reference(self, x64: list[np.ndarray], attrs) -> list[np.ndarray]:
+        """float64 ground truth of what the kernels compute."""
         from tilegraph.ops import get_op
 
-        return get_op(self.name).reference(x64, attrs)
+        return self.on_host(x64, attrs, lambda xs: get_op(self.name).reference(xs, attrs))
 
     def case_strategy(self, common: dict, small: bool):
         raise NotImplementedError(self.name)
