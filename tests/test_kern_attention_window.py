@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tilegraph.kernels.registry import DeviceOptions
 from tilegraph.runtime import fuzz
-from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+from tilegraph.runtime.kernel_ops import run_kernel_op
 
 
 @pytest.mark.parametrize("seq, window, q_chunk, k_chunk", [

@@ -11,8 +11,9 @@ from tilegraph.graph.build import build, init_params
 from tilegraph.graph.meshes import MESHES, get_mesh
 from tilegraph.graph.passes.shard import shard
 from tilegraph.ops import get_op
-from tilegraph.runtime import compile
 from tilegraph.runtime.mesh_backend import MeshExecutor
+
+from tilegraph.compiler import compile
 
 RTOL, ATOL = 1e-9, 1e-12
 MOE = {"name": "moe-mini", "vocab_size": 64, "hidden_size": 32, "num_layers": 2, "num_heads": 8, "num_kv_heads": 4,

@@ -109,7 +109,8 @@ def test_window_flops_count_only_visible_pairs():
 def test_spec_window_reaches_the_model():
     """One layer with attention_window 4: the logits at position i depend on tokens i-3..i only."""
     from tilegraph.graph import build, init_params, load_spec
-    from tilegraph.runtime import compile
+
+    from tilegraph.compiler import compile
 
     spec = load_spec({"name": "w", "vocab_size": 32, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
                       "mlp_hidden": 32, "max_seq_len": 16, "attention_window": 4})

@@ -13,8 +13,8 @@ from tilegraph.graph import autodiff, build, init_params, load_spec, param_shape
 from tilegraph.graph.ir import Graph
 from tilegraph.ops import get_op
 from tilegraph.ops.moe import experts_dense_reference
-from tilegraph.runtime import compile
 
+from tilegraph.compiler import compile
 from tilegraph.errors import ShapeError
 
 SETTINGS = settings(deadline=None, max_examples=12, derandomize=True, database=None)
