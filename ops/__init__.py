@@ -2,15 +2,19 @@
 
 # Op modules are imported here so that REGISTRY is complete after `import tilegraph.ops`.
 from tilegraph.ops import (  # noqa: F401
+    activation,
     all_gather,
     all_reduce,
     attention,
+    bias,
     cross_entropy,
     elementwise,
     embedding,
+    layernorm,
     linear,
     mesh_partition,
     optimizer,
+    positions,
     reduce_scatter,
     rmsnorm,
     rope,

@@ -36,6 +36,8 @@ SIGNATURES = {
     "exp": "ppi",
     "silu_mul": "pppi",
     "silu_mul_bwd": "pppppi",
+    "gelu": "ppi",
+    "gelu_bwd": "pppi",
     "rmsnorm": "pppiid",
     "rmsnorm_bwd": "pppppiid",
     "rope": "ppppiiiiid",

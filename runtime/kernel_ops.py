@@ -47,6 +47,11 @@ def build(op: str, inputs: Sequence[np.ndarray], attrs: Mapping[str, object], op
         desc = _swiglu.swiglu_program(m, w1.shape[0], w1.shape[1], opts.dtype, grid=opts.grid, **knobs)
         return desc, _swiglu.swiglu_device_inputs(x, w1, w3)
     if op == "attention":
+        if attrs.get("alibi"):
+            raise DeviceError(
+                "op 'attention': alibi=True has no device kernel (kernels/attention adds no position bias to the "
+                "scores); run ALiBi specs on the numpy backend, or use positions: rope"
+            )
         q, k, v = inputs
         heads = int(attrs["heads"])
         kv_heads = int(attrs.get("kv_heads") or heads)
