@@ -47,6 +47,18 @@ IMPLEMENTATION = {
     "reduce_scatter": "ttnn.reduce_scatter",
     "all_reduce": "ttnn.all_reduce",
     "mesh_partition": "ttnn.mesh_partition",
+    # issue 14 (arch-a): the spec vocabulary's ops, as the ttnn ops they would lower to (no custom kernels).
+    "layernorm": "ttnn.layer_norm",
+    "layernorm_bwd": "ttnn composite",
+    "gelu": "ttnn.gelu",
+    "gelu_bwd": "ttnn.gelu_bw",
+    "relu": "ttnn.relu",
+    "relu_bwd": "ttnn.relu_bw",
+    "mul": "ttnn.multiply",
+    "add_bias": "ttnn.add (broadcast row)",
+    "bias_grad": "ttnn.sum (dim 0)",
+    "position_ids": "ttnn.arange",
+    "sinusoidal": "host constant (ttnn.from_torch)",
 }
 
 
