@@ -103,6 +103,22 @@ def _absolute_positions(g: Graph, spec: ModelSpec, p: dict, x, batch: int, seq: 
     return g.call("add", x, pe, name="embed_pos")
 
 
+def _dropout_sites(g: Graph, spec: ModelSpec, dtype: str, training: bool, seed: int):
+    """x -> dropout(x) at a named site when training with spec.dropout > 0 (each site its own salt), else identity.
+    Dropout sits where GPT-2 has it on the residual stream: after the embedding and on each block's output before
+    the residual add. (Dropout of the attention probabilities is not implemented: it would live inside the fused
+    attention kernels.)"""
+    if not training or spec.dropout == 0:
+        return lambda x, name: x
+    step = g.input("step", (), dtype)
+    salts = iter(range(1, 1 << 30))
+
+    def drop(x, name):
+        return g.call("dropout", x, step, p=spec.dropout, seed=seed, salt=next(salts), name=name)
+
+    return drop
+
+
 def param_component(name: str) -> str:
     """Which part of the model a parameter belongs to (for `tilegraph describe`)."""
     leaf = name.rsplit(".", 1)[-1]
@@ -115,10 +131,13 @@ def param_component(name: str) -> str:
     return {"tok_embedding": "embedding", "pos_embedding": "embedding", "lm_head": "lm_head"}[name]
 
 
-def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -> Graph:
+def build(
+    spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32", training: bool = False, dropout_seed: int = 0
+) -> Graph:
     """The forward graph: inputs `tokens`, `targets` [B,S] int32 and the params; outputs `logits` and `loss`.
 
     dtype is the float type of params and activations: float32 to train, float64 for ground-truth checks.
+    training=True adds the spec's dropout (with a scalar input `step` that seeds its masks, with dropout_seed).
     """
     spec = load_spec(spec)
     for what, n in (("batch", batch), ("seq", seq)):
@@ -135,8 +154,9 @@ def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -
     targets = g.input("targets", (batch, seq), "int32")
     p = {name: g.param(name, shape, dtype) for name, shape in param_shapes(spec).items()}
 
+    drop = _dropout_sites(g, spec, dtype, training, dropout_seed)
     x = g.call("embedding", p["tok_embedding"], tokens, name="embed")
-    x = _absolute_positions(g, spec, p, x, batch, seq, dtype)
+    x = drop(_absolute_positions(g, spec, p, x, batch, seq, dtype), "embed_drop")
     for i in range(spec.num_layers):
         L = f"layers.{i}."
         h = _norm(g, spec, p, x, L + "attn_norm", L + "attn_in")
@@ -150,10 +170,11 @@ def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -
             "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D), name=L + "attn",
             **({"alibi": True} if spec.positions == "alibi" else {}),
         )
-        x = g.call("add", x, _linear(g, spec, p, o, L + "wo", L + "attn_out"), name=L + "resid_attn")
+        x = g.call("add", x, drop(_linear(g, spec, p, o, L + "wo", L + "attn_out"), L + "attn_drop"),
+                   name=L + "resid_attn")
 
         h = _norm(g, spec, p, x, L + "mlp_norm", L + "mlp_in")
-        x = g.call("add", x, _mlp(g, spec, p, h, L), name=L + "resid_mlp")
+        x = g.call("add", x, drop(_mlp(g, spec, p, h, L), L + "mlp_drop"), name=L + "resid_mlp")
 
     h = _norm(g, spec, p, x, "final_norm", "final")
     if spec.tie_embeddings:

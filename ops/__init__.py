@@ -8,6 +8,7 @@ from tilegraph.ops import (  # noqa: F401
     attention,
     bias,
     cross_entropy,
+    dropout,
     elementwise,
     embedding,
     layernorm,

@@ -138,3 +138,50 @@ def test_fast_path_matches_float64_reference(op, make, attrs, dtype):
     scale = max(1.0, max(float(np.abs(w).max()) for w in want))
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, rtol=rtol, atol=atol * scale * (30 if op == "bias_grad" else 1))
+
+
+# -- dropout -------------------------------------------------------------------------------------------------------
+def _dropout(x, step, p=0.25, seed=5, salt=3):
+    return get_op("dropout").reference([x, np.float64(step)], {"p": p, "seed": seed, "salt": salt})[0]
+
+
+def test_dropout_mask_rate_scale_and_determinism():
+    x = np.ones((1000, 1000))
+    y = _dropout(x, 7)
+    kept = y != 0
+    # 1e6 Bernoulli(0.75) draws: the kept fraction has standard deviation 4.3e-4; 0.005 is > 10 sigma.
+    assert abs(kept.mean() - 0.75) < 0.005
+    np.testing.assert_array_equal(y[kept], 1 / 0.75)  # inverted dropout: the expectation is unchanged
+    np.testing.assert_array_equal(_dropout(x, 7), y)  # the same (seed, salt, step): the same mask
+    for other in (_dropout(x, 8), _dropout(x, 7, salt=4), _dropout(x, 7, seed=6)):
+        assert 0.5 < np.mean((other != 0) == kept) < 0.7  # independent masks agree on ~0.75^2 + 0.25^2 = 62.5%
+    assert np.array_equal(_dropout(x, 7, p=0.0), x)
+
+
+@SETTINGS
+@given(seed=seeds, shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), step=st.integers(1, 1000))
+def test_dropout_backward(seed, shape, step):
+    rng = np.random.default_rng(seed)
+    attrs = {"p": 0.3, "seed": seed, "salt": 2}
+    check_backward_against_fd("dropout", [normal(rng, *shape), np.float64(step)], attrs, rng, wrt=[0])
+
+
+def test_dropout_only_in_training_graphs_and_seeded_by_step():
+    from tilegraph.graph import build, init_params, load_spec, training_step
+    from tilegraph.runtime import compile
+
+    spec = load_spec({"name": "d", "vocab_size": 19, "hidden_size": 16, "num_layers": 2, "num_heads": 2,
+                      "mlp_hidden": 24, "max_seq_len": 8, "dropout": 0.2})  # fmt: skip
+    assert not any(n.op == "dropout" for n in build(spec, 2, 8).nodes)
+    train = training_step(spec, 2, 8, dtype="float64", dropout_seed=11)
+    assert sum(n.op == "dropout" for n in train.nodes) == 2 * (1 + 2 * spec.num_layers)  # forward + backward
+    prog = compile(train)
+    params = init_params(spec, 0, dtype="float64")
+    rng = np.random.default_rng(0)
+    toks = rng.integers(0, 19, (2, 8)).astype(np.int32)
+
+    def loss(step):
+        feeds = {"tokens": toks, "targets": toks, "lr": np.float64(0.0), "step": np.float64(step)}
+        return float(prog.run(prog.init_state(params), feeds)["loss"])
+
+    assert loss(3) == loss(3) != loss(4)

@@ -117,7 +117,7 @@ def _model(spec_dict: dict, config: TrainConfig):
         raise DataError(
             f"--seq {config.seq} exceeds the spec's max_seq_len {spec.max_seq_len}; use --seq <= {spec.max_seq_len}"
         )
-    return spec, TrainingPrograms(spec, config.batch, config.seq)
+    return spec, TrainingPrograms(spec, config.batch, config.seq, dropout_seed=config.seed)
 
 
 def start_run(spec_dict: dict, config: TrainConfig, run_dir: str | Path) -> Run:

@@ -26,7 +26,7 @@ class StepResult:
 class TrainingPrograms:
     """Training-step and forward Programs for one (spec, batch, seq)."""
 
-    def __init__(self, spec, batch: int, seq: int):
+    def __init__(self, spec, batch: int, seq: int, dropout_seed: int = 0):
         from tilegraph.graph import AdamWConfig, build, training_step
         from tilegraph.runtime import compile as compile_graph
 
@@ -34,7 +34,9 @@ class TrainingPrograms:
         config = AdamWConfig(
             beta1=BETA1, beta2=BETA2, eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, clip_norm=CLIP_NORM
         )
-        self.train_program = compile_graph(training_step(spec, batch, seq, config))
+        # Dropout masks (if the spec has dropout) are drawn from (dropout_seed, step): the checkpointed step
+        # counter is all a resumed run needs to draw the same ones.
+        self.train_program = compile_graph(training_step(spec, batch, seq, config, dropout_seed=dropout_seed))
         self.forward_program = compile_graph(build(spec, batch, seq))
         for program in (self.train_program, self.forward_program):
             program.prepare(BACKEND)  # buffers and CPU kernels now, not inside the first step
