@@ -22,6 +22,7 @@ class TrainConfig:
     seed: int = 1337
     keep: int = 3
     data: str | None = None  # None: the shipped tiny-shakespeare
+    tokenizer: str = "bytes"  # or "bpe:N" (train/tokenizer.py)
 
     def validate(self) -> None:
         for name in ("steps", "batch", "seq", "eval_interval", "eval_batches", "keep"):

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tilegraph.train.checkpoint import RunCheckpoints, check_tensors_match, load_checkpoint, write_atomic
 from tilegraph.train.config import TrainConfig
-from tilegraph.train.data import VOCAB_SIZE, BatchSampler, load_text, validation_batches
+from tilegraph.train.data import BatchSampler, load_text, validation_batches
+from tilegraph.train.tokenizer import check_vocab, tokenize
 from tilegraph.train.schedule import WarmupCosine
 
 from tilegraph.errors import DataError, TilegraphError
@@ -109,10 +110,7 @@ def _model(spec_dict: dict, config: TrainConfig):
     from tilegraph.train.model import TrainingPrograms
 
     spec = load_spec(spec_dict)
-    if spec.vocab_size < VOCAB_SIZE:
-        raise DataError(
-            f"spec {spec.name!r} has vocab_size {spec.vocab_size}; byte-level text needs at least {VOCAB_SIZE}"
-        )
+    check_vocab(spec, config.tokenizer)
     if config.seq > spec.max_seq_len:
         raise DataError(
             f"--seq {config.seq} exceeds the spec's max_seq_len {spec.max_seq_len}; use --seq <= {spec.max_seq_len}"
@@ -131,10 +129,14 @@ def start_run(spec_dict: dict, config: TrainConfig, run_dir: str | Path) -> Run:
             f"run directory {run_dir} already holds checkpoints; use --resume {run_dir} or another --out"
         )
     data = load_text(config.data, config.seq)
+    from tilegraph.graph.spec import load_spec
+
+    check_vocab(load_spec(spec_dict), config.tokenizer)  # before training a tokenizer for a spec that cannot use it
+    train_ids, val_ids = tokenize(data, config.tokenizer, run_dir, config.seq, new=True)
     spec, programs = _model(spec_dict, config)
     state = programs.init_state(init_params(spec, config.seed))
-    sampler = BatchSampler(data.train, config.batch, config.seq, config.seed)
-    val = validation_batches(data.val, config.batch, config.seq, config.eval_batches)
+    sampler = BatchSampler(train_ids, config.batch, config.seq, config.seed)
+    val = validation_batches(val_ids, config.batch, config.seq, config.eval_batches)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(
         run_dir / "config.json", json.dumps({"spec": spec_dict, "config": asdict(config)}, indent=2).encode()
@@ -166,6 +168,7 @@ def resume_run(run_dir: str | Path, keep: int | None = None) -> Run:
         raise DataError(
             f"data file {data.path} changed since checkpoint {latest} was written; restore it or start a new run"
         )
+    train_ids, val_ids = tokenize(data, config.tokenizer, run_dir, config.seq, new=False)
     spec, programs = _model(meta["spec"], config)
     from tilegraph.graph import init_params
 
@@ -173,9 +176,9 @@ def resume_run(run_dir: str | Path, keep: int | None = None) -> Run:
     check_tensors_match(ckpt, programs.state_signature(state))
     for name, array in ckpt.tensors.items():
         state[name][...] = array
-    sampler = BatchSampler(data.train, config.batch, config.seq, config.seed)
+    sampler = BatchSampler(train_ids, config.batch, config.seq, config.seed)
     sampler.set_state(meta["sampler"])
-    val = validation_batches(data.val, config.batch, config.seq, config.eval_batches)
+    val = validation_batches(val_ids, config.batch, config.seq, config.eval_batches)
     h = meta.get("history", {})
     history = History(
         [tuple(x) for x in h.get("train", [])],

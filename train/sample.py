@@ -89,16 +89,28 @@ def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: 
     return int(rng.choice(len(p), p=p))
 
 
+def run_tokenizer(run_dir: str | Path):
+    """The tokenizer the run in `run_dir` was trained with (bytes, or its saved BPE)."""
+    from tilegraph.train.tokenizer import for_run
+
+    store = RunCheckpoints(Path(run_dir))
+    path = store.best_path if store.best_path.is_file() else store.latest()
+    name = load_checkpoint(path).meta["config"].get("tokenizer", "bytes") if path else "bytes"
+    return for_run(name, Path(run_dir))
+
+
 def generate(
-    generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int
+    generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int,
+    tokenizer=None,
 ) -> str:
     """The prompt followed by `num_tokens` sampled bytes, decoded as UTF-8."""
     if temperature < 0:
         raise DataError(f"--temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be at least 1, got {top_k}")
-    tokens = list(encode(prompt)) or [int(b"\n"[0])]  # an empty prompt starts from a newline
+    enc, dec = (encode, decode) if tokenizer is None else (tokenizer.encode, tokenizer.decode)
+    tokens = list(enc(prompt)) or list(enc("\n"))[:1]  # an empty prompt starts from a newline
     rng = np.random.Generator(np.random.PCG64(seed))
     for _ in range(num_tokens):
         tokens.append(sample_next(generator.next_logits(np.array(tokens, np.int32)), temperature, top_k, rng))
-    return decode(tokens) if prompt else decode(tokens[1:])
+    return dec(tokens) if prompt else dec(tokens[1:])

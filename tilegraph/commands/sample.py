@@ -8,7 +8,7 @@ HELP = "generate text from a trained run (best checkpoint): temperature + top-k 
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a `tilegraph train` run directory")
     parser.add_argument("--prompt", default="ROMEO:", help="text to continue (default 'ROMEO:')")
-    parser.add_argument("--tokens", type=int, default=300, help="bytes to generate (default 300)")
+    parser.add_argument("--tokens", type=int, default=300, help="tokens (bytes, or BPE tokens for a bpe run) to generate (default 300)")
     parser.add_argument(
         "--temperature", type=float, default=0.8, help="softmax temperature; 0 = greedy (default 0.8)"
     )
@@ -20,13 +20,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from tilegraph.errors import DataError
-    from tilegraph.train.sample import Generator, generate, load_model
+    from tilegraph.train.sample import Generator, generate, load_model, run_tokenizer
 
     if args.tokens < 0:
         raise DataError(f"--tokens must be >= 0, got {args.tokens}")
     spec, params, context, _ = load_model(args.run_dir)
     text = generate(
-        Generator(spec, params, context), args.prompt, args.tokens, args.temperature, args.top_k, args.seed
+        Generator(spec, params, context), args.prompt, args.tokens, args.temperature, args.top_k, args.seed,
+        tokenizer=run_tokenizer(args.run_dir),
     )
     print(text)
     return 0

@@ -40,6 +40,11 @@ def add_arguments(parser) -> None:
         "--keep", type=int, help=f"step checkpoints to keep, besides the best one (default {d.keep})"
     )
     parser.add_argument("--data", help="UTF-8 text file to train on (default: data/tinyshakespeare.txt)")
+    parser.add_argument(
+        "--tokenizer",
+        help="bytes (default; vocab 256) or bpe:N (a byte-level BPE of N tokens trained on the training split, "
+        "saved as RUN_DIR/tokenizer.json; the spec's vocab_size must be N)",
+    )
     parser.add_argument("--out", help="run directory (default runs/<spec-name>-<UTC timestamp>)")
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
@@ -58,6 +63,7 @@ _RECIPE_OPTIONS = (
     "eval_batches",
     "seed",
     "data",
+    "tokenizer",
 )
 
 
