@@ -111,14 +111,21 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
     raise AssertionError(kind)  # pragma: no cover
 
 
-def _read(source: str | os.PathLike) -> tuple[str, object]:
+def read_spec_file(source: str | os.PathLike) -> tuple[str, object]:
+    """(path, parsed YAML) of a spec file; SpecError for a missing, unreadable, non-UTF-8 or non-YAML file."""
     import yaml
 
     path = Path(source)
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} not found; pass a path like specs/nano-trickster.yaml")
     try:
-        return str(path), yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not a text file (byte {e.start} is not UTF-8); pass a YAML spec") from None
+    except OSError as e:
+        raise SpecError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        return str(path), yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -132,7 +139,7 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
     if isinstance(source, Mapping):
         where, raw = "spec", source
     else:
-        where, raw = _read(source)
+        where, raw = read_spec_file(source)
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: a spec must be a mapping of fields (name: ..., hidden_size: ...), got {type(raw).__name__}")
 

@@ -196,7 +196,9 @@ class KernelSpec:
     """One kernel (reader, compute or writer) on a set of cores."""
 
     role: str
-    source: str  # path relative to kernels/, e.g. "rmsnorm/reader.cpp"
+    # path relative to kernels/, e.g. "rmsnorm/reader.cpp", or absolute (a test kernel, or one of tt-metal's own
+    # kernels in the ttnn wheel: tilegraph.kernels.ttnn_kernel_path("ttnn/cpp/ttnn/operations/...cpp"))
+    source: str
     core_ranges: tuple[CoreRange, ...]
     compile_time_args: tuple[Arg, ...] = ()
     defines: Mapping[str, str] = field(default_factory=dict)

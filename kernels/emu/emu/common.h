@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cb_index.h"
 #include "runtime.h"
 
 #ifndef FORCE_INLINE
