@@ -40,6 +40,8 @@ SIGNATURES = {
     "gelu_bwd": "pppi",
     "rmsnorm": "pppiid",
     "rmsnorm_bwd": "pppppiid",
+    "layernorm": "pppiid",
+    "layernorm_bwd": "pppppiid",
     "rope": "ppppiiiiid",
     "adamw": "pppppppi" + "d" * 8,
     "attention_fwd": "ppppp" + "iiii" + "d" + "iii",

@@ -9,8 +9,10 @@ g = dy * gamma:
 from __future__ import annotations
 
 import numpy as np
+from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_same, float_attr
 from tilegraph.ops.base import Op, register
+from tilegraph.ops.cpu_kernels import contiguous
 from tilegraph.ops.parallel import as_rows, parallel_rows
 from tilegraph.ops.placement import R, Shard, whole_rows
 from tilegraph.ops.rmsnorm import _check
@@ -61,15 +63,19 @@ class LayerNorm(Op):
         return [layernorm_reference(*inputs, float(attrs["eps"]))]
 
     def numpy_forward(self, inputs, outputs, attrs):
-        # Cache-sized row chunks over the workers; a few numpy passes per chunk (measured cheap next to the GEMMs).
-        x, gamma = as_rows(inputs[0]), inputs[1]
-        y, eps = as_rows(outputs[0]), float(attrs["eps"])
+        # One pass per row in C++ (kernels/cpu/layernorm.cpp): the numpy formula took ~10x the time of the rmsnorm
+        # kernel at nano-trickster's shapes (measured on the 2-core VM; notes/compare-600.md).
+        x, gamma = inputs
+        x2, y2 = as_rows(x), as_rows(outputs[0])
+        contiguous(self.name, x=x2, gamma=gamma, y=y2)
+        kernel = cpu_kernels.kernel("layernorm", x.dtype)
+        h, eps = x2.shape[1], float(attrs["eps"])
+        (xp, gp, yp), row = (a.ctypes.data for a in (x2, gamma, y2)), h * x.itemsize
 
         def rows(r0, r1, _):
-            xhat, _r = _normalized(x[r0:r1], eps)
-            np.multiply(xhat, gamma, out=y[r0:r1])
+            kernel(xp + r0 * row, gp, yp + r0 * row, r1 - r0, h, eps)
 
-        parallel_rows(x.shape[0], x.shape[1], rows)
+        parallel_rows(x2.shape[0], h, rows)
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -108,19 +114,20 @@ class LayerNormBwd(Op):
         return list(layernorm_bwd_reference(*inputs, float(attrs["eps"])))
 
     def numpy_forward(self, inputs, outputs, attrs):
-        x, gamma, dy = as_rows(inputs[0]), inputs[1], as_rows(inputs[2])
-        dx, dgamma = as_rows(outputs[0]), outputs[1]
-        eps = float(attrs["eps"])
+        x, gamma, dy = inputs
+        dx, dgamma = outputs
+        x2, dy2, dx2 = as_rows(x), as_rows(dy), as_rows(dx)
+        contiguous(self.name, x=x2, gamma=gamma, dy=dy2, dx=dx2)
+        kernel = cpu_kernels.kernel("layernorm_bwd", x.dtype)
+        h, eps = x2.shape[1], float(attrs["eps"])
         partials = {}  # first row of a chunk -> that chunk's contribution to dgamma
+        (xp, gp, dyp, dxp), row = (a.ctypes.data for a in (x2, gamma, dy2, dx2)), h * x.itemsize
 
         def rows(r0, r1, _):
-            xhat, r = _normalized(x[r0:r1], eps)
-            d = dy[r0:r1]
-            g = d * gamma
-            dx[r0:r1] = r * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
-            partials[r0] = (d * xhat).sum(axis=0)
+            part = partials[r0] = np.zeros(h, x.dtype)  # fresh: read after the worker has moved on
+            kernel(xp + r0 * row, gp, dyp + r0 * row, dxp + r0 * row, part.ctypes.data, r1 - r0, h, eps)
 
-        parallel_rows(x.shape[0], x.shape[1], rows)
+        parallel_rows(x2.shape[0], h, rows)
         dgamma.fill(0)
         for r0 in sorted(partials):  # fixed order: the result does not depend on thread timing
             dgamma += partials[r0]
