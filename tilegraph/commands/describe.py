@@ -156,7 +156,8 @@ def run(args) -> int:
     row("forward", [f"{i['forward'] / t:,.0f}" for i, t in zip(infos, tokens)])
     row("training step", [f"{i['train']['total'] / t:,.0f}" for i, t in zip(infos, tokens)])
     row("  x forward", [f"{i['train']['total'] / i['forward']:.2f}x" for i in infos])
-    print("where the FLOPs of a training step go (forward + backward + clip + AdamW):")
+    print("where the FLOPs of a training step go (forward + backward + clip + AdamW; other = logits, embeddings, "
+          "norms, loss, optimizer):")
     for comp in ("attention", "mlp", "other"):
         row(comp, [f"{100 * i['train'][comp] / i['train']['total']:.1f}%" for i in infos])
     row("GFLOP per step", [f"{i['train']['total'] / 1e9:,.2f}" for i in infos])
