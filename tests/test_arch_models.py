@@ -112,7 +112,8 @@ def test_sharded_training_step_equals_single_device(variant, mesh):
 
 
 def test_alibi_attention_refuses_the_device_kernel():
-    from tilegraph.runtime.kernel_ops import DeviceOptions, build as build_kernel
+    from tilegraph.runtime.kernel_ops import DeviceOptions
+    from tilegraph.runtime.kernel_ops import build as build_kernel
 
     q = np.zeros((1, 32, 64), np.float32)
     with pytest.raises(DeviceError, match="op 'attention': alibi=True has no device kernel"):
