@@ -131,6 +131,8 @@ def estimate(graph: Graph, mesh: Mesh, plan: MemoryPlan, precision: Precision | 
     steps = []
     for i, node in enumerate(plan.order):
         impl = IMPLEMENTATION.get(node.op, "numpy (no device implementation)")
+        if node.op == "attention" and node.attrs.get("alibi"):  # the flash-attention kernel refuses ALiBi
+            impl = "ttnn composite (matmul + ALiBi bias + softmax)"
         if node.op in COLLECTIVES:
             axis = int(node.attrs["cluster_axis"])
             payload = comm_payload(node, plan, precision)
