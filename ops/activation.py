@@ -77,7 +77,7 @@ class Gelu(_Elementwise):
     def reference(self, inputs, attrs):
         return [gelu_reference(inputs[0])]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         # One pass in C++ (kernels/cpu/gelu.cpp): numpy's tanh formula streams the array ~8 times.
         _run_same_shape_kernel("gelu", {"x": inputs[0], "y": outputs[0]})
 
@@ -100,7 +100,7 @@ class GeluBwd(_Elementwise):
     def reference(self, inputs, attrs):
         return [gelu_bwd_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         _run_same_shape_kernel("gelu_bwd", {"x": inputs[0], "dy": inputs[1], "dx": outputs[0]})
 
     def flops(self, node):
@@ -118,7 +118,7 @@ class Relu(_Elementwise):
     def reference(self, inputs, attrs):
         return [relu_reference(inputs[0])]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         _rows((inputs[0], outputs[0]), lambda x, y: np.maximum(x, 0, out=y))
 
     def backward(self, g, node, grads):
@@ -140,7 +140,7 @@ class ReluBwd(_Elementwise):
     def reference(self, inputs, attrs):
         return [relu_bwd_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         def body(x, dy, dx):
             np.multiply(dy, x > 0, out=dx)
 
@@ -164,7 +164,7 @@ class Mul(_Elementwise):
     def reference(self, inputs, attrs):
         return [inputs[0] * inputs[1]]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         _rows((*inputs, outputs[0]), lambda a, b, y: np.multiply(a, b, out=y))
 
     def backward(self, g, node, grads):

@@ -47,7 +47,7 @@ class AddBias(Op):
     def reference(self, inputs, attrs):
         return [add_bias_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, b, y = as_rows(inputs[0]), inputs[1], as_rows(outputs[0])
 
         def rows(r0, r1, _):
@@ -93,7 +93,7 @@ class BiasGrad(Op):
     def reference(self, inputs, attrs):
         return [bias_grad_reference(inputs[0])]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         dy = as_rows(inputs[0])
         partials = {}
 

@@ -62,7 +62,7 @@ class LayerNorm(Op):
     def reference(self, inputs, attrs):
         return [layernorm_reference(*inputs, float(attrs["eps"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         # One pass per row in C++ (kernels/cpu/layernorm.cpp): the numpy formula took ~10x the time of the rmsnorm
         # kernel at nano-trickster's shapes (measured on the 2-core VM; notes/compare-600.md).
         x, gamma = inputs
@@ -113,7 +113,7 @@ class LayerNormBwd(Op):
     def reference(self, inputs, attrs):
         return list(layernorm_bwd_reference(*inputs, float(attrs["eps"])))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, gamma, dy = inputs
         dx, dgamma = outputs
         x2, dy2, dx2 = as_rows(x), as_rows(dy), as_rows(dx)

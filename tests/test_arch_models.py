@@ -11,10 +11,10 @@ import pytest
 from tilegraph.graph import autodiff, build, init_params, load_spec, param_shapes
 from tilegraph.graph.autodiff import training_step
 from tilegraph.graph.passes.shard import shard
-from tilegraph.runtime import compile
 from tilegraph.runtime.mesh_backend import MeshExecutor
 
 from tilegraph.cli import main
+from tilegraph.compiler import compile
 from tilegraph.errors import DeviceError
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

@@ -133,7 +133,7 @@ def test_fast_path_matches_float64_reference(op, make, attrs, dtype):
     want = impl.reference(inputs, attrs)
     cast = [a.astype(dtype) for a in inputs]
     got = [np.full(w.shape, np.nan, dtype) for w in want]
-    impl.numpy_forward(cast, got, attrs)
+    impl.numpy_into(cast, got, attrs)
     rtol, atol = TOL[dtype]
     scale = max(1.0, max(float(np.abs(w).max()) for w in want))
     for w, g in zip(want, got):
@@ -168,7 +168,8 @@ def test_dropout_backward(seed, shape, step):
 
 def test_dropout_only_in_training_graphs_and_seeded_by_step():
     from tilegraph.graph import build, init_params, load_spec, training_step
-    from tilegraph.runtime import compile
+
+    from tilegraph.compiler import compile
 
     spec = load_spec({"name": "d", "vocab_size": 19, "hidden_size": 16, "num_layers": 2, "num_heads": 2,
                       "mlp_hidden": 24, "max_seq_len": 8, "dropout": 0.2})  # fmt: skip
