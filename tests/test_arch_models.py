@@ -112,13 +112,11 @@ def test_sharded_training_step_equals_single_device(variant, mesh):
 
 
 def test_alibi_attention_refuses_the_device_kernel():
-    from tilegraph.runtime.kernel_ops import DeviceOptions
-    from tilegraph.runtime.kernel_ops import build as build_kernel
+    from tilegraph.runtime.kernel_ops import run_kernel_op
 
     q = np.zeros((1, 32, 64), np.float32)
     with pytest.raises(DeviceError, match="op 'attention': alibi=True has no device kernel"):
-        build_kernel("attention", [q, q, q], {"heads": 2, "kv_heads": 2, "causal": True, "alibi": True},
-                     DeviceOptions())
+        run_kernel_op("attention", [q, q, q], {"heads": 2, "kv_heads": 2, "causal": True, "alibi": True})
 
 
 def test_describe_side_by_side(capsys):
