@@ -16,7 +16,8 @@ from tilegraph.errors import SpecError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A llama-style decoder: pre-norm blocks, RoPE, (grouped-query) causal attention, SwiGLU MLP."""
+    """A pre-norm decoder. The defaults are llama-style (RMSNorm, RoPE, grouped-query causal attention, SwiGLU, no
+    biases); `norm`, `mlp`, `positions`, `bias` and `dropout` describe GPT-2-style and other variants."""
 
     name: str
     vocab_size: int
@@ -36,6 +37,9 @@ class ModelSpec:
     attention_window: int | None = None
     # Mixture of experts in place of the dense MLP (every layer): router + top-k of `experts` SwiGLU MLPs.
     moe: MoESpec | None = None
+    # issue 14 (arch-a): absolute or relative position scheme, and the dropout probability (training only).
+    positions: str = "rope"
+    dropout: float = 0.0
 
     @property
     def head_dim(self) -> int:
@@ -78,10 +82,19 @@ _FIELDS: dict[str, tuple[str, bool, object]] = {
     "bias": ("bool", False, False),
     "attention_window": ("window", False, None),
     "moe": ("moe", False, None),
+    "positions": ("str", False, "rope"),
+    "dropout": ("probability", False, 0.0),
 }
 
 # Architecture switches that exist so a spec says what it means; only these values are implemented.
-_SUPPORTED = {"mlp": ("swiglu",), "norm": ("rmsnorm",), "bias": (False,)}
+_SUPPORTED = {
+    # mlp_hidden is the inner width of every MLP kind: gated (swiglu, geglu: three [H,F]-sized weights) or not
+    # (gelu, relu: two), so a gated and a non-gated MLP of equal parameters have mlp_hidden in ratio 2:3.
+    "mlp": ("swiglu", "geglu", "gelu", "relu"),
+    "norm": ("rmsnorm", "layernorm"),
+    "bias": (False, True),  # a bias on every linear except the output projection, and LayerNorm's beta
+    "positions": ("rope", "learned", "sinusoidal", "alibi", "none"),
+}
 
 
 def _check_type(where: str, key: str, kind: str, value: object) -> object:
@@ -120,6 +133,10 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
             raise SpecError(f"{where}: field {key!r} must be a positive number, got {value!r}")
         if not 0 < value < float("inf"):  # also rejects NaN
             raise SpecError(f"{where}: field {key!r} must be a positive finite number, got {value}")
+        return float(value)
+    if kind == "probability":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise SpecError(f"{where}: field {key!r} must be a number in [0, 1), got {value!r}; e.g. {key}: 0.1")
         return float(value)
     raise AssertionError(kind)  # pragma: no cover
 
@@ -169,7 +186,7 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
     for key, (kind, _, default) in _FIELDS.items():
         if key in raw:
             values[key] = _check_type(where, key, kind, raw[key])
-        elif default is not None or kind == "bool":
+        elif default is not None or kind in ("bool", "probability"):
             values[key] = default
     values.setdefault("num_kv_heads", values["num_heads"])
 
@@ -189,10 +206,15 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
             f"{where}: field 'num_kv_heads' {kv} does not divide num_heads {heads}; "
             f"choose num_kv_heads from {_divisors(heads)}"
         )
-    if (hidden // heads) % 2:
+    if values["positions"] == "rope" and (hidden // heads) % 2:
         raise SpecError(
             f"{where}: head_dim = hidden_size/num_heads = {hidden // heads} is odd; RoPE rotates pairs of "
-            f"dimensions, so change hidden_size or num_heads to make it even"
+            f"dimensions, so change hidden_size or num_heads to make it even (or choose another `positions`)"
+        )
+    if values["positions"] == "sinusoidal" and hidden % 2:
+        raise SpecError(
+            f"{where}: field 'hidden_size' {hidden} is odd; sinusoidal positions pair sin and cos dimensions, "
+            f"so make hidden_size even (or choose another `positions`)"
         )
     return ModelSpec(**values)
 

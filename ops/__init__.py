@@ -2,18 +2,23 @@
 
 # Op modules are imported here so that REGISTRY is complete after `import tilegraph.ops`.
 from tilegraph.ops import (  # noqa: F401
+    activation,
     all_gather,
     all_reduce,
     all_to_all,
     attention,
+    bias,
     cross_entropy,
+    dropout,
     elementwise,
     embedding,
+    layernorm,
     linear,
     mesh_partition,
     moe,
     moe_dispatch,
     optimizer,
+    positions,
     reduce_scatter,
     rmsnorm,
     rope,

@@ -87,14 +87,16 @@ def visible_mask(s: int, causal: bool, window: int | None = None) -> np.ndarray:
     return allowed & (j > i - window) if window is not None else allowed
 
 
-def _probabilities(qh, kh, lse, scale, causal, window=None):
+def _probabilities(qh, kh, lse, scale, causal, window=None, alibi=False):
     """P [B, nh, S, S] from q heads, k heads already expanded to nh heads, and lse [B, nh, S]."""
     scores = scale * (qh @ kh.transpose(0, 1, 3, 2))
+    if alibi:
+        scores = scores + alibi_bias(qh.shape[1], scores.shape[-1], scores.dtype)
     scores = np.where(visible_mask(scores.shape[-1], causal, window), scores, -np.inf)
     return np.exp(scores - lse[..., None])
 
 
-def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None, window=None):
+def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None, window=None, alibi=False):
     """(o [B,S,heads*D], lse [B,heads,S]) computed by an explicit masked softmax, in q's float dtype."""
     kv_heads = kv_heads or heads
     group = heads // kv_heads
@@ -104,6 +106,8 @@ def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None, 
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
     scores = scale * (qh @ kh.transpose(0, 1, 3, 2))
+    if alibi:
+        scores = scores + alibi_bias(heads, scores.shape[-1], scores.dtype)
     scores = np.where(visible_mask(scores.shape[-1], causal, window), scores, -np.inf)
     row_max = scores.max(axis=-1, keepdims=True)
     lse = (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
@@ -112,7 +116,8 @@ def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None, 
     return o.astype(q.dtype, copy=False), lse.astype(q.dtype, copy=False)
 
 
-def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=True, scale=None, window=None):
+def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=True, scale=None, window=None,
+                            alibi=False):
     """(dq, dk, dv) by the FlashAttention-2 backward formulas, with P rebuilt from lse."""
     kv_heads = kv_heads or heads
     group = heads // kv_heads
@@ -123,7 +128,7 @@ def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=Tr
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
     oh, doh = _split_heads(o, heads), _split_heads(do, heads)
-    p = _probabilities(qh, kh, lse.astype(q.dtype, copy=False), scale, causal, window)
+    p = _probabilities(qh, kh, lse.astype(q.dtype, copy=False), scale, causal, window, alibi)
     dv_h = p.transpose(0, 1, 3, 2) @ doh
     dp = doh @ vh.transpose(0, 1, 3, 2)
     delta = (doh * oh).sum(axis=-1, keepdims=True)
@@ -140,7 +145,27 @@ def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=Tr
 # ---------------------------------------------------------------------------------------------------------------
 # Op definitions
 # ---------------------------------------------------------------------------------------------------------------
-_ATTRS = {"heads": None, "kv_heads": None, "causal": True, "scale": None, "window": None}
+_ATTRS = {"heads": None, "kv_heads": None, "causal": True, "scale": None, "window": None, "alibi": False}
+
+
+# -- issue 14 (arch-a): ALiBi, a per-head linear distance penalty added to the scores ------------------------------
+def alibi_slopes(heads: int) -> np.ndarray:
+    """Press et al.'s head slopes: 2^(-8(h+1)/n) for n = heads a power of two; otherwise those of the next lower
+    power of two, then every other slope of the next higher one (their reference implementation's rule)."""
+    def pow2(n):
+        return 2.0 ** (-8.0 * np.arange(1, n + 1) / n)
+
+    n = 1 << (heads.bit_length() - 1)
+    slopes = pow2(n)
+    if n < heads:
+        slopes = np.concatenate([slopes, pow2(2 * n)[0::2][: heads - n]])
+    return slopes
+
+
+def alibi_bias(heads: int, seq: int, dtype) -> np.ndarray:
+    """[heads, S, S]: -slope_h * |i - j| (query i, key j), float64 math rounded once to dtype."""
+    dist = np.abs(np.arange(seq)[:, None] - np.arange(seq)[None, :]).astype(np.float64)
+    return (-alibi_slopes(heads)[:, None, None] * dist).astype(dtype)
 
 
 def _ref_kwargs(attrs) -> dict:
@@ -150,6 +175,7 @@ def _ref_kwargs(attrs) -> dict:
         "causal": bool(attrs["causal"]),
         "scale": attrs["scale"],
         "window": None if attrs.get("window") is None else int(attrs["window"]),
+        "alibi": bool(attrs.get("alibi")),
     }
 
 
@@ -169,8 +195,8 @@ def _shard_heads(node, placements, axis):
     q = no_partial(placements[0])
     if isinstance(q, Shard) and q.dim == 0:
         return q, q
-    if not (isinstance(q, Shard) and q.dim == 2):
-        return R, R
+    if not (isinstance(q, Shard) and q.dim == 2) or node.attrs.get("alibi"):
+        return R, R  # (ALiBi: each head's slope depends on its global index, which a local head count loses)
     nh, nkv = int(node.attrs["heads"]), int(node.attrs["kv_heads"])
     if q.order is None and nkv % axis.size == 0:
         return q, Shard(2)
@@ -208,6 +234,10 @@ class Attention(Op):
 
     def numpy_into(self, inputs, outputs, attrs):
         kw = _ref_kwargs(attrs)
+        if kw.pop("alibi"):  # the C++ kernel has no position bias: the numpy reference (S x S scores per head)
+            for out, res in zip(outputs, attention_reference(*inputs, **kw, alibi=True)):
+                out[...] = res
+            return
         kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
         attention_numpy_forward(*inputs, *outputs, **kw)
 
@@ -260,6 +290,10 @@ class AttentionBwd(Op):
 
     def numpy_into(self, inputs, outputs, attrs):
         kw = _ref_kwargs(attrs)
+        if kw.pop("alibi"):  # as the forward: the numpy reference
+            for out, res in zip(outputs, attention_bwd_reference(*inputs, **kw, alibi=True)):
+                out[...] = res
+            return
         kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
         attention_numpy_backward(*inputs, *outputs, **kw)
 

@@ -23,6 +23,7 @@ class TrainConfig:
     seed: int = 1337
     keep: int = 3
     data: str | None = None  # None: the shipped tiny-shakespeare; stored absolute
+    tokenizer: str = "bytes"  # or "bpe:N" (train/tokenizer.py)
     decay_from: list | None = None  # [step, lr]: set when a run is extended after warmup (see extend_to)
 
     def extend_to(self, steps: int, done: int) -> None:

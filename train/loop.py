@@ -38,6 +38,7 @@ from tilegraph.train.checkpoint import (
 from tilegraph.train.config import TrainConfig
 from tilegraph.train.data import VOCAB_SIZE, BatchSampler, load_text, validation_batches
 from tilegraph.train.lr_schedule import learning_rate_schedule
+from tilegraph.train.tokenizer import check_vocab, tokenize
 
 from tilegraph.errors import DataError, TilegraphError
 from tilegraph.files import ensure_free_space, ensure_writable_dir, write_atomic
@@ -133,15 +134,12 @@ def _model(spec_dict: dict, config: TrainConfig):
     from tilegraph.train.model import TrainingPrograms
 
     spec = load_spec(spec_dict)
-    if spec.vocab_size < VOCAB_SIZE:
-        raise DataError(
-            f"spec {spec.name!r} has vocab_size {spec.vocab_size}; byte-level text needs at least {VOCAB_SIZE}"
-        )
+    check_vocab(spec, config.tokenizer)
     if config.seq > spec.max_seq_len:
         raise DataError(
             f"--seq {config.seq} exceeds the spec's max_seq_len {spec.max_seq_len}; use --seq <= {spec.max_seq_len}"
         )
-    return spec, TrainingPrograms(spec, config.batch, config.seq)
+    return spec, TrainingPrograms(spec, config.batch, config.seq, dropout_seed=config.seed)
 
 
 def _write_config(run: Run) -> None:
@@ -172,10 +170,14 @@ def start_run(spec_dict: dict, config: TrainConfig, run_dir: str | Path) -> Run:
         data = load_text(config.data, config.seq)
         # Stored absolute: --resume must find the file from any working directory.
         config.data = str(Path(data.path).resolve())
+        from tilegraph.graph.spec import load_spec
+
+        check_vocab(load_spec(spec_dict), config.tokenizer)  # before training a tokenizer the spec cannot use
+        train_ids, val_ids = tokenize(data, config.tokenizer, run_dir, config.seq, new=True)
         spec, programs = _model(spec_dict, config)
         state = programs.init_state(init_params(spec, config.seed))
-        sampler = BatchSampler(data.train, config.batch, config.seq, config.seed)
-        val = validation_batches(data.val, config.batch, config.seq, config.eval_batches)
+        sampler = BatchSampler(train_ids, config.batch, config.seq, config.seed)
+        val = validation_batches(val_ids, config.batch, config.seq, config.eval_batches)
         run = Run(spec_dict, spec, config, run_dir, programs, state, sampler, val, data.sha256,
                   run_id=uuid.uuid4().hex)  # fmt: skip
         _check_room(run)
@@ -250,6 +252,7 @@ def resume_run(
             f"restore it or start a new run"
         )
     ensure_writable_dir(run_dir, "run directory")
+    train_ids, val_ids = tokenize(data, config.tokenizer, run_dir, config.seq, new=False)
     spec, programs = _model(meta["spec"], config)
     from tilegraph.graph import init_params
 
@@ -257,9 +260,9 @@ def resume_run(
     check_tensors_match(ckpt, programs.state_signature(state))
     for name, array in ckpt.tensors.items():
         state[name][...] = array
-    sampler = BatchSampler(data.train, config.batch, config.seq, config.seed)
+    sampler = BatchSampler(train_ids, config.batch, config.seq, config.seed)
     sampler.set_state(meta["sampler"])
-    val = validation_batches(data.val, config.batch, config.seq, config.eval_batches)
+    val = validation_batches(val_ids, config.batch, config.seq, config.eval_batches)
     h = meta.get("history", {})
     history = History(
         [tuple(x) for x in h.get("train", [])],

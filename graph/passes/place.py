@@ -46,6 +46,19 @@ TTNN_IMPLEMENTATION = {
     "moe_combine": "ttnn:scatter-add",
     "moe_combine_bwd": "ttnn:gather",
     "all_to_all": "ttnn:all_to_all",
+    # issue 14 (arch-a): the spec vocabulary's ops, as the ttnn ops they would lower to (no custom kernels).
+    "layernorm": "ttnn:layer_norm",
+    "layernorm_bwd": "ttnn:composite",
+    "gelu": "ttnn:gelu",
+    "gelu_bwd": "ttnn:gelu_bw",
+    "relu": "ttnn:relu",
+    "relu_bwd": "ttnn:relu_bw",
+    "mul": "ttnn:multiply",
+    "add_bias": "ttnn:add (broadcast row)",
+    "bias_grad": "ttnn:sum (dim 0)",
+    "position_ids": "ttnn:arange",
+    "sinusoidal": "host constant (ttnn:from_torch)",
+    "dropout": "ttnn:dropout",
 }
 
 

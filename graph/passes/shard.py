@@ -72,6 +72,10 @@ def local_shape(global_shape, placements, mesh_shape) -> tuple[int, ...]:
 
 
 # -- the plan: which mesh axis does what, and where the parameters go -------------------------------------------
+# issue 14 (arch-a): the bias of each linear (graph/build.py names it b<x> next to its weight w<x>).
+_BIAS_OF = {"bq": "wq", "bk": "wk", "bv": "wv", "bo": "wo", "b1": "w1", "b3": "w3", "b2": "w2"}
+
+
 def strided_head_order(heads: int, kv_heads: int, n: int) -> tuple[int, ...]:
     """Query-head order so that device d's heads, in local order, use KV heads 0..kv_heads-1 as GQA expects:
     device d gets, for each KV group g, heads g*G + d*k/kv + j (G = heads/kv_heads, k = heads/n per device)."""
@@ -114,6 +118,10 @@ class Plan:
             return
         nh, nkv = int(attn.attrs["heads"]), int(attn.attrs["kv_heads"])
         tp, name = self.tp, self.mesh.name
+        if attn.attrs.get("alibi"):  # each head's ALiBi slope depends on its global index (ops/attention.py)
+            self.attention_tp = self.kv_split = False
+            self.note(f"fallback: attention replicated over TP {tp} (ALiBi attention is not split by heads)")
+            return
         if nh % tp:
             raise ShardingError(
                 f"num_heads {nh} is not divisible by the tensor-parallel degree {tp} (mesh {name} axis "
@@ -157,6 +165,8 @@ class Plan:
             return R
         if leaf in ("expert_w1", "expert_w3", "expert_w2"):
             return Shard(0) if self.moe_ep else R
+        if tp > 1 and len(shape) == 1 and leaf in _BIAS_OF:
+            return self.tp_bias(leaf, shape)
         if tp == 1 or len(shape) != 2:
             return R
         if leaf in ("wq", "wk", "wv", "wo"):
@@ -178,9 +188,15 @@ class Plan:
                 self.note(f"fallback: lm_head replicated over TP {tp} (vocab {shape[1]} not divisible)")
                 return R
             return Shard(1)
-        if leaf != "tok_embedding":
+        if leaf not in ("tok_embedding", "pos_embedding"):
             self.note(f"fallback: parameter {name!r} (unknown role) replicated over TP")
         return R
+
+    def tp_bias(self, leaf: str, shape: tuple[int, ...]):
+        """A linear's bias follows its weight's output dim: split with column-parallel weights (wq's strided head
+        order included), replicated after row-parallel ones (wo, w2: added once, to the reduced sum)."""
+        weight = self.tp_param(_BIAS_OF[leaf], (shape[0], shape[0]) if leaf in ("bo", "b2") else (1, shape[0]))
+        return Shard(0, weight.order) if isinstance(weight, Shard) and weight.dim == 1 else R
 
     def input_placements(self, v: Value) -> tuple:
         pl = [R, R]

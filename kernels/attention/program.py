@@ -12,7 +12,7 @@ from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_
 from tilegraph.ops import get_op
 from tilegraph.ops.attention import resolved_scale, visible_mask
 
-from tilegraph.errors import ShapeError
+from tilegraph.errors import DeviceError, ShapeError
 
 ATTENTION_HEAD_DIMS = (32, 64, 128)
 
@@ -177,6 +177,11 @@ class AttentionKernel(KernelOp):
     name = "attention"
 
     def program(self, inputs, attrs, opts):
+        if attrs.get("alibi"):
+            raise DeviceError(
+                "op 'attention': alibi=True has no device kernel (kernels/attention adds no position bias to the "
+                "scores); run ALiBi specs on the numpy backend, or use positions: rope"
+            )
         knobs = dict(opts.knobs)
         q, k, v = inputs
         heads = int(attrs["heads"])

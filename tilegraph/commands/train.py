@@ -48,6 +48,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--data", help="UTF-8 text file to train on (default: data/tinyshakespeare.txt); with --resume: its new place"
     )
+    parser.add_argument(
+        "--tokenizer",
+        help="bytes (default; vocab 256) or bpe:N (a byte-level BPE of N tokens trained on the training split, "
+        "saved as RUN_DIR/tokenizer.json; the spec's vocab_size must be N)",
+    )
     parser.add_argument("--out", help="run directory (default runs/<spec-name>-<UTC timestamp>)")
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
@@ -68,6 +73,7 @@ _RECIPE_OPTIONS = (
     "eval_interval",
     "eval_batches",
     "seed",
+    "tokenizer",
 )
 
 # A spec name becomes a folder name under runs/: no path separators, no leading dot (no `../`).
