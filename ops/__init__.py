@@ -5,9 +5,11 @@ from tilegraph.ops import (  # noqa: F401
     all_gather,
     all_reduce,
     attention,
+    attention_decode,
     cross_entropy,
     elementwise,
     embedding,
+    kv_cache_write,
     linear,
     mesh_partition,
     optimizer,
@@ -15,5 +17,6 @@ from tilegraph.ops import (  # noqa: F401
     rmsnorm,
     rope,
     swiglu,
+    take_last,
 )
 from tilegraph.ops.base import REGISTRY, Op, TensorType, get_op, register  # noqa: F401

@@ -107,7 +107,7 @@ class Plan:
             self.notes.append(message)
 
     def _check_heads(self, graph: Graph) -> None:
-        attn = next((n for n in graph.nodes if n.op == "attention"), None)
+        attn = next((n for n in graph.nodes if n.op in ("attention", "attention_decode")), None)
         self.kv_split = True
         if attn is None or self.tp == 1:
             return
@@ -165,6 +165,17 @@ class Plan:
 
     def input_placements(self, v: Value) -> tuple:
         pl = [R, R]
+        if v.role == "state" and v.name.startswith("kv."):  # a KV cache [users, positions, kv_heads*head_dim]
+            if self.tp > 1 and self.kv_split and self.attention_tp:
+                pl[self.tp_axis] = Shard(2)
+            if self.dp > 1:
+                if v.shape[0] % self.dp:
+                    raise ShardingError(
+                        f"batch {v.shape[0]} of KV cache {v.name!r} is not divisible by the data-parallel degree "
+                        f"{self.dp} (mesh {self.mesh.name} axis {self.dp_axis}); use a multiple of {self.dp}"
+                    )
+                pl[self.dp_axis] = Shard(0)
+            return tuple(pl)
         if v.role in ("param", "state"):
             pl[self.tp_axis] = self.tp_param(v.name, v.shape)
         elif v.role == "input" and len(v.shape) >= 1 and self.dp > 1:
@@ -346,7 +357,7 @@ class _Sharder:
 
     def _local_attrs(self, node: Node, new_ins: list[Value]) -> dict:
         attrs = dict(node.attrs)
-        if node.op in ("attention", "attention_bwd"):
+        if node.op in ("attention", "attention_bwd", "attention_decode"):
             q, k = node.inputs[0], node.inputs[1]
             attrs["heads"] = attrs["heads"] * new_ins[0].shape[-1] // q.shape[-1]
             attrs["kv_heads"] = attrs["kv_heads"] * new_ins[1].shape[-1] // k.shape[-1]
