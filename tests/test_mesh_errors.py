@@ -67,3 +67,20 @@ def test_replication_fallback_is_reported(capsys):
     code, out, err = _lower(capsys, "specs/tiny-test.yaml", "--mesh", "t3k", "--batch", "4", "--seq", "8", "--brief")
     assert code == 0, err
     assert "note: fallback: attention replicated over TP 4" in out
+
+
+def test_notes_name_the_real_conditions():
+    """The KV replication note states divisibility (kv_heads 12 on TP 8 is not 'fewer than devices'); a tied
+    embedding under TP says that the output projection is replicated."""
+    from tilegraph.graph.build import build
+    from tilegraph.graph.passes.shard import shard
+
+    spec = {"name": "kv12", "vocab_size": 64, "hidden_size": 192, "num_layers": 1, "num_heads": 96,
+            "num_kv_heads": 12, "mlp_hidden": 64, "max_seq_len": 8, "tie_embeddings": True}  # fmt: skip
+    notes = shard(build(spec, 1, 8), "t3k-1x8").shard_notes
+    assert any("kv_heads 12 not divisible by TP 8" in n for n in notes), notes
+    assert not any("<" in n for n in notes)
+    assert any(n.startswith("tied embeddings: the output projection (the 64 x 192 embedding table) runs replicated "
+                            "over TP 8") for n in notes), notes  # fmt: skip
+    untied = shard(build({**spec, "tie_embeddings": False}, 1, 8), "t3k-1x8").shard_notes
+    assert not any("tied" in n for n in untied)

@@ -287,7 +287,7 @@ def schedule_graph(graph: Graph, plan: MemoryPlan) -> Graph:
     g.inputs, g.nodes = list(graph.inputs), list(plan.order)
     g.outputs, g.updates = dict(graph.outputs), dict(graph.updates)
     g._names = set(graph._names)
-    for attr in ("mesh", "tp_axis", "dp_axis", "shard_notes"):
+    for attr in ("mesh", "tp_axis", "dp_axis", "shard_notes", "layout"):
         if hasattr(graph, attr):
             setattr(g, attr, getattr(graph, attr))
     return g
