@@ -32,13 +32,24 @@ class ModelSpec:
     mlp: str = "swiglu"
     norm: str = "rmsnorm"
     bias: bool = False
+    # The `perf:` section (formats per tensor group, KV cache, fidelity per op class; graph/perf.py checks it),
+    # kept as nested (key, value) pairs so the spec stays immutable.
+    perf: tuple = ()
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    def perf_section(self) -> dict:
+        return {k: dict(v) if isinstance(v, tuple) else v for k, v in self.perf}
+
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.perf:
+            out["perf"] = self.perf_section()
+        else:
+            out.pop("perf")
+        return out
 
 
 # field -> (kind, required, default). `kind` drives the type check and its message.
@@ -57,6 +68,7 @@ _FIELDS: dict[str, tuple[str, bool, object]] = {
     "mlp": ("str", False, "swiglu"),
     "norm": ("str", False, "rmsnorm"),
     "bias": ("bool", False, False),
+    "perf": ("mapping", False, None),
 }
 
 # Architecture switches that exist so a spec says what it means; only these values are implemented.
@@ -79,6 +91,13 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
         if value <= 0:
             raise SpecError(f"{where}: field {key!r} must be a positive integer, got {value}; set it to a value >= 1")
         return value
+    if kind == "mapping":
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{where}: field {key!r} must be a mapping (weights:, kv_cache:, fidelity:), got {value!r}")
+        from tilegraph.graph.perf import apply, default_config
+
+        apply(default_config("decode"), value, f"{where}: perf")  # every key and value checked here
+        return tuple((k, tuple(v.items()) if isinstance(v, Mapping) else v) for k, v in value.items())
     if kind == "positive float":
         # YAML reads `1e-5` (no dot) as a string; accept it when it parses as a number.
         if isinstance(value, str):
@@ -94,6 +113,29 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
     raise AssertionError(kind)  # pragma: no cover
 
 
+def _unique_key_loader():
+    """A safe YAML loader that rejects a key given twice in one mapping (plain YAML keeps the last silently)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(
+                    f"{loader.name}: field {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
 def _read(source: str | os.PathLike) -> tuple[str, object]:
     import yaml
 
@@ -101,7 +143,8 @@ def _read(source: str | os.PathLike) -> tuple[str, object]:
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} not found; pass a path like specs/nano-trickster.yaml")
     try:
-        return str(path), yaml.safe_load(path.read_text())
+        with path.open() as f:
+            return str(path), yaml.load(f, Loader=_unique_key_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -15,6 +15,7 @@ import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, positive_int_attr
 from tilegraph.ops.attention import _shard_heads, resolved_scale
 from tilegraph.ops.base import Op, register
+from tilegraph.ops.placement import Shard
 
 from tilegraph.errors import ShapeError
 
@@ -44,7 +45,11 @@ class AttentionDecode(Op):
 
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): as attention: query heads split (KV heads split when they
-        divide, else a replicated cache read by strided query heads), or users split."""
+        divide, else a replicated cache read by strided query heads), or users split, which a cache split by users
+        decides (the queries are then sliced locally)."""
+        cache = placements[1]
+        if isinstance(cache, Shard) and cache.dim == 0:  # users split (the 2-D layout's second axis)
+            return [cache, cache, cache], [cache]
         q, kv = _shard_heads(node, placements, axis)
         return [q, kv, kv], [q]
 

@@ -205,6 +205,8 @@ class Plan:
         if v.role == "state" and v.name.startswith("kv."):  # a KV cache [users, positions, kv_heads*head_dim]
             if self.tp > 1 and self.kv_split and self.attention_tp:
                 pl[self.tp_axis] = Shard(2)
+            if self.hidden_tp > 1 and v.shape[0] % self.hidden_tp == 0:
+                pl[self.dp_axis] = Shard(0)  # 2-D layout: decode users split over the second axis, as tt-metal does
             if self.dp > 1:
                 if v.shape[0] % self.dp:
                     raise ShardingError(

@@ -1,0 +1,94 @@
+"""spec + mesh + mode -> (sharded, scheduled graph, memory plan, calibrated cost): what `tilegraph lower` prints.
+
+The modes: train (forward, backward, AdamW over `batch` x `seq`), prefill (one forward over `seq` prompt tokens
+per user, KV caches written, last-token logits) and decode (one token per user over a KV cache of `context`).
+Galaxy runs inference in the 2-D layout of tt-metal's Llama-3.3-70B (graph/passes/shard.py) unless told otherwise;
+every other mesh, and training, uses tensor parallel x data parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tilegraph.errors import ShapeError
+from tilegraph.graph.perf import MODES, PerfConfig, apply, default_config
+
+
+@dataclass
+class Lowered:
+    spec: object
+    mesh: object
+    mode: str
+    batch: int
+    seq: int  # prompt / training length; decode: 1
+    context: int | None
+    graph: object  # sharded, scheduled
+    plan: object  # MemoryPlan
+    cost: object  # PerfReport
+    perf: PerfConfig
+
+    def memory(self) -> dict:
+        """Per-device bytes in the perf config's formats: weights by group, KV cache, optimizer state."""
+        from tilegraph.graph.passes.cost_model import _Formats
+        from tilegraph.graph.perf import weight_group
+
+        f = _Formats(self.graph, self.perf)
+        out: dict[str, float] = {}
+        for v in self.graph.inputs:
+            if v.role == "param":
+                key = f"weights.{weight_group(v.name)}"
+            elif v.role == "state":
+                key = "kv_cache" if v.name.startswith("kv.") else "optimizer_state"
+            else:
+                continue
+            out[key] = out.get(key, 0) + f.bytes(v)
+        out["weights"] = sum(b for k, b in out.items() if k.startswith("weights."))
+        return {k: int(b) for k, b in sorted(out.items())}
+
+
+def lower(spec, mesh_name: str, mode: str = "train", batch: int | None = None, seq: int | None = None,
+          context: int | None = None, layout: str | None = None, tp_axis: int | None = None,
+          residual: str = "all_reduce", perf: dict | None = None) -> Lowered:  # fmt: skip
+    from tilegraph.graph.autodiff import training_step
+    from tilegraph.graph.inference import decode, prefill
+    from tilegraph.graph.meshes import get_mesh
+    from tilegraph.graph.passes.cost_model import estimate
+    from tilegraph.graph.passes.plan_memory import Precision, plan_memory, schedule_graph
+    from tilegraph.graph.passes.shard import shard
+    from tilegraph.graph.spec import load_spec
+
+    if mode not in MODES:
+        raise ShapeError(f"--mode {mode!r} must be one of {', '.join(MODES)}")
+    mesh = get_mesh(mesh_name)
+    spec = load_spec(spec)
+    if layout is None:
+        layout = "2d" if mesh.name == "galaxy" and mode != "train" else "tp-dp"
+    config = apply(apply(default_config(mode), spec.perf_section(), f"spec {spec.name!r} perf"), perf, "flags")
+    if layout == "2d":
+        dp = 1
+    else:
+        dp = mesh.shape[1 - tp_axis] if tp_axis is not None else min(mesh.shape)
+    batch = dp if batch is None else batch
+    if mode == "decode":
+        context = context or 128 + 100
+        seq = 1
+    else:
+        if context is not None:
+            raise ShapeError(f"--context is for --mode decode; {mode} uses --seq")
+        seq = (spec.max_seq_len if mode == "train" else min(spec.max_seq_len, 128)) if seq is None else seq
+    if batch <= 0 or seq <= 0:
+        raise ShapeError(f"--batch {batch} and --seq {seq} must be positive")
+    if mode == "train":
+        graph = training_step(spec, batch, seq)
+    elif mode == "prefill":
+        graph = prefill(spec, batch, seq)
+    else:
+        graph = decode(spec, batch, context)
+    sharded = shard(graph, mesh, tp_axis=tp_axis, residual=residual, layout=layout)
+    weights = config.weights.get("mlp", "bfloat16")
+    precision = Precision(weights=weights if weights in ("bfloat16", "bfloat8_b") else "bfloat8_b",
+                          optimizer=config.optimizer)  # fmt: skip
+    plan = plan_memory(sharded, mesh.chip.dram_bytes, precision)
+    sharded = schedule_graph(sharded, plan)
+    cost = estimate(sharded, mesh, config, plan.order)
+    return Lowered(spec, mesh, mode, batch, seq, context, sharded, plan, cost, config)
