@@ -113,7 +113,7 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
     raise AssertionError(kind)  # pragma: no cover
 
 
-def _unique_key_loader():
+def _unique_key_loader(where: str):
     """A safe YAML loader that rejects a key given twice in one mapping (plain YAML keeps the last silently)."""
     import yaml
 
@@ -126,7 +126,7 @@ def _unique_key_loader():
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:
                 raise SpecError(
-                    f"{loader.name}: field {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{where}: field {key!r} is given twice (lines {seen[key] + 1} and "
                     f"{key_node.start_mark.line + 1}); keep one"
                 )
             seen[key] = key_node.start_mark.line
@@ -136,15 +136,22 @@ def _unique_key_loader():
     return Loader
 
 
-def _read(source: str | os.PathLike) -> tuple[str, object]:
+def read_spec_file(source: str | os.PathLike) -> tuple[str, object]:
+    """(path, parsed YAML) of a spec file; SpecError for a missing, unreadable, non-UTF-8 or non-YAML file, or
+    one that gives a key twice."""
     import yaml
 
     path = Path(source)
     if not path.is_file():
         raise SpecError(f"spec file {str(path)!r} not found; pass a path like specs/nano-trickster.yaml")
     try:
-        with path.open() as f:
-            return str(path), yaml.load(f, Loader=_unique_key_loader())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not a text file (byte {e.start} is not UTF-8); pass a YAML spec") from None
+    except OSError as e:
+        raise SpecError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        return str(path), yaml.load(text, Loader=_unique_key_loader(str(path)))  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -158,7 +165,7 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
     if isinstance(source, Mapping):
         where, raw = "spec", source
     else:
-        where, raw = _read(source)
+        where, raw = read_spec_file(source)
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: a spec must be a mapping of fields (name: ..., hidden_size: ...), got {type(raw).__name__}")
 

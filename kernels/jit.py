@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tilegraph.kernels import KERNEL_DIR
 
-from tilegraph.errors import KernelError
+from tilegraph.errors import KernelError, SetupError
 
 CXX = os.environ.get("CXX", "g++")
 
@@ -42,7 +42,7 @@ def compile_to(cmd: list[str], out: Path, what: str, purpose: str) -> None:
     try:
         proc = subprocess.run([*cmd, "-o", str(tmp)], check=False, capture_output=True, text=True)
     except FileNotFoundError:
-        raise KernelError(f"{what}: the C++ compiler {cmd[0]!r} was not found; install g++ or set CXX") from None
+        raise SetupError(f"{what}: the C++ compiler {cmd[0]!r} was not found; install g++ or set CXX") from None
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise KernelError(f"{what} failed to compile {purpose}:\n{proc.stderr.strip()[-4000:]}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,8 @@ import numpy as np
 from tilegraph.ops import get_op
 from tilegraph.runtime.kernel_ops import KERNEL_OPS, DeviceOptions, run_kernel_op
 
-from tilegraph.errors import DataError, ShapeError, TilegraphError
+from tilegraph.errors import DataError, SetupError, ShapeError, TilegraphError
+from tilegraph.files import write_atomic
 
 BACKENDS = ("emu", "numpy", "ttnn")
 DTYPES = ("bfloat16", "bfloat8_b")
@@ -255,6 +257,13 @@ def run_case(op: str, case: dict, backend: str) -> Outcome:
 # -----------------------------------------------------------------------------------------------------------
 # The fuzz loop and replay
 # -----------------------------------------------------------------------------------------------------------
+class _MachineProblem(BaseException):
+    # BaseException so hypothesis stops at once instead of shrinking an environment problem as a failing case.
+    def __init__(self, error: SetupError):
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass
 class FuzzReport:
     op: str
@@ -273,29 +282,105 @@ class FuzzReport:
 
 def save_case(op: str, case: dict, backend: str, outcome: Outcome, directory: Path) -> Path:
     """Write the case as JSON (what --replay reads) plus its inputs as .npz beside it; returns the JSON path."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from tilegraph.files import ensure_writable_dir
+
+    ensure_writable_dir(directory, "--save-dir")
     stem = f"fuzz-{op}-{backend}-{case['seed']}"
     path = directory / f"{stem}.json"
     inputs, _, _ = make_inputs(op, case)
-    np.savez(directory / f"{stem}.npz", *inputs)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"op": op, "backend": backend, "case": case, "worst": outcome.worst,
-                               "max_abs": outcome.max_abs, "ratio": outcome.ratio}, indent=1))
-    tmp.replace(path)
+    write_atomic(directory / f"{stem}.npz", lambda f: np.savez(f, *inputs))
+    write_atomic(path, json.dumps({"op": op, "backend": backend, "case": case, "worst": outcome.worst,
+                                   "max_abs": outcome.max_abs, "ratio": outcome.ratio}, indent=1).encode())
     return path
 
 
+# What a replayed case may hold: the fields of each op's cases and the values the kernels and make_inputs accept
+# (wider than what the fuzz draws: a hand-edited case may probe further). Sizes are capped so that a typo cannot
+# ask for gigabytes.
+_SIZE = ("int", 1, 4096)
+_SEED = ("int", 0, 2**32 - 1)
+_COMMON_FIELDS = {"dtype": ("choice", DTYPES), "grid": ("grid",), "scale": ("float", 0.0, 1e4), "seed": _SEED}
+CASE_FIELDS = {
+    "rmsnorm": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "residual": ("bool",),
+                "eps": ("float", 0.0, 1.0), "max_block": ("int", 1, 64)},
+    "swiglu": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
+               "max_n_block": ("int", 1, 64), "weight_dtype": ("choice-or-none", DTYPES)},
+    "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
+                  "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
+                  "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
+                  "softmax_scale": ("float-or-none", 0.0, 1e3)},
+}  # fmt: skip
+# Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}}
+
+
+def _field_error(name: str, rule: tuple, value) -> str | None:
+    kind = rule[0]
+    if kind == "choice-or-none":
+        return None if value is None or value in rule[1] else f"null or one of {list(rule[1])}"
+    if kind == "choice":
+        return None if value in rule[1] and not isinstance(value, bool) else f"one of {list(rule[1])}"
+    if kind == "bool":
+        return None if isinstance(value, bool) else "true or false"
+    if kind == "grid":
+        ok = (isinstance(value, list) and len(value) == 2
+              and all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 8 for c in value))  # fmt: skip
+        return None if ok else "[cores x, cores y], each 1..8"
+    if kind == "float-or-none" and value is None:
+        return None
+    if kind in ("float", "float-or-none"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok and rule[1] < value <= rule[2] else f"a number in ({rule[1]:g}, {rule[2]:g}]"
+    ok = isinstance(value, int) and not isinstance(value, bool) and rule[1] <= value <= rule[2]
+    return None if ok else f"a whole number in [{rule[1]}, {rule[2]}]"
+
+
+def check_case(op: str, case, where: str) -> dict:
+    """DataError naming the field unless `case` is a valid case of `op` (the fields of its cases, in range)."""
+    if not isinstance(case, dict):
+        raise DataError(f"{where}: 'case' must be an object of fields, got {type(case).__name__}")
+    fields = CASE_FIELDS[op]
+    optional = OPTIONAL_FIELDS.get(op, set())
+    missing = sorted(set(fields) - set(case) - optional)
+    extra = sorted(set(case) - set(fields))
+    if missing or extra:
+        others = [o for o, f in CASE_FIELDS.items()
+                  if o != op and set(f) - OPTIONAL_FIELDS.get(o, set()) <= set(case) <= set(f)]  # fmt: skip
+        hint = f"; it is a case of {others[0]}, not of {op}" if others else ""
+        raise DataError(f"{where}: a {op} case needs the fields {sorted(fields)}; missing {missing}, "
+                        f"unexpected {extra}{hint}")  # fmt: skip
+    for name, rule in fields.items():
+        if name not in case:
+            continue
+        want = _field_error(name, rule, case[name])
+        if want is not None:
+            raise DataError(f"{where}: field {name!r} is {case[name]!r}; it must be {want}")
+    return case
+
+
 def load_case(path: Path) -> tuple[str, dict, str]:
+    """(op, case, backend) of a file `tilegraph fuzz` saved; DataError naming the problem for anything else."""
+    where = f"fuzz replay file {path}"
     try:
-        data = json.loads(Path(path).read_text())
-        return data["op"], data["case"], data.get("backend", "emu")
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"fuzz replay file {path}: cannot read a saved case ({e}); pass a JSON written by "
-                        f"`tilegraph fuzz`") from None
+        data = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{where}: cannot read a saved case ({e}); pass a JSON written by `tilegraph fuzz`") from None
+    if not isinstance(data, dict) or "op" not in data or "case" not in data:
+        raise DataError(f"{where}: cannot read a saved case (expected an object with 'op' and 'case', got "
+                        f"{type(data).__name__}); pass a JSON written by `tilegraph fuzz`")  # fmt: skip
+    op, backend = data["op"], data.get("backend", "emu")
+    if op not in CASE_FIELDS:
+        raise DataError(f"{where}: op {op!r} has no fuzz cases; it must be one of {', '.join(CASE_FIELDS)}")
+    if backend not in BACKENDS:
+        raise DataError(f"{where}: backend {backend!r} must be one of {', '.join(BACKENDS)}")
+    return op, check_case(op, data["case"], where), backend
 
 
-def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None = None) -> FuzzReport:
-    """Run `examples` hypothesis cases of `op` on `backend`; shrink and save the first failure."""
+def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None = None,
+         on_example: Callable[[FuzzReport], None] | None = None) -> FuzzReport:
+    """Run `examples` hypothesis cases of `op` on `backend`; shrink and save the first failure. A problem of the
+    machine (SetupError: no C++ compiler) is raised as such, not reported, shrunk or saved as a kernel failure.
+    `on_example(report)` runs after every case (progress)."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
 
@@ -310,9 +395,13 @@ def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None 
     def check(case):
         try:
             outcome = run_case(op, case, backend)
+        except SetupError as e:
+            raise _MachineProblem(e) from None
         except TilegraphError as e:  # a kernel that fails to build, deadlocks or misuses a CB is a failure too
             outcome = Outcome(False, math.inf, math.inf, f"{type(e).__name__}: {e}", 0.0, math.inf)
         report.examples += 1
+        if on_example is not None:
+            on_example(report)
         report.max_abs = max(report.max_abs, outcome.max_abs)
         report.max_rel = max(report.max_rel, outcome.max_rel)
         if outcome.ratio >= report.worst_ratio:
@@ -323,6 +412,8 @@ def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None 
 
     try:
         check()
+    except _MachineProblem as e:
+        raise e.error from None
     except AssertionError:
         if save_dir is not None and report.failure is not None:
             report.saved = save_case(op, report.failure, backend, report.failure_outcome, save_dir)

@@ -15,7 +15,7 @@ import pytest
 from tilegraph.ops import cpu_kernels, get_op
 from tilegraph.ops.base import TensorType
 
-from tilegraph.errors import KernelError, ShapeError
+from tilegraph.errors import KernelError, SetupError, ShapeError
 
 FLT_MIN_LOG, FLT_MAX_LOG = float(np.log(np.finfo(np.float32).tiny)), float(np.log(np.finfo(np.float32).max))
 
@@ -126,7 +126,7 @@ def test_a_compile_error_names_the_kernels_and_the_compiler_message(tmp_path, mo
 def test_a_missing_compiler_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(cpu_kernels, "CXX", str(tmp_path / "no-such-g++"))
     monkeypatch.setenv("TILEGRAPH_CPU_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(KernelError, match="C\\+\\+ compiler .*no-such-g\\+\\+.* was not found; install g\\+\\+ or set CXX"):
+    with pytest.raises(SetupError, match="C\\+\\+ compiler .*no-such-g\\+\\+.* was not found; install g\\+\\+ or set CXX"):
         cpu_kernels.library_path()
 
 

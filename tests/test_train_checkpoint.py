@@ -8,10 +8,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from tilegraph.train import checkpoint as ckpt_mod
 from tilegraph.train.checkpoint import RunCheckpoints, check_tensors_match, load_checkpoint, save_checkpoint
 
-from tilegraph.errors import DataError
+from tilegraph import files as files_mod
+from tilegraph.errors import DataError, FileError
 
 
 def _tensors(seed: int, n: int = 1000):
@@ -46,8 +46,8 @@ def test_failure_during_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     def failing_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt_mod.os, "fsync", failing_fsync)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr(files_mod.os, "fsync", failing_fsync)
+    with pytest.raises(FileError, match="c.safetensors: No space left on device; free some space"):
         save_checkpoint(path, _tensors(2), {"step": 2, "spec": {}, "config": {}})
     monkeypatch.undo()
     ck = load_checkpoint(path)
@@ -69,7 +69,8 @@ def test_process_killed_during_save_leaves_previous_checkpoint(tmp_path):
         def stuck_fsync(fd):
             print("saving", flush=True)
             time.sleep(60)
-        c.os.fsync = stuck_fsync
+        from tilegraph import files
+        files.os.fsync = stuck_fsync
         big["w"][:] = 2.0
         c.save_checkpoint({str(path)!r}, big, {{"step": 2, "spec": {{}}, "config": {{}}}})
         """

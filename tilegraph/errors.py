@@ -27,3 +27,13 @@ class DeviceError(TilegraphError):
 
 class DataError(TilegraphError):
     """Training data or a checkpoint is missing, empty, corrupt or does not match."""
+
+
+class FileError(TilegraphError):
+    """A file or folder cannot be read or written (missing folder, read-only, full disk, a file where a folder
+    should be); the message names the path and what to change."""
+
+
+class SetupError(TilegraphError):
+    """This machine lacks something tilegraph needs (a C++ compiler, ttnn): a problem of the environment, not of
+    a kernel or of the input."""

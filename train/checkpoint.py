@@ -1,24 +1,26 @@
 """Checkpoints: one safetensors file holding parameters, optimizer state and JSON metadata.
 
 The metadata (model spec, step, data-sampler state, run config, losses so far) is stored as JSON under the
-safetensors metadata key "tilegraph". Files are written atomically: bytes go to a temporary file in the same
-directory, are fsync'ed, then `os.replace`d over the target, so a crash or kill during a save leaves either the
-old file or the new one, never half of one. `RunCheckpoints` keeps the last K step checkpoints of a run
-directory plus the one with the best validation loss.
+safetensors metadata key "tilegraph". Files are written with `tilegraph.files.write_atomic`, so a crash or kill
+during a save leaves either the old file or the new one, never half of one. `RunCheckpoints` keeps the last K
+step checkpoints of a run directory plus a separate copy of the one with the best validation loss
+(best.safetensors: its own bytes, so damage to one file never reaches the other).
+
+Loading checks everything a resumed run relies on: the format, the metadata, that every tensor is finite, and
+(`check_belongs_to_run`) that the file was written by this run. Which file is used: `choose_checkpoint`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tilegraph.errors import DataError
+from tilegraph.files import remove_stale_temporaries, write_atomic
 
 FORMAT = "tilegraph-checkpoint-1"
 META_KEY = "tilegraph"
@@ -37,49 +39,18 @@ class Checkpoint:
         return int(self.meta["step"])
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself must reach the disk, not only the file contents (POSIX; a no-op where unsupported).
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def checkpoint_bytes(tensors: dict[str, np.ndarray], meta: dict) -> bytes:
+    """The safetensors file holding tensors + metadata."""
+    from safetensors.numpy import save
 
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the complete new one, never a partial one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Includes KeyboardInterrupt: never leave the temporary file behind.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    meta_json = json.dumps({"format": FORMAT, **meta})
+    contiguous = {name: np.ascontiguousarray(a) for name, a in tensors.items()}
+    return save(contiguous, metadata={META_KEY: meta_json})
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, np.ndarray], meta: dict) -> Path:
     """Atomically write tensors + metadata to `path` (a .safetensors file)."""
-    from safetensors.numpy import save
-
-    path = Path(path)
-    meta_json = json.dumps({"format": FORMAT, **meta})
-    contiguous = {name: np.ascontiguousarray(a) for name, a in tensors.items()}
-    write_atomic(path, save(contiguous, metadata={META_KEY: meta_json}))
-    return path
+    return write_atomic(path, checkpoint_bytes(tensors, meta))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -95,7 +66,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise DataError(
-            f"checkpoint {path} is corrupt or not a safetensors file ({e}); use another checkpoint"
+            f"checkpoint {path} is corrupt or not a safetensors file ({e})"
         ) from None
     if raw_meta is None:
         raise DataError(
@@ -112,7 +83,30 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for key in ("step", "spec", "config"):
         if key not in meta:
             raise DataError(f"checkpoint {path} metadata lacks {key!r}; it is corrupt")
+    for name, t in tensors.items():
+        if t.dtype.kind == "f" and not np.isfinite(t).all():
+            raise DataError(
+                f"checkpoint {path}: tensor {name!r} holds {int((~np.isfinite(t)).sum())} non-finite values; "
+                f"a model cannot continue from it"
+            )
     return Checkpoint(tensors, meta, path)
+
+
+def check_belongs_to_run(ckpt: Checkpoint, run_id: str | None, spec: dict, run_dir: Path) -> None:
+    """DataError unless `ckpt` was written by the run `run_id` (or, for runs from before run ids, by a run
+    of the same spec): a checkpoint copied in from another run must not be resumed silently."""
+    theirs = ckpt.meta.get("run_id")
+    if run_id is not None and theirs is not None and theirs != run_id:
+        raise DataError(
+            f"checkpoint {ckpt.path} was written by another run (run id {theirs}, spec "
+            f"{ckpt.meta['spec'].get('name')!r}), not by the run in {run_dir} (run id {run_id}); move it out of "
+            f"{run_dir} or resume its own run"
+        )
+    if ckpt.meta["spec"] != spec:
+        raise DataError(
+            f"checkpoint {ckpt.path} holds a model spec that differs from the run's ({run_dir / 'config.json'}); "
+            f"it belongs to another run: move it out of {run_dir}"
+        )
 
 
 def check_tensors_match(ckpt: Checkpoint, expected: dict[str, tuple[tuple[int, ...], str]]) -> None:
@@ -158,29 +152,46 @@ class RunCheckpoints:
         steps = self.steps()
         return self.step_path(steps[-1]) if steps else None
 
-    def remove_stale_temporaries(self) -> None:
+    def remove_stale_temporaries(self) -> list[Path]:
         """Temporary files left by a process killed while saving (never a valid checkpoint)."""
-        for p in self.dir.glob(".*.tmp"):
-            p.unlink(missing_ok=True)
+        return remove_stale_temporaries(self.dir)
 
     def save(self, step: int, tensors: dict[str, np.ndarray], meta: dict, is_best: bool) -> Path:
-        """Write the step checkpoint (and best.safetensors when `is_best`), then prune old step checkpoints."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = save_checkpoint(self.step_path(step), tensors, meta)
+        """Write the step checkpoint (and, when `is_best`, the same bytes as a separate best.safetensors),
+        then prune old step checkpoints."""
+        data = checkpoint_bytes(tensors, meta)
+        path = write_atomic(self.step_path(step), data)
         if is_best:
-            self._mark_best(path)
+            write_atomic(self.best_path, data)
         for old in self.steps()[: -self.keep]:
             self.step_path(old).unlink(missing_ok=True)
         return path
 
-    def _mark_best(self, path: Path) -> None:
-        # A hard link shares the bytes just written; linking to a temporary name and renaming keeps it atomic.
-        tmp = self.dir / f".{BEST_NAME}.link.tmp"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(path, tmp)
-        except OSError:  # file system without hard links: write a copy instead (still atomic)
-            write_atomic(self.best_path, path.read_bytes())
-            return
-        os.replace(tmp, self.best_path)
-        _fsync_dir(self.dir)
+    def candidates(self, prefer_best: bool) -> list[Path]:
+        """Checkpoint files, in the order a command tries them: best first when `prefer_best`, then newest step."""
+        steps = [self.step_path(s) for s in reversed(self.steps())]
+        best = [self.best_path] if self.best_path.is_file() else []
+        return best + steps if prefer_best else steps + best
+
+
+def choose_checkpoint(run_dir: Path, explicit: str | Path | None, prefer_best: bool, flag_hint: str) -> Checkpoint:
+    """The checkpoint a command uses: `explicit` (--checkpoint FILE) when given, else the default (best for
+    sampling, the newest step for resuming). A default that does not load is NOT skipped silently: the command
+    stops, names the file and why, and names the newest file that does load with the option to use it
+    (`flag_hint`, e.g. "tilegraph train --resume DIR --checkpoint"), so the user decides whether to lose steps."""
+    if explicit is not None:
+        return load_checkpoint(explicit)
+    store = RunCheckpoints(run_dir)
+    order = store.candidates(prefer_best)
+    if not order:
+        raise DataError(f"run directory {run_dir} holds no checkpoint (ckpt-step*.safetensors)")
+    try:
+        return load_checkpoint(order[0])
+    except DataError as first:
+        for other in order[1:]:
+            try:
+                load_checkpoint(other)
+            except DataError:
+                continue
+            raise DataError(f"{first}; the newest checkpoint that loads is {other}: {flag_hint} {other}") from None
+        raise DataError(f"{first}; no other checkpoint in {run_dir} loads either") from None

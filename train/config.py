@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tilegraph.errors import DataError
@@ -21,15 +22,28 @@ class TrainConfig:
     eval_batches: int = 10
     seed: int = 1337
     keep: int = 3
-    data: str | None = None  # None: the shipped tiny-shakespeare
+    data: str | None = None  # None: the shipped tiny-shakespeare; stored absolute
+    decay_from: list | None = None  # [step, lr]: set when a run is extended after warmup (see extend_to)
+
+    def extend_to(self, steps: int, done: int) -> None:
+        """Make the run `steps` long after `done` steps. Past warmup the rate then continues from its current
+        value down to min_lr at the new last step (no jump back up); within warmup the plain schedule with
+        the new length is already smooth."""
+        from tilegraph.train.schedule import learning_rate_schedule
+
+        if done > self.warmup:
+            self.decay_from = [done, learning_rate_schedule(self)(done)]
+        self.steps = steps
 
     def validate(self) -> None:
         for name in ("steps", "batch", "seq", "eval_interval", "eval_batches", "keep"):
             if getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise DataError(f"--seed must be >= 0, got {self.seed}")
         if self.warmup < 0:
             raise DataError(f"--warmup must be >= 0, got {self.warmup}")
-        if not (self.lr > 0 and self.min_lr >= 0 and self.min_lr <= self.lr):
+        if not (math.isfinite(self.lr) and self.lr > 0 and self.min_lr >= 0 and self.min_lr <= self.lr):
             raise DataError(
                 f"need 0 <= --min-lr <= --lr and --lr > 0; got lr={self.lr}, min-lr={self.min_lr}"
             )

@@ -116,6 +116,13 @@ def validation_batches(
     """
     if len(data) < seq + 1:
         raise DataError(f"validation data has {len(data)} bytes, fewer than one window of --seq {seq} + 1")
+    distinct = len(data) - seq  # start positions of distinct windows
+    if num_batches > 1 and batch * (num_batches - 1) >= distinct:
+        # Beyond this every further batch only repeats windows: more time and memory, no information.
+        raise DataError(
+            f"--eval-batches {num_batches}: the validation text holds only {distinct:,} distinct windows of "
+            f"--seq {seq}, i.e. {max(1, -(-distinct // batch)):,} batches of --batch {batch}; use at most that many"
+        )
     count = batch * num_batches
     starts = np.linspace(0, len(data) - seq - 1, num=count).round().astype(np.int64)
     tokens, targets = _windows(data, starts, seq)

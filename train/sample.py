@@ -7,17 +7,19 @@ Program on a window padded on the right and read position n-1. Programs are comp
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
-from tilegraph.train.checkpoint import RunCheckpoints, load_checkpoint
-from tilegraph.train.data import decode, encode
+from tilegraph.train.checkpoint import check_belongs_to_run, choose_checkpoint
 
 from tilegraph.errors import DataError
+from tilegraph.files import remove_stale_temporaries
 
 
-def load_model(run_dir: str | Path):
-    """(spec, params, context, checkpoint path) from a run directory: best.safetensors, else the latest step checkpoint."""
+def load_model(run_dir: str | Path, checkpoint: str | Path | None = None):
+    """(spec, params, context, checkpoint path) from a run directory: `checkpoint` when given, else
+    best.safetensors, else the newest step checkpoint (a default that does not load stops naming the others)."""
     from tilegraph.graph import param_shapes
     from tilegraph.graph.spec import load_spec
 
@@ -26,13 +28,20 @@ def load_model(run_dir: str | Path):
         raise DataError(
             f"run directory {run_dir} does not exist; pass the --out directory of a `tilegraph train` run"
         )
-    store = RunCheckpoints(run_dir)
-    path = store.best_path if store.best_path.is_file() else store.latest()
-    if path is None:
+    remove_stale_temporaries(run_dir)  # left by a run killed mid-save; never valid files
+    if checkpoint is None and not any(run_dir.glob("*.safetensors")):
         raise DataError(
             f"run directory {run_dir} holds no checkpoint; train first (tilegraph train SPEC --out {run_dir})"
         )
-    ckpt = load_checkpoint(path)
+    ckpt = choose_checkpoint(run_dir, checkpoint, prefer_best=True,
+                             flag_hint=f"tilegraph sample {run_dir} --checkpoint")  # fmt: skip
+    path = ckpt.path
+    if checkpoint is None:  # the run's own default file must be the run's (an explicit --checkpoint is the user's call)
+        from tilegraph.train.loop import run_identity
+
+        run_id, spec_dict = run_identity(run_dir)
+        if spec_dict is not None:
+            check_belongs_to_run(ckpt, run_id, spec_dict, run_dir)
     spec = load_spec(ckpt.meta["spec"])
     params = {}
     for name, shape in param_shapes(spec).items():
@@ -89,16 +98,38 @@ def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: 
     return int(rng.choice(len(p), p=p))
 
 
+def prompt_bytes(prompt: str) -> list[int]:
+    """The prompt's bytes. Command-line text that is not UTF-8 reaches Python with its bytes kept as surrogates
+    (surrogateescape); a byte-level model takes exactly those bytes."""
+    return list(prompt.encode("utf-8", errors="surrogateescape"))
+
+
+def stream(generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int):
+    """Yield the prompt, then the text of each sampled byte as soon as it completes a UTF-8 character
+    (invalid sequences become U+FFFD)."""
+    import codecs
+
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise DataError(f"--temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise DataError(f"--top-k must be at least 1, got {top_k}")
+    if seed < 0:
+        raise DataError(f"--seed must be >= 0, got {seed}")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tokens = prompt_bytes(prompt) or [int(b"\n"[0])]  # an empty prompt starts from a newline
+    if prompt:
+        yield decoder.decode(bytes(tokens))
+    rng = np.random.Generator(np.random.PCG64(seed))
+    for _ in range(num_tokens):
+        tokens.append(sample_next(generator.next_logits(np.array(tokens, np.int32)), temperature, top_k, rng))
+        text = decoder.decode(bytes([tokens[-1]]))
+        if text:
+            yield text
+    yield decoder.decode(b"", final=True)
+
+
 def generate(
     generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int
 ) -> str:
     """The prompt followed by `num_tokens` sampled bytes, decoded as UTF-8."""
-    if temperature < 0:
-        raise DataError(f"--temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise DataError(f"--top-k must be at least 1, got {top_k}")
-    tokens = list(encode(prompt)) or [int(b"\n"[0])]  # an empty prompt starts from a newline
-    rng = np.random.Generator(np.random.PCG64(seed))
-    for _ in range(num_tokens):
-        tokens.append(sample_next(generator.next_logits(np.array(tokens, np.int32)), temperature, top_k, rng))
-    return decode(tokens) if prompt else decode(tokens[1:])
+    return "".join(stream(generator, prompt, num_tokens, temperature, top_k, seed))

@@ -114,10 +114,13 @@ def to_dict(spec, mesh, batch, seq, train, sharded, plan, cost) -> dict:
 
 def run(args) -> int:
     import json
-    import os
 
+    from tilegraph.files import ensure_writable_file, write_atomic
     from tilegraph.graph.passes.cost import comm_volume
     from tilegraph.graph.passes.plan_memory import Precision
+
+    if args.json:
+        ensure_writable_file(args.json, "--json")  # before lowering, not after
 
     spec, mesh, batch, seq, sharded, plan, cost = lower(
         args.spec,
@@ -180,10 +183,6 @@ def run(args) -> int:
     print(f"bottleneck: {cost.bottleneck}")
     if args.json:
         data = to_dict(spec, mesh, batch, seq, args.train, sharded, plan, cost)
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            f.write(
-                json.dumps(data, separators=(",", ":"))
-            )  # compact: the C encoder, ~10x faster than indent
-        os.replace(tmp, args.json)  # never a half-written file
+        # compact: the C encoder, ~10x faster than indent; atomic: never a half-written file
+        write_atomic(args.json, json.dumps(data, separators=(",", ":")).encode())
     return 0
