@@ -45,6 +45,32 @@ class Lowered:
         out["weights"] = sum(b for k, b in out.items() if k.startswith("weights."))
         return {k: int(b) for k, b in sorted(out.items())}
 
+    def peak_dram(self) -> int:
+        """Weights, KV cache and optimizer state in their formats, plus the planner's transient peak (bf16
+        activations and gradients, reused buffers)."""
+        persistent = self.memory()
+        return persistent["weights"] + persistent.get("kv_cache", 0) + persistent.get("optimizer_state", 0) + \
+            self.plan.persistent.get("inputs", 0) + self.plan.allocated
+
+    def fits(self) -> bool:
+        return self.peak_dram() <= self.plan.dram_bytes
+
+    def check_fits(self, what: str) -> None:
+        from tilegraph.errors import ShardingError
+
+        if self.fits():
+            return
+        gib = 2**30
+        parts = {**{k: b for k, b in self.memory().items() if not k.startswith("weights.")},
+                 "transient": self.plan.allocated}  # fmt: skip
+        shown = ", ".join(f"{k} {b / gib:.1f}" for k, b in parts.items() if b)
+        need, have = self.peak_dram(), self.plan.dram_bytes
+        raise ShardingError(
+            f"{what} needs {need / gib:.1f} GiB of DRAM per device ({shown} GiB) but a device has {have / gib:.1f} "
+            f"GiB: over by {(need - have) / gib:.1f} GiB; use a bigger mesh, a smaller --batch/--seq/--context, "
+            f"smaller formats (--weights bfloat8_b / bfloat4_b), or --no-fit-check to see the plan"
+        )
+
 
 def lower(spec, mesh_name: str, mode: str = "train", batch: int | None = None, seq: int | None = None,
           context: int | None = None, layout: str | None = None, tp_axis: int | None = None,

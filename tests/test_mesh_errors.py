@@ -43,11 +43,16 @@ def test_batch_not_divisible_by_dp_degree(capsys):
 
 
 def test_model_that_does_not_fit_says_by_how_much(capsys):
-    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128")
+    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128", "--weights", "bfloat16")
     assert "over by" in msg and "GiB" in msg and "12.0 GiB" in msg
-    # llama-3-70b forward on one chip: bfloat16 weights alone are ~131 GiB
+    # llama-3-70b prefill on one chip: bfloat16 weights alone are ~131 GiB
     need = float(msg.split(" needs ")[1].split(" GiB")[0])
     assert 131 < need < 140
+    # the prefill defaults (bfp4 MLP: 80*3*8192*28672*576/1024 B = 29.5 GiB; bfp8 attention:
+    # 80*8192*18432*1088/1024 B = 12.0 GiB; bf16 embedding 1.96 GiB; bfp8 lm_head 1.04 GiB) need ~44.5 GiB
+    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128")
+    need = float(msg.split(" needs ")[1].split(" GiB")[0])
+    assert 44.5 < need < 46
 
 
 def test_same_model_fits_on_a_bigger_mesh(capsys):

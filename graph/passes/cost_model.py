@@ -51,25 +51,46 @@ PHASES = {"lofi": 1, "hifi2": 2, "hifi3": 3, "hifi4": 4}
 # 70.1% at 2048x2048x3072, 71.3% at 2048x3072x3072, 59.5% at 4096^3 (bf16 HiFi2); 63.8% at 2048^3, 69.8% at
 # 3072^3 (bfp8 LoFi). Smaller sizes in that table are DRAM- and dispatch-bound, which the model costs separately.
 MATMUL_UTIL_MAX = 0.67
-ATTENTION_UTIL = 0.45
-DRAM_EFFICIENCY = 0.75
+ATTENTION_UTIL = {"tt_transformers": 0.30, "llama_galaxy": 0.45}
+DRAM_EFFICIENCY = {"tt_transformers": 0.75, "llama_galaxy": 0.75}
+SDPA_DECODE_CORES_PER_HEAD = 16
+# tt_transformers decode reads each user's logits back and samples on the host; Galaxy samples on device
+# ("sample_on_device_mode": "all" in GLX's run commands). Seconds per logit.
+HOST_SAMPLING_S_PER_LOGIT = {"tt_transformers": 2.0e-9, "llama_galaxy": 0.0}
 OP_OVERHEAD = {  # seconds per op launch
-    ("tt_transformers", "decode"): 24e-6,
-    ("tt_transformers", "prefill"): 90e-6,
+    ("tt_transformers", "decode"): 21e-6,
+    ("tt_transformers", "prefill"): 110e-6,
     ("tt_transformers", "train"): 90e-6,
-    ("llama_galaxy", "decode"): 5e-6,
-    ("llama_galaxy", "prefill"): 90e-6,
+    ("llama_galaxy", "decode"): 3e-6,
+    ("llama_galaxy", "prefill"): 30e-6,
     ("llama_galaxy", "train"): 90e-6,
 }
-CCL_EXPOSED = {"tt_transformers": 1.0, "llama_galaxy": 0.25}
+CCL_EXPOSED = {"tt_transformers": 1.0, "llama_galaxy": 0.15}
 
 # Error band of each regime: min and max of estimate / published over the calibration and held-out points of
 # docs/cost-model.md (tests/test_cost_model.py asserts that every listed point stays inside it).
-BANDS = {}
+BANDS = {  # regime -> (min, max, number of published configurations)
+    "decode/tt_transformers": (0.80, 1.30, 31),
+    "decode/llama_galaxy": (0.75, 1.20, 10),
+    "prefill/tt_transformers": (0.55, 1.50, 31),
+    "prefill/llama_galaxy": (0.80, 1.10, 8),
+}
 
 
 def implementation(mesh: Mesh, layout: str) -> str:
-    return "llama_galaxy" if mesh.name == "galaxy" and layout == "2d" else "tt_transformers"
+    name = mesh if isinstance(mesh, str) else mesh.name
+    return "llama_galaxy" if name == "galaxy" and layout == "2d" else "tt_transformers"
+
+
+def error_band(mode: str, mesh, layout: str) -> tuple[str, float, float, int] | None:
+    """(regime, min, max, points) of estimate / published time for a lowering, or None where nothing is published
+    (training; Galaxy outside the 2-D layout)."""
+    impl = implementation(mesh, layout)
+    name = mesh if isinstance(mesh, str) else mesh.name
+    if name == "galaxy" and impl != "llama_galaxy":
+        return None
+    key = f"{mode}/{impl}"
+    return (key, *BANDS[key]) if key in BANDS else None
 
 
 @dataclass
@@ -200,7 +221,7 @@ def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, order: list[Node] | Non
     overhead = OP_OVERHEAD[(impl, perf.mode)]
     chip = mesh.chip
     lofi = chip.peak_tflops["lofi"] * 1e12
-    dram = chip.dram_bw * DRAM_EFFICIENCY
+    dram = chip.dram_bw * DRAM_EFFICIENCY[impl]
     formats = _Formats(graph, perf)
     seen_fused: set[str] = set()
     steps = []
@@ -232,11 +253,15 @@ def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, order: list[Node] | Non
         else:
             nbytes = sum(formats.bytes(v) for v in node.inputs) + sum(formats.bytes(v) for v in node.outputs)
         t_mem = nbytes / dram
+        if node.op == "attention_decode":  # tt-metal's sdpa_decode gives each (user, KV head) a few cores
+            _, kc, _ = node.inputs
+            heads = int(node.attrs["kv_heads"] or node.attrs["heads"])
+            t_mem /= min(1.0, kc.shape[0] * heads * SDPA_DECODE_CORES_PER_HEAD / chip.cores)
         t_math = 0.0
         if node.op in MATMUL_OPS or node.op == "attention_decode":
             peak = lofi / PHASES[perf.fidelity_of(_fidelity_class(node))]
             if node.op in ("attention", "attention_bwd"):
-                util = ATTENTION_UTIL
+                util = ATTENTION_UTIL[impl]
             elif node.op == "attention_decode":
                 util = MATMUL_UTIL_MAX / TILE  # one query row per user in a 32-row tile
             else:
@@ -248,6 +273,12 @@ def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, order: list[Node] | Non
         bound = "compute" if t_math > t_mem else "memory"
         t = max(t_math, t_mem) + (overhead if first else 0.0)
         steps.append(StepCost(i, node, impl_name, flops, int(nbytes), t, bound))
+    if perf.mode == "decode" and HOST_SAMPLING_S_PER_LOGIT[impl]:
+        logits = graph.outputs["logits"]
+        shape = logits.sharding.global_shape if logits.sharding else logits.shape
+        n = shape[0] * shape[1] * shape[2]
+        steps.append(StepCost(len(steps), logits.producer, "host: read logits back and sample", 0, 2 * n,
+                              n * HOST_SAMPLING_S_PER_LOGIT[impl], "host"))  # fmt: skip
     tokens = next(v for v in graph.inputs if v.name == "tokens")
     gshape = tokens.sharding.global_shape if tokens.sharding else tokens.shape
     users = tokens.shape[0]
