@@ -184,6 +184,6 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         p = r.point
         unit = p.unit
-        lines.append(f"| {p.label()} | {p.source} {p.table} | {p.role} | {p.value:g} {unit} | "
-                     f"{r.estimate_value:.4g} {unit} | {r.ratio:.2f} |")  # fmt: skip
+        lines.append(f"| {p.label()} | {p.source} {p.table} | {p.role} | {p.value:,g} {unit} | "
+                     f"{r.estimate_value:,.1f} {unit} | {r.ratio:.2f} |")  # fmt: skip
     return "\n".join(lines)

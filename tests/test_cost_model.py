@@ -9,6 +9,7 @@ configuration out of its stated band, when the calibration set leaves 1.3x, or w
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 from tilegraph.graph import Graph
@@ -112,7 +113,7 @@ def test_decode_attention_follows_the_context_and_users_share_tiles():
 
 def test_formats_and_fidelity_come_from_mode_spec_and_flags(tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text(open("specs/tiny-test.yaml").read() + "perf:\n  weights: {mlp: bfloat8_b}\n  kv_cache: bfloat16\n")
+    spec.write_text(Path("specs/tiny-test.yaml").read_text() + "perf:\n  weights: {mlp: bfloat8_b}\n  kv_cache: bfloat16\n")
     base = lower("specs/tiny-test.yaml", "n150", "decode", context=8)
     assert base.perf.weights["mlp"] == "bfloat4_b" and base.perf.kv_cache == "bfloat8_b"
     from_spec = lower(str(spec), "n150", "decode", context=8)

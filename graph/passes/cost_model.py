@@ -9,9 +9,10 @@ Each step of one device's program costs
 
 - peak(fidelity) = the chip's LoFi peak / fidelity phases (LoFi 1, HiFi2 2, HiFi3 3, HiFi4 4), as the matrix
   engine runs one phase per cycle (tech_reports/GEMM_FLOPS/GEMM_FLOPS.md).
-- matmul utilization by shape: MATMUL_UTIL_MAX * x / (x + MATMUL_UTIL_HALF), x = output tiles per core; fitted to
-  the out-of-box n150 numbers of GEMM_FLOPS.md (below). Flash attention (prefill) runs at ATTENTION_UTIL of its
-  fidelity's peak (causal: half the score FLOPs).
+- matmul utilization by shape: MATMUL_UTIL_MAX (the compute-bound sizes of GEMM_FLOPS.md's n150 out-of-box
+  table) times the share of busy cores when the output tiles do not divide evenly over the cores; FLOPs on whole
+  32-row tiles. Flash attention (prefill) runs at ATTENTION_UTIL of its fidelity's peak (causal: half the score
+  FLOPs); decode attention reads its KV cache with at most SDPA_DECODE_CORES_PER_HEAD cores per (user, KV head).
 - bytes: every operand and result once, in the format its tensor group has (graph/perf.py: bfp4/bfp8/bf16
   weights, the KV cache format, bf16 activations); rows are the product of all leading dims padded to 32 once, as
   tt-metal lays activations out as [1, 1, B*S, W]: decode users share tiles instead of padding 1 row to 32 each.
@@ -22,10 +23,10 @@ Each step of one device's program costs
 - implementation: "tt_transformers" (models/tt_transformers: n150, n300, T3K, P150) or "llama_galaxy"
   (models/demos/llama3_70b_galaxy: Galaxy with the 2-D layout, its own fused ops and prefetcher).
 
-Calibration (docs/cost-model.md has the full tables, and `tilegraph lower --calibration` recomputes them): the
-constants were chosen by hand, one at a time, to fit only the CALIBRATION points below; every other published
-point in docs/cost-model.md is held out and only reported. Sources are tt-metal repository paths at the commits
-the search index holds:
+Calibration (docs/cost-model.md has the tables; `tilegraph calibrate` recomputes them): the constants were chosen
+by hand to fit the points graph/calibration.py marks "calibration"; the rest are held out and only reported (the
+model's structure was chosen with their ratios in view, which docs/cost-model.md states). Sources are tt-metal
+repository paths at the commits the search index holds:
   TT  = models/tt_transformers/PERF.md @040a27c1 ("Performance" table: bfp4 MLP, bfp8 attention; batch 1,
         prefill 128, 200 decode iterations; "Long-context (64K)" and "Batch-32" tables)
   GLX = models/demos/llama3_70b_galaxy/PERF.md @10a00843 (25 July 2025 TT-Metal runs)
