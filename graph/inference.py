@@ -31,11 +31,10 @@ def _positive(what: str, n) -> int:
 
 
 def _block_stack(
-    g: Graph, spec: ModelSpec, p: dict, x: Value, batch: int, positions: int, start: int
+    g: Graph, spec: ModelSpec, p: dict, x: Value, batch: int, positions: int, start: int, cache_len: int
 ) -> Value:
-    """The decoder layers over `positions` new tokens at absolute positions start..; caches of start+positions."""
+    """The decoder layers over `positions` new tokens at absolute positions start..; caches of cache_len."""
     nh, nkv, D = spec.num_heads, spec.num_kv_heads, spec.head_dim
-    cache_len = start + positions
     for i in range(spec.num_layers):
         L = f"layers.{i}."
         h = g.call("rmsnorm", x, p[L + "attn_norm"], eps=spec.norm_eps, name=L + "attn_in")
@@ -51,7 +50,7 @@ def _block_stack(
             g.updates[cache] = written
             caches.append(written)
         scale = 1.0 / math.sqrt(D)
-        if start == 0:  # prefill: the prompt attends to itself, causally (flash attention)
+        if start == 0 and positions == cache_len:  # whole prefill: the prompt attends to itself (flash attention)
             o, _lse = g.call(
                 "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=scale, name=L + "attn"
             )
@@ -74,13 +73,14 @@ def _logits(g: Graph, spec: ModelSpec, p: dict, x: Value) -> Value:
     return g.call("linear", h, p["lm_head"], name="logits")
 
 
-def _graph(spec, batch: int, positions: int, start: int, dtype: str, mode: str) -> Graph:
+def _graph(spec, batch: int, positions: int, start: int, dtype: str, mode: str, cache_len: int | None = None) -> Graph:
     spec = load_spec(spec)
+    cache_len = start + positions if cache_len is None else cache_len
     g = Graph(f"{spec.name}.{mode}")
     tokens = g.input("tokens", (batch, positions), "int32")
     p = {name: g.param(name, shape, dtype) for name, shape in param_shapes(spec).items()}
     x = g.call("embedding", p["tok_embedding"], tokens, name="embed")
-    x = _block_stack(g, spec, p, x, batch, positions, start)
+    x = _block_stack(g, spec, p, x, batch, positions, start, cache_len)
     if positions > 1:
         x = g.call("take_last", x, name="last_token")
     g.output("logits", _logits(g, spec, p, x))
@@ -95,6 +95,17 @@ def prefill(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32")
         raise ShapeError(f"seq {seq} is longer than max_seq_len {spec.max_seq_len} of spec {spec.name!r}; "
                          f"use --seq <= {spec.max_seq_len}")  # fmt: skip
     return _graph(spec, batch, seq, 0, dtype, "prefill")
+
+
+def prefill_chunk(spec: ModelSpec | str, batch: int, seq: int, chunk: int, start: int, dtype: str = "float32") -> Graph:
+    """One chunk of a chunked prefill (what tt-metal does when a whole prompt's activations do not fit): `chunk`
+    prompt tokens at positions start.. attend to the cache written so far and to themselves; caches of `seq`."""
+    spec = load_spec(spec)
+    _positive("chunk", chunk), _positive("seq", seq)
+    if start < 0 or start + chunk > seq or seq > spec.max_seq_len:
+        raise ShapeError(f"prefill chunk {start}..{start + chunk} must lie within seq {seq} <= max_seq_len "
+                         f"{spec.max_seq_len}")  # fmt: skip
+    return _graph(spec, batch, chunk, start, dtype, "prefill", cache_len=seq)
 
 
 def decode(spec: ModelSpec | str, batch: int, context: int, dtype: str = "float32") -> Graph:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from tilegraph.graph.perf import MODES, PerfConfig, apply, default_config
 
+MIN_PREFILL_CHUNK = 1024
+
 from tilegraph.errors import ShapeError
 
 
@@ -27,6 +29,7 @@ class Lowered:
     plan: object  # MemoryPlan
     cost: object  # PerfReport
     perf: PerfConfig
+    chunks: int = 1  # prefill: the prompt runs in this many chunks (the graph is one of them)
 
     def memory(self) -> dict:
         """Per-device bytes in the perf config's formats: weights by group, KV cache, optimizer state."""
@@ -79,7 +82,7 @@ def lower(spec, mesh_name: str, mode: str = "train", batch: int | None = None, s
           context: int | None = None, layout: str | None = None, tp_axis: int | None = None,
           residual: str = "all_reduce", perf: dict | None = None) -> Lowered:  # fmt: skip
     from tilegraph.graph.autodiff import training_step
-    from tilegraph.graph.inference import decode, prefill
+    from tilegraph.graph.inference import decode, prefill, prefill_chunk
     from tilegraph.graph.meshes import get_mesh
     from tilegraph.graph.passes.cost_model import estimate
     from tilegraph.graph.passes.plan_memory import Precision, plan_memory, schedule_graph
@@ -107,17 +110,34 @@ def lower(spec, mesh_name: str, mode: str = "train", batch: int | None = None, s
         seq = (spec.max_seq_len if mode == "train" else min(spec.max_seq_len, 128)) if seq is None else seq
     if batch <= 0 or seq <= 0:
         raise ShapeError(f"--batch {batch} and --seq {seq} must be positive")
-    if mode == "train":
-        graph = training_step(spec, batch, seq)
-    elif mode == "prefill":
-        graph = prefill(spec, batch, seq)
-    else:
-        graph = decode(spec, batch, context)
-    sharded = shard(graph, mesh, tp_axis=tp_axis, residual=residual, layout=layout)
     weights = config.weights.get("mlp", "bfloat16")
     precision = Precision(weights=weights if weights in ("bfloat16", "bfloat8_b") else "bfloat8_b",
                           optimizer=config.optimizer)  # fmt: skip
-    plan = plan_memory(sharded, mesh.chip.dram_bytes, precision)
-    sharded = schedule_graph(sharded, plan)
-    cost = estimate(sharded, mesh, config, plan.order)
-    return Lowered(spec, mesh, mode, batch, seq, context, sharded, plan, cost, config)
+
+    def lowered(graph, chunks: int = 1) -> Lowered:
+        sharded = shard(graph, mesh, tp_axis=tp_axis, residual=residual, layout=layout)
+        plan = plan_memory(sharded, mesh.chip.dram_bytes, precision)
+        sharded = schedule_graph(sharded, plan)
+        cost = estimate(sharded, mesh, config, plan.order)
+        if chunks > 1:  # one chunk at the mean position stands for all: every cost is linear in the position
+            for s in cost.steps:
+                s.seconds *= chunks
+            cost.tokens_per_step, cost.seq = cost.tokens_per_step * chunks, seq
+        return Lowered(spec, mesh, mode, batch, seq, context, sharded, plan, cost, config, chunks)
+
+    if mode == "train":
+        return lowered(training_step(spec, batch, seq))
+    if mode == "decode":
+        return lowered(decode(spec, batch, context))
+    low = lowered(prefill(spec, batch, seq))
+    # tt-metal prefills a long prompt in chunks when its activations do not fit: halve until they do
+    chunk = seq
+    while not low.fits() and chunk % 2 == 0 and chunk > MIN_PREFILL_CHUNK:
+        chunk //= 2
+        n = seq // chunk
+        low = lowered(prefill_chunk(spec, batch, seq, chunk, (n - 1) * chunk // 2), n)
+    if low.chunks > 1:
+        low.graph.shard_notes.append(f"prefill in {low.chunks} chunks of {chunk} tokens (the whole prompt's "
+                                     f"activations do not fit); the steps shown are one chunk at the mean "
+                                     f"position, their times multiplied by {low.chunks}")  # fmt: skip
+    return low

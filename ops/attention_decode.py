@@ -87,6 +87,8 @@ class AttentionDecode(Op):
                                            int(attrs["start"]))]  # fmt: skip
 
     def flops(self, node):
-        """q.k and p.v over every cache position the queries see (the whole cache for decode)."""
+        """q.k and p.v over the cache positions the queries see: start + t + 1 for query t (the whole cache for
+        decode; a chunk of a chunked prefill sees what was written before it and the causal part of itself)."""
         b, t, qd = node.inputs[0].shape
-        return 4 * b * t * node.inputs[1].shape[1] * qd
+        start = int(node.attrs["start"])
+        return 4 * b * qd * (t * start + t * (t + 1) // 2)

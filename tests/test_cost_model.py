@@ -151,3 +151,16 @@ def test_training_has_no_stated_band(capsys):
     assert main(["lower", "specs/nano-trickster.yaml", "--mesh", "n150", "--train", "--batch", "2", "--seq", "64",
                  "--brief"]) == 0  # fmt: skip
     assert "error band: none stated" in capsys.readouterr().out
+
+
+def test_a_prompt_whose_activations_do_not_fit_is_prefilled_in_chunks():
+    """llama-3.1-8b, 64K prompt on one n150: the whole prompt's activations need more than 12 GiB, so the lowering
+    halves the chunk until one fits (as tt-metal's chunked prefill does); the chunked estimate keeps the
+    whole-prompt attention FLOPs (causal: 2 x S^2 x heads*head_dim per layer)."""
+    low = lower("specs/llama-3.1-8b.yaml", "n150", "prefill", seq=65536)
+    assert low.chunks == 4 and low.fits()
+    assert any(n.startswith("prefill in 4 chunks of 16384 tokens") for n in low.graph.shard_notes)
+    attn = sum(s.flops for s in low.cost.steps if s.node.op == "attention_decode")
+    assert attn * low.chunks == pytest.approx(32 * 2 * 65536**2 * 4096, rel=1e-3)
+    whole = lower("specs/llama-3.2-1b.yaml", "n150", "prefill", seq=65536)  # fits whole
+    assert whole.chunks == 1 and any(s.node.op == "attention" for s in whole.cost.steps)

@@ -51,3 +51,25 @@ def test_decode_needs_a_cached_token_and_a_fitting_context():
         decode(SPEC, 1, 17)
     with pytest.raises(ShapeError, match="max_seq_len 16"):
         prefill(SPEC, 1, 17)
+
+
+def test_chunked_prefill_writes_the_same_cache_and_logits():
+    """Two chunks of 4 (the second attends to the cache the first wrote) equal one prefill of 8."""
+    from tilegraph.graph.inference import prefill_chunk
+
+    spec = load_spec(SPEC)
+    params = init_params(spec, seed=0, dtype="float64")
+    tokens = np.random.default_rng(7).integers(0, spec.vocab_size, (2, 8)).astype(np.int32)
+    whole = compile(prefill(spec, 2, 8, dtype="float64"))
+    ref_state = whole.init_state(params)
+    ref = whole.run(ref_state, {"tokens": tokens})["logits"]
+    state = None
+    for start in (0, 4):
+        prog = compile(prefill_chunk(spec, 2, 8, 4, start, dtype="float64"))
+        fresh = prog.init_state(params)
+        state = fresh if state is None else {**fresh, **{k: v for k, v in state.items() if k.startswith("kv.")}}
+        out = prog.run(state, {"tokens": tokens[:, start : start + 4]})["logits"]
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    for k in ref_state:
+        if k.startswith("kv."):
+            np.testing.assert_allclose(state[k], ref_state[k], rtol=1e-10, atol=1e-12)

@@ -255,16 +255,21 @@ def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, order: list[Node] | Non
             nbytes = sum(formats.bytes(v) for v in node.inputs) + sum(formats.bytes(v) for v in node.outputs)
         t_mem = nbytes / dram
         if node.op == "attention_decode":  # tt-metal's sdpa_decode gives each (user, KV head) a few cores
-            _, kc, _ = node.inputs
+            q, kc, vc = node.inputs
             heads = int(node.attrs["kv_heads"] or node.attrs["heads"])
-            t_mem /= min(1.0, kc.shape[0] * heads * SDPA_DECODE_CORES_PER_HEAD / chip.cores)
+            seen = min(1.0, (int(node.attrs["start"]) + q.shape[1]) / kc.shape[1])  # the cache positions read
+            nbytes = formats.bytes(q) + formats.bytes(node.outputs[0]) + seen * (formats.bytes(kc) + formats.bytes(vc))
+            t_mem = nbytes / dram
+            if q.shape[1] < TILE:
+                t_mem /= min(1.0, kc.shape[0] * heads * SDPA_DECODE_CORES_PER_HEAD / chip.cores)
         t_math = 0.0
         if node.op in MATMUL_OPS or node.op == "attention_decode":
             peak = lofi / PHASES[perf.fidelity_of(_fidelity_class(node))]
             if node.op in ("attention", "attention_bwd"):
                 util = ATTENTION_UTIL[impl]
-            elif node.op == "attention_decode":
-                util = MATMUL_UTIL_MAX / TILE  # one query row per user in a 32-row tile
+            elif node.op == "attention_decode":  # decode: one query row per user in a 32-row tile
+                rows = node.inputs[0].shape[1]
+                util = ATTENTION_UTIL[impl] if rows >= TILE else MATMUL_UTIL_MAX * rows / TILE
             else:
                 _, padded = matmul_tile_work(node)
                 util = matmul_utilization(node, chip.cores)
