@@ -15,6 +15,8 @@ from tilegraph.ops import (  # noqa: F401
     optimizer,
     reduce_scatter,
     rmsnorm,
+    rmsnorm_apply,
+    rmsnorm_stats,
     rope,
     swiglu,
     take_last,

@@ -362,6 +362,8 @@ class _Sharder:
             raise ShardingError(f"graph {self.graph.name!r} is already sharded (it has a {node.op} node)")
         if node.op == "global_norm":
             return self._global_norm(node)
+        if node.op == "rmsnorm" and self._hidden_split(node.inputs[0]):
+            return self._distributed_rmsnorm(node)
         # An op module may define its own rule as `Op.shard(node, placements, axis)`; RULES covers the rest.
         rule = getattr(get_op(node.op), "shard", None) or RULES.get(node.op)
         if rule is None:
@@ -393,6 +395,23 @@ class _Sharder:
                     f"{'/'.join(map(str, pl))} of global {old.shape}"
                 )
             self.env[old] = {pl: self._tag(new, pl, old.shape)}
+
+    def _hidden_split(self, v: Value) -> bool:
+        last = len(v.shape) - 1
+        return any(isinstance(p, Shard) and p.dim == last and p.order is None for p in self.placements(v))
+
+    def _distributed_rmsnorm(self, node: Node) -> None:
+        """RMSNorm of a hidden-split residual in tt-metal's statistics form: each device sums the squares of its
+        slice, the sums (one value per row) are reduced over the axis, each device normalizes its slice; the
+        hidden dim itself never crosses a link (the next matmul gathers it if it needs whole rows)."""
+        x, gamma = node.inputs
+        scratch = Graph(f"{node.outputs[0].name}.distributed")
+        ss = scratch.call("rmsnorm_stats", x, name=f"{node.outputs[0].name}.sumsq")
+        out = scratch.call("rmsnorm_apply", x, ss, gamma, eps=node.attrs["eps"], width=x.shape[-1],
+                           name=node.outputs[0].name)  # fmt: skip
+        for n in scratch.nodes:
+            self.node(n)
+        self.env[node.outputs[0]] = self.env.pop(out)
 
     def _local_attrs(self, node: Node, new_ins: list[Value]) -> dict:
         attrs = dict(node.attrs)
