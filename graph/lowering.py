@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from tilegraph.graph.perf import MODES, PerfConfig, apply, default_config
 
-MIN_PREFILL_CHUNK = 1024
-
 from tilegraph.errors import ShapeError
+
+MIN_PREFILL_CHUNK = 1024  # tokens: the smallest chunk a long prefill is split into
 
 
 @dataclass
@@ -84,10 +84,10 @@ def lower(spec, mesh_name: str, mode: str = "train", batch: int | None = None, s
     from tilegraph.graph.autodiff import training_step
     from tilegraph.graph.inference import decode, prefill, prefill_chunk
     from tilegraph.graph.meshes import get_mesh
-    from tilegraph.graph.passes.cost_model import estimate
-    from tilegraph.graph.passes.plan_memory import Precision, plan_memory, schedule_graph
-    from tilegraph.graph.passes.shard import shard
+    from tilegraph.graph.passes.plan_memory import Precision
     from tilegraph.graph.spec import load_spec
+
+    from tilegraph.compiler import Target, compile
 
     if mode not in MODES:
         raise ShapeError(f"--mode {mode!r} must be one of {', '.join(MODES)}")
@@ -114,11 +114,12 @@ def lower(spec, mesh_name: str, mode: str = "train", batch: int | None = None, s
     precision = Precision(weights=weights if weights in ("bfloat16", "bfloat8_b") else "bfloat8_b",
                           optimizer=config.optimizer)  # fmt: skip
 
+    target = Target(backend="ttnn", mesh=mesh, tp_axis=tp_axis, residual=residual, precision=precision,
+                    layout=layout, perf=config, fuse_swiglu=False)  # fmt: skip
+
     def lowered(graph, chunks: int = 1) -> Lowered:
-        sharded = shard(graph, mesh, tp_axis=tp_axis, residual=residual, layout=layout)
-        plan = plan_memory(sharded, mesh.chip.dram_bytes, precision)
-        sharded = schedule_graph(sharded, plan)
-        cost = estimate(sharded, mesh, config, plan.order)
+        program = compile(graph, target)
+        sharded, plan, cost = program.graph, program.plan, program.cost
         if chunks > 1:  # one chunk at the mean position stands for all: every cost is linear in the position
             for s in cost.steps:
                 s.seconds *= chunks

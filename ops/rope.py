@@ -80,7 +80,7 @@ class Rope(Op):
         return [rope_reference(inputs[0], int(attrs["heads"]), float(attrs["base"]), bool(attrs["inverse"]),
                                int(attrs["offset"]))]  # fmt: skip
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         (x,) = inputs
         (y,) = outputs
         _, s, hd = x.shape

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tilegraph.graph import build, init_params, load_spec
 from tilegraph.graph.inference import decode, prefill
-from tilegraph.runtime import compile
 
+from tilegraph.compiler import compile
 from tilegraph.errors import ShapeError
 
 SPEC = "specs/tiny-test.yaml"  # GQA: 4 query heads over 2 KV heads

@@ -89,3 +89,15 @@ def test_notes_name_the_real_conditions():
                             "over TP 8") for n in notes), notes  # fmt: skip
     untied = shard(build({**spec, "tie_embeddings": False}, 1, 8), "t3k-1x8").shard_notes
     assert not any("tied" in n for n in untied)
+
+
+def test_mesh_backend_refuses_an_unsharded_program():
+    from tilegraph.graph.spec import load_spec
+
+    from tilegraph.compiler import compile
+    from tilegraph.errors import DeviceError
+
+    prog = compile(build(load_spec("specs/tiny-test.yaml"), 1, 4))  # compiled for the numpy backend
+    with pytest.raises(DeviceError, match=r"graph 'tiny-test.forward' is not sharded; compile it with "
+                                          r"Target\(backend=\"mesh\", mesh=\.\.\.\)"):
+        prog.prepare("mesh")

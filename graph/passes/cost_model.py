@@ -41,7 +41,8 @@ from dataclasses import dataclass
 
 from tilegraph.graph.ir import Graph, Node, Value
 from tilegraph.graph.meshes import Mesh
-from tilegraph.graph.passes.cost import COLLECTIVES, IMPLEMENTATION, MATMUL_OPS, CostReport, StepCost
+from tilegraph.graph.passes.cost import COLLECTIVES, MATMUL_OPS, CostReport, StepCost
+from tilegraph.graph.passes.place import device_impl
 from tilegraph.graph.perf import FORMAT_BYTES, PerfConfig, weight_group
 from tilegraph.ops import get_op
 
@@ -79,16 +80,6 @@ BANDS = {  # regime -> (min, max, number of published configurations)
     "decode/llama_galaxy": (0.70, 1.20, 10),
     "prefill/tt_transformers": (0.55, 1.50, 31),
     "prefill/llama_galaxy": (0.95, 1.20, 8),
-}
-
-
-# The ttnn ops tt-metal's Llama runs for the ops the inference graphs and the distributed norm add.
-INFERENCE_IMPLEMENTATION = {
-    "attention_decode": "ttnn scaled_dot_product_attention_decode",
-    "kv_cache_write": "ttnn update_cache / fill_cache",
-    "take_last": "ttnn.slice",
-    "rmsnorm_stats": "ttnn.rms_norm_pre_all_gather",
-    "rmsnorm_apply": "ttnn.rms_norm_post_all_gather",
 }
 
 
@@ -229,8 +220,9 @@ def matmul_utilization(node: Node, cores: int) -> float:
     return MATMUL_UTIL_MAX * x / math.ceil(x)
 
 
-def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, order: list[Node] | None = None) -> PerfReport:
-    """Cost of every step of `order` (default: the graph's node order) of a sharded graph on `mesh`."""
+def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, impls: list[str] | None = None) -> PerfReport:
+    """Cost of every step of a sharded, scheduled graph on `mesh`; `impls`: each step's `Step.impl` from the place
+    pass (default: the device implementation of its op)."""
     layout = getattr(graph, "layout", "tp-dp")
     impl = implementation(mesh, layout)
     overhead = OP_OVERHEAD[(impl, perf.mode)]
@@ -240,8 +232,8 @@ def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, order: list[Node] | Non
     formats = _Formats(graph, perf)
     seen_fused: set[str] = set()
     steps = []
-    for i, node in enumerate(order or graph.nodes):
-        impl_name = IMPLEMENTATION.get(node.op) or INFERENCE_IMPLEMENTATION.get(node.op, node.op)
+    for i, node in enumerate(graph.nodes):
+        impl_name = impls[i] if impls is not None else device_impl(node.op)
         fused = _qkv_key(node)
         first = fused is None or fused not in seen_fused
         if fused:
