@@ -12,9 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tilegraph.graph import training_step
-from timing import interleaved_medians
-
 from tilegraph.graph.lowering import lower
+from timing import interleaved_medians
 
 SPEC = str(Path(__file__).resolve().parent.parent / "specs" / "llama-3-70b.yaml")
 
