@@ -40,13 +40,23 @@ class ModelSpec:
     # issue 14 (arch-a): absolute or relative position scheme, and the dropout probability (training only).
     positions: str = "rope"
     dropout: float = 0.0
+    # The `perf:` section (formats per tensor group, KV cache, fidelity per op class; graph/perf.py checks it),
+    # kept as nested (key, value) pairs so the spec stays immutable.
+    perf: tuple = ()
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    def perf_section(self) -> dict:
+        return {k: dict(v) if isinstance(v, tuple) else v for k, v in self.perf}
+
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.perf:
+            out["perf"] = self.perf_section()
+        else:
+            out.pop("perf")
         if self.moe is not None:
             out["moe"] = asdict(self.moe)
         return out
@@ -84,6 +94,7 @@ _FIELDS: dict[str, tuple[str, bool, object]] = {
     "moe": ("moe", False, None),
     "positions": ("str", False, "rope"),
     "dropout": ("probability", False, 0.0),
+    "perf": ("mapping", False, None),
 }
 
 # Architecture switches that exist so a spec says what it means; only these values are implemented.
@@ -122,6 +133,13 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
         return value
     if kind == "moe":
         return _check_moe(where, value)
+    if kind == "mapping":
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{where}: field {key!r} must be a mapping (weights:, kv_cache:, fidelity:), got {value!r}")
+        from tilegraph.graph.perf import apply, default_config
+
+        apply(default_config("decode"), value, f"{where}: perf")  # every key and value checked here
+        return tuple((k, tuple(v.items()) if isinstance(v, Mapping) else v) for k, v in value.items())
     if kind == "positive float":
         # YAML reads `1e-5` (no dot) as a string; accept it when it parses as a number.
         if isinstance(value, str):
@@ -141,8 +159,32 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
     raise AssertionError(kind)  # pragma: no cover
 
 
+def _unique_key_loader(where: str):
+    """A safe YAML loader that rejects a key given twice in one mapping (plain YAML keeps the last silently)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(
+                    f"{where}: field {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
 def read_spec_file(source: str | os.PathLike) -> tuple[str, object]:
-    """(path, parsed YAML) of a spec file; SpecError for a missing, unreadable, non-UTF-8 or non-YAML file."""
+    """(path, parsed YAML) of a spec file; SpecError for a missing, unreadable, non-UTF-8 or non-YAML file, or
+    one that gives a key twice."""
     import yaml
 
     path = Path(source)
@@ -155,7 +197,7 @@ def read_spec_file(source: str | os.PathLike) -> tuple[str, object]:
     except OSError as e:
         raise SpecError(f"{path}: cannot be read ({e.strerror})") from None
     try:
-        return str(path), yaml.safe_load(text)
+        return str(path), yaml.load(text, Loader=_unique_key_loader(str(path)))  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -59,6 +59,12 @@ TTNN_IMPLEMENTATION = {
     "position_ids": "ttnn:arange",
     "sinusoidal": "host constant (ttnn:from_torch)",
     "dropout": "ttnn:dropout",
+    # inference (graph/inference.py) and the distributed norm of a hidden-split residual
+    "attention_decode": "ttnn:scaled_dot_product_attention_decode",
+    "kv_cache_write": "ttnn:update_cache / fill_cache",
+    "take_last": "ttnn:slice",
+    "rmsnorm_stats": "ttnn:rms_norm_pre_all_gather",
+    "rmsnorm_apply": "ttnn:rms_norm_post_all_gather",
 }
 
 

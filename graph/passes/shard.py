@@ -41,6 +41,9 @@ from tilegraph.ops.placement import MeshAxis, P, Partial, R, Replicate, Shard, l
 from tilegraph.errors import ShardingError
 
 CCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "mesh_partition", "all_to_all")
+# "tp-dp": tensor parallel on one mesh axis, data parallel on the other. "2d": tensor parallel on both (the second
+# axis splits the hidden dim of the block weights), as tt-metal's Llama-3.3-70B runs on Galaxy.
+LAYOUTS = ("tp-dp", "2d")
 
 
 # Placements (R, S(d), P) and the helpers of sharding rules live in tilegraph.ops.placement, next to the ops whose
@@ -90,9 +93,11 @@ def strided_head_order(heads: int, kv_heads: int, n: int) -> tuple[int, ...]:
 class Plan:
     """Parameter and input placements for one mesh; records fallbacks as notes."""
 
-    def __init__(self, graph: Graph, mesh: Mesh, tp_axis: int | None, residual: str):
+    def __init__(self, graph: Graph, mesh: Mesh, tp_axis: int | None, residual: str, layout: str = "tp-dp"):
         if residual not in ("all_reduce", "reduce_scatter"):
             raise ShardingError(f"residual={residual!r} must be 'all_reduce' or 'reduce_scatter'")
+        if layout not in LAYOUTS:
+            raise ShardingError(f"layout={layout!r} must be one of {', '.join(LAYOUTS)}")
         if tp_axis is None:  # the longer axis is TP (tt-metal's 1-D TP meshes are (1, N)); ties go to axis 1
             tp_axis = 0 if mesh.shape[0] > mesh.shape[1] else 1
         if tp_axis not in (0, 1):
@@ -100,10 +105,20 @@ class Plan:
         self.mesh = mesh
         self.tp_axis, self.dp_axis = tp_axis, 1 - tp_axis
         self.tp, self.dp = mesh.shape[tp_axis], mesh.shape[1 - tp_axis]
-        self.axes = [MeshAxis(a, mesh.shape[a], "tp" if a == tp_axis else "dp", residual) for a in (0, 1)]
+        self.layout = layout
+        # 2-D tensor parallelism (tt-metal's Llama on Galaxy): the second axis splits the hidden dim of every
+        # block weight instead of the batch; no data parallelism.
+        self.hidden_tp = self.dp if layout == "2d" else 1
+        if layout == "2d":
+            self.dp = 1
+        roles = {tp_axis: "tp", 1 - tp_axis: "tp-hidden" if layout == "2d" else "dp"}
+        self.axes = [MeshAxis(a, mesh.shape[a], roles[a], residual if a == tp_axis else "all_reduce")
+                     for a in (0, 1)]  # fmt: skip
         self.notes: list[str] = []  # fallbacks taken and layout choices, each once
         self.q_order: tuple[int, ...] | None = None
         self.attention_tp = True
+        self.tied_output = any(n.op == "linear" and n.attrs.get("transpose_w") and n.inputs[1].name == "tok_embedding"
+                               for n in graph.nodes)  # fmt: skip
         self._check_heads(graph)
         self.moe_ep = self._check_moe(graph)
 
@@ -112,7 +127,7 @@ class Plan:
             self.notes.append(message)
 
     def _check_heads(self, graph: Graph) -> None:
-        attn = next((n for n in graph.nodes if n.op == "attention"), None)
+        attn = next((n for n in graph.nodes if n.op in ("attention", "attention_decode")), None)
         self.kv_split = True
         if attn is None or self.tp == 1:
             return
@@ -133,13 +148,13 @@ class Plan:
         if (nh // tp) % nkv == 0:
             self.q_order = strided_head_order(nh, nkv, tp)
             self.note(
-                f"kv_heads {nkv} < TP {tp}: wk/wv (so K and V) replicated on every TP device; query heads dealt "
-                f"out strided so each device has heads of every KV group"
+                f"kv_heads {nkv} not divisible by TP {tp}: wk/wv (so K and V) replicated on every TP device; query "
+                f"heads dealt out strided so each device has heads of every KV group"
             )
         else:
             self.attention_tp = False
             self.note(
-                f"fallback: attention replicated over TP {tp} (kv_heads {nkv} fewer than devices and "
+                f"fallback: attention replicated over TP {tp} (kv_heads {nkv} not divisible by TP and "
                 f"{nh // tp} query heads per device cannot cover the {nkv} KV groups evenly)"
             )
 
@@ -188,7 +203,10 @@ class Plan:
                 self.note(f"fallback: lm_head replicated over TP {tp} (vocab {shape[1]} not divisible)")
                 return R
             return Shard(1)
-        if leaf not in ("tok_embedding", "pos_embedding"):
+        if leaf == "tok_embedding" and self.tied_output:
+            self.note(f"tied embeddings: the output projection (the {shape[0]} x {shape[1]} embedding table) runs "
+                      f"replicated over TP {tp}; an untied lm_head (tie_embeddings: false) would be vocab-parallel")  # fmt: skip
+        elif leaf not in ("tok_embedding", "pos_embedding"):
             self.note(f"fallback: parameter {name!r} (unknown role) replicated over TP")
         return R
 
@@ -198,8 +216,40 @@ class Plan:
         weight = self.tp_param(_BIAS_OF[leaf], (shape[0], shape[0]) if leaf in ("bo", "b2") else (1, shape[0]))
         return Shard(0, weight.order) if isinstance(weight, Shard) and weight.dim == 1 else R
 
+    def hidden_param(self, name: str, shape: tuple[int, ...]):
+        """2-D layout: placement of a parameter on the hidden-split axis. QKV, W1/W3 and lm_head split their input
+        (hidden) dim, so their products are partial sums over the axis (all_reduce on it, as tt-metal's Galaxy
+        Llama does after QKV and W1/W3); WO and W2 split their output (hidden) dim, leaving the residual stream
+        split over the axis."""
+        leaf = name.split(":", 1)[-1].rsplit(".", 1)[-1]
+        n = self.hidden_tp
+        if n == 1 or len(shape) != 2:
+            return R
+        dim = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "lm_head": 0, "wo": 1, "w2": 1}.get(leaf)
+        if dim is None:
+            return R
+        if shape[dim] % n:
+            self.note(f"fallback: {leaf} replicated over the hidden axis ({shape[dim]} not divisible by {n})")
+            return R
+        return Shard(dim)
+
     def input_placements(self, v: Value) -> tuple:
         pl = [R, R]
+        if v.role in ("param", "state") and self.hidden_tp > 1 and not v.name.startswith("kv."):
+            pl[self.dp_axis] = self.hidden_param(v.name, v.shape)
+        if v.role == "state" and v.name.startswith("kv."):  # a KV cache [users, positions, kv_heads*head_dim]
+            if self.tp > 1 and self.kv_split and self.attention_tp:
+                pl[self.tp_axis] = Shard(2)
+            if self.hidden_tp > 1 and v.shape[0] % self.hidden_tp == 0:
+                pl[self.dp_axis] = Shard(0)  # 2-D layout: decode users split over the second axis, as tt-metal does
+            if self.dp > 1:
+                if v.shape[0] % self.dp:
+                    raise ShardingError(
+                        f"batch {v.shape[0]} of KV cache {v.name!r} is not divisible by the data-parallel degree "
+                        f"{self.dp} (mesh {self.mesh.name} axis {self.dp_axis}); use a multiple of {self.dp}"
+                    )
+                pl[self.dp_axis] = Shard(0)
+            return tuple(pl)
         if v.role in ("param", "state"):
             pl[self.tp_axis] = self.tp_param(v.name, v.shape)
         elif v.role == "input" and len(v.shape) >= 1 and self.dp > 1:
@@ -343,6 +393,8 @@ class _Sharder:
             return self._global_norm(node)
         if node.op in ("moe_experts", "moe_experts_bwd") and self.plan.moe_ep:
             return self._moe_expert_parallel(node)
+        if node.op == "rmsnorm" and self._hidden_split(node.inputs[0]):
+            return self._distributed_rmsnorm(node)
         rule = get_op(node.op).shard
         if rule is None:
             rule = rule_replicated
@@ -432,10 +484,26 @@ class _Sharder:
             if new_v.shape != expect:
                 raise ShardingError(f"op {node.op!r} ({name}): expert-parallel output {new_v.shape} != {expect}")
             self.env[old] = {p: self._tag(new_v, p, old.shape)}
+    def _hidden_split(self, v: Value) -> bool:
+        last = len(v.shape) - 1
+        return any(isinstance(p, Shard) and p.dim == last and p.order is None for p in self.placements(v))
+
+    def _distributed_rmsnorm(self, node: Node) -> None:
+        """RMSNorm of a hidden-split residual in tt-metal's statistics form: each device sums the squares of its
+        slice, the sums (one value per row) are reduced over the axis, each device normalizes its slice; the
+        hidden dim itself never crosses a link (the next matmul gathers it if it needs whole rows)."""
+        x, gamma = node.inputs
+        scratch = Graph(f"{node.outputs[0].name}.distributed")
+        ss = scratch.call("rmsnorm_stats", x, name=f"{node.outputs[0].name}.sumsq")
+        out = scratch.call("rmsnorm_apply", x, ss, gamma, eps=node.attrs["eps"], width=x.shape[-1],
+                           name=node.outputs[0].name)  # fmt: skip
+        for n in scratch.nodes:
+            self.node(n)
+        self.env[node.outputs[0]] = self.env.pop(out)
 
     def _local_attrs(self, node: Node, new_ins: list[Value]) -> dict:
         attrs = dict(node.attrs)
-        if node.op in ("attention", "attention_bwd"):
+        if node.op in ("attention", "attention_bwd", "attention_decode"):
             q, k = node.inputs[0], node.inputs[1]
             attrs["heads"] = attrs["heads"] * new_ins[0].shape[-1] // q.shape[-1]
             attrs["kv_heads"] = attrs["kv_heads"] * new_ins[1].shape[-1] // k.shape[-1]
@@ -468,7 +536,8 @@ class _Sharder:
         self.env[node.outputs[0]] = {(R, R): self._tag(out, (R, R), ())}
 
 
-def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: str = "all_reduce") -> Graph:
+def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: str = "all_reduce",
+          layout: str = "tp-dp") -> Graph:  # fmt: skip
     """The SPMD graph of `graph` on `mesh`: local shapes, `Value.sharding`, explicit collectives.
 
     Extra attributes on the result: `mesh` (the Mesh), `tp_axis`, `dp_axis`, `shard_notes` (fallbacks taken).
@@ -476,7 +545,7 @@ def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: 
     each update target gets the placement of the state it replaces.
     """
     mesh = get_mesh(mesh) if isinstance(mesh, str) else mesh
-    plan = Plan(graph, mesh, tp_axis, residual)
+    plan = Plan(graph, mesh, tp_axis, residual, layout)
     s = _Sharder(graph, mesh, plan)
     for v in graph.inputs:
         s.add_input(v)
@@ -489,4 +558,5 @@ def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: 
     for src, dst in graph.updates.items():
         g.updates[s.get(src, s.placements(src))] = s.get(dst, s.placements(src))
     g.mesh, g.tp_axis, g.dp_axis, g.shard_notes = mesh, plan.tp_axis, plan.dp_axis, plan.notes
+    g.layout = layout
     return drop_dead(g)
