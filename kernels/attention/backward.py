@@ -1,0 +1,194 @@
+"""Device side of attention_bwd: the program description of the kernels reader_bwd / compute_bwd / writer_bwd.cpp
+in this folder, the host layout of its inputs and outputs, and its fuzz cases and error bounds.
+
+The op (ops/attention.py AttentionBwd): inputs (q, k, v, o, lse, do) with q, o, do [B, S, heads*D], k, v
+[B, S, kv_heads*D], lse [B, heads, S] (the forward's outputs o and lse), attrs {heads, kv_heads, causal, scale};
+outputs (dq, dk, dv) in the layouts of q, k, v. How the work is split is in kernels/attention/README.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from tilegraph.kernels import host as _host
+from tilegraph.ops import program as _prog
+
+from tilegraph.errors import ShapeError
+
+ATTENTION_BWD_HEAD_DIMS = (32, 64, 128)
+ATTENTION_BWD_L1_BUDGET = 1200 * 1024  # CB bytes per core we allow before P / dS fall back to bfloat16
+NUM_CONSTS = 7  # tiles of the consts tensor (attention_bwd_common.h CONST_*)
+
+
+def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
+    if requested < 32 or requested % 32 or (requested // 32) & (requested // 32 - 1):
+        raise ShapeError(f"op 'attention_bwd': {what}={requested} must be a power-of-two multiple of 32 (32, 64, ...)")
+    cover = 1  # no chunk longer than the padded sequence: the next power of two covering it
+    while cover < seq_tiles:
+        cover *= 2
+    return min(requested // 32, cover)
+
+
+def _bwd_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm):
+    """CBs at the indices of attention_bwd_common.h. Streamed inputs are double-buffered."""
+    q_tiles, kv_tiles, s_tiles = qc * dh, kc * dh, qc * kc
+
+    def cb(index, fmt, pages):
+        return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
+
+    return [cb(0, dtype, 2 * q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
+            cb(3, "bfloat16", s_tiles), cb(4, dtype, 2 * q_tiles), cb(5, dtype, 2 * q_tiles),
+            cb(6, "float32", 2 * qc), cb(7, "bfloat16", 1),
+            cb(16, out_dtype, q_tiles), cb(17, out_dtype, kv_tiles), cb(18, out_dtype, kv_tiles),
+            cb(24, "float32", q_tiles), cb(25, "float32", qc), cb(26, interm, s_tiles), cb(27, interm, s_tiles),
+            cb(28, "float32", 2 * q_tiles), cb(29, "float32", 2 * kv_tiles), cb(30, "float32", 2 * kv_tiles)]
+
+
+def attention_bwd_program(
+    batch: int,
+    seq: int,
+    heads: int,
+    head_dim: int,
+    kv_heads: int | None = None,
+    dtype: str = "bfloat16",
+    *,
+    causal: bool = True,
+    scale: float | None = None,
+    q_chunk: int = 128,
+    k_chunk: int = 128,
+    grid=(8, 8),
+    out_dtype: str = "bfloat16",
+    interm: str | None = None,
+) -> _prog.ProgramDescription:
+    """Attention backward for device tensors q, o, do [B, heads, S_pad, D], k, v [B, kv_heads, S_pad, D], lse in
+    two broadcast layouts [B, heads, S_pad, 32] (fp32) -> dq [B, heads, S_pad, D], dk, dv [B, kv_heads, S_pad, D].
+
+    Pass 1 units: (batch, kv head, K chunk), pass 2 units: (batch, head, Q chunk); both numbered zigzag within a
+    head and dealt out in even-sized contiguous ranges (low + high chunk pairs balance causal work). Every core
+    runs its pass-1 range, then its pass-2 range; no output tile is written by two cores."""
+    kv_heads = kv_heads or heads
+    if head_dim not in ATTENTION_BWD_HEAD_DIMS:
+        raise ShapeError(f"op 'attention_bwd': head_dim {head_dim} unsupported by the kernel; "
+                         f"use one of {ATTENTION_BWD_HEAD_DIMS}")
+    if heads % kv_heads:
+        raise ShapeError(f"op 'attention_bwd': kv_heads {kv_heads} must divide heads {heads}")
+    if min(batch, seq, heads) < 1:
+        raise ShapeError(f"op 'attention_bwd': batch={batch}, seq={seq}, heads={heads} must be >= 1")
+    s_tiles = _host.tiles(seq)
+    qc = _chunk_tiles(q_chunk, s_tiles, "q_chunk")
+    kc = _chunk_tiles(k_chunk, s_tiles, "k_chunk")
+    pad_t = -(-s_tiles // max(qc, kc)) * max(qc, kc)  # both chunk sizes divide it (powers of two)
+    k_full_t = pad_t if seq == pad_t * 32 else seq // 32
+    dh = head_dim // 32
+    n_cores = grid[0] * grid[1]
+    kv_split = _host.split_work(batch * kv_heads * (pad_t // kc), n_cores, granule=2)
+    q_split = _host.split_work(batch * heads * (pad_t // qc), n_cores, granule=2)
+    used = max(len(kv_split), len(q_split))
+    kv_split += [(0, 0)] * (used - len(kv_split))
+    q_split += [(0, 0)] * (used - len(q_split))
+    cores = _host.grid_cores(grid, used)
+    ranges = _host.core_ranges(cores)
+    if interm is None:
+        fp32_l1 = sum(c.total_bytes for c in _bwd_cbs(ranges, qc, kc, dh, dtype, out_dtype, "float32"))
+        interm = "float32" if fp32_l1 <= ATTENTION_BWD_L1_BUDGET else "bfloat16"
+    scale = (1.0 / math.sqrt(head_dim)) if scale is None else float(scale)
+
+    sp = pad_t * 32
+    tensors = [_prog.TensorSpec("q", (batch, heads, sp, head_dim), dtype),
+               _prog.TensorSpec("k", (batch, kv_heads, sp, head_dim), dtype),
+               _prog.TensorSpec("v", (batch, kv_heads, sp, head_dim), dtype),
+               _prog.TensorSpec("do", (batch, heads, sp, head_dim), dtype),
+               _prog.TensorSpec("o", (batch, heads, sp, head_dim), dtype),
+               _prog.TensorSpec("lse_rows", (batch, heads, sp, 32), "float32"),
+               _prog.TensorSpec("lse_cols", (batch, heads, sp, 32), "float32"),
+               _prog.TensorSpec("consts", (NUM_CONSTS * 32, 32), "bfloat16"),
+               _prog.TensorSpec("dq", (batch, heads, sp, head_dim), out_dtype, "output"),
+               _prog.TensorSpec("dk", (batch, kv_heads, sp, head_dim), out_dtype, "output"),
+               _prog.TensorSpec("dv", (batch, kv_heads, sp, head_dim), out_dtype, "output")]
+    addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
+    reader_rt, compute_rt, writer_rt = {}, {}, {}
+    for core, (kv_start, kv_count), (q_start, q_count) in zip(cores, kv_split, q_split):
+        reader_rt[core] = (addr("q"), addr("k"), addr("v"), addr("do"), addr("o"), addr("lse_rows"),
+                           addr("lse_cols"), addr("consts"), heads, kv_heads, pad_t, int(causal), k_full_t,
+                           kv_start, kv_count, q_start, q_count, qc, kc, dh)
+        compute_rt[core] = (qc, kc, dh, pad_t, int(causal), k_full_t, kv_start, kv_count, q_start, q_count,
+                            _host.f32_bits(scale), heads // kv_heads)
+        writer_rt[core] = (addr("dq"), addr("dk"), addr("dv"), pad_t, kv_start, kv_count, q_start, q_count,
+                           qc, kc, dh)
+    kernels = [
+        _prog.KernelSpec("reader", "attention/reader_bwd.cpp", ranges,
+                         tuple(cta(t) for t in ("q", "k", "v", "do", "o", "lse_rows", "lse_cols", "consts")),
+                         {}, reader_rt),
+        _prog.KernelSpec("compute", "attention/compute_bwd.cpp", ranges, (), {}, compute_rt),
+        _prog.KernelSpec("writer", "attention/writer_bwd.cpp", ranges, (cta("dq"), cta("dk"), cta("dv")), {},
+                         writer_rt),
+    ]
+    desc = _prog.ProgramDescription(
+        name="attention_bwd", tensors=tensors, cbs=_bwd_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm),
+        kernels=kernels,
+        compute_config=_prog.ComputeConfig(
+            math_fidelity="HiFi4", fp32_dest_acc_en=True,
+            # lse (6), D (25), P (26, when fp32) and the running dQ/dK/dV (28-30) are copied into DST in fp32
+            unpack_to_dest_fp32=(6, 25) + ((26,) if interm == "float32" else ()) + (28, 29, 30)),
+        grid=tuple(grid))
+    desc.validate()
+    return desc
+
+
+def bwd_consts(seq: int) -> np.ndarray:
+    """The tiles the reader assembles masks from (attention_bwd_common.h CONST_*), plus the all-ones tile."""
+    t = np.zeros((NUM_CONSTS, 32, 32), np.float32)
+    t[1] = -np.inf
+    upper = np.triu(np.ones((32, 32), bool), 1)
+    t[2] = np.where(upper, -np.inf, 0.0)  # queries in rows: key (col) > query (row)
+    t[3] = np.where(upper.T, -np.inf, 0.0)  # keys in rows: key (row) > query (col)
+    t[4][:, seq % 32:] = -np.inf
+    t[5][seq % 32:, :] = -np.inf
+    t[6] = 1.0
+    return t.reshape(NUM_CONSTS * 32, 32)
+
+
+def attention_bwd_device_inputs(q, k, v, o, lse, do, heads: int, kv_heads: int | None,
+                                desc: _prog.ProgramDescription) -> dict:
+    """Op inputs -> device tensors: heads split and padded to S_pad (zeros: padded rows contribute nothing, see
+    README), lse laid out as broadcast tiles in both forms (cols: lse of row r in every column; rows: tile t holds
+    lse of query 32t + c in column c of every row)."""
+    kv_heads = kv_heads or heads
+    b, s, _ = q.shape
+    sp = desc.tensor("q").shape[2]
+
+    def split(x, n):
+        xh = x.reshape(b, s, n, -1).transpose(0, 2, 1, 3)
+        return _host.pad_to(np.ascontiguousarray(xh), (b, n, sp, xh.shape[-1]))
+
+    lse_p = _host.pad_to(np.ascontiguousarray(lse, dtype=np.float32), (b, heads, sp))
+    lse_cols = np.repeat(lse_p[..., None], 32, axis=-1)
+    lse_rows = np.repeat(lse_p.reshape(b, heads, sp // 32, 1, 32), 32, axis=3).reshape(b, heads, sp, 32)
+    return {"q": split(q, heads), "k": split(k, kv_heads), "v": split(v, kv_heads), "do": split(do, heads),
+            "o": split(o, heads), "lse_rows": np.ascontiguousarray(lse_rows),
+            "lse_cols": np.ascontiguousarray(lse_cols), "consts": bwd_consts(s)}
+
+
+def attention_bwd_device_outputs(outputs: dict, q_shape, k_shape) -> list:
+    """Device dq [B, heads, S_pad, D], dk / dv [B, kv_heads, S_pad, D] -> [B, S, heads*D], [B, S, kv_heads*D]."""
+    def merge(x, shape):
+        b, s, nd = shape
+        return np.ascontiguousarray(x[:, :, :s, :].transpose(0, 2, 1, 3).reshape(b, s, nd))
+
+    return [merge(outputs["dq"], q_shape), merge(outputs["dk"], k_shape), merge(outputs["dv"], k_shape)]
+
+
+def build(inputs, attrs, dtype, grid, knobs):
+    """(program description, device inputs) for one attention_bwd call."""
+    q, k, v, o, lse, do = inputs
+    heads = int(attrs["heads"])
+    kv_heads = int(attrs.get("kv_heads") or heads)
+    b, s, hd = q.shape
+    desc = attention_bwd_program(b, s, heads, hd // heads, kv_heads, dtype, causal=bool(attrs.get("causal", True)),
+                                 scale=attrs.get("scale"), grid=grid, **dict(knobs))
+    return desc, attention_bwd_device_inputs(q, k, v, o, lse, do, heads, kv_heads, desc)
+
+
+def unpack(outputs, inputs):
+    return attention_bwd_device_outputs(dict(outputs), inputs[0].shape, inputs[1].shape)
