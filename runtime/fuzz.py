@@ -80,6 +80,10 @@ def case_strategy(op: str, small: bool = False):
             "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
             "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
         })
+    if op == "attention_bwd":
+        from tilegraph.kernels.attention import backward
+
+        return backward.case_strategy(common, small)
     raise ShapeError(f"fuzz: op {op!r} has no custom kernel to fuzz; choose one of {', '.join(KERNEL_OPS)}")
 
 
@@ -112,6 +116,11 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
         attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
         knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
         return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+    if op == "attention_bwd":
+        from tilegraph.kernels.attention import backward
+
+        inputs, attrs, (dtype, grid, knobs) = backward.make_inputs(case, rng, randn, grid)
+        return inputs, attrs, DeviceOptions(dtype, grid, knobs)
     raise ShapeError(f"fuzz: unknown op {op!r}")
 
 
@@ -130,6 +139,10 @@ def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str,
     fmts = [dtype] * len(inputs)
     if op == "rmsnorm":
         fmts[1] = "bfloat16"
+    if op == "attention_bwd":
+        from tilegraph.kernels.attention import backward
+
+        fmts = backward.input_formats(dtype, len(inputs))
     if op == "swiglu" and weight_dtype:
         fmts[1:] = [weight_dtype, weight_dtype]
     return [quantize(a.reshape(-1, a.shape[-1]), f).reshape(a.shape) for a, f in zip(inputs, fmts)]
@@ -165,6 +178,10 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
         ea, eb = k * ACCUM_UNIT * (np.abs(x) @ np.abs(w1)), k * ACCUM_UNIT * (np.abs(x) @ np.abs(w3))
         # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
         return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
+    if op == "attention_bwd":
+        from tilegraph.kernels.attention import backward
+
+        return backward.error_bounds(x64, attrs, refs, backend, rnd, ACCUM_UNIT, FPU_UNIT)
     # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
     # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
     q, k, v = x64
@@ -309,7 +326,8 @@ CASE_FIELDS = {
                   "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
                   "softmax_scale": ("float-or-none", 0.0, 1e3)},
-}  # fmt: skip
+}
+CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # fmt: skip
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
 OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}}
 

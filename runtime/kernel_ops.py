@@ -18,7 +18,7 @@ from tilegraph.ops.program import ProgramDescription
 
 from tilegraph.errors import DeviceError
 
-KERNEL_OPS = ("rmsnorm", "swiglu", "attention")
+KERNEL_OPS = ("rmsnorm", "swiglu", "attention", "attention_bwd")
 KERNEL_BACKENDS = ("emu", "ttnn")
 
 
@@ -55,6 +55,10 @@ def build(op: str, inputs: Sequence[np.ndarray], attrs: Mapping[str, object], op
                                             causal=bool(attrs.get("causal", True)), scale=attrs.get("scale"),
                                             grid=opts.grid, **knobs)
         return desc, _attention.attention_device_inputs(q, k, v, heads, kv_heads, desc)
+    if op == "attention_bwd":
+        from tilegraph.kernels.attention import backward
+
+        return backward.build(inputs, attrs, opts.dtype, opts.grid, knobs)
     raise DeviceError(f"op {op!r} has no custom kernel; kernel ops are {', '.join(KERNEL_OPS)}")
 
 
@@ -63,6 +67,10 @@ def unpack(op: str, outputs: Mapping[str, np.ndarray], inputs: Sequence[np.ndarr
         return _rmsnorm.rmsnorm_device_outputs(dict(outputs), inputs[0].shape)
     if op == "swiglu":
         return _swiglu.swiglu_device_outputs(dict(outputs), inputs[0].shape)
+    if op == "attention_bwd":
+        from tilegraph.kernels.attention import backward
+
+        return backward.unpack(outputs, inputs)
     return _attention.attention_device_outputs(dict(outputs), inputs[0].shape, int(attrs["heads"]))
 
 

@@ -192,3 +192,108 @@ def build(inputs, attrs, dtype, grid, knobs):
 
 def unpack(outputs, inputs):
     return attention_bwd_device_outputs(dict(outputs), inputs[0].shape, inputs[1].shape)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fuzz cases and error bounds (the KernelOp methods of kernels/registry.py; runtime/fuzz.py calls them)
+# ---------------------------------------------------------------------------------------------------------------
+LSE_INPUT = 4  # index of lse among the inputs: a float32 device tensor whatever the activations' format
+
+
+def input_formats(dtype: str, count: int) -> list[str]:
+    fmts = [dtype] * count
+    fmts[LSE_INPUT] = "float32"
+    return fmts
+
+
+def case_strategy(common: dict, small: bool):
+    from hypothesis import strategies as st
+
+    return st.fixed_dictionaries({
+        **common,
+        "scale": st.sampled_from([0.3, 1.0, 3.0]),
+        "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
+        "kv_heads": st.integers(1, 2),
+        "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+        "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
+        "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+    })
+
+
+def make_inputs(case: dict, rng, randn, grid):
+    """(q, k, v, o, lse, do) with o and lse the float64 forward of q, k, v (rounded to float32), do random."""
+    from tilegraph.ops.attention import attention_reference
+
+    b, s, d = case["batch"], case["seq"], case["head_dim"]
+    hkv = case["kv_heads"]
+    h = hkv * case["group"]
+    q, k, v = randn(b, s, h * d), randn(b, s, hkv * d), randn(b, s, hkv * d)
+    attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+    o, lse = attention_reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), h, hkv,
+                                 case["causal"], case["softmax_scale"])
+    do = randn(b, s, h * d)
+    knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
+    return [q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs, (case["dtype"], grid, knobs)
+
+
+def error_bounds(x64, attrs, refs, backend: str, out_rounding: float, accum_unit: float, fpu_unit: float):
+    """Per-element bounds on |dq|, |dk|, |dv| errors, from what the kernels compute (compute_bwd.cpp):
+
+    - P = exp(S - lse), S = scale * q.k accumulated in fp32 DST from exact bf16 products: P's relative error is
+      |dS_arg| <= d * ACCUM * scale * sum|q||k| (the dot product) + ACCUM * (|S| + |lse| + 1) (the scale multiply,
+      mask add and lse subtraction, each one fp32 rounding of a value <= |S| + |lse|, and exp's own ~1 ulp): eP per
+      query row (its row maximum, so one number per row);
+    - D = rowsum(dO * O): exact bf16 products (HiFi4 covers both 8-bit significands), packed fp32, then summed by a
+      matmul with a ones tile, which reads them as TF32 (truncated: < FPU_UNIT relative each) and accumulates in
+      fp32: eD = (FPU_UNIT + d * ACCUM) * sum|dO * O|;
+    - dP = dO . v: exact products, fp32 sum: edP = d * ACCUM * |dO| . |v|;
+    - dS' = scale * P * (dP - D) (sub, mul, scale multiply in fp32 on DST: 3 roundings, counted as 4 ACCUM of the
+      magnitudes): eS = scale * P * (edP + eD + |dP - D| * (eP + 4 ACCUM));
+    - dQ = dS' K, dK = dS'^T Q, dV = P^T dO: dS' and P are fp32 in L1 and enter the matrix engine as TF32
+      (FPU_UNIT relative), the other operand is exact, the products are summed in fp32 (the running sums are
+      reloaded into DST in fp32, unpack-to-dest) over n = group * S terms: per output element
+      sum_j (eS_ij + (FPU_UNIT + n * ACCUM) |dS'_ij|) |K_j| (and the same for dK, and with P, eP for dV);
+    - the output is rounded to bfloat16: OUT_ROUNDING * |ref|.
+    The numpy backend (float32 CPU kernels, kernels/cpu/attention.cpp) is held to the same form with no TF32
+    term (FPU_UNIT -> 0) and OUT_ROUNDING 2^-20 for its float32 results."""
+    from tilegraph.ops.attention import _probabilities, _split_heads, resolved_scale
+
+    q, k, v, o, lse, do = x64
+    heads = int(attrs["heads"])
+    kv_heads = int(attrs.get("kv_heads") or heads)
+    group = heads // kv_heads
+    b, s, hd = q.shape
+    d = hd // heads
+    sc = resolved_scale(attrs, d)
+    causal = bool(attrs.get("causal", True))
+    fpu = fpu_unit if backend != "numpy" else 0.0
+    acc = accum_unit
+    qh, oh, doh = _split_heads(q, heads), _split_heads(o, heads), _split_heads(do, heads)
+    kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
+    vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
+    allowed = np.tril(np.ones((s, s), bool)) if causal else np.ones((s, s), bool)
+    p = _probabilities(qh, kh, lse, sc, causal)  # [B, H, S, S]
+    scores = np.where(allowed, sc * qh @ kh.transpose(0, 1, 3, 2), 0.0)
+    sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0.0)
+    e_p = (d * acc * sabs + acc * (np.abs(scores) + np.abs(lse)[..., None] + 1)).max(-1, keepdims=True)
+    dp = doh @ vh.transpose(0, 1, 3, 2)
+    e_dp = d * acc * (np.abs(doh) @ np.abs(vh).transpose(0, 1, 3, 2))
+    dsum = (doh * oh).sum(-1, keepdims=True)
+    e_d = (fpu + d * acc) * np.abs(doh * oh).sum(-1, keepdims=True)
+    ds = sc * p * (dp - dsum)
+    e_ds = sc * p * (e_dp + e_d + np.abs(dp - dsum) * (e_p + 4 * acc))
+    n = group * s
+    mm = fpu + n * acc
+    e_dq = (e_ds + mm * np.abs(ds)) @ np.abs(kh)
+    e_dk = (e_ds + mm * np.abs(ds)).transpose(0, 1, 3, 2) @ np.abs(qh)
+    e_dv = (p * (e_p + mm)).transpose(0, 1, 3, 2) @ np.abs(doh)
+
+    def merge(x):
+        return x.transpose(0, 2, 1, 3).reshape(b, s, -1)
+
+    def fold(x):  # sum over the query heads of each kv head, as dK / dV are
+        return merge(x.reshape(b, kv_heads, group, s, d).sum(axis=2))
+
+    return [out_rounding * np.abs(refs[0]) + merge(e_dq) + 1e-30,
+            out_rounding * np.abs(refs[1]) + fold(e_dk) + 1e-30,
+            out_rounding * np.abs(refs[2]) + fold(e_dv) + 1e-30]
