@@ -196,7 +196,7 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
     if op == "attention_bwd":
         from tilegraph.kernels.attention import backward
 
-        return backward.error_bounds(x64, attrs, refs, backend, rnd, ACCUM_UNIT, FPU_UNIT)
+        return backward.error_bounds(x64, attrs, refs, backend)
     # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
     # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
     q, k, v = x64

@@ -129,8 +129,9 @@ def attention_bwd_program(
         kernels=kernels,
         compute_config=_prog.ComputeConfig(
             math_fidelity="HiFi4", fp32_dest_acc_en=True,
-            # lse (6), D (25), P (26, when fp32) and the running dQ/dK/dV (28-30) are copied into DST in fp32
-            unpack_to_dest_fp32=(6, 25) + ((26,) if interm == "float32" else ()) + (28, 29, 30)),
+            # lse (6), D (25) and the running dQ/dK/dV (28-30) are copied into DST in fp32; P (26) is also a matmul
+            # operand, which must come through SrcA / SrcB, so its copy into DST goes through SrcA (TF32) too
+            unpack_to_dest_fp32=(6, 25, 28, 29, 30)),
         grid=tuple(grid))
     desc.validate()
     return desc
@@ -236,27 +237,30 @@ def make_inputs(case: dict, rng, randn, grid):
     return [q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs, (case["dtype"], grid, knobs)
 
 
-def error_bounds(x64, attrs, refs, backend: str, out_rounding: float, accum_unit: float, fpu_unit: float):
-    """Per-element bounds on |dq|, |dk|, |dv| errors, from what the kernels compute (compute_bwd.cpp):
+def error_bounds(x64, attrs, refs, backend: str):
+    """Per-element bounds on the dq, dk, dv errors, from the arithmetic compute_bwd.cpp has the hardware do (the
+    units are runtime/fuzz.py's: ACCUM_UNIT per fp32 DST term, SRC_TF32 per fp32 operand through SrcA / SrcB,
+    MVMUL_ALIGN per matrix-engine product relative to the sum of |terms|, OUT_ROUNDING for the bf16 packer):
 
-    - P = exp(S - lse), S = scale * q.k accumulated in fp32 DST from exact bf16 products: P's relative error is
-      |dS_arg| <= d * ACCUM * scale * sum|q||k| (the dot product) + ACCUM * (|S| + |lse| + 1) (the scale multiply,
-      mask add and lse subtraction, each one fp32 rounding of a value <= |S| + |lse|, and exp's own ~1 ulp): eP per
-      query row (its row maximum, so one number per row);
-    - D = rowsum(dO * O): exact bf16 products (HiFi4 covers both 8-bit significands), packed fp32, then summed by a
-      matmul with a ones tile, which reads them as TF32 (truncated: < FPU_UNIT relative each) and accumulates in
-      fp32: eD = (FPU_UNIT + d * ACCUM) * sum|dO * O|;
-    - dP = dO . v: exact products, fp32 sum: edP = d * ACCUM * |dO| . |v|;
-    - dS' = scale * P * (dP - D) (sub, mul, scale multiply in fp32 on DST: 3 roundings, counted as 4 ACCUM of the
-      magnitudes): eS = scale * P * (edP + eD + |dP - D| * (eP + 4 ACCUM));
-    - dQ = dS' K, dK = dS'^T Q, dV = P^T dO: dS' and P are fp32 in L1 and enter the matrix engine as TF32
-      (FPU_UNIT relative), the other operand is exact, the products are summed in fp32 (the running sums are
-      reloaded into DST in fp32, unpack-to-dest) over n = group * S terms: per output element
-      sum_j (eS_ij + (FPU_UNIT + n * ACCUM) |dS'_ij|) |K_j| (and the same for dK, and with P, eP for dV);
-    - the output is rounded to bfloat16: OUT_ROUNDING * |ref|.
-    The numpy backend (float32 CPU kernels, kernels/cpu/attention.cpp) is held to the same form with no TF32
-    term (FPU_UNIT -> 0) and OUT_ROUNDING 2^-20 for its float32 results."""
+    - S = scale * q.k: exact bf16 products (HiFi4), matrix engine then fp32 DST: (MVMUL_ALIGN + d ACCUM) * scale *
+      sum|q||k|; the scale multiply, mask add and lse subtraction are fp32 SFPU ops in DST (one rounding each of a
+      value <= |S| + |lse|) and exp is fp32-accurate: P = exp(S - lse) errs relatively by eP = that + ACCUM *
+      (|S| + |lse| + 1), taken per query row (its maximum);
+    - D = rowsum(dO * O): exact products (ELWMUL of bf16 at HiFi4) packed fp32, then summed by a matmul with an
+      all-ones tile, which reads them as TF32: eD = (SRC_TF32 + MVMUL_ALIGN + d ACCUM) * sum|dO * O|;
+    - dP = dO . v: eDP = (MVMUL_ALIGN + d ACCUM) * |dO| . |v|;
+    - dS' = scale * P * (dP - D): P is re-read from its fp32 CB through SrcA (TF32, as it also feeds a matmul and
+      so cannot be unpacked to DST), the sub / mul / scale are fp32 SFPU ops (counted as 4 ACCUM):
+      eS = scale * P * (eDP + eD + |dP - D| * (eP + SRC_TF32 + 4 ACCUM));
+    - dQ = dS' K, dK = dS'^T Q, dV = P^T dO: dS' / P enter the matrix engine as TF32 (SRC_TF32), products align
+      (MVMUL_ALIGN), the running sums stay fp32 (reloaded into DST in fp32, unpack-to-dest) over n = group * S
+      terms: per element sum_j (eS_ij + (SRC_TF32 + MVMUL_ALIGN + n ACCUM) |dS'_ij|) |K_j| (dK likewise with Q,
+      dV with P, eP and dO);
+    - the outputs are packed to bfloat16: OUT_ROUNDING * |ref|.
+    The numpy backend (float32 CPU kernels, kernels/cpu/attention.cpp) is held to the same form without the
+    hardware terms (SRC_TF32 = MVMUL_ALIGN = 0) and its float32 OUT_ROUNDING."""
     from tilegraph.ops.attention import _probabilities, _split_heads, resolved_scale
+    from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
 
     q, k, v, o, lse, do = x64
     heads = int(attrs["heads"])
@@ -266,8 +270,8 @@ def error_bounds(x64, attrs, refs, backend: str, out_rounding: float, accum_unit
     d = hd // heads
     sc = resolved_scale(attrs, d)
     causal = bool(attrs.get("causal", True))
-    fpu = fpu_unit if backend != "numpy" else 0.0
-    acc = accum_unit
+    hw = backend != "numpy"
+    tf32, align, acc = (SRC_TF32 if hw else 0.0), (MVMUL_ALIGN if hw else 0.0), ACCUM_UNIT
     qh, oh, doh = _split_heads(q, heads), _split_heads(o, heads), _split_heads(do, heads)
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
@@ -275,15 +279,14 @@ def error_bounds(x64, attrs, refs, backend: str, out_rounding: float, accum_unit
     p = _probabilities(qh, kh, lse, sc, causal)  # [B, H, S, S]
     scores = np.where(allowed, sc * qh @ kh.transpose(0, 1, 3, 2), 0.0)
     sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0.0)
-    e_p = (d * acc * sabs + acc * (np.abs(scores) + np.abs(lse)[..., None] + 1)).max(-1, keepdims=True)
+    e_p = ((align + d * acc) * sabs + acc * (np.abs(scores) + np.abs(lse)[..., None] + 1)).max(-1, keepdims=True)
     dp = doh @ vh.transpose(0, 1, 3, 2)
-    e_dp = d * acc * (np.abs(doh) @ np.abs(vh).transpose(0, 1, 3, 2))
+    e_dp = (align + d * acc) * (np.abs(doh) @ np.abs(vh).transpose(0, 1, 3, 2))
     dsum = (doh * oh).sum(-1, keepdims=True)
-    e_d = (fpu + d * acc) * np.abs(doh * oh).sum(-1, keepdims=True)
+    e_d = (tf32 + align + d * acc) * np.abs(doh * oh).sum(-1, keepdims=True)
     ds = sc * p * (dp - dsum)
-    e_ds = sc * p * (e_dp + e_d + np.abs(dp - dsum) * (e_p + 4 * acc))
-    n = group * s
-    mm = fpu + n * acc
+    e_ds = sc * p * (e_dp + e_d + np.abs(dp - dsum) * (e_p + tf32 + 4 * acc))
+    mm = tf32 + align + group * s * acc
     e_dq = (e_ds + mm * np.abs(ds)) @ np.abs(kh)
     e_dk = (e_ds + mm * np.abs(ds)).transpose(0, 1, 3, 2) @ np.abs(qh)
     e_dv = (p * (e_p + mm)).transpose(0, 1, 3, 2) @ np.abs(doh)
@@ -294,6 +297,7 @@ def error_bounds(x64, attrs, refs, backend: str, out_rounding: float, accum_unit
     def fold(x):  # sum over the query heads of each kv head, as dK / dV are
         return merge(x.reshape(b, kv_heads, group, s, d).sum(axis=2))
 
-    return [out_rounding * np.abs(refs[0]) + merge(e_dq) + 1e-30,
-            out_rounding * np.abs(refs[1]) + fold(e_dk) + 1e-30,
-            out_rounding * np.abs(refs[2]) + fold(e_dv) + 1e-30]
+    rnd = OUT_ROUNDING[backend]
+    return [rnd * np.abs(refs[0]) + merge(e_dq) + 1e-30,
+            rnd * np.abs(refs[1]) + fold(e_dk) + 1e-30,
+            rnd * np.abs(refs[2]) + fold(e_dv) + 1e-30]
