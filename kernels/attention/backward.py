@@ -301,3 +301,17 @@ def error_bounds(x64, attrs, refs, backend: str):
     return [rnd * np.abs(refs[0]) + merge(e_dq) + 1e-30,
             rnd * np.abs(refs[1]) + fold(e_dk) + 1e-30,
             rnd * np.abs(refs[2]) + fold(e_dv) + 1e-30]
+
+
+def describe(batch=1, seq=2048, heads=8, head_dim=64, kv_heads=None, grid=(8, 8), **knobs) -> str:
+    """One line per fact of the descriptor at a shape: L1 per core (the CBs) and the work of each pass."""
+    desc = attention_bwd_program(batch, seq, heads, head_dim, kv_heads, grid=grid, **knobs)
+    l1 = desc.l1_bytes_per_core()
+    interm = {c.index: c.data_format for c in desc.cbs}[26]
+    return (f"attention_bwd B{batch} H{heads} S{seq} D{head_dim} kv_heads {kv_heads or heads} on {grid[0]}x{grid[1]}: "
+            f"{len(l1)} cores, L1 (CBs) per core max {max(l1.values()):,} B of {_prog.L1_BYTES_PER_CORE:,} B, "
+            f"P / dS in {interm}")
+
+
+if __name__ == "__main__":  # python -m tilegraph.kernels.attention.backward
+    print(describe())
