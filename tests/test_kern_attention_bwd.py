@@ -46,7 +46,7 @@ def test_attention_bwd_bfp8_gqa_batch2_explicit_scale():
 def test_attention_bwd_catches_a_wrong_gradient():
     # The bound is tight enough to see a real mistake: dK of the wrong sign (or dropped) is far outside it.
     case = {**BASE, "seq": 50, "causal": True, "q_chunk": 32, "k_chunk": 32, "head_dim": 32}
-    inputs, attrs, opts = fuzz.make_inputs("attention_bwd", case)
+    inputs, attrs, _ = fuzz.make_inputs("attention_bwd", case)
     held = fuzz.device_values(inputs, "attention_bwd", "bfloat16", "emu")
     refs = fuzz.reference("attention_bwd", held, attrs)
     bounds = fuzz.error_bounds("attention_bwd", held, attrs, refs, "emu")
