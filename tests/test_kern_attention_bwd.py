@@ -146,3 +146,23 @@ def test_bwd_sources_are_self_contained(role, tmp_path):
                         "-DKERNEL_COMPILE_TIME_ARGS=" + ",".join(["2", "2048"] * 8), str(alone)],
                        check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[:2000]
+
+
+def test_backward_kernel_takes_the_forward_kernels_outputs():
+    # The interface the training Program uses: the forward kernel's (o, lse) go straight into attention_bwd.
+    from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+
+    rng = np.random.default_rng(4)
+    b, s, h, kvh, d = 2, 45, 4, 2, 32
+    attrs = {"heads": h, "kv_heads": kvh, "causal": True, "scale": None}
+    q, k, v = (rng.standard_normal((b, s, n * d)).astype(np.float32) for n in (h, kvh, kvh))
+    do = rng.standard_normal((b, s, h * d)).astype(np.float32)
+    held = fuzz.device_values([q, k, v], "attention", "bfloat16", "emu")
+    o, lse = run_kernel_op("attention", held, attrs, "emu", DeviceOptions("bfloat16", (2, 2)))
+    inputs = fuzz.device_values([*held, o, lse, do], "attention_bwd", "bfloat16", "emu")
+    got = run_kernel_op("attention_bwd", inputs, attrs, "emu", DeviceOptions("bfloat16", (2, 2)))
+    refs = fuzz.reference("attention_bwd", inputs, attrs)
+    bounds = fuzz.error_bounds("attention_bwd", inputs, attrs, refs, "emu")
+    for g, r, bound, want in zip(got, refs, bounds, [q.shape, k.shape, v.shape]):
+        assert g.shape == want
+        assert np.all(np.abs(g - r) <= bound)

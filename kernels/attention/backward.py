@@ -55,8 +55,8 @@ def attention_bwd_program(
     *,
     causal: bool = True,
     scale: float | None = None,
-    q_chunk: int = 128,
-    k_chunk: int = 128,
+    q_chunk: int | None = None,
+    k_chunk: int | None = None,
     grid=(8, 8),
     out_dtype: str = "bfloat16",
     interm: str | None = None,
@@ -66,7 +66,8 @@ def attention_bwd_program(
 
     Pass 1 units: (batch, kv head, K chunk), pass 2 units: (batch, head, Q chunk); both numbered zigzag within a
     head and dealt out in even-sized contiguous ranges (low + high chunk pairs balance causal work). Every core
-    runs its pass-1 range, then its pass-2 range; no output tile is written by two cores."""
+    runs its pass-1 range, then its pass-2 range; no output tile is written by two cores. Chunks default to 128
+    rows, or fewer so that a sequence has at least two (causal then skips the block above the diagonal)."""
     kv_heads = kv_heads or heads
     if head_dim not in ATTENTION_BWD_HEAD_DIMS:
         raise ShapeError(f"op 'attention_bwd': head_dim {head_dim} unsupported by the kernel; "
@@ -76,6 +77,9 @@ def attention_bwd_program(
     if min(batch, seq, heads) < 1:
         raise ShapeError(f"op 'attention_bwd': batch={batch}, seq={seq}, heads={heads} must be >= 1")
     s_tiles = _host.tiles(seq)
+    default_chunk = 32 * max(1, min(4, 2 ** max(0, (s_tiles // 2).bit_length() - 1)))
+    q_chunk = default_chunk if q_chunk is None else q_chunk
+    k_chunk = default_chunk if k_chunk is None else k_chunk
     qc = _chunk_tiles(q_chunk, s_tiles, "q_chunk")
     kc = _chunk_tiles(k_chunk, s_tiles, "k_chunk")
     pad_t = -(-s_tiles // max(qc, kc)) * max(qc, kc)  # both chunk sizes divide it (powers of two)
