@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
-from tilegraph.ops import program as _prog
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 
 from tilegraph.errors import ShapeError
 
@@ -184,61 +185,66 @@ def attention_bwd_device_outputs(outputs: dict, q_shape, k_shape) -> list:
     return [merge(outputs["dq"], q_shape), merge(outputs["dk"], k_shape), merge(outputs["dv"], k_shape)]
 
 
-def build(inputs, attrs, dtype, grid, knobs):
-    """(program description, device inputs) for one attention_bwd call."""
-    q, k, v, o, lse, do = inputs
-    heads = int(attrs["heads"])
-    kv_heads = int(attrs.get("kv_heads") or heads)
-    b, s, hd = q.shape
-    desc = attention_bwd_program(b, s, heads, hd // heads, kv_heads, dtype, causal=bool(attrs.get("causal", True)),
-                                 scale=attrs.get("scale"), grid=grid, **dict(knobs))
-    return desc, attention_bwd_device_inputs(q, k, v, o, lse, do, heads, kv_heads, desc)
-
-
-def unpack(outputs, inputs):
-    return attention_bwd_device_outputs(dict(outputs), inputs[0].shape, inputs[1].shape)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Fuzz cases and error bounds (the KernelOp methods of kernels/registry.py; runtime/fuzz.py calls them)
 # ---------------------------------------------------------------------------------------------------------------
 LSE_INPUT = 4  # index of lse among the inputs: a float32 device tensor whatever the activations' format
 
 
-def input_formats(dtype: str, count: int) -> list[str]:
-    fmts = [dtype] * count
-    fmts[LSE_INPUT] = "float32"
-    return fmts
+@register_kernel_op
+class AttentionBwdKernel(KernelOp):
+    """attention_bwd as a kernel op (kernels/registry.py): inputs (q, k, v, o, lse, do), outputs (dq, dk, dv)."""
 
+    name = "attention_bwd"
 
-def case_strategy(common: dict, small: bool):
-    from hypothesis import strategies as st
+    def program(self, inputs, attrs, opts):
+        q, k, v, o, lse, do = inputs
+        heads = int(attrs["heads"])
+        kv_heads = int(attrs.get("kv_heads") or heads)
+        b, s, hd = q.shape
+        desc = attention_bwd_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
+                                     causal=bool(attrs.get("causal", True)), scale=attrs.get("scale"),
+                                     grid=opts.grid, **dict(opts.knobs))
+        return desc, attention_bwd_device_inputs(q, k, v, o, lse, do, heads, kv_heads, desc)
 
-    return st.fixed_dictionaries({
-        **common,
-        "scale": st.sampled_from([0.3, 1.0, 3.0]),
-        "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
-        "kv_heads": st.integers(1, 2),
-        "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
-        "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
-        "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
-    })
+    def unpack(self, outputs, inputs, attrs):
+        return attention_bwd_device_outputs(dict(outputs), inputs[0].shape, inputs[1].shape)
 
+    def input_formats(self, dtype, count, knobs):
+        fmts = [dtype] * count
+        fmts[LSE_INPUT] = "float32"
+        return fmts
 
-def make_inputs(case: dict, rng, randn, grid):
-    """(q, k, v, o, lse, do) with o and lse the float64 forward of q, k, v (rounded to float32), do random."""
-    from tilegraph.ops.attention import attention_reference
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
 
-    b, s, d = case["batch"], case["seq"], case["head_dim"]
-    hkv = case["kv_heads"]
-    h = hkv * case["group"]
-    q, k, v = randn(b, s, h * d), randn(b, s, hkv * d), randn(b, s, hkv * d)
-    attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
-    o, lse = attention_reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), h, hkv,
-                                 case["causal"], case["softmax_scale"])
-    do = randn(b, s, h * d)
-    knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
-    return [q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs, (case["dtype"], grid, knobs)
+        return st.fixed_dictionaries({
+            **common,
+            "scale": st.sampled_from([0.3, 1.0, 3.0]),
+            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
+            "kv_heads": st.integers(1, 2),
+            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
+            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+        })
+
+    def make_inputs(self, case, rng, randn, grid):
+        """(q, k, v, o, lse, do) with o and lse the float64 forward of q, k, v (rounded to float32), do random."""
+        from tilegraph.ops.attention import attention_reference
+
+        b, s, d = case["batch"], case["seq"], case["head_dim"]
+        hkv = case["kv_heads"]
+        h = hkv * case["group"]
+        q, k, v = randn(b, s, h * d), randn(b, s, hkv * d), randn(b, s, hkv * d)
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        o, lse = attention_reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), h, hkv,
+                                     case["causal"], case["softmax_scale"])
+        do = randn(b, s, h * d)
+        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
+        return [q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs, DeviceOptions(case["dtype"], grid, knobs)
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        return error_bounds(x64, attrs, refs, backend)
 
 
 def error_bounds(x64, attrs, refs, backend: str):
