@@ -166,3 +166,26 @@ def test_backward_kernel_takes_the_forward_kernels_outputs():
     for g, r, bound, want in zip(got, refs, bounds, [q.shape, k.shape, v.shape]):
         assert g.shape == want
         assert np.all(np.abs(g - r) <= bound)
+
+
+def test_builder_defines_exactly_the_cbs_the_bwd_header_names():
+    import re
+
+    from tilegraph.kernels.attention.backward import bwd_consts
+
+    text = (KERNEL_DIR / "attention" / "attention_bwd_common.h").read_text()
+    names = {m[1]: int(m[2]) for m in re.finditer(r"constexpr uint32_t (cb_\w+) = (\d+);", text)}
+    consts = {m[1]: int(m[2]) for m in re.finditer(r"constexpr uint32_t (CONST_\w+) = (\d+);", text)}
+    desc = attention_bwd_program(1, 100, 2, 64, grid=(2, 1))
+    assert sorted(cb.index for cb in desc.cbs) == sorted(names.values())
+    # Unpacked straight to DST: what only copy_tile reads (lse, D, the running sums), never a matmul operand.
+    want = {names[n] for n in ("cb_lse", "cb_dbc", "cb_dq_acc", "cb_dk_acc", "cb_dv_acc")}
+    assert set(desc.compute_config.unpack_to_dest_fp32) == want
+    c = bwd_consts(70).reshape(-1, 32, 32)  # 70 = 2 full key tiles + 6 valid keys in the third
+    assert len(c) == len(consts)
+    causal, causal_t = c[consts["CONST_CAUSAL"]], c[consts["CONST_CAUSAL_T"]]
+    assert np.all(np.isneginf(causal[np.triu_indices(32, 1)])) and np.all(causal[np.tril_indices(32)] == 0)
+    assert np.array_equal(causal_t, causal.T)
+    pad, pad_t = c[consts["CONST_KEY_PAD"]], c[consts["CONST_KEY_PAD_T"]]
+    assert np.all(pad[:, :6] == 0) and np.all(np.isneginf(pad[:, 6:])) and np.array_equal(pad_t, pad.T)
+    assert np.all(c[consts["CONST_ONES"]] == 1) and np.all(np.isneginf(c[consts["CONST_NEG_INF"]]))
