@@ -129,7 +129,7 @@ def add_adamw_update(g: Graph, config: AdamWConfig, params: list[Value] | None =
         m = g.state(f"m:{p.name}", p.shape, p.dtype)
         v = g.state(f"v:{p.name}", p.shape, p.dtype)
         # Decoupled weight decay for matrices only: decaying norm gains toward 0 would fight the normalization.
-        wd = config.weight_decay if len(p.shape) == 2 else 0.0
+        wd = config.weight_decay if len(p.shape) >= 2 else 0.0  # [experts, in, out] weights are matrices too
         p_new, m_new, v_new = g.call(
             "adamw", p, grad, m, v, lr, step, scale,
             beta1=config.beta1, beta2=config.beta2, eps=config.eps, weight_decay=wd, name=f"adamw:{p.name}",

@@ -37,7 +37,22 @@ def param_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     shapes["final_norm"] = (H,)
     if not spec.tie_embeddings:
         shapes["lm_head"] = (H, V)
-    return shapes
+    return _moe_param_shapes(spec, shapes) if spec.moe is not None else shapes
+
+
+def _moe_param_shapes(spec: ModelSpec, shapes: dict) -> dict:
+    """MoE layers: the dense w1/w3/w2 become `router` [H, E] and expert_w1/w3 [E, H, F], expert_w2 [E, F, H]."""
+    E, H, F = spec.moe.experts, spec.hidden_size, spec.mlp_hidden
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in shapes.items():
+        layer, _, leaf = name.rpartition(".")
+        if layer.startswith("layers.") and leaf in ("w1", "w3", "w2"):
+            if leaf == "w1":
+                out[layer + ".router"] = (H, E)
+            out[f"{layer}.expert_{leaf}"] = (E, F, H) if leaf == "w2" else (E, H, F)
+        else:
+            out[name] = shape
+    return out
 
 
 def param_component(name: str) -> str:
@@ -47,6 +62,8 @@ def param_component(name: str) -> str:
         return "attention"
     if leaf in ("w1", "w2", "w3"):
         return "mlp"
+    if leaf in ("router", "expert_w1", "expert_w2", "expert_w3"):
+        return "experts"
     if leaf in ("attn_norm", "mlp_norm", "final_norm"):
         return "norms"
     return {"tok_embedding": "embedding", "lm_head": "lm_head"}[name]
@@ -73,6 +90,7 @@ def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -
     p = {name: g.param(name, shape, dtype) for name, shape in param_shapes(spec).items()}
 
     x = g.call("embedding", p["tok_embedding"], tokens, name="embed")
+    aux_losses: list = []  # MoE load-balancing losses, one per layer
     for i in range(spec.num_layers):
         L = f"layers.{i}."
         h = g.call("rmsnorm", x, p[L + "attn_norm"], eps=spec.norm_eps, name=L + "attn_in")
@@ -82,11 +100,15 @@ def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -
         q = g.call("rope", q, heads=nh, base=spec.rope_base, name=L + "q_rope")
         k = g.call("rope", k, heads=nkv, base=spec.rope_base, name=L + "k_rope")
         o, _lse = g.call(
-            "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D), name=L + "attn"
+            "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D),
+            window=spec.attention_window, name=L + "attn"
         )
         x = g.call("add", x, g.call("linear", o, p[L + "wo"], name=L + "attn_out"), name=L + "resid_attn")
 
         h = g.call("rmsnorm", x, p[L + "mlp_norm"], eps=spec.norm_eps, name=L + "mlp_in")
+        if spec.moe is not None:
+            x = _moe_mlp(g, spec, p, L, x, h, aux_losses)
+            continue
         gate = g.call("linear", h, p[L + "w1"], name=L + "gate")
         up = g.call("linear", h, p[L + "w3"], name=L + "up")
         act = g.call("silu_mul", gate, up, name=L + "swiglu")
@@ -98,9 +120,32 @@ def build(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -
     else:
         logits = g.call("linear", h, p["lm_head"], name="logits")
     loss = g.call("cross_entropy", logits, targets, name="loss")
+    if aux_losses:
+        loss = _add_aux_losses(g, loss, aux_losses)
     g.output("logits", logits)
     g.output("loss", loss)
     return g
+
+
+def _moe_mlp(g: Graph, spec: ModelSpec, p: dict, L: str, x, h, aux_losses: list):
+    """x + experts(h): router logits -> top-k gates (+ this layer's load-balancing loss) -> routed SwiGLU experts."""
+    logits = g.call("linear", h, p[L + "router"], name=L + "router")
+    gates, aux = g.call("moe_router", logits, top_k=spec.moe.top_k, aux_coef=spec.moe.aux_loss_coef,
+                        name=L + "gates")
+    aux_losses.append(aux)
+    y = g.call("moe_experts", h, gates, p[L + "expert_w1"], p[L + "expert_w3"], p[L + "expert_w2"],
+               top_k=spec.moe.top_k, name=L + "experts")
+    return g.call("add", x, y, name=L + "resid_mlp")
+
+
+def _add_aux_losses(g: Graph, loss, aux_losses: list):
+    """Training loss = cross-entropy + the sum of the layers' load-balancing losses (also output as `aux_loss`)."""
+    total = aux_losses[0]
+    for i, a in enumerate(aux_losses[1:]):
+        total = g.call("add", total, a, name=f"aux_loss.{i}")
+    g.output("aux_loss", total)
+    g.output("cross_entropy", loss)
+    return g.call("add", loss, total, name="loss_with_aux")
 
 
 def init_params(spec: ModelSpec | str, seed: int = 0, dtype: str = "float32") -> dict[str, np.ndarray]:
@@ -113,6 +158,6 @@ def init_params(spec: ModelSpec | str, seed: int = 0, dtype: str = "float32") ->
         if len(shape) == 1:
             params[name] = np.ones(shape, dtype=dtype)
             continue
-        std = 0.02 * (resid_scale if name.endswith((".wo", ".w2")) else 1.0)
+        std = 0.02 * (resid_scale if name.endswith((".wo", ".w2", ".expert_w2")) else 1.0)
         params[name] = (rng.standard_normal(shape) * std).astype(dtype)
     return params

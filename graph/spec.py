@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tilegraph.errors import SpecError
@@ -32,13 +32,32 @@ class ModelSpec:
     mlp: str = "swiglu"
     norm: str = "rmsnorm"
     bias: bool = False
+    # Sliding-window causal attention: query i sees keys i-W+1 .. i (W keys, itself included); None = full causal.
+    attention_window: int | None = None
+    # Mixture of experts in place of the dense MLP (every layer): router + top-k of `experts` SwiGLU MLPs.
+    moe: MoESpec | None = None
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.moe is not None:
+            out["moe"] = asdict(self.moe)
+        return out
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    """`moe: {experts, top_k, aux_loss_coef}`: each token goes to its top_k experts (SwiGLU MLPs of mlp_hidden),
+    weighted by the router softmax renormalised over those k; the Switch-Transformer load-balancing loss
+    aux_loss_coef * experts * sum_e(fraction routed to e * mean router probability of e), summed over layers, is
+    added to the training loss."""
+
+    experts: int
+    top_k: int = 2
+    aux_loss_coef: float = 0.01
 
 
 # field -> (kind, required, default). `kind` drives the type check and its message.
@@ -57,6 +76,8 @@ _FIELDS: dict[str, tuple[str, bool, object]] = {
     "mlp": ("str", False, "swiglu"),
     "norm": ("str", False, "rmsnorm"),
     "bias": ("bool", False, False),
+    "attention_window": ("window", False, None),
+    "moe": ("moe", False, None),
 }
 
 # Architecture switches that exist so a spec says what it means; only these values are implemented.
@@ -79,6 +100,15 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
         if value <= 0:
             raise SpecError(f"{where}: field {key!r} must be a positive integer, got {value}; set it to a value >= 1")
         return value
+    if kind == "window":
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SpecError(
+                f"{where}: field 'attention_window' must be a positive number of keys (e.g. 4096), got {value!r}; "
+                f"set it >= 1, or remove the field for full causal attention"
+            )
+        return value
+    if kind == "moe":
+        return _check_moe(where, value)
     if kind == "positive float":
         # YAML reads `1e-5` (no dot) as a string; accept it when it parses as a number.
         if isinstance(value, str):
@@ -165,6 +195,30 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
             f"dimensions, so change hidden_size or num_heads to make it even"
         )
     return ModelSpec(**values)
+
+
+def _check_moe(where: str, value: object) -> MoESpec:
+    """`moe: {experts: E, top_k: K, aux_loss_coef: C}` -> MoESpec; names the sub-field and the fix."""
+    example = "moe: {experts: 8, top_k: 2}"
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}: field 'moe' must be a mapping like `{example}`, got {value!r}")
+    allowed = ("experts", "top_k", "aux_loss_coef")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise SpecError(f"{where}: field 'moe' has unknown key {str(unknown[0])!r}; use {', '.join(allowed)}")
+    if "experts" not in value:
+        raise SpecError(f"{where}: field 'moe' needs 'experts'; write `{example}`")
+    experts = _check_type(where, "moe.experts", "positive int", value["experts"])
+    top_k = _check_type(where, "moe.top_k", "positive int", value.get("top_k", 2))
+    coef = value.get("aux_loss_coef", 0.01)
+    if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not 0 <= coef < float("inf"):
+        raise SpecError(f"{where}: field 'moe.aux_loss_coef' must be a number >= 0 (0 turns the loss off), got {coef!r}")
+    if top_k > experts:
+        raise SpecError(
+            f"{where}: field 'moe.top_k' {top_k} is larger than moe.experts {experts}; "
+            f"set top_k <= {experts} (Mixtral uses top_k 2 of 8)"
+        )
+    return MoESpec(experts=experts, top_k=top_k, aux_loss_coef=float(coef))
 
 
 def _divisors(n: int) -> list[int]:

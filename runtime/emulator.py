@@ -37,6 +37,7 @@ from tilegraph.kernels.jit import CXX, compile_to
 from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 
 from tilegraph.errors import KernelError
+from tilegraph.tiles import padded_shape
 
 EMU_DIR = KERNEL_DIR / "emu"
 KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
@@ -169,8 +170,7 @@ def to_tile_bytes(x: np.ndarray, dtype: str) -> bytes:
     """Tilize a (..., H, W) array (padded to 32) and convert it to `dtype`'s tile bytes (face order)."""
     _, lib = emulator_binaries()
     x = np.asarray(x, np.float32)
-    *lead, h, w = x.shape
-    padded = (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+    padded = padded_shape(x.shape)
     tiles = _tilize(x, padded)
     out = np.empty(len(tiles) * TILE_BYTES[dtype], np.uint8)
     lib.tgemu_pack_tiles(FORMAT_CODES[dtype], tiles.ctypes.data, len(tiles), out.ctypes.data)
@@ -180,8 +180,7 @@ def to_tile_bytes(x: np.ndarray, dtype: str) -> bytes:
 def from_tile_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of to_tile_bytes: decode tiles of `dtype` and untilize to `shape` (float32)."""
     _, lib = emulator_binaries()
-    *lead, h, w = shape
-    padded = (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+    padded = padded_shape(shape)
     ntiles = len(data) // TILE_BYTES[dtype]
     src = np.frombuffer(data, np.uint8)
     tiles = np.empty((ntiles, TILE * TILE), np.float32)

@@ -234,11 +234,11 @@ CASE_FIELDS = {
     "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
                   "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
-                  "softmax_scale": ("float-or-none", 0.0, 1e3)},
+                  "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20)},
 }  # fmt: skip
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
-OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}}
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": {"window"}}
 
 
 def _field_error(name: str, rule: tuple, value) -> str | None:
@@ -253,13 +253,14 @@ def _field_error(name: str, rule: tuple, value) -> str | None:
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 8 for c in value))  # fmt: skip
         return None if ok else "[cores x, cores y], each 1..8"
-    if kind == "float-or-none" and value is None:
+    if kind in ("float-or-none", "int-or-none") and value is None:
         return None
     if kind in ("float", "float-or-none"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return None if ok and rule[1] < value <= rule[2] else f"a number in ({rule[1]:g}, {rule[2]:g}]"
     ok = isinstance(value, int) and not isinstance(value, bool) and rule[1] <= value <= rule[2]
-    return None if ok else f"a whole number in [{rule[1]}, {rule[2]}]"
+    none = "null or " if kind == "int-or-none" else ""
+    return None if ok else f"{none}a whole number in [{rule[1]}, {rule[2]}]"
 
 
 def check_case(op: str, case, where: str) -> dict:

@@ -36,6 +36,15 @@ TTNN_IMPLEMENTATION = {
     "reduce_scatter": "ttnn:reduce_scatter",
     "all_reduce": "ttnn:all_reduce",
     "mesh_partition": "ttnn:mesh_partition",
+    "moe_router": "ttnn:composite (softmax, topk)",
+    "moe_router_bwd": "ttnn:composite",
+    "moe_experts": "ttnn:sparse matmuls (routed tokens)",
+    "moe_experts_bwd": "ttnn:sparse matmuls (routed tokens)",
+    "moe_dispatch": "ttnn:gather (routed rows)",
+    "moe_dispatch_bwd": "ttnn:scatter",
+    "moe_combine": "ttnn:scatter-add",
+    "moe_combine_bwd": "ttnn:gather",
+    "all_to_all": "ttnn:all_to_all",
 }
 
 

@@ -29,6 +29,7 @@ Cases that cannot be split raise ShardingError, or fall back to replication with
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tilegraph.graph.ir import Graph, Node, Value
@@ -39,7 +40,7 @@ from tilegraph.ops.placement import MeshAxis, P, Partial, R, Replicate, Shard, l
 
 from tilegraph.errors import ShardingError
 
-CCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "mesh_partition")
+CCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "mesh_partition", "all_to_all")
 
 
 # Placements (R, S(d), P) and the helpers of sharding rules live in tilegraph.ops.placement, next to the ops whose
@@ -100,6 +101,7 @@ class Plan:
         self.q_order: tuple[int, ...] | None = None
         self.attention_tp = True
         self._check_heads(graph)
+        self.moe_ep = self._check_moe(graph)
 
     def note(self, message: str) -> None:
         if message not in self.notes:
@@ -133,10 +135,28 @@ class Plan:
                 f"{nh // tp} query heads per device cannot cover the {nkv} KV groups evenly)"
             )
 
+    def _check_moe(self, graph: Graph) -> bool:
+        """Expert parallel on the TP axis when the experts and the sequence divide over it (else replicated)."""
+        node = next((n for n in graph.nodes if n.op == "moe_experts"), None)
+        if node is None or self.tp == 1:
+            return False
+        experts, seq = node.inputs[2].shape[0], node.inputs[0].shape[1]
+        if experts % self.tp or seq % self.tp:
+            self.note(f"fallback: MoE experts replicated over TP {self.tp} (experts {experts} and seq {seq} must "
+                      f"both divide by it for expert parallelism)")
+            return False
+        self.note(f"MoE: expert parallel, {experts // self.tp} of {experts} experts per device of TP axis "
+                  f"{self.tp_axis}; tokens split by sequence, all_to_all dispatch and combine")
+        return True
+
     def tp_param(self, name: str, shape: tuple[int, ...]):
         """Placement of a parameter (or its optimizer moment) on the TP axis."""
         leaf = name.split(":", 1)[-1].rsplit(".", 1)[-1]
         tp = self.tp
+        if leaf == "router":
+            return R
+        if leaf in ("expert_w1", "expert_w3", "expert_w2"):
+            return Shard(0) if self.moe_ep else R
         if tp == 1 or len(shape) != 2:
             return R
         if leaf in ("wq", "wk", "wv", "wo"):
@@ -305,6 +325,8 @@ class _Sharder:
             raise ShardingError(f"graph {self.graph.name!r} is already sharded (it has a {node.op} node)")
         if node.op == "global_norm":
             return self._global_norm(node)
+        if node.op in ("moe_experts", "moe_experts_bwd") and self.plan.moe_ep:
+            return self._moe_expert_parallel(node)
         rule = get_op(node.op).shard
         if rule is None:
             rule = rule_replicated
@@ -336,6 +358,64 @@ class _Sharder:
                     f"{'/'.join(map(str, pl))} of global {old.shape}"
                 )
             self.env[old] = {pl: self._tag(new, pl, old.shape)}
+
+    def _moe_expert_parallel(self, node: Node) -> None:
+        """Experts split over the TP axis. The activations are replicated there, so each device takes its slice of
+        the sequence (a local copy), dispatches those tokens to the devices of their experts (all_to_all),
+        runs its experts on what it receives, sends the outputs back (all_to_all) and adds them up per token
+        (combine); the result is split by sequence, gathered where a replicated value is needed. The backward
+        node repeats the dispatch and sends dy the same way; dh and the gate gradients come back by all_to_all,
+        each device's expert weight gradients stay on it. On the DP axis the op's own rule (tokens by batch)."""
+        plan, tp, n = self.plan, self.plan.tp_axis, self.plan.tp
+        bwd = node.op == "moe_experts_bwd"
+        rule_in, rule_out = [R] * len(node.inputs), [R] * len(node.outputs)
+        if plan.dp > 1:
+            dp_ax = plan.axes[plan.dp_axis]
+            rule_in, rule_out = get_op(node.op).shard(node, [self.placements(v)[plan.dp_axis] for v in node.inputs],
+                                                      dp_ax)
+
+        def pl(on_tp, on_dp) -> tuple:
+            out = [on_dp, on_dp]
+            out[tp] = on_tp
+            return tuple(out)
+
+        tok = Shard(1)
+        on_tp = [tok, tok, Shard(0), Shard(0), Shard(0)] + ([tok] if bwd else [])
+        new = [self.get(v, pl(on_tp[i], rule_in[i])) for i, v in enumerate(node.inputs)]
+        h, gates, w1, w3, w2 = new[:5]
+        experts, top_k = node.inputs[2].shape[0], int(node.attrs["top_k"])
+        # Rows of a dispatch chunk that carry a token under balanced routing (the load-balancing loss's aim):
+        # the chance that a token picks at least one of the E/n experts of a device.
+        fill = 1.0 - math.comb(experts - experts // n, top_k) / math.comb(experts, top_k)
+        ccl = {"cluster_axis": tp, "devices": n, "fill": fill}
+        name = node.outputs[0].name.rsplit(".", 1)[0] if bwd else node.outputs[0].name
+        call = self.g.call
+        send_h, send_g, slots = call("moe_dispatch", h, gates, devices=n, name=f"{name}.dispatch")
+        recv_h = call("all_to_all", send_h, name=f"{name}.dispatch_h", **ccl)
+        recv_g = call("all_to_all", send_g, name=f"{name}.dispatch_gates", **ccl)
+        local = {"top_k": top_k, "pairs_per_token": top_k / n}
+        tokens = tuple(h.shape[:-1])
+        if not bwd:
+            out = call("moe_experts", recv_h, recv_g, w1, w3, w2, name=f"{name}.local", **local)
+            back = call("all_to_all", out, name=f"{name}.combine_a2a", **ccl)
+            results = [call("moe_combine", back, slots, token_shape=tokens, name=f"{name}.combine")]
+        else:
+            send_dy = call("moe_combine_bwd", new[5], slots, devices=n, name=f"{name}.dy_rows")
+            recv_dy = call("all_to_all", send_dy, name=f"{name}.dispatch_dy", **ccl)
+            d_h, d_g, dw1, dw3, dw2 = call("moe_experts_bwd", recv_h, recv_g, w1, w3, w2, recv_dy,
+                                           name=f"{name}.local", **local)
+            back_h = call("all_to_all", d_h, name=f"{name}.return_dh", **ccl)
+            back_g = call("all_to_all", d_g, name=f"{name}.return_dgates", **ccl)
+            dh, dg = call("moe_dispatch_bwd", back_h, back_g, slots, experts=experts, token_shape=tokens,
+                          name=f"{name}.undispatch")
+            results = [dh, dg, dw1, dw3, dw2]
+        out_tp = [tok, tok, Shard(0), Shard(0), Shard(0)]
+        for i, (old, new_v) in enumerate(zip(node.outputs, results)):
+            p = pl(out_tp[i], rule_out[i])
+            expect = local_shape(old.shape, p, self.mesh.shape)
+            if new_v.shape != expect:
+                raise ShardingError(f"op {node.op!r} ({name}): expert-parallel output {new_v.shape} != {expect}")
+            self.env[old] = {p: self._tag(new_v, p, old.shape)}
 
     def _local_attrs(self, node: Node, new_ins: list[Value]) -> dict:
         attrs = dict(node.attrs)

@@ -34,7 +34,7 @@ def run(args) -> int:
         for d in shape:
             n *= d
         counts[param_component(name)] = counts.get(param_component(name), 0) + n
-    order = ["embedding", "attention", "mlp", "norms", "lm_head"]
+    order = ["embedding", "attention", "mlp", "experts", "norms", "lm_head"]
     counts = {k: counts[k] for k in order if k in counts}
     total = sum(counts.values())
 
@@ -46,6 +46,7 @@ def run(args) -> int:
         f"{spec.name}: vocab {spec.vocab_size}, hidden {spec.hidden_size}, {spec.num_layers} layers, "
         f"{spec.num_heads} heads ({kv}head_dim {spec.head_dim}), {spec.mlp} mlp {spec.mlp_hidden}, "
         f"{'tied' if spec.tie_embeddings else 'untied'} embeddings, max_seq_len {spec.max_seq_len}"
+        + _moe_and_window(spec)
     )
     print("parameters:")
     width = max(len(k) for k in counts)
@@ -57,3 +58,9 @@ def run(args) -> int:
     print(f"  {'training step':<14}{train / tokens:>18,.0f}  ({train / fwd:.2f}x forward; backward + clip + AdamW)")
     print(f"one training step of {tokens:,} tokens: {train / 1e9:,.2f} GFLOP")
     return 0
+
+
+def _moe_and_window(spec) -> str:
+    moe = spec.moe
+    text = f", moe {moe.experts} experts top-{moe.top_k} (aux coef {moe.aux_loss_coef:g})" if moe else ""
+    return text + (f", attention window {spec.attention_window}" if spec.attention_window else "")
