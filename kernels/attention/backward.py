@@ -198,6 +198,9 @@ class AttentionBwdKernel(KernelOp):
     name = "attention_bwd"
 
     def program(self, inputs, attrs, opts):
+        if attrs.get("window") is not None:
+            raise ShapeError(f"op 'attention_bwd': the kernel has no sliding window yet (window={attrs['window']}); "
+                             "run this step on the numpy backend (Target(backend='numpy')) or drop the window")
         q, k, v, o, lse, do = inputs
         heads = int(attrs["heads"])
         kv_heads = int(attrs.get("kv_heads") or heads)

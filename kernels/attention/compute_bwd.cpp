@@ -217,7 +217,7 @@ void kernel_main() {
             row_dot(q_chunk_t, dh_t, true);
             cb_wait_front(bwd::cb_dbc, q_chunk_t);
             score_block(bwd::cb_k, bwd::cb_q, bwd::cb_v, bwd::cb_do, k_chunk_t, q_chunk_t, dh_t, true,
-                        block_masked(q0, k0, k_chunk_t, k_full_t, causal), scale_bits);
+                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0), scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
             accumulate(bwd::cb_ds, bwd::cb_q, bwd::cb_dk_acc, bwd::cb_dk, k_chunk_t, q_chunk_t, dh_t, n == 0,
                        n + 1 == blocks);
@@ -248,7 +248,7 @@ void kernel_main() {
             cb_wait_front(bwd::cb_k, kv_tiles);
             cb_wait_front(bwd::cb_v, kv_tiles);
             score_block(bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false,
-                        block_masked(q0, k0, k_chunk_t, k_full_t, causal), scale_bits);
+                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0), scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
             accumulate(bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == 0,
                        kc + 1 == blocks);

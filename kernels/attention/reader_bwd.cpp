@@ -101,7 +101,7 @@ void kernel_main() {
                 read_chunk(bwd::cb_do, do_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_o, o_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_lse, lr_acc, bh, s_t, q0, q_chunk_t, 1);
-                if (block_masked(q0, k0, k_chunk_t, k_full_t, causal)) {
+                if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0)) {
                     read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, true);
                 }
             }
@@ -123,7 +123,7 @@ void kernel_main() {
             const uint32_t k0 = kc * k_chunk_t;
             read_chunk(bwd::cb_k, k_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
             read_chunk(bwd::cb_v, v_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
-            if (block_masked(q0, k0, k_chunk_t, k_full_t, causal)) {
+            if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0)) {
                 read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, false);
             }
         }
