@@ -324,7 +324,3 @@ def describe(batch=1, seq=2048, heads=8, head_dim=64, kv_heads=None, grid=(8, 8)
     return (f"attention_bwd B{batch} H{heads} S{seq} D{head_dim} kv_heads {kv_heads or heads} on {grid[0]}x{grid[1]}: "
             f"{len(l1)} cores, L1 (CBs) per core max {max(l1.values()):,} B of {_prog.L1_BYTES_PER_CORE:,} B, "
             f"P / dS in {interm}")
-
-
-if __name__ == "__main__":  # python -m tilegraph.kernels.attention.backward
-    print(describe())
