@@ -236,6 +236,7 @@ CASE_FIELDS = {
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
                   "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20)},
 }  # fmt: skip
+CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
 OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": {"window"}}
 

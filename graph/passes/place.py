@@ -23,7 +23,6 @@ TTNN_IMPLEMENTATION = {
     "embedding_bwd": "ttnn:embedding_bw",
     "rmsnorm_bwd": "ttnn:composite",
     "rope": "ttnn:rotary_embedding_llama",
-    "attention_bwd": "ttnn:composite (matmul+softmax)",
     "silu_mul": "ttnn:mul(silu(a), b)",
     "silu_mul_bwd": "ttnn:eltwise composite",
     "add": "ttnn:add",

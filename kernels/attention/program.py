@@ -251,3 +251,7 @@ class AttentionKernel(KernelOp):
         lse = refs[1]
         return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
                 2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
+
+
+# attention_bwd (kernels in this folder too) registers its KernelOp from its own module.
+from tilegraph.kernels.attention import backward as _backward  # noqa: E402, F401
