@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tilegraph.runtime.emulator import emulator_binaries
 
-OPS = {"exp": 1, "recip": 2, "sqrt": 3, "rsqrt": 4, "round_bf16": 5}
+OPS = {"exp": 1, "recip": 2, "sqrt": 3, "rsqrt": 4, "round_bf16": 5, "sigmoid": 6, "silu": 7, "log": 8}
 P = ctypes.c_void_p
 
 
@@ -58,7 +58,13 @@ BOUNDS = {  # (function, approx, fp32 DST) -> max relative error
     ("rsqrt", False, True): 2**-22, ("rsqrt", False, False): 2**-8 + 2**-21,
     ("rsqrt", True, True): 9e-4, ("rsqrt", True, False): (1 + 9e-4) * (1 + 2**-8) - 1,
 }
-REFERENCE = {"exp": np.exp, "recip": lambda x: 1 / x, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x)}
+# sigmoid / silu (no APPROX path): fp32: exp <= 2 ulp, the add, two Newton steps <= 2 ulp, silu's multiply: 6 ulp.
+# bf16: exp_21f unrounded with c0 = 1.0017248 (<= 1.73e-3 on exp(-x), which sigmoid damps by e/(1+e) <= 1), one
+# Newton step (1.02e-4), one bf16 rounding (2^-8).
+SIGMOID_BF16 = (1 + 1.73e-3 + 1.1e-4) * (1 + 2**-8) - 1
+BOUNDS.update({("sigmoid", False, True): 6 * 2**-24, ("sigmoid", False, False): SIGMOID_BF16,
+               ("silu", False, True): 6 * 2**-24, ("silu", False, False): SIGMOID_BF16 + 2**-23})
+REFERENCE = {"sigmoid": lambda x: 1 / (1 + np.exp(-x)), "silu": lambda x: x / (1 + np.exp(-x)), "exp": np.exp, "recip": lambda x: 1 / x, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x)}
 
 
 @pytest.mark.parametrize("func,approx,fp32", list(BOUNDS), ids=lambda v: str(v))
@@ -66,7 +72,7 @@ REFERENCE = {"exp": np.exp, "recip": lambda x: 1 / x, "sqrt": np.sqrt, "rsqrt": 
 @given(seed=st.integers(0, 2**32 - 1), log_range=st.sampled_from([1.0, 8.0, 40.0]))
 def test_sfpu_function_within_its_bound(func, approx, fp32, seed, log_range):
     rng = np.random.default_rng(seed)
-    if func == "exp":
+    if func in ("exp", "sigmoid", "silu"):
         x = rng.uniform(-min(80.0, 2 * log_range), min(80.0, 2 * log_range), 4096)
     else:
         x = np.exp(rng.uniform(-log_range, log_range, 4096))
@@ -122,3 +128,27 @@ def test_sfpu_bf16_round_is_ties_away():
     x = np.array([0x3F808000, 0xBF808000, 0x3F818000, 0x00000001, 0x80400000, 0x7FC00000], np.uint32).view(np.float32)
     want = np.array([0x3F810000, 0xBF810000, 0x3F820000, 0, 0, 0x7F800000], np.uint32)
     np.testing.assert_array_equal(sfpu("round_bf16", x).view(np.uint32), want)
+
+
+@pytest.mark.parametrize("fp32", [True, False])
+@settings(max_examples=10, derandomize=True, database=None, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), log_range=st.sampled_from([0.3, 8.0, 80.0]))
+def test_sfpu_log_within_its_bound(fp32, seed, log_range):
+    # log (Juffa; no APPROX path) on m in [0.75, 1.5): the fp32 polynomial's error is 1.7e-8 relative (float64 over
+    # the interval), plus a few fp32 roundings: 2^-21 |log x|. bf16: the degree-1 r leaves 8.94e-4 absolute, then
+    # one bf16 rounding: 2^-8 |log x| + 9e-4 (+ fp32 noise).
+    x = np.exp(np.random.default_rng(seed).uniform(-log_range, log_range, 4096)).astype(np.float32)
+    if not fp32:
+        x = bf16(x)
+    x = x[x != 1]
+    got = sfpu("log", x, fp32=fp32).astype(np.float64)
+    want = np.log(x.astype(np.float64))
+    bound = 2**-21 * np.abs(want) if fp32 else (2**-8 + 2**-20) * np.abs(want) + 9e-4
+    i = int(np.argmax(np.abs(got - want) - bound))
+    assert abs(got[i] - want[i]) <= bound[i], f"log x={x[i]!r}: {got[i]!r} vs {want[i]!r}"
+
+
+def test_sfpu_log_special_values():
+    # log(0) = -inf, log(1) = 0, log(inf) = inf; negatives NaN in fp32 and inf in bf16 (its NaN rounds to inf).
+    assert list(sfpu("log", [0.0, -0.0, 1.0, np.inf])) == [-np.inf, -np.inf, 0.0, np.inf]
+    assert np.isnan(sfpu("log", [-2.0])[0]) and sfpu("log", [-2.0], fp32=False)[0] == np.inf

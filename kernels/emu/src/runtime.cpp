@@ -459,6 +459,9 @@ bool sfpu_modelled(uint32_t op, float x, float p, float& out) {
         case U_RECIP: r = sfpu::recip(in, approx, fp32); break;
         case U_RSQRT: r = sfpu::rsqrt(in, approx, fp32); break;
         case U_SQRT: r = sfpu::sqrt(in, approx, fp32); break;
+        case U_SIGMOID: r = sfpu::sigmoid(in, fp32); break;
+        case U_SILU: r = sfpu::silu(in, fp32); break;
+        case U_LOG: r = sfpu::log(in, fp32); break;
         default: return false;
     }
     out = from_fbits(r);
@@ -467,13 +470,10 @@ bool sfpu_modelled(uint32_t op, float x, float p, float& out) {
 
 float sfpu_apply(uint32_t op, float x, float p) {
     switch (op) {
-        case U_SIGMOID: return 1.0f / (1.0f + std::exp(-x));
-        case U_SILU: return x / (1.0f + std::exp(-x));
         case U_TANH: return std::tanh(x);
         case U_NEG: return -x;
         case U_SQUARE: return x * x;
         case U_ABS: return std::fabs(x);
-        case U_LOG: return std::log(x);
         case U_FILL: return p;
         case U_ADD_SCALAR: return x + p;
         case U_SUB_SCALAR: return x - p;

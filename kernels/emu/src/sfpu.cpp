@@ -2,6 +2,7 @@
 #include "sfpu.h"
 
 #include <cstring>
+#include <initializer_list>
 
 namespace tgemu::sfpu {
 namespace {
@@ -129,9 +130,11 @@ uint32_t exp_approx(uint32_t x, uint32_t scale) {
 }
 // Accurate, bf16 DST: _sfpu_exp_21f_bf16_tti_ (Moroz et al. exp_21f): z = x/ln2 + 127 clamped to [0, 255],
 // its fixed-point bits split into 2^int (exponent field) and a fraction refined by a degree-2 polynomial.
-uint32_t exp_21f(uint32_t x) {
+// exp_tile's TTI path loads c0 as the fp16a immediate 0x3c02 = 1.001953125 and rounds to bf16; sigmoid's sfpi
+// path (_sfpu_exp_21f_bf16_<true>) loads c0 = 1.0017248f in full and keeps the fp32 result.
+constexpr uint32_t EXP_21F_C0_TTI = 0x3F804000u, EXP_21F_C0_SFPI = 0x3F803885u;
+uint32_t exp_21f(uint32_t x, uint32_t C0 = EXP_21F_C0_TTI, bool to_bf16 = true) {
     const uint32_t ONE_LN2 = 0x3FB8AA3Bu, C2 = bits(4.791750143340323e-15f), C1 = 0x33A85ADAu;
-    const uint32_t C0 = 0x3F804000u;  // SFPLOADI FLOATA 0x3c02 (fp16a immediate): 1.001953125, not 1.0017248
     uint32_t xl = mad(x, ONE_LN2, 0x42FE0000u);  // + 127.0 (bf16 immediate)
     xl = min_of(max_of(xl, 0), 0x437F0000u);      // ClampToNegative, then the upper clamp to 255.0
     const int e = int(exponent(xl)) - 127;       // SFPEXEXP
@@ -140,7 +143,8 @@ uint32_t exp_21f(uint32_t x) {
     const uint32_t z = e >= 0 ? m << amount : m >> amount;
     const uint32_t frac = bits(float(z & 0x7FFFFF));  // SFPEXMAN PAD9 + SFPCAST (exact below 2^23)
     const uint32_t poly = mad(mad(frac, C2, C1), frac, C0);
-    return round_bf16(with_exponent(poly, exponent(z)));
+    const uint32_t y = with_exponent(poly, exponent(z));
+    return to_bf16 ? round_bf16(y) : y;
 }
 // Accurate, fp32 DST: _sfpu_exp_fp32_accurate_ (N. Juffa): k = round(x/ln2), two-part Cody-Waite reduction,
 // degree-6 polynomial on [-ln2/2, ln2/2], then 2^k by exponent arithmetic with explicit under/overflow.
@@ -179,8 +183,8 @@ uint32_t exp(uint32_t x, uint16_t scale_bf16, bool approx, bool fp32_dest) {
 // sfpu_reciprocal_iter: x scaled to [1, 2) (negated), quadratic minimax seed, Newton steps y += y(1 - xy),
 // then the power-of-two scale 2^(254 - exp) and the input's sign. fp32 DST: 2 steps; bf16 DST: 1 step with
 // the bf16-rounding seed and a round to bf16 before scaling; APPROX: 1 step (max_iter=0 behaves as 1).
-uint32_t recip(uint32_t in, bool approx, bool fp32_dest) {
-    const bool bf16_round = !approx && !fp32_dest;
+namespace {
+uint32_t reciprocal_iter(uint32_t in, int steps, bool bf16_round) {
     const uint32_t k0 = bits(bf16_round ? 0.32133400440216064453125f : 0.3232325017452239990234375f);
     const uint32_t k1 = bits(bf16_round ? 1.4514148235321044921875f : 1.4545459747314453125f);
     const uint32_t k2 = bits(bf16_round ? 2.1200883388519287109375f : 2.121212482452392578125f);
@@ -190,13 +194,69 @@ uint32_t recip(uint32_t in, bool approx, bool fp32_dest) {
     const uint32_t scale = mul(~in & 0xFF800000u, bits(0.5f));
     uint32_t t = mad(nx, y, ONE);
     y = mad(y, t, y);
-    if (fp32_dest && !approx) {
+    if (steps > 1) {
         t = mad(nx, y, ONE);
         y = mad(y, t, y);
     }
     if (bf16_round) y = round_bf16(y);
     y = mul(y, scale);
-    return store((y & ~SIGN) | (in & SIGN), fp32_dest);
+    return (y & ~SIGN) | (in & SIGN);
+}
+}  // namespace
+
+uint32_t recip(uint32_t in, bool approx, bool fp32_dest) {
+    return store(reciprocal_iter(in, fp32_dest && !approx ? 2 : 1, !approx && !fp32_dest), fp32_dest);
+}
+
+// ---------------------------------------------------------------- sigmoid / silu
+// _sfpu_sigmoid_ (accurate; sigmoid's fast_and_approx LUT path is not modelled): 1 / (1 + exp(-x)) with the fp32
+// Juffa exp and two Newton steps (fp32 DST), or the unrounded sfpi exp_21f and one step (bf16 DST); silu
+// multiplies by x. Both round once to bf16 on a bf16 DST.
+namespace {
+uint32_t sigmoid_lane(uint32_t x, bool fp32_dest) {
+    const uint32_t e = fp32_dest ? exp_fp32(neg(x)) : exp_21f(neg(x), EXP_21F_C0_SFPI, false);
+    return reciprocal_iter(mad(ONE, e, ONE), fp32_dest ? 2 : 1, false);
+}
+}  // namespace
+uint32_t sigmoid(uint32_t x, bool fp32_dest) {
+    const uint32_t r = sigmoid_lane(x, fp32_dest);
+    return store(fp32_dest ? r : round_bf16(r), fp32_dest);
+}
+uint32_t silu(uint32_t x, bool fp32_dest) {
+    const uint32_t r = mul(x, sigmoid_lane(x, fp32_dest));
+    return store(fp32_dest ? r : round_bf16(r), fp32_dest);
+}
+
+// ---------------------------------------------------------------- log
+// calculate_log_body (N. Juffa; FAST_APPROX off, no base scaling): x = 2^k * m with m in [0.75, 1.5) by integer
+// arithmetic, log(m) = (m-1) + (m-1)^2 * r(m-1) (fp32 DST: degree-8 r; bf16 DST: degree-1 r), plus k ln2;
+// log(0) = -inf and log(inf) = inf through the wrapped exponent of x/2, negatives NaN. APPROX has no path.
+uint32_t log(uint32_t x, bool fp32_dest) {
+    const uint32_t a = mad(x, ONE, 0);  // a * 1 + 0: flushes denormals (and -0 to +0)
+    const uint32_t e = (a - 0x3F400000u) & 0xFF800000u;  // (a - 0.75) as integers, mantissa cleared: k * 2^23
+    const uint32_t m = mad(ONE, a - e, bits(-1.0f));
+    uint32_t result = QNAN;
+    if (!(a & SIGN)) {
+        const uint32_t s = mul(m, m);
+        const int32_t e_int = int32_t(e);
+        const uint32_t e_abs = uint32_t(e_int < 0 ? -e_int : e_int);
+        uint32_t r;
+        if (fp32_dest) {
+            r = bits(-0x1.92cp-5f);
+            for (float c : {0x1.b84p-4f, -0x1.0c4p-3f, 0x1.274p-3f, -0x1.55p-3f, 0x1.998p-3f, -0x1.00001ap-2f,
+                            0x1.555572p-2f, -0.5f})
+                r = mad(r, m, bits(c));
+        } else {
+            r = mad(bits(-0.25f), m, bits(0x1.744p-2f));
+            r = mad(r, m, bits(-0x1.008p-1f));
+        }
+        const uint32_t half_a = add_exponent(a, -1);  // SFPDIVP2 by -1: the exponent wraps, 0 -> 255
+        r = mad(r, s, m);
+        const uint32_t e_float = bits(float(e_abs)) | (e & SIGN);
+        result = mad(e_float, bits(0.693147182f * 1.19209290e-7f), r);
+        if (exponent(half_a) == 255) result = mul(result, half_a);
+    }
+    return store(fp32_dest ? result : round_bf16(result), fp32_dest);
 }
 
 // ---------------------------------------------------------------- sqrt / rsqrt
@@ -235,7 +295,7 @@ uint32_t sqrt(uint32_t x, bool approx, bool fp32_dest) { return sqrt_store(sqrt_
 uint32_t rsqrt(uint32_t x, bool approx, bool fp32_dest) { return sqrt_store(sqrt_body(x, approx, true), fp32_dest); }
 
 // Batched entry for the tests (one ctypes call per array): op 0 SFPMAD(a, b, c), 1 exp (b = bf16 scale),
-// 2 recip, 3 sqrt, 4 rsqrt, 5 SFP_STOCH_RND fp32 -> bf16; flags bit 0 = APPROX, bit 1 = fp32 DST.
+// 2 recip, 3 sqrt, 4 rsqrt, 5 SFP_STOCH_RND fp32 -> bf16, 6 sigmoid, 7 silu, 8 log; flags bit 0 = APPROX, bit 1 = fp32 DST.
 extern "C" void tgemu_sfpu_batch(int op, uint64_t n, const uint32_t* a, const uint32_t* b, const uint32_t* c,
                                  int flags, uint32_t* out) {
     const bool approx = flags & 1, fp32 = flags & 2;
@@ -246,6 +306,9 @@ extern "C" void tgemu_sfpu_batch(int op, uint64_t n, const uint32_t* a, const ui
             case 2: out[i] = recip(a[i], approx, fp32); break;
             case 3: out[i] = sqrt(a[i], approx, fp32); break;
             case 4: out[i] = rsqrt(a[i], approx, fp32); break;
+            case 6: out[i] = sigmoid(a[i], fp32); break;
+            case 7: out[i] = silu(a[i], fp32); break;
+            case 8: out[i] = log(a[i], fp32); break;
             default: out[i] = round_bf16(a[i]); break;
         }
     }

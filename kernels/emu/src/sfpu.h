@@ -25,5 +25,9 @@ uint32_t exp(uint32_t x, uint16_t scale_bf16, bool approx, bool fp32_dest);
 uint32_t recip(uint32_t x, bool approx, bool fp32_dest);
 uint32_t sqrt(uint32_t x, bool approx, bool fp32_dest);
 uint32_t rsqrt(uint32_t x, bool approx, bool fp32_dest);
+// The LLK's sigmoid, silu and log have no APPROX path (silu_init and log_init ignore it).
+uint32_t sigmoid(uint32_t x, bool fp32_dest);
+uint32_t silu(uint32_t x, bool fp32_dest);
+uint32_t log(uint32_t x, bool fp32_dest);
 
 }  // namespace tgemu::sfpu
