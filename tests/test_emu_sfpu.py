@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tilegraph.runtime.emulator import emulator_binaries
 
 OPS = {"exp": 1, "recip": 2, "sqrt": 3, "rsqrt": 4, "round_bf16": 5, "sigmoid": 6, "silu": 7, "log": 8}
