@@ -20,7 +20,9 @@ All three kernels run at HiFi4 with fp32_dest_acc_en:
   (x1.04), so one 16-deep face product errs by <= 7 * 2^-11 * 1.04 * max|term| per group <= 2^-8 * sum|terms|.
   Matmul, reduce SUM and the attention row sums each carry MVMUL_ALIGN * sum|terms| per product.
 - DST accumulation (ACCUM_UNIT): each MVMUL result is added into fp32 DST with 24-bit alignment, ~2^-24 per term;
-  we allow K * 2^-22 * sum|terms| (4x) for a length-K sum (also the float32 SFPU results: exp, rsqrt, recip, silu).
+  we allow K * 2^-22 * sum|terms| (4x) for a length-K sum. The SFPU functions on an fp32 DST (the LLK algorithms,
+  kernels/emu/API.md "SFPU"; tests/test_emu_sfpu.py) err by <= 2^-22 relative (exp, recip, rsqrt), 6 * 2^-24
+  (silu) and 2^-21 (log): far inside OUT_ROUNDING wherever they reach a bf16 output, so no separate term.
 - elementwise FPU ops (ELWADD/ELWSUB align b to a in an 11-bit window; ELWMUL of bf16 operands at HiFi4 is exact
   before the DST rounding): within the SRC_TF32 and ACCUM_UNIT terms above.
 Per op: rmsnorm y = h * rstd * gamma: OUT_ROUNDING + (MVMUL_ALIGN + SRC_TF32) / 2 for the mean of squares (halved
