@@ -1,0 +1,128 @@
+"""Program builder of the RMSNorm backward kernel (kernels/rmsnorm/{reader,compute,writer}_bwd.cpp).
+
+rmsnorm_bwd(x[N, W], gamma[W], dy[N, W]) -> dx[N, W], dgamma[W]. Tile rows (32 rows each) split over cores as in
+the forward; each row is streamed twice in width blocks (hidden up to 8192 and beyond: L1 holds blocks, never a row).
+
+dgamma sums over all rows, i.e. over cores. Each core accumulates the rows it owns into its own partial tiles
+(fp32, in L1 for the whole program: one tile per group of up to 32 width tiles, see compute_bwd.cpp) and writes
+them once, at the end, into its own tile row of the `dgamma_partials` tensor [cores * 32, groups * 32]. No two
+cores write the same page, so there is no race and no semaphore. The partials are then summed over cores in core
+order (a fixed order: the result does not depend on timing): by the host after the emulator (this module's
+unpack), by `ttnn.sum` over dim 0 on a card. The combine reads cores * W floats, 1/(32 * rows per core) of the
+kernel's own traffic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tilegraph.kernels import host as _host
+from tilegraph.ops import program as _prog
+
+from tilegraph.errors import ShapeError
+
+RMSNORM_BWD_MAX_BLOCK_TILES = 8  # width block per pass; 2 blocks per input CB keep reader and compute overlapped
+TILE = 32
+
+
+def partial_group(blk: int) -> int:
+    """Width tiles per dgamma partial tile: a multiple of the block (blocks never straddle groups), <= 32 rows."""
+    return blk * (TILE // blk)
+
+
+def rmsnorm_bwd_program(shape, dtype: str = "bfloat16", *, eps: float = 1e-5, grid=(8, 8),
+                        out_dtype: str = "bfloat16", interm: str = "float32",
+                        max_block: int = RMSNORM_BWD_MAX_BLOCK_TILES) -> _prog.ProgramDescription:
+    """RMSNorm backward over the last dim of x[..., W] on a core grid.
+
+    Device tensors: x, dy [N, W] (zero padding to tiles is harmless: padded dy is 0, so padded rows and columns add
+    nothing to either sum, and the means divide by the true W), gamma [1, W] (bf16), consts (the reduce scaler,
+    then the row selectors E_0..E_{group-1}), outputs dx [N, W] and dgamma_partials (fp32)."""
+    *lead, w = (int(d) for d in shape)
+    n = int(np.prod(lead)) if lead else 1
+    if n < 1 or w < 1:
+        raise ShapeError(f"op 'rmsnorm_bwd': shape {list(shape)} needs at least one row and one column")
+    if max_block < 1 or max_block > TILE:
+        raise ShapeError(f"op 'rmsnorm_bwd': max_block {max_block} must be 1..32 tiles")
+    nt, wt = _host.tiles(n), _host.tiles(w)
+    blk = _host.largest_divisor_at_most(wt, max_block)
+    group = partial_group(blk)
+    n_groups = -(-wt // group)
+    split = _host.split_work(nt, grid[0] * grid[1])
+    cores = _host.grid_cores(grid, len(split))
+    ranges = _host.core_ranges(cores)
+
+    tensors = [
+        _prog.TensorSpec("x", (n, w), dtype),
+        _prog.TensorSpec("gamma", (1, w), "bfloat16"),
+        _prog.TensorSpec("dy", (n, w), dtype),
+        _prog.TensorSpec("consts", (TILE, TILE * (1 + group)), "bfloat16"),
+        _prog.TensorSpec("dx", (n, w), out_dtype, "output"),
+        _prog.TensorSpec("dgamma_partials", (len(cores) * TILE, n_groups * TILE), "float32", "output"),
+    ]
+
+    def cb(index, fmt, pages):
+        return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
+
+    cbs = [cb(0, dtype, 2 * blk), cb(2, "bfloat16", 2 * blk), cb(3, dtype, 2 * blk), cb(4, "bfloat16", 1),
+           cb(5, "bfloat16", group), cb(16, out_dtype, 2 * blk), cb(17, "float32", 1),
+           cb(24, interm, blk), cb(25, "float32", 2), cb(26, "float32", 1), cb(27, "float32", 1),
+           cb(28, interm, blk), cb(29, interm, 1), cb(30, interm, blk), cb(31, "float32", n_groups),
+           cb(23, "float32", 1)]
+
+    addr = _prog.BufferAddress
+    reader_rt, compute_rt, writer_rt = {}, {}, {}
+    for slot, (core, (start, count)) in enumerate(zip(cores, split)):
+        reader_rt[core] = (addr("x"), addr("dy"), addr("gamma"), addr("consts"), wt, start, count, blk, group)
+        compute_rt[core] = (wt, count, _host.f32_bits(1.0 / w), _host.f32_bits(eps), blk, group, n_groups)
+        writer_rt[core] = (addr("dx"), addr("dgamma_partials"), wt, start, count, blk, n_groups, slot)
+    cta = _prog.TensorAccessorCTA
+    kernels = [
+        _prog.KernelSpec("reader", "rmsnorm/reader_bwd.cpp", ranges,
+                         (cta("x"), cta("dy"), cta("gamma"), cta("consts")), {}, reader_rt),
+        _prog.KernelSpec("compute", "rmsnorm/compute_bwd.cpp", ranges, (), {}, compute_rt),
+        _prog.KernelSpec("writer", "rmsnorm/writer_bwd.cpp", ranges, (cta("dx"), cta("dgamma_partials")), {},
+                         writer_rt),
+    ]
+    desc = _prog.ProgramDescription(
+        name="rmsnorm_bwd", tensors=tensors, cbs=cbs, kernels=kernels,
+        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True,
+                                           unpack_to_dest_fp32=(25, 31, 23)),  # the fp32 partials, reloaded
+        grid=tuple(grid))
+    desc.validate()
+    return desc
+
+
+def rmsnorm_bwd_consts(group: int) -> np.ndarray:
+    """[32, 32 * (1 + group)]: the reduce scaler tile, then the selectors E_k (ones in row k) for k < group."""
+    tiles = [_host.reduce_scaler_tile(1.0)]
+    for k in range(group):
+        e = np.zeros((TILE, TILE), np.float32)
+        e[k, :] = 1.0
+        tiles.append(e)
+    return np.concatenate(tiles, axis=1)
+
+
+def rmsnorm_bwd_device_inputs(x, gamma, dy, desc: _prog.ProgramDescription) -> dict:
+    """Host arrays for rmsnorm_bwd_program's input tensors, in their logical device shapes."""
+    w = x.shape[-1]
+    group = desc.tensor("consts").shape[1] // TILE - 1
+    return {"x": x.reshape(-1, w), "gamma": gamma.reshape(1, w), "dy": dy.reshape(-1, w),
+            "consts": rmsnorm_bwd_consts(group)}
+
+
+def combine_dgamma_partials(partials: np.ndarray, width: int, group: int) -> np.ndarray:
+    """dgamma[W] from the cores' partial tiles: element (core c, row k, partial tile p, column i) holds the sum over
+    core c's rows of column (p * group + k) * 32 + i. Summed over cores in core order, in float32."""
+    cores, n_groups = partials.shape[0] // TILE, partials.shape[1] // TILE
+    per_core = partials.reshape(cores, TILE, n_groups, TILE)[:, :group]  # [c, k, p, i]
+    total = np.zeros(per_core.shape[1:], np.float32)
+    for c in range(cores):  # fixed order
+        total += per_core[c]
+    return total.transpose(1, 0, 2).reshape(-1)[:width]
+
+
+def rmsnorm_bwd_device_outputs(outputs: dict, x_shape, desc: _prog.ProgramDescription) -> list:
+    """[dx in x's shape, dgamma[W]] from the device output arrays."""
+    group = desc.tensor("consts").shape[1] // TILE - 1
+    dgamma = combine_dgamma_partials(np.asarray(outputs["dgamma_partials"], np.float32), x_shape[-1], group)
+    return [outputs["dx"].reshape(x_shape), dgamma]
