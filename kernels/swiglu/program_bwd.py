@@ -1,0 +1,81 @@
+"""Program builder of the SwiGLU gate backward kernel (kernels/swiglu/{reader,compute,writer}_bwd.cpp).
+
+swiglu_bwd(x[M, K], W1[K, F], W3[K, F], dh[M, F]) -> dx, dW1, dW3 is split into
+1. this kernel, swiglu_gate_bwd: (x, W1, W3, dh) -> (da, db), recomputing a = x W1 and b = x W3 per output tile in
+   DST (as the forward does: the gate and up projections never reach DRAM) and applying the gate's derivative
+   there: da = dh * b * silu'(a), db = dh * silu(a);
+2. three matmuls: dx = da W1^T + db W3^T (reduces over F), dW1 = x^T da and dW3 = x^T db (reduce over M).
+Why split rather than one kernel: the three products reduce over different dims than the recompute (K), so one
+kernel would either hold a core's [M, F] slice of da / db while every other core needs it (multicast and
+semaphores, which the emulator does not model and tt-metal's tuned matmuls already do better) or recompute a and
+b once per consumer (3x the forward's FLOPs). Writing da and db once (2 * M * F bf16) costs far less than either
+at training shapes (arithmetic intensity of the matmuls ~ K / 2 flops per byte), and the matmuls run as the
+matmul built-in (`ttnn.matmul` with transpose flags on a card, numpy on the host).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tilegraph.kernels import host as _host
+from tilegraph.ops import program as _prog
+
+from tilegraph.errors import ShapeError
+
+SWIGLU_BWD_MAX_K_BLOCK_TILES = 8
+
+
+def swiglu_gate_bwd_program(m: int, k: int, n: int, dtype: str = "bfloat16", *, grid=(8, 8),
+                            out_dtype: str = "bfloat16", weight_dtype: str | None = None,
+                            max_k_block: int = SWIGLU_BWD_MAX_K_BLOCK_TILES) -> _prog.ProgramDescription:
+    """da, db [M, N] for x [M, K], W1/W3 [K, N], dh [M, N]; the [M/32, N/32] tiles split over the grid.
+
+    Zero padding is harmless: padded a = b = 0 and padded dh = 0 give da = db = 0 in the dropped padding."""
+    m, k, n = int(m), int(k), int(n)
+    weight_dtype = weight_dtype or dtype
+    if min(m, k, n) < 1:
+        raise ShapeError(f"op 'swiglu_bwd': M={m}, K={k}, N={n} must all be >= 1")
+    mt, kt, nt = _host.tiles(m), _host.tiles(k), _host.tiles(n)
+    k_blk = _host.largest_divisor_at_most(kt, max_k_block)
+    split = _host.split_work(mt * nt, grid[0] * grid[1])
+    cores = _host.grid_cores(grid, len(split))
+    ranges = _host.core_ranges(cores)
+    tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), weight_dtype),
+               _prog.TensorSpec("w3", (k, n), weight_dtype), _prog.TensorSpec("dh", (m, n), dtype),
+               _prog.TensorSpec("da", (m, n), out_dtype, "output"), _prog.TensorSpec("db", (m, n), out_dtype, "output")]
+
+    def cb(index, fmt, pages):
+        return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
+
+    cbs = [cb(0, dtype, 2 * k_blk), cb(1, weight_dtype, 2 * k_blk), cb(2, weight_dtype, 2 * k_blk),
+           cb(3, dtype, 2), cb(16, out_dtype, 2), cb(17, out_dtype, 2)]
+    addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
+    reader_rt, compute_rt, writer_rt = {}, {}, {}
+    for core, (start, count) in zip(cores, split):
+        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), addr("dh"), kt, nt, start, count, k_blk)
+        compute_rt[core] = (kt, count, k_blk, _host.f32_bits(1.0))
+        writer_rt[core] = (addr("da"), addr("db"), start, count)
+    kernels = [
+        _prog.KernelSpec("reader", "swiglu/reader_bwd.cpp", ranges,
+                         (cta("x"), cta("w1"), cta("w3"), cta("dh")), {}, reader_rt),
+        _prog.KernelSpec("compute", "swiglu/compute_bwd.cpp", ranges, (), {}, compute_rt),
+        _prog.KernelSpec("writer", "swiglu/writer_bwd.cpp", ranges, (cta("da"), cta("db")), {}, writer_rt),
+    ]
+    desc = _prog.ProgramDescription(
+        name="swiglu_gate_bwd", tensors=tensors, cbs=cbs, kernels=kernels,
+        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
+    desc.validate()
+    return desc
+
+
+def swiglu_bwd_device_inputs(x, w1, w3, dh) -> dict:
+    return {"x": x.reshape(-1, x.shape[-1]), "w1": w1, "w3": w3, "dh": dh.reshape(-1, dh.shape[-1])}
+
+
+def swiglu_bwd_finish(outputs: dict, x, w1, w3) -> list:
+    """[dx, dW1, dW3] from the kernel's da, db: the three matmuls of the split (float32 on the host; ttnn.matmul on
+    a card)."""
+    da = np.asarray(outputs["da"], np.float32)
+    db = np.asarray(outputs["db"], np.float32)
+    x2 = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    dx = da @ np.asarray(w1, np.float32).T + db @ np.asarray(w3, np.float32).T
+    return [dx.reshape(x.shape), x2.T @ da, x2.T @ db]
