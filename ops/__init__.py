@@ -15,5 +15,6 @@ from tilegraph.ops import (  # noqa: F401
     rmsnorm,
     rope,
     swiglu,
+    swiglu_bwd,
 )
 from tilegraph.ops.base import REGISTRY, Op, TensorType, get_op, register  # noqa: F401

@@ -126,3 +126,31 @@ def rmsnorm_bwd_device_outputs(outputs: dict, x_shape, desc: _prog.ProgramDescri
     group = desc.tensor("consts").shape[1] // TILE - 1
     dgamma = combine_dgamma_partials(np.asarray(outputs["dgamma_partials"], np.float32), x_shape[-1], group)
     return [outputs["dx"].reshape(x_shape), dgamma]
+
+
+def rmsnorm_bwd_error_bounds(x64, eps: float, refs, rnd: float, fpu: float, accum: float) -> list[np.ndarray]:
+    """Per-element |error| bounds of [dx, dgamma] (inputs as the device holds them, float64).
+
+    rnd: output rounding (bf16 dx: 2^-7, 2x its unit roundoff); fpu: one fp32 value read by the matrix engine as
+    TF32 (2^-10, 2x; 0 on numpy); accum: per accumulated fp32 term (2^-22, 4x). What the kernel does, and its error:
+    - r = rsqrt(sum(x^2) / W + eps): x^2 exact in fp32 (bf16 products), TF32 into the reduce (fpu), fp32 sum of W
+      terms (W accum), halved by the square root; r again TF32 when broadcast: r_rel = fpu + W accum.
+    - A = r g (g = dy gamma exact in fp32, TF32 when read back): 2 fpu + W accum relative.
+    - B = x coef, coef = r^3 sum(x g) / W: x g exact, TF32 into the reduce, W-term sum: abs error
+      (fpu + W accum) mean|x g| r^3 |x|; r^3 adds 3 r_rel |B|, coef's TF32 broadcast one more fpu.
+    - dx = A - B (fp32, cancels): so the bound is relative to E = |A| + |x| r^3 mean|x g| >= |A| + |B|, with
+      c = 4 fpu + 3 W accum covering all of the above; plus the output rounding relative to |dx|.
+    - dgamma = sum over N rows of dy x r: r_rel, one TF32 read of each term into the selector matmul (fpu), an fp32
+      sum of N terms: (2 fpu + (W + N) accum) sum|dy x r|; stored in fp32 (no output rounding)."""
+    x, gamma, dy = x64
+    w = x.shape[-1]
+    x2, dy2 = x.reshape(-1, w), dy.reshape(-1, w)
+    n = x2.shape[0]
+    r = 1.0 / np.sqrt(np.mean(x2 * x2, axis=-1, keepdims=True) + eps)
+    g = dy2 * gamma
+    a_abs = np.abs(r * g)
+    e = a_abs + np.abs(x2) * r**3 * np.mean(np.abs(x2 * g), axis=-1, keepdims=True)
+    c = 4 * fpu + 3 * w * accum + 4 * rnd * (fpu == 0)  # numpy (fpu = 0): a few float32 roundings of each term
+    dx = rnd * np.abs(refs[0]).reshape(x2.shape) + c * e + 1e-30
+    dgamma = (2 * fpu + (w + n) * accum + 4 * rnd * (fpu == 0)) * np.abs(dy2 * x2 * r).sum(axis=0) + 1e-30
+    return [dx.reshape(x.shape), dgamma]

@@ -79,3 +79,30 @@ def swiglu_bwd_finish(outputs: dict, x, w1, w3) -> list:
     x2 = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
     dx = da @ np.asarray(w1, np.float32).T + db @ np.asarray(w3, np.float32).T
     return [dx.reshape(x.shape), x2.T @ da, x2.T @ db]
+
+
+def swiglu_bwd_error_bounds(x64, refs, rnd: float, accum: float, sfpu: float) -> list[np.ndarray]:
+    """Per-element |error| bounds of [dx, dW1, dW3] (inputs as the device holds them, float64).
+
+    - a = x W1, b = x W3: bf16 products exact, fp32 sums of K terms: ea = K accum (|x| |W1|), eb likewise.
+    - da = dh b silu'(a), db = dh silu(a): |silu'| <= 1.1 and |silu''| <= 0.5, so da errs by
+      |dh| (1.1 eb + 0.5 |b| ea) and db by 1.1 |dh| ea; the SFPU chain (sigmoid, 1 - s, products; fp32, a few
+      roundings) adds sfpu |dh| |b| (s + |silu(a)|) and sfpu |dh| |silu(a)|; da and db are rounded to bf16 (rnd).
+    - dx = da W1^T + db W3^T, dW1 = x^T da, dW3 = x^T db (float32 matmuls of the rounded da, db): the da / db
+      bounds pushed through |W|^T and |x|^T, plus F (resp. M) accum times the sums of |terms|."""
+    x, w1, w3, dh = x64
+    x2, dh2 = x.reshape(-1, x.shape[-1]), dh.reshape(-1, dh.shape[-1])
+    k, m, f = x2.shape[1], x2.shape[0], w1.shape[1]
+    a, b = x2 @ w1, x2 @ w3
+    ea, eb = k * accum * (np.abs(x2) @ np.abs(w1)), k * accum * (np.abs(x2) @ np.abs(w3))
+    s = 1.0 / (1.0 + np.exp(-a))
+    silu = a * s
+    da = dh2 * b * s * (1.0 + a * (1.0 - s))
+    db = dh2 * silu
+    bda = rnd * np.abs(da) + np.abs(dh2) * (1.1 * eb + 0.5 * np.abs(b) * ea) + sfpu * np.abs(dh2 * b) * (s + np.abs(silu))
+    bdb = rnd * np.abs(db) + 1.1 * np.abs(dh2) * ea + sfpu * np.abs(dh2 * silu)
+    aw1, aw3, ax = np.abs(w1), np.abs(w3), np.abs(x2)
+    dx = bda @ aw1.T + bdb @ aw3.T + f * accum * (np.abs(da) @ aw1.T + np.abs(db) @ aw3.T) + 1e-30
+    dw1 = ax.T @ bda + m * accum * (ax.T @ np.abs(da)) + 1e-30
+    dw3 = ax.T @ bdb + m * accum * (ax.T @ np.abs(db)) + 1e-30
+    return [dx.reshape(x.shape), dw1, dw3]
