@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_same
-from tilegraph.ops.base import Op, TensorType, get_op, register
+from tilegraph.ops.base import Op, get_op, register
 from tilegraph.ops.elementwise import silu_mul_bwd_reference
 from tilegraph.ops.placement import P, R, Shard, last_dim, no_partial
 from tilegraph.ops.scratch import scratch
