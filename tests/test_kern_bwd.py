@@ -40,7 +40,7 @@ def run_rmsnorm_bwd(rows, width, grid, max_block, seed=0, eps=1e-5):
     dy = held(rng.standard_normal((rows, width)).astype(np.float32))
     gamma = held((1 + 0.5 * rng.standard_normal(width)).astype(np.float32))
     desc = rmsnorm_bwd_program(x.shape, grid=grid, max_block=max_block, eps=eps)
-    got = rmsnorm_bwd_device_outputs(run_program(desc, rmsnorm_bwd_device_inputs(x, gamma, dy, desc)), x.shape, desc)
+    got = rmsnorm_bwd_device_outputs(run_program(desc, rmsnorm_bwd_device_inputs(x, gamma, dy)), x.shape)
     x64 = [a.astype(np.float64) for a in (x, gamma, dy)]
     refs = get_op("rmsnorm_bwd").reference(x64, {"eps": eps})
     bounds = rmsnorm_bwd_error_bounds(x64, eps, refs, 2.0**-7, 2.0**-10, 2.0**-22)
@@ -49,7 +49,8 @@ def run_rmsnorm_bwd(rows, width, grid, max_block, seed=0, eps=1e-5):
 
 @pytest.mark.parametrize("rows, width, grid, max_block", [
     (70, 8192, (2, 1), 8),  # hidden 8192 streamed in 8-tile blocks, 8 partial tiles per core, 3 tile rows on 2 cores
-    (33, 1100, (3, 1), 3),  # 35 width tiles: blocks of 1, a group of 32 and a group of 3
+    (33, 1100, (3, 1), 3),  # 35 width tiles: blocks of 1, a partial tile of 32 width tiles and one of 3
+    (40, 760, (2, 1), 8),   # 24 width tiles: blocks of 8
     (1, 5, (1, 1), 8),      # batch 1, one padded tile
 ])  # fmt: skip
 def test_rmsnorm_bwd_kernel_within_bounds(rows, width, grid, max_block):

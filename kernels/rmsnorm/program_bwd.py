@@ -4,7 +4,7 @@ rmsnorm_bwd(x[N, W], gamma[W], dy[N, W]) -> dx[N, W], dgamma[W]. Tile rows (32 r
 the forward; each row is streamed twice in width blocks (hidden up to 8192 and beyond: L1 holds blocks, never a row).
 
 dgamma sums over all rows, i.e. over cores. Each core accumulates the rows it owns into its own partial tiles
-(fp32, in L1 for the whole program: one tile per group of up to 32 width tiles, see compute_bwd.cpp) and writes
+(fp32, in L1 for the whole program: one tile per group of 32 width tiles, see compute_bwd.cpp) and writes
 them once, at the end, into its own tile row of the `dgamma_partials` tensor [cores * 32, groups * 32]. No two
 cores write the same page, so there is no race and no semaphore. The partials are then summed over cores in core
 order (a fixed order: the result does not depend on timing): by the host after the emulator (this module's
@@ -24,9 +24,16 @@ RMSNORM_BWD_MAX_BLOCK_TILES = 8  # width block per pass; 2 blocks per input CB k
 TILE = 32
 
 
-def partial_group(blk: int) -> int:
-    """Width tiles per dgamma partial tile: a multiple of the block (blocks never straddle groups), <= 32 rows."""
-    return blk * (TILE // blk)
+GROUP = TILE  # width tiles per dgamma partial tile: one per row of the tile
+
+
+def width_block(wt: int, max_block: int) -> int:
+    """The width block: the largest power of two <= max_block dividing the row's wt tiles, so that it divides the
+    row (CB reservations never wrap) and the group of 32 (a block never straddles two partial tiles)."""
+    blk = 1
+    while blk * 2 <= max_block and wt % (blk * 2) == 0:
+        blk *= 2
+    return blk
 
 
 def rmsnorm_bwd_program(shape, dtype: str = "bfloat16", *, eps: float = 1e-5, grid=(8, 8),
@@ -44,8 +51,8 @@ def rmsnorm_bwd_program(shape, dtype: str = "bfloat16", *, eps: float = 1e-5, gr
     if max_block < 1 or max_block > TILE:
         raise ShapeError(f"op 'rmsnorm_bwd': max_block {max_block} must be 1..32 tiles")
     nt, wt = _host.tiles(n), _host.tiles(w)
-    blk = _host.largest_divisor_at_most(wt, max_block)
-    group = partial_group(blk)
+    blk = width_block(wt, max_block)
+    group = GROUP
     n_groups = -(-wt // group)
     split = _host.split_work(nt, grid[0] * grid[1])
     cores = _host.grid_cores(grid, len(split))
@@ -102,15 +109,14 @@ def rmsnorm_bwd_consts(group: int) -> np.ndarray:
     return np.concatenate(tiles, axis=1)
 
 
-def rmsnorm_bwd_device_inputs(x, gamma, dy, desc: _prog.ProgramDescription) -> dict:
+def rmsnorm_bwd_device_inputs(x, gamma, dy) -> dict:
     """Host arrays for rmsnorm_bwd_program's input tensors, in their logical device shapes."""
     w = x.shape[-1]
-    group = desc.tensor("consts").shape[1] // TILE - 1
     return {"x": x.reshape(-1, w), "gamma": gamma.reshape(1, w), "dy": dy.reshape(-1, w),
-            "consts": rmsnorm_bwd_consts(group)}
+            "consts": rmsnorm_bwd_consts(GROUP)}
 
 
-def combine_dgamma_partials(partials: np.ndarray, width: int, group: int) -> np.ndarray:
+def combine_dgamma_partials(partials: np.ndarray, width: int, group: int = GROUP) -> np.ndarray:
     """dgamma[W] from the cores' partial tiles: element (core c, row k, partial tile p, column i) holds the sum over
     core c's rows of column (p * group + k) * 32 + i. Summed over cores in core order, in float32."""
     cores, n_groups = partials.shape[0] // TILE, partials.shape[1] // TILE
@@ -121,10 +127,9 @@ def combine_dgamma_partials(partials: np.ndarray, width: int, group: int) -> np.
     return total.transpose(1, 0, 2).reshape(-1)[:width]
 
 
-def rmsnorm_bwd_device_outputs(outputs: dict, x_shape, desc: _prog.ProgramDescription) -> list:
+def rmsnorm_bwd_device_outputs(outputs: dict, x_shape) -> list:
     """[dx in x's shape, dgamma[W]] from the device output arrays."""
-    group = desc.tensor("consts").shape[1] // TILE - 1
-    dgamma = combine_dgamma_partials(np.asarray(outputs["dgamma_partials"], np.float32), x_shape[-1], group)
+    dgamma = combine_dgamma_partials(np.asarray(outputs["dgamma_partials"], np.float32), x_shape[-1])
     return [outputs["dx"].reshape(x_shape), dgamma]
 
 
