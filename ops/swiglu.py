@@ -53,7 +53,7 @@ class SwiGLU(Op):
     def reference(self, inputs, attrs):
         return [swiglu_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, w1, w3 = inputs
         (y,) = outputs
         x2, y2 = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
@@ -61,7 +61,7 @@ class SwiGLU(Op):
         up = scratch(("swiglu", "up"), y2.shape, y.dtype)
         np.matmul(x2, w1, out=gate)
         np.matmul(x2, w3, out=up)
-        get_op("silu_mul").numpy_forward([gate, up], [y2], {})
+        get_op("silu_mul").numpy_into([gate, up], [y2], {})
 
     def backward(self, g, node, grads):
         (dy,) = grads
@@ -78,74 +78,3 @@ class SwiGLU(Op):
         x, w1, _ = node.inputs
         m = x.type.numel // w1.shape[0]
         return 2 * 2 * m * w1.shape[0] * w1.shape[1] + 5 * m * w1.shape[1]
-
-
-# =================================================================================================================
-# Device program builder (custom kernels in kernels/swiglu/) -- owned by H-kern; H-ops' code is above this line.
-# =================================================================================================================
-from tilegraph.kernels import host as _host
-from tilegraph.ops import program as _prog
-
-SWIGLU_MAX_K_BLOCK_TILES = 8  # K tiles per reader push; 2 blocks per input CB keep reader and compute overlapped
-
-
-def swiglu_program(
-    m: int,
-    k: int,
-    n: int,
-    dtype: str = "bfloat16",
-    *,
-    grid=(8, 8),
-    out_dtype: str = "bfloat16",
-    weight_dtype: str | None = None,
-    max_k_block: int = SWIGLU_MAX_K_BLOCK_TILES,
-    max_n_block: int | None = None,
-) -> _prog.ProgramDescription:
-    """Fused SwiGLU out[M, N] = silu(x W1) * (x W3) for x [M, K], W1/W3 [K, N]; output tiles split over the grid.
-
-    Each core owns a contiguous range of output tiles (row-major over [M/32, N/32]), taken in subblocks of up to
-    n_blk tiles of one row (x is read once per subblock); both matmuls accumulate in DST over all of K (2 * n_blk
-    DST tiles) and the gate is applied there, so the [M, N] gate/up products never reach DRAM.
-    Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0 in the dropped padding).
-    weight_dtype: device format of W1 / W3 (default: dtype), e.g. bfloat8_b weights with bfloat16 activations."""
-    m, k, n = int(m), int(k), int(n)
-    weight_dtype = weight_dtype or dtype
-    if min(m, k, n) < 1:
-        raise ShapeError(f"op 'swiglu': M={m}, K={k}, N={n} must all be >= 1")
-    mt, kt, nt = _host.tiles(m), _host.tiles(k), _host.tiles(n)
-    k_blk = _host.largest_divisor_at_most(kt, max_k_block)
-    config = _prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True)
-    n_blk = max(1, min(nt, config.dst_tiles // 2, max_n_block or nt))
-    split = _host.split_work(mt * nt, grid[0] * grid[1])
-    cores = _host.grid_cores(grid, len(split))
-    ranges = _host.core_ranges(cores)
-    tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), weight_dtype),
-               _prog.TensorSpec("w3", (k, n), weight_dtype), _prog.TensorSpec("out", (m, n), out_dtype, "output")]
-    cbs = [_prog.CBSpec(index=0, data_format=dtype, num_pages=2 * k_blk, core_ranges=ranges)]
-    cbs += [_prog.CBSpec(index=i, data_format=weight_dtype, num_pages=2 * k_blk * n_blk, core_ranges=ranges) for i in (1, 2)]
-    cbs.append(_prog.CBSpec(index=16, data_format=out_dtype, num_pages=2, core_ranges=ranges))
-    addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
-    reader_rt, compute_rt, writer_rt = {}, {}, {}
-    for core, (start, count) in zip(cores, split):
-        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), kt, nt, start, count, k_blk, n_blk)
-        compute_rt[core] = (kt, nt, start, count, k_blk, n_blk)
-        writer_rt[core] = (addr("out"), start, count)
-    kernels = [
-        _prog.KernelSpec("reader", "swiglu/reader.cpp", ranges, (cta("x"), cta("w1"), cta("w3")), {}, reader_rt),
-        _prog.KernelSpec("compute", "swiglu/compute.cpp", ranges, (), {}, compute_rt),
-        _prog.KernelSpec("writer", "swiglu/writer.cpp", ranges, (cta("out"),), {}, writer_rt),
-    ]
-    desc = _prog.ProgramDescription(
-        name="swiglu", tensors=tensors, cbs=cbs, kernels=kernels,
-        compute_config=config, grid=tuple(grid))
-    desc.validate()
-    return desc
-
-
-def swiglu_device_inputs(x, w1, w3) -> dict:
-    return {"x": x.reshape(-1, x.shape[-1]), "w1": w1, "w3": w3}
-
-
-def swiglu_device_outputs(outputs: dict, x_shape) -> list:
-    out = outputs["out"]
-    return [out.reshape(tuple(x_shape[:-1]) + (out.shape[-1],))]

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.kernels.jit import CXX, compile_to
-from tilegraph.kernels.jit import cache_dir as jit_cache_dir
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     TILE,
     TILE_BYTES,
     KernelSpec,
@@ -35,6 +33,8 @@ from tilegraph.ops.program import (
     cores_of,
     resolve_args,
 )
+from tilegraph.kernels.jit import CXX, compile_to
+from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 
 from tilegraph.errors import KernelError
 
@@ -43,6 +43,7 @@ KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
 LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall", "-ftls-model=initial-exec"]
 DRAM_BASE = 1 << 20  # first tensor address; tensors are 4 KiB aligned
 FORMAT_CODES = {"float32": 0, "bfloat16": 5, "bfloat8_b": 6}
+MATH_FIDELITY_CODES = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}  # tt-llk MathFidelity (llk_defs.h)
 _lock = threading.Lock()
 _lib_cache: dict[str, tuple[Path, ctypes.CDLL]] = {}
 
@@ -76,6 +77,7 @@ def emulator_binaries() -> tuple[Path, ctypes.CDLL]:
         src = EMU_DIR / "src"
         if not lib.exists():
             _compile([CXX, *LIB_CXXFLAGS, "-shared", str(src / "runtime.cpp"), str(src / "formats.cpp"),
+                      str(src / "datapath.cpp"),
                       "-lpthread", "-ldl"], lib, "the emulator runtime")
         if not runner.exists():
             _compile([CXX, "-O2", str(src / "runner_main.cpp"), f"-L{d}", "-ltgemu", f"-Wl,-rpath,{d}",
@@ -96,7 +98,7 @@ def kernel_source_path(source: str) -> Path:
 def kernel_defines(kernel: KernelSpec, desc: ProgramDescription) -> dict[str, str]:
     """Defines a kernel is compiled with: the JIT's generated ones (compute config) plus the kernel's own."""
     cc = desc.compute_config
-    fid = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}[cc.math_fidelity]
+    fid = MATH_FIDELITY_CODES[cc.math_fidelity]
     base = {"TILEGRAPH_EMU": "1", "KERNEL_BUILD": "1"}
     if kernel.role == "compute":
         base.update(DST_ACCUM_MODE="true" if cc.fp32_dest_acc_en else "false", MATH_FIDELITY=str(fid),
@@ -196,7 +198,6 @@ def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
 def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
                 ) -> dict[str, np.ndarray]:
     """Run `desc` in the emulator on `inputs` (name -> array of the tensor's logical shape); return its outputs."""
-    desc.validate()
     runner, _ = emulator_binaries()
     tensors = list(desc.tensors)
     wanted = {t.name for t in tensors if t.role == "input"}
@@ -219,9 +220,9 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
         tmpd = Path(tmp)
         job = [f"program {desc.name.replace(' ', '_')}", f"fp32_dest_acc {int(cc.fp32_dest_acc_en)}",
                f"math_approx {int(cc.math_approx_mode)}", f"dst_full_sync {int(cc.dst_full_sync_en)}",
+               f"math_fidelity {MATH_FIDELITY_CODES[cc.math_fidelity]}",
+               "unpack_to_dest_fp32" + "".join(f" {cb}" for cb in cc.unpack_to_dest_fp32),
                f"timeout_s {timeout_s}"]
-        if cc.unpack_to_dest_fp32:
-            job.append("unpack_to_dest_fp32 " + " ".join(str(i) for i in cc.unpack_to_dest_fp32))
         for i, t in enumerate(tensors):
             in_path, out_path = "-", "-"
             if t.role == "input":

@@ -6,17 +6,30 @@ and on a failure shrinks to a minimal one, which is saved (JSON + the inputs as 
 
 Tolerances (per element, |got - ref| <= bound). The reference is float64 on the inputs *as the device holds
 them* (quantized to bfloat16 / bfloat8_b with the emulator's conversion, bit-exact with ttnn's), so input
-quantization is not counted as kernel error and bfloat8_b needs no looser output bound. What remains:
-- output rounding: outputs are bfloat16 (8 significant bits), round-to-nearest-even errs by at most half an ulp,
-  i.e. 2^-8 relative (unit roundoff); we allow 2^-7 (2x);
-- fp32 accumulation in DST (fp32_dest_acc_en) and fp32 intermediates: a length-K dot product of bf16 values
-  (exact products) errs by at most ~K * 2^-24 * sum|terms|; we allow K * 2^-22 * sum|terms| (4x);
-- FPU operands: the matrix engine reads its source registers as TF32 (10 mantissa bits, unit roundoff 2^-11), so
-  an fp32 intermediate fed to matmul / reduce / broadcast ops (squares and rstd in rmsnorm; scores, P, running max
-  and sum in attention) is rounded to 2^-11 relative each time: we allow FPU_UNIT = 2^-10 (2x) per such pass;
-- SFPU functions (exp, rsqrt, recip, log, silu) in the emulator are fp32-accurate (~2^-23 relative), covered above.
-Attention's lse is stored in float32: bound 2^-16 * (1 + |lse|) + S * 2^-22 (fp32 sums of S terms, 4x margin).
-The numpy backend (float32 fast paths) is held to the same form with 2^-20 in place of the bf16 rounding term.
+quantization is not counted as kernel error and bfloat8_b needs no looser output bound. What remains is the
+arithmetic a Wormhole B0 performs (kernels/emu/API.md "Numerics"; the emulator matches ttsim bit for bit there).
+All three kernels run at HiFi4 with fp32_dest_acc_en:
+- output rounding (OUT_ROUNDING): outputs are bfloat16 (8 significant bits); the packer rounds fp32 DST half away
+  from zero, at most half an ulp = 2^-8 relative; we allow 2^-7 (2x). Same for a card; numpy (float32) 2^-20.
+- source registers (SRC_TF32): an fp32 CB operand (an intermediate) reaches the FPU truncated to TF32, 10 mantissa
+  bits, so it errs by < 2^-10 relative, one-sided; we allow 2^-9 (2x) per pass through SrcA / SrcB. bf16 and
+  bfloat8_b operands are exact in the registers (at HiFi4 all their mantissa bits reach the multipliers).
+- the matrix engine (MVMUL_ALIGN): MVMUL / GAPOOL multiply 5x7-bit mantissa slices per fidelity phase (HiFi4: all
+  four, so bf16 x bf16 products are exact) but align each group of 8 lane products to the group's largest exponent
+  in a 12-bit window: every lane but the largest errs by up to 2^-11 of the largest, summed over the four phases
+  (x1.04), so one 16-deep face product errs by <= 7 * 2^-11 * 1.04 * max|term| per group <= 2^-8 * sum|terms|.
+  Matmul, reduce SUM and the attention row sums each carry MVMUL_ALIGN * sum|terms| per product.
+- DST accumulation (ACCUM_UNIT): each MVMUL result is added into fp32 DST with 24-bit alignment, ~2^-24 per term;
+  we allow K * 2^-22 * sum|terms| (4x) for a length-K sum (also the float32 SFPU results: exp, rsqrt, recip, silu).
+- elementwise FPU ops (ELWADD/ELWSUB align b to a in an 11-bit window; ELWMUL of bf16 operands at HiFi4 is exact
+  before the DST rounding): within the SRC_TF32 and ACCUM_UNIT terms above.
+Per op: rmsnorm y = h * rstd * gamma: OUT_ROUNDING + (MVMUL_ALIGN + SRC_TF32) / 2 for the mean of squares (halved
+by the square root) + 2 * SRC_TF32 (rstd and the normalized tile into the two multiplies) + w * ACCUM_UNIT.
+swiglu: the two matmuls' errors (MVMUL_ALIGN + k * ACCUM_UNIT) * |x| @ |w| propagated through silu(a) * b.
+attention: scores err by (MVMUL_ALIGN + d * ACCUM_UNIT) * sum|q k| (twice: row max and exp), the running max and
+scores pass SrcA as TF32 twice (2 * smax * SRC_TF32), P, l and o a few more times (4 * SRC_TF32), P V and the row
+sum of P through the matrix engine (2 * MVMUL_ALIGN relative); lse (float32): 2^-16 * (1 + |lse|) + those + S *
+ACCUM_UNIT. The numpy backend (float32 fast paths) is held to the same form without the hardware terms.
 """
 
 from __future__ import annotations
@@ -29,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tilegraph.kernels.registry import KERNEL_OPS, DeviceOptions, get_kernel_op
 from tilegraph.ops import get_op
-from tilegraph.runtime.kernel_ops import KERNEL_OPS, DeviceOptions, run_kernel_op
+from tilegraph.runtime.kernel_ops import run_kernel_op
 
 from tilegraph.errors import DataError, SetupError, ShapeError, TilegraphError
 from tilegraph.files import write_atomic
@@ -39,7 +53,8 @@ BACKENDS = ("emu", "numpy", "ttnn")
 DTYPES = ("bfloat16", "bfloat8_b")
 OUT_ROUNDING = {"emu": 2.0**-7, "ttnn": 2.0**-7, "numpy": 2.0**-20}
 ACCUM_UNIT = 2.0**-22  # 4x the fp32 unit roundoff per accumulated term
-FPU_UNIT = 2.0**-10  # 2x the TF32 unit roundoff: one fp32 operand through the matrix engine
+SRC_TF32 = 2.0**-9  # 2x the TF32 truncation error: one fp32 operand through SrcA / SrcB
+MVMUL_ALIGN = 2.0**-8  # matrix-engine lane alignment: per face product, relative to sum |terms|
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -57,29 +72,8 @@ def case_strategy(op: str, small: bool = False):
         "scale": st.sampled_from([0.01, 1.0, 30.0]),
         "seed": st.integers(0, 2**31 - 1),
     }
-    if op == "rmsnorm":
-        return st.fixed_dictionaries({
-            **common,
-            "rows": st.integers(1, 80), "width": st.integers(1, 400), "residual": st.booleans(),
-            "eps": st.sampled_from([1e-6, 1e-5, 0.1]), "max_block": st.integers(1, 8),
-        })
-    if op == "swiglu":
-        return st.fixed_dictionaries({
-            **common,
-            "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
-            "max_n_block": st.integers(1, 2),
-            "weight_dtype": st.sampled_from([None, "bfloat8_b"]),  # None: the weights take `dtype` too
-        })
-    if op == "attention":
-        return st.fixed_dictionaries({
-            **common,
-            "scale": st.sampled_from([0.3, 1.0, 3.0]),
-            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
-            "kv_heads": st.integers(1, 2),
-            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
-            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
-            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
-        })
+    if op in KERNEL_OPS:
+        return KERNEL_OPS[op].case_strategy(common, small)
     raise ShapeError(f"fuzz: op {op!r} has no custom kernel to fuzz; choose one of {', '.join(KERNEL_OPS)}")
 
 
@@ -92,26 +86,8 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
         return (rng.standard_normal(shape) * s).astype(np.float32)
 
     grid = tuple(case["grid"])
-    if op == "rmsnorm":
-        x = randn(case["rows"], case["width"])
-        gamma = (1.0 + 0.5 * rng.standard_normal(case["width"])).astype(np.float32)
-        inputs = [x, gamma] + ([randn(case["rows"], case["width"])] if case["residual"] else [])
-        return inputs, {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
-    if op == "swiglu":
-        x = randn(case["m"], case["k"])
-        w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
-        w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
-        knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block"),
-                 "weight_dtype": case.get("weight_dtype")}
-        return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, knobs)
-    if op == "attention":
-        b, sq, d = case["batch"], case["seq"], case["head_dim"]
-        hkv = case["kv_heads"]
-        h = hkv * case["group"]
-        q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
-        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
-        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
-        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+    if op in KERNEL_OPS:
+        return KERNEL_OPS[op].make_inputs(case, rng, randn, grid)
     raise ShapeError(f"fuzz: unknown op {op!r}")
 
 
@@ -119,96 +95,46 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
 # Reference, bounds, comparison
 # -----------------------------------------------------------------------------------------------------------
 def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str,
-                  weight_dtype: str | None = None) -> list[np.ndarray]:
+                  knobs: dict | None = None) -> list[np.ndarray]:
     """The inputs as the backend holds them: quantized to the device format on kernel backends."""
     if backend == "numpy":
         return inputs
     from tilegraph.runtime.emulator import quantize
 
-    # rmsnorm's gamma is always a bfloat16 device tensor; everything else takes the case's format. quantize works
-    # on the tiled 2-D view (shared exponents run along rows of a face), as the device tensor is laid out.
-    fmts = [dtype] * len(inputs)
-    if op == "rmsnorm":
-        fmts[1] = "bfloat16"
-    if op == "swiglu" and weight_dtype:
-        fmts[1:] = [weight_dtype, weight_dtype]
+    # Each input in its device format (KernelOp.input_formats). quantize works on the tiled 2-D view (shared
+    # exponents run along rows of a face), as the device tensor is laid out.
+    fmts = get_kernel_op(op).input_formats(dtype, len(inputs), knobs or {})
     return [quantize(a.reshape(-1, a.shape[-1]), f).reshape(a.shape) for a, f in zip(inputs, fmts)]
 
 
 def reference(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
-    """float64 ground truth from the op's own reference (rmsnorm with a residual: norm(x + r), and x + r)."""
-    x64 = [a.astype(np.float64) for a in inputs]
-    if op == "rmsnorm" and len(x64) == 3:
-        h = x64[0] + x64[2]
-        return get_op("rmsnorm").reference([h, x64[1]], attrs) + [h]
-    return get_op(op).reference(x64, attrs)
+    """float64 ground truth of what the kernels compute (KernelOp.reference)."""
+    return get_kernel_op(op).reference([a.astype(np.float64) for a in inputs], attrs)
 
 
 def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.ndarray], backend: str):
-    """Per-element allowed |error| for each output (see the module docstring for the derivation)."""
-    rnd = OUT_ROUNDING[backend]
-    x64 = [a.astype(np.float64) for a in inputs]
-    if op == "rmsnorm":
-        w = x64[0].shape[-1]
-        # y = h * r * gamma: relative rounding per element, the mean of squares' fp32 sum (w terms), and 4 TF32
-        # operand roundings (x^2 into the reduce, rstd and the normalized tile into the two multiplies, halved by
-        # the square root but counted in full).
-        fpu = 4 * FPU_UNIT if backend != "numpy" else 0.0
-        bounds = [(rnd + fpu + w * ACCUM_UNIT) * np.abs(refs[0]) + 1e-30]
-        if len(refs) == 2:
-            bounds.append(rnd * np.abs(refs[1]) + 1e-30)
-        return bounds
-    if op == "swiglu":
-        x, w1, w3 = x64
-        k = x.shape[-1]
-        a, b = x @ w1, x @ w3
-        ea, eb = k * ACCUM_UNIT * (np.abs(x) @ np.abs(w1)), k * ACCUM_UNIT * (np.abs(x) @ np.abs(w3))
-        # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
-        return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
-    # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
-    # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
-    q, k, v = x64
-    heads = int(attrs["heads"])
-    kv_heads = int(attrs.get("kv_heads") or heads)
-    o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
-    b, s, hd = q.shape
-    d = hd // heads
-    from tilegraph.ops.attention import resolved_scale
-
-    sc = resolved_scale(attrs, d)
-    qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
-    kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
-    allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
-    # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
-    # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
-    smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
-    sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
-    fpu = FPU_UNIT if backend != "numpy" else 0.0
-    # Scores pass the matrix engine twice as TF32 (row max, subtract): abs error smax * FPU_UNIT each; P and the
-    # running sum / output pass it a few more times (P V, row sum, rescale, 1/l): relative FPU_UNIT each.
-    p_err = 2 * d * ACCUM_UNIT * sabs + 2 * smax * fpu + 4 * fpu + (s + d) * ACCUM_UNIT  # [B, H, S]
-    p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
-    lse = refs[1]
-    return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
-            2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
+    """Per-element allowed |error| for each output (see the module docstring for the derivation; the formula of
+    each op is its KernelOp.error_bounds, kernels/<op>/program.py)."""
+    return get_kernel_op(op).error_bounds([a.astype(np.float64) for a in inputs], attrs, refs, backend)
 
 
 def numpy_backend_outputs(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
-    """What the numpy backend computes: the op's float32 fast path (numpy_forward) when it has one, else its
+    """What the numpy backend computes: the op's float32 fast path (numpy_into) when it has one, else its
     reference in float32 (rmsnorm with a residual adds it first, as the fused kernel does)."""
     from tilegraph.ops.base import TensorType
 
-    if op == "rmsnorm" and len(inputs) == 3:
-        h = inputs[0] + inputs[2]
-        return numpy_backend_outputs(op, [h, inputs[1]], attrs) + [h]
     impl = get_op(op)
     full_attrs = {**impl.attrs, **attrs}
-    if not callable(getattr(impl, "numpy_forward", None)):
-        return impl.reference(inputs, full_attrs)
-    types = impl.infer([TensorType(a.shape, "float32") for a in inputs], full_attrs)
-    outputs = [np.empty(t.shape, np.float32) for t in types]
-    impl.numpy_forward(inputs, outputs, full_attrs)
-    return outputs
+
+    def run(xs):
+        if impl.numpy_into is None:
+            return impl.reference(xs, full_attrs)
+        types = impl.infer([TensorType(a.shape, "float32") for a in xs], full_attrs)
+        outputs = [np.empty(t.shape, np.float32) for t in types]
+        impl.numpy_into(xs, outputs, full_attrs)
+        return outputs
+
+    return get_kernel_op(op).on_host(inputs, attrs, run)
 
 
 @dataclass
@@ -224,7 +150,7 @@ class Outcome:
 
 def run_case(op: str, case: dict, backend: str) -> Outcome:
     inputs, attrs, opts = make_inputs(op, case)
-    held = device_values(inputs, op, case["dtype"], backend, case.get("weight_dtype"))
+    held = device_values(inputs, op, case["dtype"], backend, dict(opts.knobs))
     refs = reference(op, held, attrs)
     t0 = time.perf_counter()
     if backend == "numpy":
