@@ -59,7 +59,7 @@ class SwiGLUBwd(Op):
     def reference(self, inputs, attrs):
         return list(swiglu_bwd_reference(*inputs))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, w1, w3, dy = inputs
         dx, dw1, dw3 = outputs
         x2, dy2, dx2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1]), dx.reshape(-1, dx.shape[-1])
@@ -67,7 +67,7 @@ class SwiGLUBwd(Op):
         b = scratch(("swiglu_bwd", "b"), dy2.shape, x.dtype)
         np.matmul(x2, w1, out=a)
         np.matmul(x2, w3, out=b)
-        get_op("silu_mul_bwd").numpy_forward([a, b, dy2], [a, b], {})  # da, db in place of a, b
+        get_op("silu_mul_bwd").numpy_into([a, b, dy2], [a, b], {})  # da, db in place of a, b
         np.matmul(a, w1.T, out=dx2)
         dx2 += b @ w3.T
         np.matmul(x2.T, a, out=dw1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from tilegraph.kernels import host as _host
-from tilegraph.ops import program as _prog
+from tilegraph.kernels import description as _prog
 
 from tilegraph.errors import ShapeError
 
