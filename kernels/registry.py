@@ -88,6 +88,6 @@ def get_kernel_op(name: str) -> KernelOp:
         raise DeviceError(f"op {name!r} has no custom kernel; kernel ops are {', '.join(KERNEL_OPS)}") from None
 
 
-# Every kernels/<folder>/program.py registers its KernelOp on import.
-for _program in sorted(Path(__file__).parent.glob("*/program.py")):
-    importlib.import_module(f"tilegraph.kernels.{_program.parent.name}.program")
+# Every kernels/<folder>/program*.py (program.py, program_bwd.py) registers its KernelOps on import.
+for _program in sorted(Path(__file__).parent.glob("*/program*.py")):
+    importlib.import_module(f"tilegraph.kernels.{_program.parent.name}.{_program.stem}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from tilegraph.kernels import host as _host
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 from tilegraph.kernels import description as _prog
 
 from tilegraph.errors import ShapeError
@@ -159,3 +160,41 @@ def rmsnorm_bwd_error_bounds(x64, eps: float, refs, rnd: float, fpu: float, accu
     dx = rnd * np.abs(refs[0]).reshape(x2.shape) + c * e + 1e-30
     dgamma = (2 * fpu + (w + n) * accum + 4 * rnd * (fpu == 0)) * np.abs(dy2 * x2 * r).sum(axis=0) + 1e-30
     return [dx.reshape(x.shape), dgamma]
+
+
+@register_kernel_op
+class RMSNormBwdKernel(KernelOp):
+    """rmsnorm_bwd(x, gamma, dy) -> [dx, dgamma]: dx per row, dgamma from the cores' partials (summed here)."""
+
+    name = "rmsnorm_bwd"
+
+    def program(self, inputs, attrs, opts):
+        x, gamma, dy = inputs
+        desc = rmsnorm_bwd_program(x.shape, opts.dtype, eps=float(attrs["eps"]), grid=opts.grid, **dict(opts.knobs))
+        return desc, rmsnorm_bwd_device_inputs(x, gamma, dy)
+
+    def unpack(self, outputs, inputs, attrs):
+        return rmsnorm_bwd_device_outputs(dict(outputs), inputs[0].shape)
+
+    def input_formats(self, dtype, count):
+        return [dtype, "bfloat16", dtype]  # gamma is always a bfloat16 device tensor
+
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({
+            **common,
+            "rows": st.integers(1, 80), "width": st.integers(1, 400),
+            "eps": st.sampled_from([1e-6, 1e-5, 0.1]), "max_block": st.integers(1, 8),
+        })  # fmt: skip
+
+    def make_inputs(self, case, rng, randn, grid):
+        x, dy = randn(case["rows"], case["width"]), randn(case["rows"], case["width"])
+        gamma = (1.0 + 0.5 * rng.standard_normal(case["width"])).astype(np.float32)
+        return [x, gamma, dy], {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, FPU_UNIT, OUT_ROUNDING
+
+        fpu = FPU_UNIT if backend != "numpy" else 0.0
+        return rmsnorm_bwd_error_bounds(x64, float(attrs["eps"]), refs, OUT_ROUNDING[backend], fpu, ACCUM_UNIT)

@@ -15,8 +15,10 @@ matmul built-in (`ttnn.matmul` with transpose flags on a card, numpy on the host
 
 from __future__ import annotations
 
+import math
 import numpy as np
 from tilegraph.kernels import host as _host
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 from tilegraph.kernels import description as _prog
 
 from tilegraph.errors import ShapeError
@@ -106,3 +108,42 @@ def swiglu_bwd_error_bounds(x64, refs, rnd: float, accum: float, sfpu: float) ->
     dw1 = ax.T @ bda + m * accum * (ax.T @ np.abs(da)) + 1e-30
     dw3 = ax.T @ bdb + m * accum * (ax.T @ np.abs(db)) + 1e-30
     return [dx.reshape(x.shape), dw1, dw3]
+
+
+@register_kernel_op
+class SwiGLUBwdKernel(KernelOp):
+    """swiglu_bwd(x, w1, w3, dy) -> [dx, dw1, dw3]: the gate-backward kernel (da, db), then the three matmuls on the
+    host in float32 (on a card: ttnn.matmul, runtime/ttnn_backend.py)."""
+
+    name = "swiglu_bwd"
+
+    def program(self, inputs, attrs, opts):
+        x, w1, w3, dy = inputs
+        m = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+        desc = swiglu_gate_bwd_program(m, w1.shape[0], w1.shape[1], opts.dtype, grid=opts.grid, **dict(opts.knobs))
+        return desc, swiglu_bwd_device_inputs(x, w1, w3, dy)
+
+    def unpack(self, outputs, inputs, attrs):
+        x, w1, w3, _ = inputs
+        return swiglu_bwd_finish(dict(outputs), x, w1, w3)
+
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({
+            **common,
+            "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
+        })  # fmt: skip
+
+    def make_inputs(self, case, rng, randn, grid):
+        k = case["k"]
+        x, dy = randn(case["m"], k), randn(case["m"], case["n"])
+        w1 = (rng.standard_normal((k, case["n"])) / math.sqrt(k)).astype(np.float32)
+        w3 = (rng.standard_normal((k, case["n"])) / math.sqrt(k)).astype(np.float32)
+        return [x, w1, w3, dy], {}, DeviceOptions(case["dtype"], grid, {"max_k_block": case["max_k_block"]})
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, OUT_ROUNDING
+
+        # SFPU chain on the device (fp32, a few roundings: 2^-20); numpy's float32 the same order.
+        return swiglu_bwd_error_bounds(x64, refs, OUT_ROUNDING[backend], ACCUM_UNIT, 2.0**-20)
