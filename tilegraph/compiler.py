@@ -74,8 +74,10 @@ class Target:
 
     @property
     def on_host(self) -> bool:
-        """Whether the Program runs on host buffers (numpy / emu backends)."""
-        return self.backend in ("numpy", "emu")
+        """Whether the Program runs on host buffers: numpy / emu, and the ttnn backend on one chip (whose device
+        steps read their inputs from and write their outputs to host buffers, runtime/ttnn_backend.py)."""
+        single_chip = self.mesh is None or tuple(self.mesh.shape) == (1, 1)
+        return self.backend in ("numpy", "emu") or (self.backend == "ttnn" and single_chip)
 
 
 @dataclass
