@@ -27,6 +27,8 @@
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
 #include "rmsnorm_bwd_common.h"
 
+// Every FPU multiply writes a DST tile not yet written since tile_regs_acquire: ELWMUL adds into DST.
+
 // DST[idst] = dy * gamma for tile i of the current block.
 inline void dy_times_gamma(uint32_t i, uint32_t idst) {
     reconfig_data_format(cb_dy, cb_gamma);
@@ -187,18 +189,18 @@ void kernel_main() {
                 sub_binary_tile(0, 1, 0);                      // dx
                 reconfig_data_format(cb_x, cb_rstd);
                 mul_bcast_cols_init(cb_x, cb_rstd);
-                mul_tiles_bcast_cols(cb_x, cb_rstd, i, 0, 1);  // xhat
+                mul_tiles_bcast_cols(cb_x, cb_rstd, i, 0, 3);  // xhat (ELWMUL adds into DST: a fresh tile)
                 reconfig_data_format_srca(cb_dy);
                 copy_init(cb_dy);
                 copy_tile(cb_dy, i, 2);
                 mul_binary_tile_init();
-                mul_binary_tile(1, 2, 1);                      // dy * xhat
+                mul_binary_tile(3, 2, 3);                      // dy * xhat
                 tile_regs_commit();
                 tile_regs_wait();
                 pack_reconfig_data_format(cb_dx);
                 pack_tile(0, cb_dx);
                 pack_reconfig_data_format(cb_dgt);
-                pack_tile(1, cb_dgt);
+                pack_tile(3, cb_dgt);
                 tile_regs_release();
                 cb_pop_front(cb_g, 1);
             }

@@ -134,31 +134,37 @@ def rmsnorm_bwd_device_outputs(outputs: dict, x_shape) -> list:
     return [outputs["dx"].reshape(x_shape), dgamma]
 
 
-def rmsnorm_bwd_error_bounds(x64, eps: float, refs, rnd: float, fpu: float, accum: float) -> list[np.ndarray]:
+def rmsnorm_bwd_error_bounds(x64, eps: float, refs, rnd: float, tf32: float, align: float, accum: float
+                             ) -> list[np.ndarray]:
     """Per-element |error| bounds of [dx, dgamma] (inputs as the device holds them, float64).
 
-    rnd: output rounding (bf16 dx: 2^-7, 2x its unit roundoff); fpu: one fp32 value read by the matrix engine as
-    TF32 (2^-10, 2x; 0 on numpy); accum: per accumulated fp32 term (2^-22, 4x). What the kernel does, and its error:
-    - r = rsqrt(sum(x^2) / W + eps): x^2 exact in fp32 (bf16 products), TF32 into the reduce (fpu), fp32 sum of W
-      terms (W accum), halved by the square root; r again TF32 when broadcast: r_rel = fpu + W accum.
-    - A = r g (g = dy gamma exact in fp32, TF32 when read back): 2 fpu + W accum relative.
-    - B = x coef, coef = r^3 sum(x g) / W: x g exact, TF32 into the reduce, W-term sum: abs error
-      (fpu + W accum) mean|x g| r^3 |x|; r^3 adds 3 r_rel |B|, coef's TF32 broadcast one more fpu.
-    - dx = A - B (fp32, cancels): so the bound is relative to E = |A| + |x| r^3 mean|x g| >= |A| + |B|, with
-      c = 4 fpu + 3 W accum covering all of the above; plus the output rounding relative to |dx|.
-    - dgamma = sum over N rows of dy x r: r_rel, one TF32 read of each term into the selector matmul (fpu), an fp32
-      sum of N terms: (2 fpu + (W + N) accum) sum|dy x r|; stored in fp32 (no output rounding)."""
+    rnd: output rounding (bf16 dx: 2^-7, 2x its unit roundoff); tf32: one fp32 value through SrcA / SrcB (TF32
+    truncation, 2^-9, 2x); align: the matrix engine's lane alignment per face product, relative to sum |terms|
+    (2^-8); accum: per accumulated fp32 term (2^-22, 4x). tf32 = align = 0 on numpy. What the kernel does:
+    - r = rsqrt(sum(x^2) / W + eps): x^2 exact in fp32 (bf16 products), TF32 into the reduce (tf32), the reduce's
+      alignment (align), fp32 sum of W terms (W accum), all halved by the square root; r is TF32 again as the
+      broadcast operand, counted twice (both operands of the multiply may be fp32): r_rel = (tf32 + align +
+      W accum) / 2 + 2 tf32.
+    - A = r g (g = dy gamma exact in fp32, TF32 when read back, 2 tf32): r_rel + 2 tf32.
+    - B = x coef, coef = r^3 sum(x g) / W: x g exact, TF32 into the reduce, aligned, W-term sum: abs error
+      (tf32 + align + W accum) mean|x g| r^3 |x|; r^3 adds 3 (tf32 + align + W accum) / 2 relative, coef's
+      broadcast 2 tf32.
+    - dx = A - B (fp32 SFPU, cancels): the bound is relative to E = |A| + |x| r^3 mean|x g| >= |A| + |B|, with
+      c = 7 tf32 + 3 align + 3 W accum covering all of the above; plus the output rounding relative to |dx|.
+    - dgamma = sum over N rows of dy x r: r_rel, one TF32 read of each term into the selector matmul (tf32), its
+      alignment (align), an fp32 sum of N terms: (4 tf32 + 2 align + (W + N) accum) sum|dy x r|; stored in fp32.
+    numpy (float32 throughout): the same form with the hardware terms 0 and a few float32 roundings (4 rnd)."""
     x, gamma, dy = x64
     w = x.shape[-1]
     x2, dy2 = x.reshape(-1, w), dy.reshape(-1, w)
     n = x2.shape[0]
     r = 1.0 / np.sqrt(np.mean(x2 * x2, axis=-1, keepdims=True) + eps)
     g = dy2 * gamma
-    a_abs = np.abs(r * g)
-    e = a_abs + np.abs(x2) * r**3 * np.mean(np.abs(x2 * g), axis=-1, keepdims=True)
-    c = 4 * fpu + 3 * w * accum + 4 * rnd * (fpu == 0)  # numpy (fpu = 0): a few float32 roundings of each term
+    e = np.abs(r * g) + np.abs(x2) * r**3 * np.mean(np.abs(x2 * g), axis=-1, keepdims=True)
+    host = 4 * rnd if tf32 == 0 else 0.0
+    c = 7 * tf32 + 3 * align + 3 * w * accum + host
     dx = rnd * np.abs(refs[0]).reshape(x2.shape) + c * e + 1e-30
-    dgamma = (2 * fpu + (w + n) * accum + 4 * rnd * (fpu == 0)) * np.abs(dy2 * x2 * r).sum(axis=0) + 1e-30
+    dgamma = (4 * tf32 + 2 * align + (w + n) * accum + host) * np.abs(dy2 * x2 * r).sum(axis=0) + 1e-30
     return [dx.reshape(x.shape), dgamma]
 
 
@@ -194,7 +200,8 @@ class RMSNormBwdKernel(KernelOp):
         return [x, gamma, dy], {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
 
     def error_bounds(self, x64, attrs, refs, backend):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, FPU_UNIT, OUT_ROUNDING
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
 
-        fpu = FPU_UNIT if backend != "numpy" else 0.0
-        return rmsnorm_bwd_error_bounds(x64, float(attrs["eps"]), refs, OUT_ROUNDING[backend], fpu, ACCUM_UNIT)
+        device = backend != "numpy"
+        return rmsnorm_bwd_error_bounds(x64, float(attrs["eps"]), refs, OUT_ROUNDING[backend],
+                                        SRC_TF32 if device else 0.0, MVMUL_ALIGN if device else 0.0, ACCUM_UNIT)

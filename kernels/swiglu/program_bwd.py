@@ -83,10 +83,11 @@ def swiglu_bwd_finish(outputs: dict, x, w1, w3) -> list:
     return [dx.reshape(x.shape), x2.T @ da, x2.T @ db]
 
 
-def swiglu_bwd_error_bounds(x64, refs, rnd: float, accum: float, sfpu: float) -> list[np.ndarray]:
+def swiglu_bwd_error_bounds(x64, refs, rnd: float, align: float, accum: float, sfpu: float) -> list[np.ndarray]:
     """Per-element |error| bounds of [dx, dW1, dW3] (inputs as the device holds them, float64).
 
-    - a = x W1, b = x W3: bf16 products exact, fp32 sums of K terms: ea = K accum (|x| |W1|), eb likewise.
+    - a = x W1, b = x W3: bf16 products exact (HiFi4), the matrix engine's lane alignment (align, 2^-8 of
+      sum |terms| per face product; 0 on numpy) and fp32 sums of K terms: ea = (align + K accum) (|x| |W1|).
     - da = dh b silu'(a), db = dh silu(a): |silu'| <= 1.1 and |silu''| <= 0.5, so da errs by
       |dh| (1.1 eb + 0.5 |b| ea) and db by 1.1 |dh| ea; the SFPU chain (sigmoid, 1 - s, products; fp32, a few
       roundings) adds sfpu |dh| |b| (s + |silu(a)|) and sfpu |dh| |silu(a)|; da and db are rounded to bf16 (rnd).
@@ -96,7 +97,8 @@ def swiglu_bwd_error_bounds(x64, refs, rnd: float, accum: float, sfpu: float) ->
     x2, dh2 = x.reshape(-1, x.shape[-1]), dh.reshape(-1, dh.shape[-1])
     k, m, f = x2.shape[1], x2.shape[0], w1.shape[1]
     a, b = x2 @ w1, x2 @ w3
-    ea, eb = k * accum * (np.abs(x2) @ np.abs(w1)), k * accum * (np.abs(x2) @ np.abs(w3))
+    unit = align + k * accum
+    ea, eb = unit * (np.abs(x2) @ np.abs(w1)), unit * (np.abs(x2) @ np.abs(w3))
     s = 1.0 / (1.0 + np.exp(-a))
     silu = a * s
     da = dh2 * b * s * (1.0 + a * (1.0 - s))
@@ -143,7 +145,8 @@ class SwiGLUBwdKernel(KernelOp):
         return [x, w1, w3, dy], {}, DeviceOptions(case["dtype"], grid, {"max_k_block": case["max_k_block"]})
 
     def error_bounds(self, x64, attrs, refs, backend):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, OUT_ROUNDING
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
 
         # SFPU chain on the device (fp32, a few roundings: 2^-20); numpy's float32 the same order.
-        return swiglu_bwd_error_bounds(x64, refs, OUT_ROUNDING[backend], ACCUM_UNIT, 2.0**-20)
+        align = MVMUL_ALIGN if backend != "numpy" else 0.0
+        return swiglu_bwd_error_bounds(x64, refs, OUT_ROUNDING[backend], align, ACCUM_UNIT, 2.0**-20)
