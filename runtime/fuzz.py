@@ -239,6 +239,7 @@ CASE_FIELDS = {
                     "max_block": ("int", 1, 32)},
     "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64)},
 }  # fmt: skip
+CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # bwd-attn's cases have the forward's fields
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
 OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}}
 

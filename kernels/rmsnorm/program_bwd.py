@@ -182,7 +182,7 @@ class RMSNormBwdKernel(KernelOp):
     def unpack(self, outputs, inputs, attrs):
         return rmsnorm_bwd_device_outputs(dict(outputs), inputs[0].shape)
 
-    def input_formats(self, dtype, count):
+    def input_formats(self, dtype, count, knobs):
         return [dtype, "bfloat16", dtype]  # gamma is always a bfloat16 device tensor
 
     def case_strategy(self, common, small):
