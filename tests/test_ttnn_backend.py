@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tilegraph.compiler import Target, compile
 from tilegraph.graph import load_spec, training_step
 from tilegraph.graph.passes.shard import Sharding
 from tilegraph.ops.placement import P, R, Shard
@@ -26,6 +25,7 @@ from tilegraph.runtime.ttnn_backend import (
 )
 from tilegraph.runtime.ttnn_program import card_present
 
+from tilegraph.compiler import Target, compile
 from tilegraph.errors import DeviceError
 
 os.environ.setdefault("TT_METAL_MOCK_CLUSTER_DESC_PATH", str(Path(__file__).parent / "data" / "wormhole_N150.yaml"))

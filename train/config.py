@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from tilegraph.errors import DataError
 
-
 DEVICES = ("cpu", "emu", "n150", "n300", "t3k", "galaxy")
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from tilegraph.kernels import host as _host
 from tilegraph.kernels import description as _prog
+from tilegraph.kernels import host as _host
 
 from tilegraph.errors import ShapeError
 

@@ -15,9 +15,9 @@ kernel's own traffic.
 from __future__ import annotations
 
 import numpy as np
+from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
 from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
-from tilegraph.kernels import description as _prog
 
 from tilegraph.errors import ShapeError
 

@@ -16,10 +16,11 @@ matmul built-in (`ttnn.matmul` with transpose flags on a card, numpy on the host
 from __future__ import annotations
 
 import math
+
 import numpy as np
+from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
 from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
-from tilegraph.kernels import description as _prog
 
 from tilegraph.errors import ShapeError
 

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from tilegraph.commands._args import POSITIVE, SEED, float_at_least, int_at_least
-from tilegraph.errors import DataError, DeviceError, SpecError
+from tilegraph.errors import DataError, SpecError
 
 HELP = "train a model spec on tiny-shakespeare (or --data FILE) on the CPU, with checkpoints and --resume"
 
