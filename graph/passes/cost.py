@@ -20,7 +20,7 @@ from tilegraph.graph.passes.place import device_impl
 from tilegraph.graph.passes.plan_memory import MemoryPlan, Precision, device_bytes
 from tilegraph.ops import get_op
 
-MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu")
+MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu", "swiglu_bwd")
 COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce")
 
 @dataclass
