@@ -45,7 +45,6 @@ HOST_STEPS: dict[str, str] = {
     "cross_entropy": "no fused ttnn cross-entropy; the loss is [B*S, 256] logits, small next to the step",
     "cross_entropy_bwd": "as cross_entropy",
     "embedding_bwd": "a scatter-add over 256 rows; ttnn.embedding_bw exists but is untested here",
-    "attention_bwd": "the attention_bwd kernel is another helper's; until it is merged its step runs on the host",
     "silu_mul_bwd": "only in unfused graphs; training graphs use swiglu_bwd",
     "fill": "a constant",
     "global_norm": "clipping and the optimizer run on the host with the fp32 master weights",

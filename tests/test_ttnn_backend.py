@@ -44,7 +44,7 @@ def test_every_training_step_has_a_device_call(train_program):
     for c in calls:
         kinds.setdefault(c.op, set()).add(c.kind)
     # Our kernels, forward and backward, through generic_op; the fused MLP in both directions.
-    for op in ("rmsnorm", "attention", "swiglu", "rmsnorm_bwd", "swiglu_bwd"):
+    for op in ("rmsnorm", "attention", "swiglu", "rmsnorm_bwd", "attention_bwd", "swiglu_bwd"):
         assert kinds[op] == {"generic_op"}, op
     assert "silu_mul" not in kinds and "silu_mul_bwd" not in kinds
     assert kinds["linear"] == {"ttnn"} and kinds["embedding"] == {"ttnn"}
