@@ -92,7 +92,7 @@ def plot(out: Path) -> None:
     fig.tight_layout()
     fig.savefig(f"{out}.png", dpi=100)
     print(f"R = {r} bf16 roundings on the forward path, bound = sqrt(3R) * 2^-8 * loss = {math.sqrt(3 * r) * u:.4f} * loss")
-    print("| step | numpy | emu | emu - numpy | 20-step means: numpy | emu | diff | bound |")
+    print(f"| step | numpy | emu | emu - numpy | {window}-step means: numpy | emu | diff | bound |")
     print("|---|---|---|---|---|---|---|---|")
     for (end, ma, mb), bd in zip(means, bound):
         s = end - window  # the first step of the window, 0-based
