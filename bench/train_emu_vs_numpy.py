@@ -83,7 +83,7 @@ def plot(out: Path) -> None:
     means = [(i + window, a[i:i + window].mean(), b[i:i + window].mean()) for i in range(0, n - window + 1, window)]
     bound = [math.sqrt(3 * r) * u * abs(m) for _, m, _ in means]
     bx.plot(xs, b - a, lw=0.7, label="emu - numpy")
-    bx.step([m[0] for m in means], [m[2] - m[1] for m in means], where="pre", label="20-step mean")
+    bx.step([m[0] for m in means], [m[2] - m[1] for m in means], where="pre", label=f"{window}-step mean")
     bx.step([m[0] for m in means], bound, "k--", where="pre", lw=0.8, label="bound")
     bx.step([m[0] for m in means], [-x for x in bound], "k--", where="pre", lw=0.8)
     bx.set_ylabel("emu - numpy")
