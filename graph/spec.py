@@ -59,7 +59,8 @@ class ModelSpec:
             out.pop("perf")
         if self.moe is not None:
             out["moe"] = asdict(self.moe)
-        return out
+        # Optional fields left unset are written as absent, so load_spec(spec.to_dict()) round-trips.
+        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from tilegraph.ops import (  # noqa: F401
     rmsnorm_stats,
     rope,
     swiglu,
+    swiglu_bwd,
     take_last,
 )
 from tilegraph.ops.base import REGISTRY, Op, TensorType, get_op, register  # noqa: F401

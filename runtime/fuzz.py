@@ -237,6 +237,9 @@ CASE_FIELDS = {
                   "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
                   "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20)},
+    "rmsnorm_bwd": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "eps": ("float", 0.0, 1.0),
+                    "max_block": ("int", 1, 32)},
+    "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64)},
 }  # fmt: skip
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.

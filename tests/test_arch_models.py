@@ -115,8 +115,30 @@ def test_alibi_attention_refuses_the_device_kernel():
     from tilegraph.runtime.kernel_ops import run_kernel_op
 
     q = np.zeros((1, 32, 64), np.float32)
-    with pytest.raises(DeviceError, match="op 'attention': alibi=True has no device kernel"):
+    with pytest.raises(DeviceError, match="op 'attention': alibi=True: kernels/attention adds no position bias"):
         run_kernel_op("attention", [q, q, q], {"heads": 2, "kv_heads": 2, "causal": True, "alibi": True})
+
+
+@pytest.mark.parametrize("field, value", [("positions", "alibi"), ("attention_window", 16)])
+def test_place_puts_attention_the_kernels_refuse_on_the_host_or_a_ttnn_composite(field, value):
+    """The place pass asks each kernel op whether it runs a call (KernelOp.refuses): ALiBi attention and the
+    windowed attention backward go to numpy on emu and to a ttnn composite on a device, never to a kernel that
+    would stop the run."""
+    from tilegraph.compiler import Target, compile
+    from tilegraph.graph import load_spec, training_step
+    from tilegraph.graph.passes.place import device_impl
+
+    spec = load_spec(SPECS / "nano-trickster.yaml").to_dict()
+    spec.update({"name": "refused", "num_layers": 1, field: value})
+    step = training_step(load_spec(spec), 1, 64)
+    program = compile(step, Target(backend="emu"))
+    impls = {s.op: s.impl for s in program.steps if s.op.startswith("attention")}
+    refused = {"positions": {"attention", "attention_bwd"}, "attention_window": {"attention_bwd"}}[field]
+    for op, impl in impls.items():
+        assert impl == ("numpy" if op in refused else f"kernel:{op}"), (op, impl)
+    for node in step.nodes:
+        if node.op in refused:
+            assert device_impl(node).startswith("ttnn:composite"), node.op
 
 
 def test_describe_side_by_side(capsys):

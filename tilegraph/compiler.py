@@ -7,8 +7,8 @@ passes that do not apply to a target return at once (shard without a mesh, cost 
 lower`, the trainer and the tests all compile through here, so the Program a test runs is the one a user gets.
 
 - verify: well-formed SSA with consistent types (graph/passes/verify.py).
-- fuse: rewrites a fusable SwiGLU gate into the swiglu kernel op (graph/passes/fuse.py); a training graph keeps
-  the unfused form, because its backward reads the two linears' outputs.
+- fuse: rewrites a fusable SwiGLU gate into the swiglu kernel op, and in a training graph its backward into
+  swiglu_bwd, which recomputes the gate (graph/passes/fuse.py).
 - shard: the SPMD graph on the target's mesh, with explicit collectives (graph/passes/shard.py).
 - plan_memory: on a mesh, per-device DRAM and the memory-aware order (the lower peak of the stable order and a
   greedy one); on the host, the stable topological order (dead nodes dropped), the in-place updates and the
@@ -83,8 +83,10 @@ class Target:
 
     @property
     def on_host(self) -> bool:
-        """Whether the Program runs on host buffers (numpy / emu backends)."""
-        return self.backend in ("numpy", "emu")
+        """Whether the Program runs on host buffers: numpy / emu, and the ttnn backend on one chip (whose device
+        steps read their inputs from and write their outputs to host buffers, runtime/ttnn_backend.py)."""
+        single_chip = self.mesh is None or tuple(self.mesh.shape) == (1, 1)
+        return self.backend in ("numpy", "emu") or (self.backend == "ttnn" and single_chip)
 
 
 @dataclass

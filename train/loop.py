@@ -93,6 +93,7 @@ class Summary:
     checkpoint: Path | None
     plot: Path | None
     vocab_size: int = VOCAB_SIZE
+    placement: dict | None = None  # Step.impl -> [ops] of the training Program (which steps ran where)
 
     @property
     def stopped_early(self) -> bool:
@@ -113,6 +114,9 @@ class Summary:
         if self.best_val is not None:
             out.append(f"best validation loss: {self.best_val[1]:.4f} at step {self.best_val[0]}")
         out.append(f"throughput: {self.tokens_per_second:,.0f} tokens/s (training steps only)")
+        for impl, ops in (self.placement or {}).items():
+            counts = {op: ops.count(op) for op in ops}
+            out.append(f"ran as {impl}: " + ", ".join(f"{op} x{n}" for op, n in counts.items()))
         if self.checkpoint is not None:
             out.append(f"checkpoint: {self.checkpoint}")
         if self.plot is not None:
@@ -131,7 +135,7 @@ def uniform_loss_text(vocab_size: int) -> str:
 
 def _model(spec_dict: dict, config: TrainConfig):
     from tilegraph.graph.spec import load_spec
-    from tilegraph.train.model import TrainingPrograms
+    from tilegraph.train.model import TrainingPrograms, training_target
 
     spec = load_spec(spec_dict)
     check_vocab(spec, config.tokenizer)
@@ -139,7 +143,8 @@ def _model(spec_dict: dict, config: TrainConfig):
         raise DataError(
             f"--seq {config.seq} exceeds the spec's max_seq_len {spec.max_seq_len}; use --seq <= {spec.max_seq_len}"
         )
-    return spec, TrainingPrograms(spec, config.batch, config.seq, dropout_seed=config.seed)
+    return spec, TrainingPrograms(spec, config.batch, config.seq, dropout_seed=config.seed,
+                                  target=training_target(config.device))
 
 
 def _write_config(run: Run) -> None:
@@ -542,4 +547,13 @@ def train(run: Run, on_step: Callable[[Run], None] | None = None) -> Summary:
         last_ckpt,
         plot_path if plot_path.exists() else None,
         vocab,
+        placement(run.programs.train_program),
     )
+
+
+def placement(program) -> dict[str, list[str]]:
+    """Step.impl -> the ops of the steps placed there, in program order (kernel steps first)."""
+    where: dict[str, list[str]] = {}
+    for step in program.steps:
+        where.setdefault(step.impl, []).append(step.op)
+    return dict(sorted(where.items(), key=lambda kv: (not kv[0].startswith("kernel:"), kv[0])))

@@ -12,6 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def training_target(device: str):
+    """The compile Target of `tilegraph train --device`: cpu -> the numpy backend; emu -> the emu backend (kernel
+    ops in the kernel emulator, in bf16, on its default 2x2 grid; the rest on numpy); a card name -> the ttnn
+    backend on that mesh (runtime/ttnn_backend.py, which needs the card before anything runs)."""
+    from tilegraph.compiler import Target
+
+    if device == "cpu":
+        return Target()
+    if device == "emu":
+        return Target(backend="emu")
+    return Target(backend="ttnn", mesh=device)
+
+
 @dataclass
 class StepResult:
     loss: float

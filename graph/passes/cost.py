@@ -20,8 +20,10 @@ from tilegraph.graph.passes.place import device_impl
 from tilegraph.graph.passes.plan_memory import MemoryPlan, Precision, device_bytes
 from tilegraph.ops import get_op
 
-MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu", "moe_experts", "moe_experts_bwd")
+MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu", "swiglu_bwd", "moe_experts",
+              "moe_experts_bwd")
 COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce", "all_to_all")
+
 
 
 @dataclass
@@ -94,7 +96,7 @@ def estimate(graph: Graph, mesh: Mesh, plan: MemoryPlan, precision: Precision | 
     peak = chip.peak_flops(fidelity)
     steps = []
     for i, node in enumerate(plan.order):
-        impl = impls[i] if impls is not None else device_impl(node.op)
+        impl = impls[i] if impls is not None else device_impl(node)
         if node.op in COLLECTIVES:
             axis = int(node.attrs["cluster_axis"])
             payload = comm_payload(node, plan, precision)

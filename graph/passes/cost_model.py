@@ -233,7 +233,7 @@ def estimate(graph: Graph, mesh: Mesh, perf: PerfConfig, impls: list[str] | None
     seen_fused: set[str] = set()
     steps = []
     for i, node in enumerate(graph.nodes):
-        impl_name = impls[i] if impls is not None else device_impl(node.op)
+        impl_name = impls[i] if impls is not None else device_impl(node)
         fused = _qkv_key(node)
         first = fused is None or fused not in seen_fused
         if fused:

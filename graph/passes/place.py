@@ -21,7 +21,6 @@ TTNN_IMPLEMENTATION = {
     "linear_wgrad": "ttnn:matmul(x^T, dy)",
     "embedding": "ttnn:embedding",
     "embedding_bwd": "ttnn:embedding_bw",
-    "rmsnorm_bwd": "ttnn:composite",
     "rope": "ttnn:rotary_embedding_llama",
     "silu_mul": "ttnn:mul(silu(a), b)",
     "silu_mul_bwd": "ttnn:eltwise composite",
@@ -67,22 +66,39 @@ TTNN_IMPLEMENTATION = {
 }
 
 
-def host_impl(op: str) -> str:
-    return "numpy" if get_op(op).numpy_into is not None else "reference"
+def host_impl(node) -> str:
+    return "numpy" if get_op(node.op).numpy_into is not None else "reference"
 
 
-def emu_impl(op: str) -> str:
-    return f"kernel:{op}" if op in KERNEL_OPS else host_impl(op)
+def kernel_refusal(node) -> str | None:
+    """None when our kernels run `node`; else why not (an op without kernels, or attrs its kernels refuse)."""
+    kernel = KERNEL_OPS.get(node.op)
+    if kernel is None:
+        return f"op {node.op!r} has no custom kernel"
+    return kernel.refuses(node.attrs)
 
 
-def mesh_impl(op: str) -> str:
-    return "collective" if get_op(op).collective is not None else "reference"
+def emu_impl(node) -> str:
+    return f"kernel:{node.op}" if kernel_refusal(node) is None else host_impl(node)
 
 
-def device_impl(op: str) -> str:
-    if op in KERNEL_OPS:
-        return f"kernel:{op}"
-    return TTNN_IMPLEMENTATION.get(op, "numpy (no device implementation)")
+def mesh_impl(node) -> str:
+    return "collective" if get_op(node.op).collective is not None else "reference"
+
+
+# Kernel ops whose kernels refuse a call (kernel_refusal) run on a device as these ttnn composites instead.
+TTNN_FALLBACK = {
+    "attention": "ttnn:composite (matmul + softmax + matmul)",
+    "attention_bwd": "ttnn:composite (matmul + softmax_bw + matmul)",
+}
+
+
+def device_impl(node) -> str:
+    if kernel_refusal(node) is None:
+        return f"kernel:{node.op}"
+    if node.op in KERNEL_OPS:
+        return TTNN_FALLBACK.get(node.op, "numpy (no device implementation)")
+    return TTNN_IMPLEMENTATION.get(node.op, "numpy (no device implementation)")
 
 
 BACKEND_PLACEMENT = {"numpy": host_impl, "emu": emu_impl, "mesh": mesh_impl, "ttnn": device_impl}
@@ -91,4 +107,4 @@ BACKEND_PLACEMENT = {"numpy": host_impl, "emu": emu_impl, "mesh": mesh_impl, "tt
 def place(graph: Graph, backend: str) -> list[str]:
     """`Step.impl` of each node of `graph` (in order) on `backend`."""
     impl = BACKEND_PLACEMENT[backend]
-    return [impl(node.op) for node in graph.nodes]
+    return [impl(node) for node in graph.nodes]

@@ -197,10 +197,16 @@ class AttentionBwdKernel(KernelOp):
 
     name = "attention_bwd"
 
-    def program(self, inputs, attrs, opts):
+    def refuses(self, attrs):
         if attrs.get("window") is not None:
-            raise ShapeError(f"op 'attention_bwd': the kernel has no sliding window yet (window={attrs['window']}); "
-                             "run this step on the numpy backend (Target(backend='numpy')) or drop the window")
+            return f"window={attrs['window']}: the backward kernels have no sliding window yet"
+        if attrs.get("alibi"):
+            return "alibi=True: the backward kernels add no position bias to the scores"
+        return None
+
+    def program(self, inputs, attrs, opts):
+        if (why := self.refuses(attrs)) is not None:
+            raise ShapeError(f"op 'attention_bwd': {why}; run this step on the numpy backend (Target(backend='numpy'))")
         q, k, v, o, lse, do = inputs
         heads = int(attrs["heads"])
         kv_heads = int(attrs.get("kv_heads") or heads)

@@ -176,12 +176,14 @@ def attention_device_outputs(outputs: dict, q_shape, heads: int) -> list:
 class AttentionKernel(KernelOp):
     name = "attention"
 
-    def program(self, inputs, attrs, opts):
+    def refuses(self, attrs):
         if attrs.get("alibi"):
-            raise DeviceError(
-                "op 'attention': alibi=True has no device kernel (kernels/attention adds no position bias to the "
-                "scores); run ALiBi specs on the numpy backend, or use positions: rope"
-            )
+            return "alibi=True: kernels/attention adds no position bias to the scores"
+        return None
+
+    def program(self, inputs, attrs, opts):
+        if (why := self.refuses(attrs)) is not None:
+            raise DeviceError(f"op 'attention': {why}; run ALiBi specs on the numpy backend, or use positions: rope")
         knobs = dict(opts.knobs)
         q, k, v = inputs
         heads = int(attrs["heads"])
