@@ -124,9 +124,10 @@ def test_place_puts_attention_the_kernels_refuse_on_the_host_or_a_ttnn_composite
     """The place pass asks each kernel op whether it runs a call (KernelOp.refuses): ALiBi attention and the
     windowed attention backward go to numpy on emu and to a ttnn composite on a device, never to a kernel that
     would stop the run."""
-    from tilegraph.compiler import Target, compile
     from tilegraph.graph import load_spec, training_step
     from tilegraph.graph.passes.place import device_impl
+
+    from tilegraph.compiler import Target, compile
 
     spec = load_spec(SPECS / "nano-trickster.yaml").to_dict()
     spec.update({"name": "refused", "num_layers": 1, field: value})
