@@ -37,6 +37,7 @@ from tilegraph.ops.program import (
 )
 
 from tilegraph.errors import KernelError
+from tilegraph.perf.counters import ThreadCounters, parse_counters
 
 EMU_DIR = KERNEL_DIR / "emu"
 KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
@@ -196,6 +197,12 @@ def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
 def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
                 ) -> dict[str, np.ndarray]:
     """Run `desc` in the emulator on `inputs` (name -> array of the tensor's logical shape); return its outputs."""
+    return run_program_counted(desc, inputs, timeout_s)[0]
+
+
+def run_program_counted(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
+                        ) -> tuple[dict[str, np.ndarray], list[ThreadCounters]]:
+    """run_program, plus what every (core, kernel) thread did (tilegraph.perf.counters), for the performance model."""
     desc.validate()
     runner, _ = emulator_binaries()
     tensors = list(desc.tensors)
@@ -220,6 +227,7 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
         job = [f"program {desc.name.replace(' ', '_')}", f"fp32_dest_acc {int(cc.fp32_dest_acc_en)}",
                f"math_approx {int(cc.math_approx_mode)}", f"dst_full_sync {int(cc.dst_full_sync_en)}",
                f"timeout_s {timeout_s}"]
+        job.append(f"perf\t{tmpd / 'perf.txt'}")
         if cc.unpack_to_dest_fp32:
             job.append("unpack_to_dest_fp32 " + " ".join(str(i) for i in cc.unpack_to_dest_fp32))
         for i, t in enumerate(tensors):
@@ -270,7 +278,7 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
         for i, t in enumerate(tensors):
             if t.role == "output":
                 outputs[t.name] = from_tile_bytes((tmpd / f"out{i}.bin").read_bytes(), t.dtype, t.shape)
-        return outputs
+        return outputs, parse_counters((tmpd / "perf.txt").read_text())
 
 
 def _tmp_root() -> str | None:
