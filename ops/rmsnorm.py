@@ -145,6 +145,9 @@ from tilegraph.kernels import host as _host
 from tilegraph.ops import program as _prog
 
 RMSNORM_MAX_BLOCK_TILES = 8  # width block streamed per pass; 2 blocks per input CB keep reader and compute overlapped
+# Row-resident mode keeps two whole rows of x (and of the residual) and all of gamma in L1: allowed while the CBs
+# stay within this much of the core's 1.5 MB, leaving the rest to firmware, kernel binaries and stacks.
+RMSNORM_RESIDENT_L1_BYTES = 1024 * 1024
 
 
 def rmsnorm_program(
@@ -158,13 +161,16 @@ def rmsnorm_program(
     out_dtype: str = "bfloat16",
     interm: str = "float32",
     max_block: int = RMSNORM_MAX_BLOCK_TILES,
+    row_resident: bool | None = None,
 ) -> _prog.ProgramDescription:
     """RMSNorm over the last dim of x[..., W] on a core grid: tile rows (32 rows each) split across cores.
 
     Device tensors: x [N, W] (N = product of leading dims), optional residual [N, W] (then h = x + residual is
     normalized and also written out as "h"), optional gamma [1, W] (row 0 of its tiles), consts [32, 32] (the
     reduce scaler), out [N, W]. Zero padding to tiles is harmless: it adds nothing to the sum of squares and the
-    mean divides by the true W (passed as 1/W)."""
+    mean divides by the true W (passed as 1/W).
+    row_resident: read each row from DRAM once and keep it (and gamma) in L1 for the second pass; default: when
+    the CBs fit RMSNORM_RESIDENT_L1_BYTES (True that does not fit is an error from the L1 check)."""
     *lead, w = (int(d) for d in shape)
     n = int(np.prod(lead)) if lead else 1
     if n < 1 or w < 1:
@@ -187,14 +193,22 @@ def rmsnorm_program(
     def cb(index, fmt, pages):
         return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
 
-    cbs = [cb(0, dtype, 2 * blk), cb(4, "bfloat16", 1), cb(16, out_dtype, 2 * blk),
-           cb(24, interm, blk), cb(25, "float32", 1), cb(26, "float32", 1)]
-    if residual:
-        cbs += [cb(1, dtype, 2 * blk), cb(17, out_dtype, 2 * blk), cb(27, interm, blk)]
-    if gamma:
-        cbs += [cb(2, "bfloat16", 2 * blk), cb(28, interm, blk)]
+    def cbs_for(resident):
+        rows = 2 * wt if resident else 2 * blk  # resident: two whole rows, so the next row streams in meanwhile
+        out = [cb(0, dtype, rows), cb(4, "bfloat16", 1), cb(16, out_dtype, 2 * blk),
+               cb(24, interm, blk), cb(25, "float32", 1), cb(26, "float32", 1)]
+        if residual:
+            out += [cb(1, dtype, rows), cb(17, out_dtype, 2 * blk), cb(27, interm, blk)]
+        if gamma:
+            out += [cb(2, "bfloat16", wt if resident else 2 * blk), cb(28, interm, blk)]
+        return out
 
-    defines = {**({"FUSE_RESIDUAL": "1"} if residual else {}), **({"FUSE_GAMMA": "1"} if gamma else {})}
+    if row_resident is None:
+        row_resident = sum(c.num_pages * c.page_size for c in cbs_for(True)) <= RMSNORM_RESIDENT_L1_BYTES
+    cbs = cbs_for(row_resident)
+
+    defines = {**({"FUSE_RESIDUAL": "1"} if residual else {}), **({"FUSE_GAMMA": "1"} if gamma else {}),
+               **({"ROW_RESIDENT": "1"} if row_resident else {})}
     res_name = "residual" if residual else "x"
     gamma_name = "gamma" if gamma else "x"
     h_name = "h" if residual else "out"
