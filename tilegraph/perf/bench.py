@@ -52,6 +52,9 @@ class BenchKernel:
     slice: Callable[[dict, int], dict]  # the shape with at most this many units
     baseline: Callable[[dict, Device, str], tuple[str, list[ThreadCounters], dict, str]]
     flops: Callable[[dict], float]
+    # The builder's shape-dependent choices at the full shape, pinned for the emulated slice so that the slice
+    # has the same per-core work pattern (e.g. swiglu's output block).
+    pin: Callable[[dict, Device, str], dict] = lambda shape, device, dtype: {}
 
 
 def _rand(rng, *shape, scale=1.0):
@@ -107,6 +110,35 @@ def _attn_baseline(s, dev, dtype):
             baselines.sdpa(s["batch"], s["heads"], s["kv_heads"], s["seq"], s["head_dim"], dev, dtype), {}, "HiFi2")
 
 
+def _swiglu_block(s, device, dtype):
+    from tilegraph.ops.swiglu import swiglu_program
+
+    desc = swiglu_program(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
+    args = next(iter(desc.kernels[1].runtime_args.values()))  # (kt, mt, nt, start, count, kb, mb, nb, w, blocks_n)
+    return {"block": (int(args[6]), int(args[7]))}
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _swiglu_units(s, block):
+    mb, nb = block
+    return _cdiv(_cdiv(s["tokens"], 32), mb) * _cdiv(_cdiv(s["ffn"], 32), nb)
+
+
+def _swiglu_slice(s, units, block):
+    """Fewer block columns (N), then fewer block rows (M), keeping whole mb x nb blocks."""
+    mb, nb = block
+    s = dict(s)
+    rows = _cdiv(_cdiv(s["tokens"], 32), mb)
+    cols = max(1, units // rows)
+    s["ffn"] = min(s["ffn"], 32 * nb * cols)
+    if _swiglu_units(s, block) > units:
+        s["tokens"] = min(s["tokens"], 32 * mb * max(1, units // _cdiv(_cdiv(s["ffn"], 32), nb)))
+    return s
+
+
 def _rows_slice(s, units):
     s = dict(s)
     s["tokens"] = min(s["tokens"], 32 * units)
@@ -118,9 +150,9 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
         "rmsnorm", ("tokens", "hidden"), _rms_inputs, lambda s: -(-s["tokens"] // 32), _rows_slice, _rms_baseline,
         lambda s: 4.0 * s["tokens"] * s["hidden"]),
     "swiglu": BenchKernel(
-        "swiglu", ("tokens", "hidden", "ffn"), _swiglu_inputs, lambda s: -(-s["tokens"] // 32) * -(-s["ffn"] // 32),
-        lambda s, u: dict(s, tokens=min(s["tokens"], 32 * max(1, u // -(-s["ffn"] // 32)))), _swiglu_baseline,
-        lambda s: 4.0 * s["tokens"] * s["hidden"] * s["ffn"] + 5.0 * s["tokens"] * s["ffn"]),
+        "swiglu", ("tokens", "hidden", "ffn"), _swiglu_inputs, lambda s, block=(1, 1): _swiglu_units(s, block),
+        _swiglu_slice, _swiglu_baseline,
+        lambda s: 4.0 * s["tokens"] * s["hidden"] * s["ffn"] + 5.0 * s["tokens"] * s["ffn"], _swiglu_block),
     "attention": BenchKernel(
         "attention", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_inputs, _attn_units, _attn_slice,
         _attn_baseline, lambda s: 2.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"]),  # causal: half of 4
@@ -179,14 +211,16 @@ def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str
 
     bk = bench_kernel(name)
     shape = dict(shape)
-    units = bk.units(shape)
+    pinned = {} if knobs else bk.pin(shape, device, dtype)
+    units = bk.units(shape, **pinned)
     per_core = math.ceil(units / device.cores)
     emulated = shape
     if per_core > EMULATED_UNITS_PER_CORE:
-        emulated = bk.slice(shape, EMULATED_UNITS_PER_CORE * device.cores)
-    scale = per_core / math.ceil(bk.units(emulated) / device.cores)
+        emulated = bk.slice(shape, EMULATED_UNITS_PER_CORE * device.cores, **pinned)
+    scale = per_core / math.ceil(bk.units(emulated, **pinned) / device.cores)
     inputs, attrs = bk.inputs(emulated, np.random.default_rng(0))
-    desc, dev_inputs = build(name, inputs, attrs, DeviceOptions(dtype=dtype, grid=device.grid, knobs=dict(knobs or {})))
+    opts = DeviceOptions(dtype=dtype, grid=device.grid, knobs={**pinned, **(knobs or {})})
+    desc, dev_inputs = build(name, inputs, attrs, opts)
     _, threads = run_program_counted(desc, dev_inputs, timeout_s=600)
     fidelity = desc.compute_config.math_fidelity
     est = estimate(scale_counters(threads, scale), device, program_cb_pages(desc), fidelity)
