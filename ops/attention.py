@@ -394,8 +394,11 @@ def attention_program(
         cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers), kernels=kernels,
         compute_config=_prog.ComputeConfig(
             math_fidelity="HiFi4", fp32_dest_acc_en=True,
-            # the running max (26, 31), sum (27) and output (28, when fp32) are fp32 partials reloaded per K chunk
-            unpack_to_dest_fp32=(26, 27, 31) + ((28,) if interm == "float32" else ())),
+            # The running sum (27) is an fp32 partial reloaded per K chunk through copy_tile only: unpacked straight
+            # to DST it keeps all 23 mantissa bits instead of TF32's 10. The running max (26, 31) and output (28) are
+            # also fp32 partials, but sub/mul_tiles_bcast_cols read them through SrcA, and a CB unpacked to DST
+            # cannot feed a source register (ttsim: undefined), so they stay on the SrcA path (TF32).
+            unpack_to_dest_fp32=(27,)),
         grid=tuple(grid))
     desc.validate()
     return desc

@@ -44,6 +44,7 @@ KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
 LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall", "-ftls-model=initial-exec"]
 DRAM_BASE = 1 << 20  # first tensor address; tensors are 4 KiB aligned
 FORMAT_CODES = {"float32": 0, "bfloat16": 5, "bfloat8_b": 6}
+MATH_FIDELITY_CODES = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}  # tt-llk MathFidelity (llk_defs.h)
 _lock = threading.Lock()
 _lib_cache: dict[str, tuple[Path, ctypes.CDLL]] = {}
 
@@ -77,6 +78,7 @@ def emulator_binaries() -> tuple[Path, ctypes.CDLL]:
         src = EMU_DIR / "src"
         if not lib.exists():
             _compile([CXX, *LIB_CXXFLAGS, "-shared", str(src / "runtime.cpp"), str(src / "formats.cpp"),
+                      str(src / "datapath.cpp"),
                       "-lpthread", "-ldl"], lib, "the emulator runtime")
         if not runner.exists():
             _compile([CXX, "-O2", str(src / "runner_main.cpp"), f"-L{d}", "-ltgemu", f"-Wl,-rpath,{d}",
@@ -97,7 +99,7 @@ def kernel_source_path(source: str) -> Path:
 def kernel_defines(kernel: KernelSpec, desc: ProgramDescription) -> dict[str, str]:
     """Defines a kernel is compiled with: the JIT's generated ones (compute config) plus the kernel's own."""
     cc = desc.compute_config
-    fid = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}[cc.math_fidelity]
+    fid = MATH_FIDELITY_CODES[cc.math_fidelity]
     base = {"TILEGRAPH_EMU": "1", "KERNEL_BUILD": "1"}
     if kernel.role == "compute":
         base.update(DST_ACCUM_MODE="true" if cc.fp32_dest_acc_en else "false", MATH_FIDELITY=str(fid),
@@ -226,10 +228,10 @@ def run_program_counted(desc: ProgramDescription, inputs: dict[str, np.ndarray],
         tmpd = Path(tmp)
         job = [f"program {desc.name.replace(' ', '_')}", f"fp32_dest_acc {int(cc.fp32_dest_acc_en)}",
                f"math_approx {int(cc.math_approx_mode)}", f"dst_full_sync {int(cc.dst_full_sync_en)}",
+               f"math_fidelity {MATH_FIDELITY_CODES[cc.math_fidelity]}",
+               "unpack_to_dest_fp32" + "".join(f" {cb}" for cb in cc.unpack_to_dest_fp32),
                f"timeout_s {timeout_s}"]
         job.append(f"perf\t{tmpd / 'perf.txt'}")
-        if cc.unpack_to_dest_fp32:
-            job.append("unpack_to_dest_fp32 " + " ".join(str(i) for i in cc.unpack_to_dest_fp32))
         for i, t in enumerate(tensors):
             in_path, out_path = "-", "-"
             if t.role == "input":

@@ -6,17 +6,30 @@ and on a failure shrinks to a minimal one, which is saved (JSON + the inputs as 
 
 Tolerances (per element, |got - ref| <= bound). The reference is float64 on the inputs *as the device holds
 them* (quantized to bfloat16 / bfloat8_b with the emulator's conversion, bit-exact with ttnn's), so input
-quantization is not counted as kernel error and bfloat8_b needs no looser output bound. What remains:
-- output rounding: outputs are bfloat16 (8 significant bits), round-to-nearest-even errs by at most half an ulp,
-  i.e. 2^-8 relative (unit roundoff); we allow 2^-7 (2x);
-- fp32 accumulation in DST (fp32_dest_acc_en) and fp32 intermediates: a length-K dot product of bf16 values
-  (exact products) errs by at most ~K * 2^-24 * sum|terms|; we allow K * 2^-22 * sum|terms| (4x);
-- FPU operands: the matrix engine reads its source registers as TF32 (10 mantissa bits, unit roundoff 2^-11), so
-  an fp32 intermediate fed to matmul / reduce / broadcast ops (squares and rstd in rmsnorm; scores, P, running max
-  and sum in attention) is rounded to 2^-11 relative each time: we allow FPU_UNIT = 2^-10 (2x) per such pass;
-- SFPU functions (exp, rsqrt, recip, log, silu) in the emulator are fp32-accurate (~2^-23 relative), covered above.
-Attention's lse is stored in float32: bound 2^-16 * (1 + |lse|) + S * 2^-22 (fp32 sums of S terms, 4x margin).
-The numpy backend (float32 fast paths) is held to the same form with 2^-20 in place of the bf16 rounding term.
+quantization is not counted as kernel error and bfloat8_b needs no looser output bound. What remains is the
+arithmetic a Wormhole B0 performs (kernels/emu/API.md "Numerics"; the emulator matches ttsim bit for bit there).
+All three kernels run at HiFi4 with fp32_dest_acc_en:
+- output rounding (OUT_ROUNDING): outputs are bfloat16 (8 significant bits); the packer rounds fp32 DST half away
+  from zero, at most half an ulp = 2^-8 relative; we allow 2^-7 (2x). Same for a card; numpy (float32) 2^-20.
+- source registers (SRC_TF32): an fp32 CB operand (an intermediate) reaches the FPU truncated to TF32, 10 mantissa
+  bits, so it errs by < 2^-10 relative, one-sided; we allow 2^-9 (2x) per pass through SrcA / SrcB. bf16 and
+  bfloat8_b operands are exact in the registers (at HiFi4 all their mantissa bits reach the multipliers).
+- the matrix engine (MVMUL_ALIGN): MVMUL / GAPOOL multiply 5x7-bit mantissa slices per fidelity phase (HiFi4: all
+  four, so bf16 x bf16 products are exact) but align each group of 8 lane products to the group's largest exponent
+  in a 12-bit window: every lane but the largest errs by up to 2^-11 of the largest, summed over the four phases
+  (x1.04), so one 16-deep face product errs by <= 7 * 2^-11 * 1.04 * max|term| per group <= 2^-8 * sum|terms|.
+  Matmul, reduce SUM and the attention row sums each carry MVMUL_ALIGN * sum|terms| per product.
+- DST accumulation (ACCUM_UNIT): each MVMUL result is added into fp32 DST with 24-bit alignment, ~2^-24 per term;
+  we allow K * 2^-22 * sum|terms| (4x) for a length-K sum (also the float32 SFPU results: exp, rsqrt, recip, silu).
+- elementwise FPU ops (ELWADD/ELWSUB align b to a in an 11-bit window; ELWMUL of bf16 operands at HiFi4 is exact
+  before the DST rounding): within the SRC_TF32 and ACCUM_UNIT terms above.
+Per op: rmsnorm y = h * rstd * gamma: OUT_ROUNDING + (MVMUL_ALIGN + SRC_TF32) / 2 for the mean of squares (halved
+by the square root) + 2 * SRC_TF32 (rstd and the normalized tile into the two multiplies) + w * ACCUM_UNIT.
+swiglu: the two matmuls' errors (MVMUL_ALIGN + k * ACCUM_UNIT) * |x| @ |w| propagated through silu(a) * b.
+attention: scores err by (MVMUL_ALIGN + d * ACCUM_UNIT) * sum|q k| (twice: row max and exp), the running max and
+scores pass SrcA as TF32 twice (2 * smax * SRC_TF32), P, l and o a few more times (4 * SRC_TF32), P V and the row
+sum of P through the matrix engine (2 * MVMUL_ALIGN relative); lse (float32): 2^-16 * (1 + |lse|) + those + S *
+ACCUM_UNIT. The numpy backend (float32 fast paths) is held to the same form without the hardware terms.
 """
 
 from __future__ import annotations
@@ -39,7 +52,8 @@ BACKENDS = ("emu", "numpy", "ttnn")
 DTYPES = ("bfloat16", "bfloat8_b")
 OUT_ROUNDING = {"emu": 2.0**-7, "ttnn": 2.0**-7, "numpy": 2.0**-20}
 ACCUM_UNIT = 2.0**-22  # 4x the fp32 unit roundoff per accumulated term
-FPU_UNIT = 2.0**-10  # 2x the TF32 unit roundoff: one fp32 operand through the matrix engine
+SRC_TF32 = 2.0**-9  # 2x the TF32 truncation error: one fp32 operand through SrcA / SrcB
+MVMUL_ALIGN = 2.0**-8  # matrix-engine lane alignment: per face product, relative to sum |terms|
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -150,10 +164,10 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
     x64 = [a.astype(np.float64) for a in inputs]
     if op == "rmsnorm":
         w = x64[0].shape[-1]
-        # y = h * r * gamma: relative rounding per element, the mean of squares' fp32 sum (w terms), and 4 TF32
-        # operand roundings (x^2 into the reduce, rstd and the normalized tile into the two multiplies, halved by
-        # the square root but counted in full).
-        fpu = 4 * FPU_UNIT if backend != "numpy" else 0.0
+        # y = h * r * gamma: relative rounding per element, the mean of squares' fp32 sum (w terms), its matrix-
+        # engine alignment and x^2's TF32 truncation (both halved by the square root), rstd and the normalized tile
+        # truncated to TF32 into the two multiplies.
+        fpu = (MVMUL_ALIGN + SRC_TF32) / 2 + 2 * SRC_TF32 if backend != "numpy" else 0.0
         bounds = [(rnd + fpu + w * ACCUM_UNIT) * np.abs(refs[0]) + 1e-30]
         if len(refs) == 2:
             bounds.append(rnd * np.abs(refs[1]) + 1e-30)
@@ -162,7 +176,8 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
         x, w1, w3 = x64
         k = x.shape[-1]
         a, b = x @ w1, x @ w3
-        ea, eb = k * ACCUM_UNIT * (np.abs(x) @ np.abs(w1)), k * ACCUM_UNIT * (np.abs(x) @ np.abs(w3))
+        unit = k * ACCUM_UNIT + (MVMUL_ALIGN if backend != "numpy" else 0.0)
+        ea, eb = unit * (np.abs(x) @ np.abs(w1)), unit * (np.abs(x) @ np.abs(w3))
         # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
         return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
     # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
@@ -183,10 +198,13 @@ def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.n
     # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
     smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
     sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
-    fpu = FPU_UNIT if backend != "numpy" else 0.0
-    # Scores pass the matrix engine twice as TF32 (row max, subtract): abs error smax * FPU_UNIT each; P and the
-    # running sum / output pass it a few more times (P V, row sum, rescale, 1/l): relative FPU_UNIT each.
-    p_err = 2 * d * ACCUM_UNIT * sabs + 2 * smax * fpu + 4 * fpu + (s + d) * ACCUM_UNIT  # [B, H, S]
+    hw = backend != "numpy"
+    tf32, align = (SRC_TF32, MVMUL_ALIGN) if hw else (0.0, 0.0)
+    # Scores: the Q K^T dot products (matrix-engine alignment + fp32 sum), counted twice (row max, exp). They pass
+    # SrcA as TF32 twice (row max, subtract): abs error smax * SRC_TF32 each; P and the running sum / output a few
+    # more times (rescale, 1/l): relative SRC_TF32 each; P V and the row sum of P align in the matrix engine.
+    p_err = (2 * (align + d * ACCUM_UNIT) * sabs + 2 * smax * tf32 + 4 * tf32 + 2 * align
+             + (s + d) * ACCUM_UNIT)  # [B, H, S]
     p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
     lse = refs[1]
     return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,

@@ -78,8 +78,22 @@ def test_correctly_configured_kernel_adds_bf16_and_fp32():
     x = config_inputs()
     out = run_program(config_program({}), x)["out"]
     a16 = bf16(x["a"]).astype(np.float64)
-    # b reaches SrcB as tf32 (10 mantissa bits): the sum is within 2^-10 of |b| of the exact value
-    assert np.all(np.abs(out - (a16 + x["b"])) <= 2.0**-10 * np.abs(x["b"]) + 1e-30)
+    # b reaches SrcB as TF32 (truncated to 10 mantissa bits: within 2^-10 |b|), and ELWADD aligns both operands to
+    # the larger exponent with 11-bit mantissas (bits shifted out are lost: within 2^-10 of the larger operand).
+    b = x["b"].astype(np.float64)
+    bound = 2.0**-10 * np.abs(b) + 2.0**-10 * np.maximum(np.abs(a16), np.abs(b))
+    assert np.all(np.abs(out - (a16 + b)) <= bound + 1e-30)
+
+
+def test_unpack_to_dest_keeps_fp32_and_the_srca_path_truncates_to_tf32():
+    """copy_tile of a float32 CB: unpack-to-DST carries all 23 mantissa bits (the tile reordered from L1's faces into
+    DST exactly), the SrcA path truncates them to TF32's 10 (fp32_dest_acc_en)."""
+    b = config_inputs()["b"]
+    direct = run_program(config_program({"COPY_B": 1}, unpack_to_dest_fp32=(1,)), config_inputs())["out"]
+    via_srca = run_program(config_program({"COPY_B": 1}), config_inputs())["out"]
+    assert np.array_equal(direct.view(np.uint32), b.view(np.uint32))
+    assert np.array_equal(via_srca.view(np.uint32), b.view(np.uint32) & np.uint32(0xFFFFE000))
+    assert not np.array_equal(direct, via_srca)
 
 
 def test_missing_reconfig_between_bf16_and_fp32_operands():

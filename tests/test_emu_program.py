@@ -15,7 +15,7 @@ from tilegraph.ops.program import (
     TensorAccessorCTA,
     TensorSpec,
 )
-from tilegraph.runtime.emulator import quantize, run_program
+from tilegraph.runtime.emulator import run_program
 
 from tilegraph.errors import KernelError
 
@@ -65,34 +65,41 @@ def inputs(shape, seed=0):
 
 
 def test_eltwise_bf16_multicore_is_exact():
-    # bf16 inputs, bf16 DST: the sum of two bf16 values is exact in fp32, then rounded once (RNE) on the way
-    # into DST. So the output must equal the numpy model bit for bit.
+    # bf16 inputs, bf16 DST: ELWADD aligns b to a's exponent in an 11-bit window and rounds the sum to bf16 half
+    # up (datapath.h; bit-exact against ttsim in test_emu_ttsim_oracle.py). So the output is the exact sum rounded
+    # to bf16, within half a bf16 ulp plus the 11-bit alignment (2^-3 of an ulp), never RNE's tie choice.
     shape = (3, 50, 70)  # not tile multiples: padding is added on the way in and dropped on the way out
     x = inputs(shape)
-    out = run_program(eltwise_program(shape, "bfloat16", 4), x)["out"]
-    want = bf16_rne(bf16_rne(x["a"]) + bf16_rne(x["b"]))
-    np.testing.assert_array_equal(out, want)
+    out = run_program(eltwise_program(shape, "bfloat16", 4), x)["out"].astype(np.float64)
+    exact = bf16_rne(x["a"]).astype(np.float64) + bf16_rne(x["b"])
+    assert np.all(bf16_rne(out.astype(np.float32)) == out)  # the output is bf16
+    ulp = 2.0 ** (np.floor(np.log2(np.maximum(np.abs(exact), 2.0**-100))) - 7)
+    assert np.all(np.abs(out - exact) <= 0.625 * ulp)
 
 
 def test_eltwise_fp32_dest_acc():
-    # float32 tensors with fp32 DST: FPU operands are tf32 (10-bit mantissa), so each operand is within
-    # 2^-11 relative of its value and the sum within 2^-11 * (|a| + |b|) (+ fp32 rounding).
+    # float32 tensors with fp32 DST: FPU operands are TF32 truncations (10-bit mantissa), so each operand is
+    # within 2^-10 relative of its value and the sum within 2^-10 * (|a| + |b|) (+ the 11-bit alignment).
     shape = (64, 96)
     x = inputs(shape, 1)
     out = run_program(eltwise_program(shape, "float32", 3, fp32_acc=True), x)["out"]
-    bound = 2.0 ** -11 * (np.abs(x["a"]) + np.abs(x["b"])) * 1.01
+    bound = 2.0 ** -10 * (np.abs(x["a"]) + np.abs(x["b"])) * 1.51
     assert np.all(np.abs(out - (x["a"] + x["b"])) <= bound)
 
 
 def test_eltwise_mul_bfp8_output():
-    # bf16 inputs, product rounded to bf16 in DST, packed to bfloat8_b: the output equals quantizing the bf16
-    # product with the (ttnn-verified) bfp8 conversion.
+    # bf16 inputs, product rounded to bf16 in DST (HiFi4: exact 8x8-bit product, one rounding), packed to
+    # bfloat8_b by the packer: each datum within one step of its 16-wide group's shared exponent (the packer
+    # rounds the bf16 to 6 mantissa bits, then shifts to the shared exponent, 2^(E - 6) per step; the group's
+    # largest value may round up into the next binade, which doubles the step).
     shape = (32, 64)
     x = inputs(shape, 2)
     out = run_program(eltwise_program(shape, "bfloat16", 2, compute_defines={"ELTWISE_MUL": 1},
                                       out_dtype="bfloat8_b"), x)["out"]
-    prod = bf16_rne(bf16_rne(x["a"]) * bf16_rne(x["b"]))
-    np.testing.assert_array_equal(out, quantize(prod, "bfloat8_b"))
+    prod = bf16_rne(x["a"]).astype(np.float64) * bf16_rne(x["b"])
+    group_max = np.abs(prod).reshape(32, 4, 16).max(-1, keepdims=True).repeat(16, -1).reshape(shape)
+    step = 2.0 ** (np.floor(np.log2(group_max * (1 + 2.0**-6))) - 6)
+    assert np.all(np.abs(out - prod) <= step + 2.0**-8 * np.abs(prod))
     assert np.abs(out - x["a"] * x["b"]).max() < 0.05 * np.abs(x["a"] * x["b"]).max()
 
 

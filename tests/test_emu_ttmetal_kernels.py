@@ -21,11 +21,13 @@ live in kernels/emu only.
 
 Tolerances: the emulator is meant to compute what a Wormhole computes, and the datapath numerics are being made
 bit-faithful separately, so each bound below covers the hardware's arithmetic, not only today's emulator:
-- bfloat16 tensors (DST in bf16): the FPU result is rounded once into bf16 DST / the bf16 output (<= 1/2 ulp); the
-  FPU's exponent alignment of an add may lose up to one more ulp of the larger operand, so |err| <= 2^-8 * max(|a|,
-  |b|, |out|) (bf16 has 8 significant bits: one ulp is <= 2^-7 relative, half an ulp 2^-8).
+- bfloat16 tensors (DST in bf16): add/sub align both operands to the larger exponent (bits shifted out are lost)
+  and the result lands in a bf16 DST: |err| <= 2^-7 * max(|a|, |b|, |out|) (one bf16 ulp, 8 significant bits).
+  mul (ELWMUL) adds one partial product per fidelity phase into DST (HiFi4: 4 phases), each rounded into the bf16
+  DST: |err| <= 4 * 2^-8 = 2^-6 of |out|.
 - float32 tensors (fp32_dest_acc_en): the unpacker feeds fp32 operands to the FPU as TF32 (10 explicit mantissa bits,
-  truncated: relative error < 2^-10 per operand), so |err| <= 2^-9 * (|a| + |b|) for add/sub and 2^-9 * |a*b| for mul.
+  truncated: relative error < 2^-10 per operand), so |err| <= 2^-9 * (|a| + |b|) for add/sub; mul also loses the
+  last of SrcA's 11 mantissa bits (its fidelity slices are 5 + 5 bits), so |err| <= 3 * 2^-10 < 2^-8 of |a*b|.
 - bfloat8_b: the packer shares one exponent per 16 elements of a face row (7 mantissa bits): |err| <= one unit
   (2^(e_max - 6)) of the group's largest element, plus the bf16 bound of the computation.
 - SFPU chains state their bound next to the chain.
@@ -196,8 +198,8 @@ def bfp8_group_unit(ref: np.ndarray) -> np.ndarray:
 
 def binary_bound(op: str, a, b, ref, dtype: str) -> np.ndarray:
     if dtype == "float32":
-        return 2.0**-9 * (np.abs(a * b) if op == "mul" else np.abs(a) + np.abs(b))
-    bound = 2.0**-8 * np.maximum.reduce([np.abs(a), np.abs(b), np.abs(ref)]) if op != "mul" else 2.0**-8 * np.abs(ref)
+        return 2.0**-8 * np.abs(a * b) if op == "mul" else 2.0**-9 * (np.abs(a) + np.abs(b))
+    bound = 2.0**-7 * np.maximum.reduce([np.abs(a), np.abs(b), np.abs(ref)]) if op != "mul" else 2.0**-6 * np.abs(ref)
     return bound + (bfp8_group_unit(ref) if dtype == "bfloat8_b" else 0.0)
 
 
@@ -249,7 +251,7 @@ def test_ttmetal_eltwise_binary_fused_relu_chain():
     out = run_program(binary_program("mul", shape, "bfloat16", extra_defines=defines), {"a": a, "b": b})["out"]
     ref = np.maximum(a * b, 0)
     assert np.all(out >= 0) and np.any(a * b < 0)
-    assert np.all(np.abs(out - ref) <= 2.0**-8 * np.abs(ref))
+    assert np.all(np.abs(out - ref) <= binary_bound("mul", a, b, ref, "bfloat16"))  # relu is exact
 
 
 def test_ttmetal_eltwise_binary_logaddexp_prescale_path():

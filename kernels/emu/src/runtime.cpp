@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "../emu/runtime.h"
+#include "datapath.h"
 #include "formats.h"
 #include "perf_counters.h"
 
@@ -127,8 +128,8 @@ struct Thread {
 
 struct Machine {
     bool fp32_dest_acc = false, approx = false, full_sync = false;
-    bool unpack_to_dest_fp32[NUM_CBS] = {};  // ComputeConfig.unpack_to_dest_fp32 (UnpackToDestMode per CB)
     uint32_t math_fidelity = 4;
+    bool unpack_to_dest[NUM_CBS] = {};  // ComputeConfig.unpack_to_dest_fp32: CBs unpacked straight to DST as fp32
     double timeout_s = 60;
     std::string program;
     std::vector<std::unique_ptr<Core>> cores;
@@ -330,17 +331,29 @@ void need_dst(uint32_t idst, const char* api, bool pack) {
 
 float* dst_tile(uint32_t i) { return T->dst.data() + size_t(i) * TILE_HW; }
 
-// Store into DST: DST holds fp32, or bf16-rounded values without fp32_dest_acc_en.
-inline float dst_round(float v) { return M.fp32_dest_acc ? v : round_bf16(v); }
+// DST holds fp32 bit patterns; without fp32_dest_acc_en only their top 16 bits (bf16).
+inline uint32_t fbits(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    return u;
+}
+inline float from_fbits(uint32_t u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+inline uint32_t dst_bits(uint32_t i, int e) { return fbits(dst_tile(i)[e]); }
+inline void set_dst_bits(uint32_t i, int e, uint32_t u) { dst_tile(i)[e] = from_fbits(u); }
 
-void store_dst(uint32_t i, const float* v) {
-    float* d = dst_tile(i);
-    for (int k = 0; k < TILE_HW; k++) d[k] = dst_round(v[k]);
-    T->dst_fresh[i] = false;
+// An SFPU result written back to DST: the LLK's SFPU functions round fp32 -> bf16 to nearest even (SFP_STOCH_RND)
+// before SFPSTORE when DST is bf16; SFPSTORE flushes denormals to signed zero.
+inline float dst_round(float v) {
+    if (!M.fp32_dest_acc) v = round_bf16(v);
+    return from_fbits(datapath::flush_denormal(fbits(v)));
 }
 
-// Unpack tile `itile` (relative to the read pointer) of a CB the compute kernel waited for.
-void unpack(uint32_t cbi, uint32_t itile, float* out, const char* api, bool src_reg) {
+// The CB tile `itile` (relative to the read pointer) of a CB the compute kernel waited for.
+const uint8_t* waited_tile(uint32_t cbi, uint32_t itile, const char* api) {
     CB& cb = get_cb(cbi, api);
     if (itile >= cb.waited)
         failf("%s: reads tile %u of %s, but only %u pages were waited for with cb_wait_front (%s)", api, itile,
@@ -351,13 +364,20 @@ void unpack(uint32_t cbi, uint32_t itile, float* out, const char* api, bool src_
     if (cb.page_size != tile_bytes(cb.fmt))
         failf("%s: %s has %u-byte pages, not one %u-byte tile of its format", api, cbname(cbi).c_str(), cb.page_size,
               tile_bytes(cb.fmt));
-    unpack_tile_bytes(cb.fmt, cb.base + size_t(cb.rd_page + itile) * cb.page_size, out);
     T->perf.add(std::string("unpack.") + perf_fmt(cb.fmt));
-    // FPU source registers hold at most tf32 precision of a float32 operand.
-    if (src_reg && cb.fmt == FMT_FLOAT32)
-        for (int k = 0; k < TILE_HW; k++) out[k] = round_tf32(out[k]);
+    return cb.base + size_t(cb.rd_page + itile) * cb.page_size;
 }
 
+// Unpack a tile into a source register (SrcA or SrcB) as the hardware holds it (datapath.h): float32 as TF32 with
+// fp32_dest_acc_en, else as bf16 (both truncated); bf16 as is; bfloat8_b through the unpacker's bf16 conversion.
+void unpack_src(uint32_t cbi, uint32_t itile, uint32_t* out, const char* api) {
+    const uint8_t* p = waited_tile(cbi, itile, api);
+    if (M.unpack_to_dest[cbi])
+        failf("%s reads %s through a source register, but the program unpacks that CB straight to DST "
+              "(ComputeConfig.unpack_to_dest_fp32): only copy_tile can read it; drop the CB from "
+              "unpack_to_dest_fp32 or copy it to DST first", api, cbname(cbi).c_str());
+    datapath::unpack_tile_to_src(core().cbs[cbi].fmt, p, M.fp32_dest_acc, out);
+}
 std::string fpu_init_name(uint32_t kind, uint32_t a, uint32_t b) {
     static const char* ops[] = {"add", "sub", "mul"};
     static const char* dims[] = {"none", "cols", "rows", "scalar"};
@@ -443,7 +463,7 @@ void need_pack_format(const char* api, uint32_t cbi) {
 
 // copy_init loads one of two unpacker paths for CB `cb`: unpack-to-dest (a float32 CB listed in
 // ComputeConfig.unpack_to_dest_fp32: 32-bit datums straight into DST) or through SrcA (LLK should_unpack_to_dest).
-bool copies_to_dest(uint32_t cbi) { return M.unpack_to_dest_fp32[cbi] && core().cbs[cbi].fmt == FMT_FLOAT32; }
+bool copies_to_dest(uint32_t cbi) { return M.unpack_to_dest[cbi] && core().cbs[cbi].fmt == FMT_FLOAT32; }
 
 void need_copy_path(const char* api, uint32_t cbi) {
     const UnpackConfig& u = T->cfg.unpack;
@@ -733,15 +753,12 @@ static void need_reduce_config(uint32_t pool, uint32_t dim, uint32_t cb, uint32_
                                   : "this reduce maps data -> SrcA, the scaler -> SrcB: reconfig_data_format(data, scaler)";
     need_src_format("reduce_tile", swapped ? SRC_B : SRC_A, cb, "data", mapping);
     need_src_format("reduce_tile", swapped ? SRC_A : SRC_B, cbs, "scaler", mapping);
-    if (pool != POOL_MAX) return;
-    float s[TILE_HW];
-    unpack(cbs, its, s, "reduce_tile (scaler)", false);
-    for (int r : {0, 16})  // row 0 of every face: the rows the reduce scaler occupies
-        for (int c = 0; c < 32; c++)
-            if (s[r * 32 + c] != 1.0f)
-                failf("reduce_tile<MAX>: scaler CB %u tile %u holds %g at row %d, column %d; MAX multiplies by the "
-                      "scaler before pooling, so its scaler must be 1.0 in row 0 of every face (use a separate "
-                      "all-ones scaler tile for MAX)", cbs, its, double(s[r * 32 + c]), r, c);
+}
+
+// MOVA2D: a source datum into DST; denormals flush to +0, a bf16 DST keeps the top 16 bits.
+inline uint32_t src_to_dst(uint32_t src) {
+    const uint32_t u = datapath::src_to_fp32_bits(src);
+    return (u & 0x7F800000u) ? u : 0;
 }
 
 void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
@@ -750,9 +767,21 @@ void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_src_format("copy_tile", SRC_A, cb, "input", "copy_tile unpacks its CB into SrcA: reconfig_data_format_srca");
     need_copy_path("copy_tile", cb);
     T->perf.add("fpu.copy");
-    float a[TILE_HW];
-    unpack(cb, itile, a, "copy_tile", !M.fp32_dest_acc);
-    store_dst(idst, a);
+    if (M.unpack_to_dest[cb]) {
+        // UnpackToDestFp32: the unpacker writes the float32 data into DST unchanged (no source register).
+        const CB& c = core().cbs[cb];
+        if (c.fmt != FMT_FLOAT32 || !M.fp32_dest_acc)
+            failf("copy_tile: %s is in unpack_to_dest_fp32 but %s: unpacking to DST in fp32 needs a float32 CB and "
+                  "fp32_dest_acc_en", cbname(cb).c_str(), c.fmt != FMT_FLOAT32 ? "is not float32" : "DST is bf16");
+        // L1 holds the tile face-ordered, DST here is row-major: an exact float32 reorder, no rounding.
+        unpack_tile_bytes(FMT_FLOAT32, waited_tile(cb, itile, "copy_tile"), dst_tile(idst));
+        T->dst_fresh[idst] = false;
+        return;
+    }
+    uint32_t a[TILE_HW];
+    unpack_src(cb, itile, a, "copy_tile");
+    for (int e = 0; e < TILE_HW; e++) set_dst_bits(idst, e, src_to_dst(a[e]));
+    T->dst_fresh[idst] = false;
 }
 
 void transpose_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
@@ -760,13 +789,15 @@ void transpose_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_fpu("transpose_tile", K_TRANSPOSE, 0, 0);
     need_src_format("transpose_tile", SRC_A, cb, "input", "transpose_tile unpacks its CB into SrcA: reconfig_data_format_srca");
     T->perf.add("fpu.transpose");
-    float a[TILE_HW], o[TILE_HW];
-    unpack(cb, itile, a, "transpose_tile", true);
+    uint32_t a[TILE_HW];
+    unpack_src(cb, itile, a, "transpose_tile");
     for (int r = 0; r < 32; r++)
-        for (int c = 0; c < 32; c++) o[c * 32 + r] = a[r * 32 + c];
-    store_dst(idst, o);
+        for (int c = 0; c < 32; c++) set_dst_bits(idst, c * 32 + r, src_to_dst(a[r * 32 + c]));
+    T->dst_fresh[idst] = false;
 }
 
+// add/sub/mul_tiles[_bcast]: in0 -> SrcA, in1 -> SrcB (broadcast from SrcB's column 0, row or first datum).
+// ELWADD / ELWSUB overwrite DST (acc_to_dest off); ELWMUL always adds into DST, once per fidelity phase.
 void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst,
                   uint32_t bcast_row) {
     const char* api = "binary tile op (add/sub/mul_tiles[_bcast])";
@@ -781,44 +812,39 @@ void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint3
     else need_fpu(api, K_BCAST, op, bcast);
     need_src_format(api, SRC_A, cb0, "in0", "eltwise binary and broadcast ops map in0 -> SrcA, in1 -> SrcB: reconfig_data_format(in0, in1)");
     need_src_format(api, SRC_B, cb1, "in1", "eltwise binary and broadcast ops map in0 -> SrcA, in1 -> SrcB: reconfig_data_format(in0, in1)");
-    float a[TILE_HW], b[TILE_HW], o[TILE_HW];
-    unpack(cb0, t0, a, api, true);
-    unpack(cb1, t1, b, api, true);
+    uint32_t a[TILE_HW], b[TILE_HW];
+    unpack_src(cb0, t0, a, api);
+    unpack_src(cb1, t1, b, api);
+    const bool fp32 = M.fp32_dest_acc;
+    const uint32_t phases = op == OP_MUL ? datapath::fidelity_phases(M.math_fidelity) : 1;
     for (int r = 0; r < 32; r++)
         for (int c = 0; c < 32; c++) {
-            float bv;
+            uint32_t bv;
             switch (bcast) {
                 case BC_COL: bv = b[r * 32]; break;
                 case BC_ROW: bv = b[bcast_row * 32 + c]; break;
                 case BC_SCALAR: bv = b[0]; break;
                 default: bv = b[r * 32 + c];
             }
-            float av = a[r * 32 + c];
-            o[r * 32 + c] = op == OP_ADD ? av + bv : op == OP_SUB ? av - bv : av * bv;
+            const int e = r * 32 + c;
+            const uint32_t av = a[e];
+            uint32_t d;
+            if (op == OP_MUL) {
+                d = dst_bits(idst, e);
+                for (uint32_t ph = 0; ph < phases; ph++) d = datapath::elwmul(av, bv, d, fp32, ph);
+            } else {
+                d = op == OP_ADD ? datapath::elwadd(av, bv, 0, fp32, false) : datapath::elwsub(av, bv, 0, fp32, false);
+            }
+            set_dst_bits(idst, e, d);
         }
-    store_dst(idst, o);
+    T->dst_fresh[idst] = false;
 }
 
-static void matmul_one(const float* a, const float* b, bool transpose_b, uint32_t idst) {
-    float* d = dst_tile(idst);
-    float bt[TILE_HW];
-    if (transpose_b) {
-        for (int r = 0; r < 32; r++)
-            for (int c = 0; c < 32; c++) bt[c * 32 + r] = b[r * 32 + c];
-        b = bt;
-    }
-    // DST accumulates one 16-deep face product at a time (rounded to the DST format after each).
-    for (int kf = 0; kf < 2; kf++) {
-        float part[TILE_HW] = {};
-        for (int r = 0; r < 32; r++)
-            for (int k = kf * 16; k < kf * 16 + 16; k++) {
-                float av = a[r * 32 + k];
-                const float* brow = b + k * 32;
-                float* prow = part + r * 32;
-                for (int c = 0; c < 32; c++) prow[c] += av * brow[c];
-            }
-        for (int e = 0; e < TILE_HW; e++) d[e] = dst_round(d[e] + part[e]);
-    }
+// DST[idst] += in0 x in1 (x in1^T with transpose): MVMUL computes DST += SrcB x SrcA with in0 in SrcB and in1 in
+// SrcA. Per fidelity phase (outer), each 16-deep face product (k 0..15, then 16..31) is one MVMUL into DST.
+static void matmul_one(const uint32_t* in0, const uint32_t* in1, bool transpose_in1, uint32_t idst) {
+    datapath::matmul_tile(in0, in1, transpose_in1, reinterpret_cast<uint32_t*>(dst_tile(idst)), M.fp32_dest_acc,
+                          M.math_fidelity);
     T->dst_fresh[idst] = false;
 }
 
@@ -912,9 +938,9 @@ void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
     T->perf.add(std::string("fpu.matmul.") + perf_fidelity(M.math_fidelity));
     need_src_format("matmul_tiles", SRC_A, cb1, "in1", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     need_src_format("matmul_tiles", SRC_B, cb0, "in0", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
-    float a[TILE_HW], b[TILE_HW];
-    unpack(cb0, t0, a, "matmul_tiles", true);
-    unpack(cb1, t1, b, "matmul_tiles", true);
+    uint32_t a[TILE_HW], b[TILE_HW];
+    unpack_src(cb0, t0, a, "matmul_tiles");
+    unpack_src(cb1, t1, b, "matmul_tiles");
     matmul_one(a, b, transpose != 0, idst);
 }
 
@@ -926,55 +952,100 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
     T->perf.add(std::string("fpu.matmul.") + perf_fidelity(M.math_fidelity), uint64_t(ct) * rt);
     need_src_format("matmul_block", SRC_A, cb1, "in1", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     need_src_format("matmul_block", SRC_B, cb0, "in0", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
-    float a[TILE_HW], b[TILE_HW];
+    uint32_t a[TILE_HW], b[TILE_HW];
     for (uint32_t r = 0; r < rt; r++) {
-        unpack(cb0, t0 + r * kt, a, "matmul_block", true);
+        unpack_src(cb0, t0 + r * kt, a, "matmul_block");
         for (uint32_t c = 0; c < ct; c++) {
-            unpack(cb1, t1 + c, b, "matmul_block", true);
+            unpack_src(cb1, t1 + c, b, "matmul_block");
             matmul_one(a, b, transpose != 0, idst + r * ct + c);
         }
     }
 }
 
+// reduce_tile. SUM / AVG are matrix-engine dot products with the scaler (row 0 of each scaler face): REDUCE_ROW
+// runs MVMUL with the data in SrcB and the scaler in SrcA, REDUCE_COL GAPOOL with the data in SrcA and the scaler
+// in SrcB; REDUCE_SCALAR is a column pass then a row pass, each through DST. Fidelity phases outer, faces inner.
+// MAX is GMPOOL, which requires the scaler to be exactly 1.0; the LLK has no MIN.
 void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_t itile, uint32_t its, uint32_t idst) {
     need_dst(idst, "reduce_tile", false);
     need_fpu("reduce_tile", K_REDUCE, pool, dim);
     T->perf.add(pool == POOL_MAX ? std::string("fpu.reduce.max") : std::string("fpu.reduce.sum.") + perf_fidelity(M.math_fidelity));
     need_reduce_config(pool, dim, cb, cbs, its);
-    float a[TILE_HW], s[TILE_HW];
-    unpack(cb, itile, a, "reduce_tile", true);
-    unpack(cbs, its, s, "reduce_tile (scaler)", true);
-    const float scale = s[0];
-    const bool is_max = pool == POOL_MAX, is_min = pool == POOL_MIN;
-    float* d = dst_tile(idst);
+    uint32_t a[TILE_HW], s[TILE_HW];
+    unpack_src(cb, itile, a, "reduce_tile");
+    unpack_src(cbs, its, s, "reduce_tile (scaler)");
+    const bool fp32 = M.fp32_dest_acc;
     const bool fresh = T->dst_fresh[idst];
-    auto combine = [&](float& dv, float v) {
-        if (is_max) dv = dst_round(fresh ? v : std::max(dv, v));
-        else if (is_min) dv = dst_round(fresh ? v : std::min(dv, v));
-        else dv = dst_round(dv + v);
-    };
-    auto red = [&](const float* p, int stride) {
-        float acc = (is_max || is_min) ? p[0] * scale : 0.0f;
-        for (int k = 0; k < 32; k++) {
-            float v = p[k * stride] * scale;
-            acc = is_max ? std::max(acc, v) : is_min ? std::min(acc, v) : acc + v;
+    if (pool == POOL_MAX) {
+        // GMPOOL multiplies by the scaler before taking the max (reduce.h: "all scaling factors should be 1").
+        const uint32_t one = 0x3F800000u >> 13;
+        for (int r : {0, 16})  // row 0 of every face: the rows the reduce scaler occupies
+            for (int c = 0; c < 32; c++)
+                if (s[r * 32 + c] != one)
+                    failf("reduce_tile<MAX>: scaler CB %u tile %u holds %g at row %d, column %d; MAX multiplies by "
+                          "the scaler before pooling, so its scaler must be 1.0 in row 0 of every face (use a "
+                          "separate all-ones scaler tile for MAX)", cbs, its,
+                          double(from_fbits(datapath::src_to_fp32_bits(s[r * 32 + c]))), r, c);
+        // Running max: DST seen at source precision (TF32 truncation of an fp32 DST); a fresh DST starts below all.
+        auto running = [&](int e) -> uint32_t {
+            if (fresh) return 0xFFFFFFFFu;
+            const uint32_t d = dst_bits(idst, e);
+            return fp32 ? d & 0xFFFFE000u : d;
+        };
+        auto lane_max = [&](uint32_t m, const uint32_t* p, int stride) {
+            for (int k = 0; k < 32; k++) m = datapath::gmpool_max(m, p[k * stride]);
+            return m;
+        };
+        if (dim == RED_ROW) {
+            for (int r = 0; r < 32; r++) set_dst_bits(idst, r * 32, lane_max(running(r * 32), a + r * 32, 1));
+        } else if (dim == RED_COL) {
+            for (int c = 0; c < 32; c++) set_dst_bits(idst, c, lane_max(running(c), a + c, 32));
+        } else {
+            uint32_t m = running(0);
+            for (int r = 0; r < 32; r++) m = lane_max(m, a + r * 32, 1);
+            set_dst_bits(idst, 0, m);
         }
-        return acc;
+        T->dst_fresh[idst] = false;
+        return;
+    }
+    const uint32_t phases = datapath::fidelity_phases(M.math_fidelity);
+    datapath::Operand scal_a[32], scal_b[32];  // the scaler's row 0 as SrcA lanes and as SrcB lanes
+    for (int i = 0; i < 32; i++) {
+        scal_a[i] = datapath::split_srca(s[i]);
+        scal_b[i] = datapath::split_srcb(s[i]);
+    }
+    // A 32-long dot product with the scaler into `d`: two 16-lane faces per phase.
+    auto pool_row = [&](const datapath::Operand* data_b, uint32_t d) {  // data in SrcB, scaler in SrcA
+        for (uint32_t ph = 0; ph < phases; ph++)
+            for (int f = 0; f < 2; f++) d = datapath::mvmul16_split(scal_a + 16 * f, data_b + 16 * f, d, fp32, ph);
+        return d;
     };
+    auto pool_col = [&](const datapath::Operand* data_a, uint32_t d) {  // data in SrcA, scaler in SrcB
+        for (uint32_t ph = 0; ph < phases; ph++)
+            for (int f = 0; f < 2; f++) d = datapath::mvmul16_split(data_a + 16 * f, scal_b + 16 * f, d, fp32, ph);
+        return d;
+    };
+    datapath::Operand lanes[32];
     if (dim == RED_ROW) {
-        for (int r = 0; r < 32; r++) combine(d[r * 32], red(a + r * 32, 1));
-    } else if (dim == RED_COL) {
-        for (int c = 0; c < 32; c++) combine(d[c], red(a + c, 32));
-    } else {
-        float rows[32];
-        for (int r = 0; r < 32; r++) rows[r] = red(a + r * 32, 1);
-        // REDUCE_SCALAR is a row pass then a column pass, each applying the scaler (hence 1/sqrt(N) for AVG).
-        float acc = (is_max || is_min) ? rows[0] * scale : 0.0f;
         for (int r = 0; r < 32; r++) {
-            float v = rows[r] * scale;
-            acc = is_max ? std::max(acc, v) : is_min ? std::min(acc, v) : acc + v;
+            for (int k = 0; k < 32; k++) lanes[k] = datapath::split_srcb(a[r * 32 + k]);
+            set_dst_bits(idst, r * 32, pool_row(lanes, dst_bits(idst, r * 32)));
         }
-        combine(d[0], acc);
+    } else if (dim == RED_COL) {
+        for (int c = 0; c < 32; c++) {
+            for (int k = 0; k < 32; k++) lanes[k] = datapath::split_srca(a[k * 32 + c]);
+            set_dst_bits(idst, c, pool_col(lanes, dst_bits(idst, c)));
+        }
+    } else {
+        uint32_t colsum[32];
+        for (int c = 0; c < 32; c++) {
+            for (int k = 0; k < 32; k++) lanes[k] = datapath::split_srca(a[k * 32 + c]);
+            colsum[c] = pool_col(lanes, 0);
+        }
+        // The column sums come back from DST through a source register (TF32 of an fp32 DST, else bf16).
+        for (int c = 0; c < 32; c++)
+            lanes[c] = datapath::split_srcb(fp32 ? (colsum[c] & 0xFFFFE000u) >> 13 : (colsum[c] & 0xFFFF0000u) >> 13);
+        set_dst_bits(idst, 0, pool_row(lanes, dst_bits(idst, 0)));
     }
     T->dst_fresh[idst] = false;
 }
@@ -1037,8 +1108,8 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
     if (cb.page_size != tile_bytes(cb.fmt))
         failf("pack_tile: %s has %u-byte pages, not one %u-byte tile of its format", cbname(cbi).c_str(), cb.page_size,
               tile_bytes(cb.fmt));
-    const float* src = dst_tile(idst);
-    float masked[TILE_HW];
+    uint32_t src[TILE_HW];
+    std::memcpy(src, dst_tile(idst), sizeof src);
     if (T->pack_mask) {
         // reduce_init's packer edge masks zero every datum outside the reduce result until reduce_uninit or the
         // next non-reduce init (tt-metal 0.81.1 reduce.h "packer-zeroing contract").
@@ -1046,11 +1117,10 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
         for (int r = 0; r < 32; r++)
             for (int c = 0; c < 32; c++) {
                 bool keep = dim == RED_ROW ? c == 0 : dim == RED_COL ? r == 0 : (r == 0 && c == 0);
-                masked[r * 32 + c] = keep ? src[r * 32 + c] : 0.0f;
+                if (!keep) src[r * 32 + c] = 0;
             }
-        src = masked;
     }
-    pack_tile_bytes(cb.fmt, src, cb.base + size_t(cb.wr_page + pos) * cb.page_size);
+    datapath::pack_tile_from_dst(cb.fmt, src, M.fp32_dest_acc, cb.base + size_t(cb.wr_page + pos) * cb.page_size);
     if (!out_of_order) cb.pack_seq++;
     cb.packed_hi = std::max(cb.packed_hi, pos + 1);
 }
@@ -1179,14 +1249,15 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
             else if (kw == "math_approx") ls >> M.approx;
             else if (kw == "dst_full_sync") ls >> M.full_sync;
             else if (kw == "math_fidelity") ls >> M.math_fidelity;
-            else if (kw == "timeout_s") ls >> M.timeout_s;
-            else if (kw == "perf") perf_path = tab_fields(line).back();
             else if (kw == "unpack_to_dest_fp32") {
-                for (uint32_t i; ls >> i;) {
-                    if (i >= NUM_CBS) throw std::runtime_error("unpack_to_dest_fp32: CB index out of range: " + line);
-                    M.unpack_to_dest_fp32[i] = true;
+                uint32_t cb;
+                while (ls >> cb) {
+                    if (cb >= NUM_CBS) throw std::runtime_error("unpack_to_dest_fp32: CB index out of range: " + line);
+                    M.unpack_to_dest[cb] = true;
                 }
             }
+            else if (kw == "timeout_s") ls >> M.timeout_s;
+            else if (kw == "perf") perf_path = tab_fields(line).back();
             else if (kw == "tensor") {
                 auto t = std::make_unique<Tensor>();
                 std::string fmt;

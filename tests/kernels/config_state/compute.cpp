@@ -44,6 +44,10 @@ void kernel_main() {
     reconfig_data_format_srca(cb_b);
     copy_init(cb_a);  // loads the SrcA path; CB 1 is unpacked straight to DST
     copy_tile(cb_b, 0, 0);
+#elif defined(COPY_B)
+    reconfig_data_format_srca(cb_b);
+    copy_init(cb_b);  // the path copy_init(cb_b) loads: straight to DST when CB 1 is unpack_to_dest_fp32, else SrcA
+    copy_tile(cb_b, 0, 0);
 #else
     reconfig_data_format(cb_a, cb_b);
     add_init(cb_a, cb_b);
