@@ -162,6 +162,7 @@ def rmsnorm_program(
     interm: str = "float32",
     max_block: int = RMSNORM_MAX_BLOCK_TILES,
     row_resident: bool | None = None,
+    math_fidelity: str = "HiFi4",
 ) -> _prog.ProgramDescription:
     """RMSNorm over the last dim of x[..., W] on a core grid: tile rows (32 rows each) split across cores.
 
@@ -170,7 +171,8 @@ def rmsnorm_program(
     reduce scaler), out [N, W]. Zero padding to tiles is harmless: it adds nothing to the sum of squares and the
     mean divides by the true W (passed as 1/W).
     row_resident: read each row from DRAM once and keep it (and gamma) in L1 for the second pass; default: when
-    the CBs fit RMSNORM_RESIDENT_L1_BYTES (True that does not fit is an error from the L1 check)."""
+    the CBs fit RMSNORM_RESIDENT_L1_BYTES (True that does not fit is an error from the L1 check).
+    math_fidelity: of the squares, the row reduce and the multiplies (fuzz tolerances are derived for HiFi4)."""
     *lead, w = (int(d) for d in shape)
     n = int(np.prod(lead)) if lead else 1
     if n < 1 or w < 1:
@@ -227,7 +229,7 @@ def rmsnorm_program(
     ]
     desc = _prog.ProgramDescription(
         name="rmsnorm", tensors=tensors, cbs=cbs, kernels=kernels,
-        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True,
+        compute_config=_prog.ComputeConfig(math_fidelity=math_fidelity, fp32_dest_acc_en=True,
                                            unpack_to_dest_fp32=(25,)),  # the fp32 partial sum, reloaded per block
         grid=tuple(grid))
     desc.validate()

@@ -24,6 +24,8 @@ def add_arguments(parser) -> None:
                         help="draw a roofline of the device with kernel and baseline (with --sweep: time vs shape)")
     parser.add_argument("--sweep", metavar="OPTION=V1,V2,...", help="repeat over values of one shape option")
     parser.add_argument("--model", action="store_true", help="model even when a card is present")
+    parser.add_argument("--knob", action="append", default=[], metavar="KEY=VALUE",
+                        help="a program-builder option of our kernel, e.g. math_fidelity=HiFi2 or block=8,2")
 
 
 def _parse_sweep(text: str) -> tuple[str, list[int]]:
@@ -41,6 +43,25 @@ def _parse_sweep(text: str) -> tuple[str, list[int]]:
     if not vals or min(vals) < 1:
         raise TilegraphError(f"--sweep {text!r}: give at least one value, each >= 1")
     return name, vals
+
+
+def _parse_knobs(items: list[str]) -> dict:
+    """KEY=VALUE builder options: whole numbers, comma-separated tuples of them, true/false, or text."""
+    from tilegraph.errors import TilegraphError
+
+    knobs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TilegraphError(f"--knob {item!r}: write KEY=VALUE, e.g. --knob math_fidelity=HiFi2")
+        parts = value.split(",")
+        if all(p.strip().isdigit() for p in parts):
+            knobs[key.strip()] = int(parts[0]) if len(parts) == 1 else tuple(int(p) for p in parts)
+        elif value.lower() in ("true", "false"):
+            knobs[key.strip()] = value.lower() == "true"
+        else:
+            knobs[key.strip()] = value
+    return knobs
 
 
 def _line(r) -> str:
@@ -78,12 +99,13 @@ def run(args) -> int:
     shape = dict(PRESETS[args.preset])
     shape.update({k: getattr(args, k) for k in SHAPE_OPTIONS if getattr(args, k) is not None})
     sweep = _parse_sweep(args.sweep) if args.sweep else None
+    knobs = _parse_knobs(args.knob)
     results = []
     for name in names:
         values = sweep[1] if sweep else [None]
         for v in values:
             s = dict(shape, **({sweep[0]: v} if sweep else {}))
-            r = run_bench(name, s, args.device, args.dtype, args.runs, allow_card=not args.model)
+            r = run_bench(name, s, args.device, args.dtype, args.runs, knobs=knobs, allow_card=not args.model)
             print(_header(r))
             print(_line(r))
             results.append(r)

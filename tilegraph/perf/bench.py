@@ -211,7 +211,9 @@ def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str
 
     bk = bench_kernel(name)
     shape = dict(shape)
-    pinned = {} if knobs else bk.pin(shape, device, dtype)
+    knobs = dict(knobs or {})
+    pinned = bk.pin(shape, device, dtype)
+    pinned.update({k: v for k, v in knobs.items() if k in pinned})  # the user's choice wins
     units = bk.units(shape, **pinned)
     per_core = math.ceil(units / device.cores)
     emulated = shape
@@ -219,7 +221,7 @@ def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str
         emulated = bk.slice(shape, EMULATED_UNITS_PER_CORE * device.cores, **pinned)
     scale = per_core / math.ceil(bk.units(emulated, **pinned) / device.cores)
     inputs, attrs = bk.inputs(emulated, np.random.default_rng(0))
-    opts = DeviceOptions(dtype=dtype, grid=device.grid, knobs={**pinned, **(knobs or {})})
+    opts = DeviceOptions(dtype=dtype, grid=device.grid, knobs={**pinned, **knobs})
     desc, dev_inputs = build(name, inputs, attrs, opts)
     _, threads = run_program_counted(desc, dev_inputs, timeout_s=600)
     fidelity = desc.compute_config.math_fidelity
@@ -268,7 +270,8 @@ def _median_us(fn, runs: int, sync) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, shape: Mapping[str, int], device: Device, dtype: str, runs: int) -> tuple[float, float, str]:
+def measure(name: str, shape: Mapping[str, int], device: Device, dtype: str, runs: int,
+            knobs: Mapping[str, object] | None = None) -> tuple[float, float, str]:
     """(kernel_us, baseline_us, baseline label) measured on the card with ttnn (median of `runs`)."""
     import ttnn
 
@@ -276,7 +279,7 @@ def measure(name: str, shape: Mapping[str, int], device: Device, dtype: str, run
 
     bk = bench_kernel(name)
     inputs, attrs = bk.inputs(dict(shape), np.random.default_rng(0))
-    opts = DeviceOptions(dtype=dtype, grid=device.grid)
+    opts = DeviceOptions(dtype=dtype, grid=device.grid, knobs=dict(knobs or {}))
     dev = ttnn.open_device(device_id=0)
     try:
         def sync():
@@ -331,7 +334,7 @@ def run_bench(name: str, shape: Mapping[str, int], device_name: str, dtype: str 
         flops / peak_flops(device, fidelity) / est.time_s, flops / peak_flops(device, base_fidelity) / base.time_s, flops, est.dram_bytes, base.dram_bytes,
         fidelity, emulated, scale, est.notes)
     if allow_card and card_available():
-        result.kernel_us, result.baseline_us, result.baseline = measure(name, shape, device, dtype, runs)
+        result.kernel_us, result.baseline_us, result.baseline = measure(name, shape, device, dtype, runs, knobs)
         result.source = "measured"
         result.utilization = flops / peak_flops(device, fidelity) / (result.kernel_us * 1e-6)
         result.notes.append("bound and baseline_bound are the model's")
