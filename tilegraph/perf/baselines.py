@@ -42,6 +42,17 @@ def _dram(t: ThreadCounters, direction: str, tiles: int, dtype: str) -> None:
         t.counts[key] = t.get(key) + nbytes // DRAM_PAGE_CLASSES
 
 
+def _dram_pages(t: ThreadCounters, direction: str, first: int, count: int, dtype: str) -> None:
+    """Pages first .. first + count - 1 of one tensor: page i sits in bank i % banks (interleaved from bank 0),
+    so a small tensor every core reads (gamma) loads only its own few banks."""
+    nbytes = TILE_BYTES[dtype]
+    t.counts[f"noc.{direction}.dram.bytes"] = t.get(f"noc.{direction}.dram.bytes") + count * nbytes
+    t.counts[f"noc.{direction}.dram.n"] = t.get(f"noc.{direction}.dram.n") + count
+    for page in range(first, first + count):
+        key = f"dram.page_class.{page % DRAM_PAGE_CLASSES}.bytes"
+        t.counts[key] = t.get(key) + nbytes
+
+
 def _add(t: ThreadCounters, key: str, n: float) -> None:
     t.counts[key] = t.get(key) + round(n)
 
@@ -144,7 +155,8 @@ def rms_norm(tokens: int, hidden: int, device: Device, dtype: str = "bfloat16",
         r = ThreadCounters(core, "reader", "ttnn layernorm reader")
         w = ThreadCounters(core, "writer", "ttnn layernorm writer")
         c = ThreadCounters(core, "compute", "ttnn layernorm (RMSNORM)")
-        _dram(r, "read", per * wt + wt, dtype)  # x rows, gamma once
+        _dram(r, "read", per * wt, dtype)  # x rows
+        _dram_pages(r, "read", 0, wt, "bfloat16")  # gamma, once per core
         _add(r, "noc.read_barrier", per * 2)
         _dram(w, "write", per * wt, dtype)
         _add(w, "noc.write_barrier", per)
