@@ -26,9 +26,15 @@ kernels: venv
 	cmake --build build -j2 >> build.log 2>&1 || (cat build.log; exit 1)
 	$(BIN)/python -m tilegraph.ops.cpu_kernels >> build.log 2>&1 || (cat build.log; exit 1)
 
+# make test: lint (ruff, configured in pyproject.toml), the kernel builds and API-conformance checks (ctest), the
+# tests, the CPU kernels again built for haswell (the 32-byte-vector branch; -march=native on an AVX-512 machine
+# only compiles the 64-byte one), and every benchmark once as a smoke test (timings disabled).
 test: setup
+	$(BIN)/ruff check .
 	cd build && ctest --output-on-failure -j2
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	TILEGRAPH_CPU_MARCH=haswell $(BIN)/python -m pytest -q tests/test_ops_cpu_kernels.py tests/test_ops_numpy_fast.py
+	$(BIN)/python -m pytest -q bench --benchmark-disable
 
 train: setup
 	$(BIN)/tilegraph train specs/nano-trickster.yaml $(TRAIN_ARGS)

@@ -9,7 +9,7 @@ and printed.
 from __future__ import annotations
 
 import pytest
-from tilegraph.runtime.kernel_ops import KERNEL_OPS
+from tilegraph.kernels.registry import KERNEL_OPS
 
 from tilegraph.perf.bench import BENCH_KERNELS, PRESETS, run_bench
 

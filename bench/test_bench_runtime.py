@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tilegraph.graph import init_params, load_spec, training_step
-from tilegraph.runtime import compile
 from timing import interleaved_medians
+
+from tilegraph.compiler import compile
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "nano-trickster.yaml"
 B, S = 2, 64

@@ -47,9 +47,19 @@ class Node:
     inputs: tuple[Value, ...]
     outputs: tuple[Value, ...]
     attrs: Mapping[str, object]
+    # Free-form annotations (where the node came from, what a pass learned about it), torch.fx style: every pass
+    # that rebuilds a node copies its meta (`Node.rebuilt`), so what one pass records survives the pipeline.
+    meta: dict[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return format_node(self)
+
+    def rebuilt(self, op: str, inputs: tuple[Value, ...], outputs: tuple[Value, ...], attrs) -> Node:
+        """A new node replacing this one (new op, values or attrs) that keeps its meta; sets the outputs' producer."""
+        node = Node(op, tuple(inputs), tuple(outputs), attrs, dict(self.meta))
+        for v in node.outputs:
+            v.producer = node
+        return node
 
 
 def _fmt_attr(v: object) -> str:
@@ -74,6 +84,24 @@ class Graph:
         self.updates: dict[Value, Value] = {}
         self._names: set[str] = set()
         self._counter = itertools.count()
+        # Set by graph.passes.shard on the SPMD graph it returns (None / empty on an unsharded graph).
+        self.mesh = None
+        self.tp_axis: int | None = None
+        self.dp_axis: int | None = None
+        self.shard_notes: list[str] = []
+
+    def copy(self, nodes: list[Node] | None = None) -> Graph:
+        """A new Graph over the same Values and Nodes (shallow, like torch.fx's graph copy): passes that reorder,
+        drop or replace nodes edit the copy, so their input graph is unchanged. `nodes` replaces the node list."""
+        g = Graph(self.name)
+        g.inputs = list(self.inputs)
+        g.nodes = list(self.nodes if nodes is None else nodes)
+        g.outputs = dict(self.outputs)
+        g.updates = dict(self.updates)
+        g._names = set(self._names)
+        g._counter = self._counter
+        g.mesh, g.tp_axis, g.dp_axis, g.shard_notes = self.mesh, self.tp_axis, self.dp_axis, list(self.shard_notes)
+        return g
 
     # -- construction ---------------------------------------------------------------------------------
     def _unique(self, hint: str) -> str:
@@ -139,6 +167,10 @@ class Graph:
                 return v
         raise KeyError(name)
 
+    def pinned(self) -> set[Value]:
+        """Values read after the last node ran: the outputs and the new values of updated state."""
+        return set(self.outputs.values()) | set(self.updates.values())
+
     def users(self) -> dict[Value, list[Node]]:
         out: dict[Value, list[Node]] = {v: [] for v in self.values()}
         for n in self.nodes:
@@ -156,3 +188,15 @@ class Graph:
         lines += [f"    update %{src.name} <- %{dst.name}" for src, dst in self.updates.items()]
         lines.append("}")
         return "\n".join(lines)
+
+
+def last_uses(nodes: list[Node], pinned: set[Value] = frozenset()) -> dict[Value, int]:
+    """Lifetimes: each value read by `nodes` -> index of its last reader; `pinned` values (read after the last
+    node) -> len(nodes). A value absent from the result is never read: it is dead as soon as it is written."""
+    last: dict[Value, int] = {}
+    for i, node in enumerate(nodes):
+        for v in node.inputs:
+            last[v] = i
+    for v in pinned:
+        last[v] = len(nodes)
+    return last

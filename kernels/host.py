@@ -11,16 +11,10 @@ import struct
 from collections.abc import Sequence
 
 import numpy as np
-from tilegraph.ops.program import TILE, Core, CoreRange
+from tilegraph.kernels.description import TILE, Core, CoreRange
 
 from tilegraph.errors import ShapeError
-
-FACE = 16
-
-
-def tiles(n: int) -> int:
-    """Tiles needed to cover n elements (ceil(n / 32))."""
-    return -(-int(n) // TILE)
+from tilegraph.tiles import FACE, tiles  # noqa: F401 (tiles: used by the program builders as _host.tiles)
 
 
 def f32_bits(x: float) -> int:

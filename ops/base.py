@@ -7,18 +7,18 @@ its backward rule as graph ops, its cost (FLOPs and bytes), how it shards, and i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from tilegraph.errors import ShapeError
+from tilegraph.tiles import DTYPE_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
     from tilegraph.graph.ir import Graph, Node, Value
 
-DTYPE_BYTES = {"float64": 8, "float32": 4, "int32": 4, "int64": 8, "bfloat16": 2, "bfloat8_b": 1.0625}
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,17 @@ class Op:
     def bytes_moved(self, node: Node) -> int:
         """Bytes read and written by one execution, assuming each operand is touched once."""
         return sum(v.type.nbytes for v in node.inputs) + sum(v.type.nbytes for v in node.outputs)
+
+    # -- optional hooks: None where an op has none (an op module defines them as methods) ---------------------------
+    # numpy_into(inputs, outputs, attrs): float32 fast path of the numpy backend, writing into preallocated outputs.
+    numpy_into: ClassVar[Callable | None] = None
+    # shard(node, placements, axis) -> (input placements, output placements) on one mesh axis (ops/placement.py).
+    shard: ClassVar[Callable | None] = None
+    # collective(arrays, attrs) -> per-device results of a collective over one group of devices (mesh backend).
+    collective: ClassVar[Callable | None] = None
+    # True when the op writes each output only after its last read of the inputs, so an update result may be
+    # written straight into the state array it replaces (graph.passes.plan_memory.in_place_updates).
+    outputs_may_alias_inputs: ClassVar[bool] = False
 
 
 REGISTRY: dict[str, Op] = {}

@@ -6,7 +6,9 @@ cover the elementwise ops of the training step (silu_mul, rope, rmsnorm, adamw a
 forward and backward (its small head_dim-wide products included, which BLAS runs slowly); the linear layers' GEMMs
 stay with BLAS. Each kernel exists for float32 and float64, so the ops have a single fast path for both.
 
-The kernels are compiled on first use with the host compiler (`g++ -O3 -march=native`, $CXX to override) into
+The kernels are compiled on first use with the host compiler (`g++ -O3 -march=native`, $CXX to override; the
+target CPU with $TILEGRAPH_CPU_MARCH, e.g. `haswell` to build and test the 32-byte-vector branch that an
+AVX-512 machine never compiles with -march=native) into
 one shared library, cached by a hash of the sources, the flags and this machine's CPU in $TILEGRAPH_CPU_CACHE,
 else ~/.cache/tilegraph/cpu (`python -m tilegraph.ops.cpu_kernels` builds it and prints its path). They run on
 the calling thread and release the GIL (ctypes), so the ops split rows over ops.parallel's workers as before.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import platform
 import threading
 from collections.abc import Callable
@@ -28,7 +31,8 @@ from tilegraph.kernels.jit import CXX, cache_dir, compile_to
 from tilegraph.errors import ShapeError
 
 SOURCE_DIR = KERNEL_DIR / "cpu"
-CXXFLAGS = ["-std=c++17", "-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno",
+MARCH = os.environ.get("TILEGRAPH_CPU_MARCH", "native")
+CXXFLAGS = ["-std=c++17", "-O3", f"-march={MARCH}", "-mprefer-vector-width=512", "-fopenmp-simd", "-fno-math-errno",
             "-fno-trapping-math", "-fPIC", "-shared", "-Wall"]
 
 # kernel -> its C arguments after the name: p = array pointer, i = int64, d = double (kernels/cpu/*.cpp).

@@ -81,7 +81,7 @@ class CrossEntropy(Op):
         _check_targets(self.name, *inputs)
         return [cross_entropy_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         logits, targets = inputs
         _check_targets(self.name, logits, targets)
         l2, t1 = as_rows(logits), targets.reshape(-1)
@@ -131,7 +131,7 @@ class CrossEntropyBwd(Op):
         _check_targets(self.name, inputs[0], inputs[1])
         return [cross_entropy_bwd_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         logits, targets, dloss = inputs
         _check_targets(self.name, logits, targets)
         l2, d2, t1 = as_rows(logits), as_rows(outputs[0]), targets.reshape(-1)

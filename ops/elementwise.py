@@ -50,7 +50,7 @@ class Add(Op):
     def reference(self, inputs, attrs):
         return [inputs[0] + inputs[1]]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         a, b, y = (as_rows(x) for x in (*inputs, outputs[0]))
 
         def rows(r0, r1, _):
@@ -89,7 +89,7 @@ class Fill(Op):
     def reference(self, inputs, attrs):
         return [np.full(tuple(attrs["shape"]), attrs["value"], dtype=attrs["dtype"])]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         outputs[0][...] = attrs["value"]
 
     def backward(self, g, node, grads):
@@ -134,7 +134,7 @@ class SiluMul(Op):
     def reference(self, inputs, attrs):
         return [silu_mul_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         _run_same_shape_kernel(self.name, dict(zip(("a", "b", "y"), (*inputs, *outputs))))
 
     def backward(self, g, node, grads):
@@ -168,7 +168,7 @@ class SiluMulBwd(Op):
     def reference(self, inputs, attrs):
         return list(silu_mul_bwd_reference(*inputs))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         _run_same_shape_kernel(self.name, dict(zip(("a", "b", "dy", "da", "db"), (*inputs, *outputs))))
 
     def flops(self, node):

@@ -58,7 +58,7 @@ class Embedding(Op):
         _check_ids_in_range(self.name, ids, table.shape[0])
         return [embedding_reference(table, ids)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         table, ids = inputs
         (y,) = outputs
         _check_ids_in_range(self.name, ids, table.shape[0])
@@ -111,7 +111,7 @@ class EmbeddingBwd(Op):
         _check_ids_in_range(self.name, ids, int(attrs["vocab"]))
         return [embedding_bwd_reference(ids, dy, int(attrs["vocab"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         ids, dy = inputs
         (dtable,) = outputs
         flat_ids = ids.reshape(-1)

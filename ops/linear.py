@@ -127,7 +127,7 @@ class Linear(Op):
         x, w = inputs
         return [linear_reference(x, w, bool(attrs["transpose_w"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, w = inputs
         (y,) = outputs
         wk = w.T if attrs["transpose_w"] else w
@@ -202,7 +202,7 @@ class LinearWgrad(Op):
         x, dy = inputs
         return [linear_wgrad_reference(x, dy, bool(attrs["transpose_w"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         x, dy = inputs
         (dw,) = outputs
         x2 = x.reshape(-1, x.shape[-1])

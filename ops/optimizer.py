@@ -58,7 +58,7 @@ class GlobalNorm(Op):
     def reference(self, inputs, attrs):
         return [global_norm_reference(*inputs)]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         # One BLAS dot per tensor (no squared temporaries); sum of partials in float64.
         total = 0.0
         with single_threaded_blas():  # a threaded dot would wake OpenBLAS's threads (see ops/linear.py)
@@ -90,7 +90,7 @@ class ClipScale(Op):
     def reference(self, inputs, attrs):
         return [clip_scale_reference(inputs[0], float(attrs["max_norm"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         outputs[0][...] = min(1.0, float(attrs["max_norm"]) / (float(inputs[0]) + 1e-6))
 
 
@@ -100,7 +100,7 @@ _ADAM_ATTRS = ("beta1", "beta2", "eps", "weight_decay")
 @register
 class AdamW(Op):
     name = "adamw"
-    # numpy_forward is safe when param'/m'/v' are written into the param/m/v arrays themselves (see below),
+    # numpy_into is safe when param'/m'/v' are written into the param/m/v arrays themselves (see below),
     # so the runtime may update optimizer state in place.
     outputs_may_alias_inputs = True
     attrs = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.0}
@@ -126,7 +126,7 @@ class AdamW(Op):
     def reference(self, inputs, attrs):
         return list(adamw_reference(*inputs, **{k: float(attrs[k]) for k in _ADAM_ATTRS}))
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         param, grad, m, v, lr, step, grad_scale = inputs
         p_out, m_out, v_out = outputs
         b1, b2, eps, wd = (float(attrs[k]) for k in _ADAM_ATTRS)

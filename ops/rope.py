@@ -77,7 +77,7 @@ class Rope(Op):
     def reference(self, inputs, attrs):
         return [rope_reference(inputs[0], int(attrs["heads"]), float(attrs["base"]), bool(attrs["inverse"]))]
 
-    def numpy_forward(self, inputs, outputs, attrs):
+    def numpy_into(self, inputs, outputs, attrs):
         (x,) = inputs
         (y,) = outputs
         _, s, hd = x.shape

@@ -1,7 +1,7 @@
 """Scratch buffers for the fast numpy paths, allocated once per (thread, key, shape, dtype) and reused every step.
 
 The numpy backend runs the same Program many times with the same shapes; keeping temporaries here means a
-training step allocates nothing after the first one. A buffer is only valid inside one numpy_forward call, and
+training step allocates nothing after the first one. A buffer is only valid inside one numpy_into call, and
 each thread gets its own buffers, so ops split over worker threads (ops.parallel), or called from several
 threads at once, never share scratch.
 """

@@ -1,3 +1,4 @@
-"""tilegraph.runtime: compile a Graph into a Program and run it on a backend (numpy, emu, mesh, ttnn)."""
+"""tilegraph.runtime: the Program that tilegraph.compiler.compile returns, and the backends that run it (numpy, emu,
+mesh; ttnn for single kernel ops)."""
 
-from tilegraph.runtime.program import BACKENDS, Buffer, Program, Step, compile  # noqa: F401
+from tilegraph.runtime.program import BACKENDS, Buffer, Program, Step  # noqa: F401

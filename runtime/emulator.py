@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.kernels.jit import CXX, compile_to
-from tilegraph.kernels.jit import cache_dir as jit_cache_dir
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     TILE,
     TILE_BYTES,
     KernelSpec,
@@ -35,9 +33,12 @@ from tilegraph.ops.program import (
     cores_of,
     resolve_args,
 )
+from tilegraph.kernels.jit import CXX, compile_to
+from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 
 from tilegraph.errors import KernelError
 from tilegraph.perf.counters import ThreadCounters, parse_counters
+from tilegraph.tiles import padded_shape
 
 EMU_DIR = KERNEL_DIR / "emu"
 KERNEL_CXXFLAGS = ["-std=c++17", "-O1", "-fPIC", "-shared", "-w"]
@@ -170,8 +171,7 @@ def to_tile_bytes(x: np.ndarray, dtype: str) -> bytes:
     """Tilize a (..., H, W) array (padded to 32) and convert it to `dtype`'s tile bytes (face order)."""
     _, lib = emulator_binaries()
     x = np.asarray(x, np.float32)
-    *lead, h, w = x.shape
-    padded = (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+    padded = padded_shape(x.shape)
     tiles = _tilize(x, padded)
     out = np.empty(len(tiles) * TILE_BYTES[dtype], np.uint8)
     lib.tgemu_pack_tiles(FORMAT_CODES[dtype], tiles.ctypes.data, len(tiles), out.ctypes.data)
@@ -181,8 +181,7 @@ def to_tile_bytes(x: np.ndarray, dtype: str) -> bytes:
 def from_tile_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of to_tile_bytes: decode tiles of `dtype` and untilize to `shape` (float32)."""
     _, lib = emulator_binaries()
-    *lead, h, w = shape
-    padded = (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+    padded = padded_shape(shape)
     ntiles = len(data) // TILE_BYTES[dtype]
     src = np.frombuffer(data, np.uint8)
     tiles = np.empty((ntiles, TILE * TILE), np.float32)
@@ -205,7 +204,6 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
 def run_program_counted(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
                         ) -> tuple[dict[str, np.ndarray], list[ThreadCounters]]:
     """run_program, plus what every (core, kernel) thread did (tilegraph.perf.counters), for the performance model."""
-    desc.validate()
     runner, _ = emulator_binaries()
     tensors = list(desc.tensors)
     wanted = {t.name for t in tensors if t.role == "input"}

@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tilegraph.kernels.registry import KERNEL_OPS, DeviceOptions, get_kernel_op
 from tilegraph.ops import get_op
-from tilegraph.runtime.kernel_ops import KERNEL_OPS, DeviceOptions, run_kernel_op
+from tilegraph.runtime.kernel_ops import run_kernel_op
 
 from tilegraph.errors import DataError, SetupError, ShapeError, TilegraphError
 from tilegraph.files import write_atomic
@@ -71,29 +72,8 @@ def case_strategy(op: str, small: bool = False):
         "scale": st.sampled_from([0.01, 1.0, 30.0]),
         "seed": st.integers(0, 2**31 - 1),
     }
-    if op == "rmsnorm":
-        return st.fixed_dictionaries({
-            **common,
-            "rows": st.integers(1, 80), "width": st.integers(1, 400), "residual": st.booleans(),
-            "eps": st.sampled_from([1e-6, 1e-5, 0.1]), "max_block": st.integers(1, 8),
-        })
-    if op == "swiglu":
-        return st.fixed_dictionaries({
-            **common,
-            "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
-            "max_n_block": st.integers(1, 2),
-            "weight_dtype": st.sampled_from([None, "bfloat8_b"]),  # None: the weights take `dtype` too
-        })
-    if op == "attention":
-        return st.fixed_dictionaries({
-            **common,
-            "scale": st.sampled_from([0.3, 1.0, 3.0]),
-            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
-            "kv_heads": st.integers(1, 2),
-            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
-            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
-            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
-        })
+    if op in KERNEL_OPS:
+        return KERNEL_OPS[op].case_strategy(common, small)
     raise ShapeError(f"fuzz: op {op!r} has no custom kernel to fuzz; choose one of {', '.join(KERNEL_OPS)}")
 
 
@@ -106,26 +86,8 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
         return (rng.standard_normal(shape) * s).astype(np.float32)
 
     grid = tuple(case["grid"])
-    if op == "rmsnorm":
-        x = randn(case["rows"], case["width"])
-        gamma = (1.0 + 0.5 * rng.standard_normal(case["width"])).astype(np.float32)
-        inputs = [x, gamma] + ([randn(case["rows"], case["width"])] if case["residual"] else [])
-        return inputs, {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
-    if op == "swiglu":
-        x = randn(case["m"], case["k"])
-        w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
-        w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
-        knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block"),
-                 "weight_dtype": case.get("weight_dtype")}
-        return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, knobs)
-    if op == "attention":
-        b, sq, d = case["batch"], case["seq"], case["head_dim"]
-        hkv = case["kv_heads"]
-        h = hkv * case["group"]
-        q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
-        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
-        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
-        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+    if op in KERNEL_OPS:
+        return KERNEL_OPS[op].make_inputs(case, rng, randn, grid)
     raise ShapeError(f"fuzz: unknown op {op!r}")
 
 
@@ -133,100 +95,46 @@ def make_inputs(op: str, case: dict) -> tuple[list[np.ndarray], dict, DeviceOpti
 # Reference, bounds, comparison
 # -----------------------------------------------------------------------------------------------------------
 def device_values(inputs: list[np.ndarray], op: str, dtype: str, backend: str,
-                  weight_dtype: str | None = None) -> list[np.ndarray]:
+                  knobs: dict | None = None) -> list[np.ndarray]:
     """The inputs as the backend holds them: quantized to the device format on kernel backends."""
     if backend == "numpy":
         return inputs
     from tilegraph.runtime.emulator import quantize
 
-    # rmsnorm's gamma is always a bfloat16 device tensor; everything else takes the case's format. quantize works
-    # on the tiled 2-D view (shared exponents run along rows of a face), as the device tensor is laid out.
-    fmts = [dtype] * len(inputs)
-    if op == "rmsnorm":
-        fmts[1] = "bfloat16"
-    if op == "swiglu" and weight_dtype:
-        fmts[1:] = [weight_dtype, weight_dtype]
+    # Each input in its device format (KernelOp.input_formats). quantize works on the tiled 2-D view (shared
+    # exponents run along rows of a face), as the device tensor is laid out.
+    fmts = get_kernel_op(op).input_formats(dtype, len(inputs), knobs or {})
     return [quantize(a.reshape(-1, a.shape[-1]), f).reshape(a.shape) for a, f in zip(inputs, fmts)]
 
 
 def reference(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
-    """float64 ground truth from the op's own reference (rmsnorm with a residual: norm(x + r), and x + r)."""
-    x64 = [a.astype(np.float64) for a in inputs]
-    if op == "rmsnorm" and len(x64) == 3:
-        h = x64[0] + x64[2]
-        return get_op("rmsnorm").reference([h, x64[1]], attrs) + [h]
-    return get_op(op).reference(x64, attrs)
+    """float64 ground truth of what the kernels compute (KernelOp.reference)."""
+    return get_kernel_op(op).reference([a.astype(np.float64) for a in inputs], attrs)
 
 
 def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.ndarray], backend: str):
-    """Per-element allowed |error| for each output (see the module docstring for the derivation)."""
-    rnd = OUT_ROUNDING[backend]
-    x64 = [a.astype(np.float64) for a in inputs]
-    if op == "rmsnorm":
-        w = x64[0].shape[-1]
-        # y = h * r * gamma: relative rounding per element, the mean of squares' fp32 sum (w terms), its matrix-
-        # engine alignment and x^2's TF32 truncation (both halved by the square root), rstd and the normalized tile
-        # truncated to TF32 into the two multiplies.
-        fpu = (MVMUL_ALIGN + SRC_TF32) / 2 + 2 * SRC_TF32 if backend != "numpy" else 0.0
-        bounds = [(rnd + fpu + w * ACCUM_UNIT) * np.abs(refs[0]) + 1e-30]
-        if len(refs) == 2:
-            bounds.append(rnd * np.abs(refs[1]) + 1e-30)
-        return bounds
-    if op == "swiglu":
-        x, w1, w3 = x64
-        k = x.shape[-1]
-        a, b = x @ w1, x @ w3
-        unit = k * ACCUM_UNIT + (MVMUL_ALIGN if backend != "numpy" else 0.0)
-        ea, eb = unit * (np.abs(x) @ np.abs(w1)), unit * (np.abs(x) @ np.abs(w3))
-        # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
-        return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
-    # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
-    # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
-    q, k, v = x64
-    heads = int(attrs["heads"])
-    kv_heads = int(attrs.get("kv_heads") or heads)
-    o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
-    b, s, hd = q.shape
-    d = hd // heads
-    from tilegraph.ops.attention import resolved_scale
-
-    sc = resolved_scale(attrs, d)
-    qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
-    kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
-    allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
-    # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
-    # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
-    smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
-    sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
-    hw = backend != "numpy"
-    tf32, align = (SRC_TF32, MVMUL_ALIGN) if hw else (0.0, 0.0)
-    # Scores: the Q K^T dot products (matrix-engine alignment + fp32 sum), counted twice (row max, exp). They pass
-    # SrcA as TF32 twice (row max, subtract): abs error smax * SRC_TF32 each; P and the running sum / output a few
-    # more times (rescale, 1/l): relative SRC_TF32 each; P V and the row sum of P align in the matrix engine.
-    p_err = (2 * (align + d * ACCUM_UNIT) * sabs + 2 * smax * tf32 + 4 * tf32 + 2 * align
-             + (s + d) * ACCUM_UNIT)  # [B, H, S]
-    p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
-    lse = refs[1]
-    return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
-            2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
+    """Per-element allowed |error| for each output (see the module docstring for the derivation; the formula of
+    each op is its KernelOp.error_bounds, kernels/<op>/program.py)."""
+    return get_kernel_op(op).error_bounds([a.astype(np.float64) for a in inputs], attrs, refs, backend)
 
 
 def numpy_backend_outputs(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
-    """What the numpy backend computes: the op's float32 fast path (numpy_forward) when it has one, else its
+    """What the numpy backend computes: the op's float32 fast path (numpy_into) when it has one, else its
     reference in float32 (rmsnorm with a residual adds it first, as the fused kernel does)."""
     from tilegraph.ops.base import TensorType
 
-    if op == "rmsnorm" and len(inputs) == 3:
-        h = inputs[0] + inputs[2]
-        return numpy_backend_outputs(op, [h, inputs[1]], attrs) + [h]
     impl = get_op(op)
     full_attrs = {**impl.attrs, **attrs}
-    if not callable(getattr(impl, "numpy_forward", None)):
-        return impl.reference(inputs, full_attrs)
-    types = impl.infer([TensorType(a.shape, "float32") for a in inputs], full_attrs)
-    outputs = [np.empty(t.shape, np.float32) for t in types]
-    impl.numpy_forward(inputs, outputs, full_attrs)
-    return outputs
+
+    def run(xs):
+        if impl.numpy_into is None:
+            return impl.reference(xs, full_attrs)
+        types = impl.infer([TensorType(a.shape, "float32") for a in xs], full_attrs)
+        outputs = [np.empty(t.shape, np.float32) for t in types]
+        impl.numpy_into(xs, outputs, full_attrs)
+        return outputs
+
+    return get_kernel_op(op).on_host(inputs, attrs, run)
 
 
 @dataclass
@@ -242,7 +150,7 @@ class Outcome:
 
 def run_case(op: str, case: dict, backend: str) -> Outcome:
     inputs, attrs, opts = make_inputs(op, case)
-    held = device_values(inputs, op, case["dtype"], backend, case.get("weight_dtype"))
+    held = device_values(inputs, op, case["dtype"], backend, dict(opts.knobs))
     refs = reference(op, held, attrs)
     t0 = time.perf_counter()
     if backend == "numpy":

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 import numpy as np
 from tilegraph.graph.ir import Graph, Value
-from tilegraph.graph.meshes import get_mesh
 from tilegraph.graph.passes.shard import CCL_OPS, Partial, Replicate, Shard
 from tilegraph.ops import get_op
 
@@ -63,14 +62,10 @@ class MeshExecutor:
     """Executes a graph from graph.passes.shard on a virtual mesh of len(mesh) numpy 'devices'."""
 
     def __init__(self, graph: Graph):
-        mesh = getattr(graph, "mesh", None)
-        if mesh is None:  # a pass that copied the graph may have dropped the attribute: the values still say
-            names = {getattr(v.sharding, "mesh", None) for v in graph.inputs}
-            if len(names) != 1 or None in names:
-                raise DeviceError(
-                    f"graph {graph.name!r} is not sharded; run graph.passes.shard.shard(graph, mesh) first"
-                )
-            mesh = get_mesh(names.pop())
+        mesh = graph.mesh  # set by the shard pass; Graph.copy keeps it
+        if mesh is None:
+            raise DeviceError(f"graph {graph.name!r} is not sharded; compile it with "
+                              f"Target(backend=\"mesh\", mesh=...) or run graph.passes.shard.shard(graph, mesh) first")
         self.graph, self.mesh = graph, mesh
         self.shape = mesh.shape
         self.devices = [(i, j) for i in range(self.shape[0]) for j in range(self.shape[1])]

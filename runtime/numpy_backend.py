@@ -8,13 +8,14 @@ only when the caller hands in a different array object are the argument lists pa
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 
 import numpy as np
 from tilegraph.ops import cpu_kernels, get_op
 
-from tilegraph.errors import ShapeError
+from tilegraph.errors import DeviceError, ShapeError
 
 
 def _reference_into(op):
@@ -36,16 +37,15 @@ class Executor:
         self.arrays: dict[str, np.ndarray] = {}
         for step in program.steps:
             for name, shape, b in zip(step.outputs, step.output_shapes, step.buffers):
-                if name not in program.aliases:
-                    self.arrays[name] = self.buffers[b].reshape(shape)
+                if name not in program.aliases:  # a buffer may be larger than this value (best-fit reuse)
+                    self.arrays[name] = self.buffers[b][: math.prod(shape)].reshape(shape)
         self.input_types = {v.name: v for v in program.graph.inputs}
         self.bound: dict[str, np.ndarray | None] = {name: None for name in self.input_types}
         # Where each graph input appears in the argument lists, so rebinding patches them directly.
         self.uses: dict[str, list[tuple[list, int]]] = {name: [] for name in self.input_types}
         self.calls: list[tuple] = []
         for step in program.steps:
-            op = get_op(step.op)
-            fn = op.numpy_forward if step.impl == "numpy_forward" else _reference_into(op)
+            fn = self.step_function(step)
             ins = [self.arrays.get(name) for name in step.inputs]
             for j, name in enumerate(step.inputs):
                 if name in self.uses:
@@ -60,6 +60,19 @@ class Executor:
         self.updates = [
             (src, self.arrays.get(dst), dst) for src, dst in program.updates.items() if dst not in program.aliases
         ]
+
+    def step_function(self, step):
+        """The call that runs `step` as the place pass decided: the fast path or the reference."""
+        op = get_op(step.op)
+        if step.impl == "numpy":
+            return op.numpy_into
+        if step.impl == "reference":
+            return _reference_into(op)
+        raise DeviceError(
+            f"program {self.program.name!r} step {step.index} ({step.op}) is placed as {step.impl!r}, which the "
+            f"{type(self).__module__.rsplit('.', 1)[-1]} cannot run; compile it for its backend "
+            f"(tilegraph.compiler.Target(backend=...))"
+        )
 
     def _bind(self, name: str, arr) -> np.ndarray:
         v = self.input_types[name]

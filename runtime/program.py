@@ -1,9 +1,10 @@
-"""Program: the scheduled result of compiling a Graph -- an ordered list of Steps plus the buffers they write.
+"""Program: the result of compiling a Graph (tilegraph.compiler.compile) -- an ordered list of Steps plus the
+buffers they write, for one Target.
 
-`compile(graph)` runs the passes verify -> schedule, picks an implementation per step and assigns every
-intermediate value a buffer. Buffers are shared by values whose lifetimes do not overlap (a value's buffer is free
-again after its last reader ran), so a training step of nano-trickster needs a fraction of the memory of one buffer
-per value and stays cache-friendlier. Backends consume these decisions; they do not re-derive them.
+Every step carries its implementation (`Step.impl`, chosen by the place pass) and the buffers of its outputs
+(planned by plan_memory: buffers are shared by values whose lifetimes do not overlap, so a training step of
+nano-trickster needs a fraction of the memory of one buffer per value and stays cache-friendlier). Backends
+consume these decisions; they do not re-derive them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from tilegraph.graph.ir import Graph, Node, Value
-from tilegraph.graph.passes.schedule import schedule
-from tilegraph.graph.passes.verify import verify
-from tilegraph.ops import get_op
+from tilegraph.graph.ir import Graph, Node
 
 from tilegraph.errors import DeviceError, ShapeError
 
@@ -52,7 +50,7 @@ class Step:
     output_shapes: tuple[tuple[int, ...], ...]
     output_dtypes: tuple[str, ...]
     attrs: Mapping[str, object]
-    impl: str  # "numpy_forward" (fast path writing into buffers) or "reference" (result copied into buffers)
+    impl: str  # graph.passes.place: kernel:<op>, ttnn:<what>, numpy, reference or collective
     buffers: tuple[int, ...]  # buffer index of each output (-1: written in place into a state input)
     flops: int
     bytes_moved: int
@@ -83,67 +81,6 @@ def _jsonable(v):
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
 
 
-def choose_impl(op_name: str) -> str:
-    """The numpy fast path when the op defines one, else its reference."""
-    return "numpy_forward" if callable(getattr(get_op(op_name), "numpy_forward", None)) else "reference"
-
-
-def in_place_updates(graph: Graph) -> dict[Value, Value]:
-    """Update results that can be written straight into the state array they replace (update dst -> src).
-
-    Allowed when the producing op declares `outputs_may_alias_inputs` (it writes each output only after its last
-    read of the inputs), the replaced value is one of that node's inputs, and no later step reads it.
-    """
-    last_use: dict[Value, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            last_use[v] = i
-    index = {id(n): i for i, n in enumerate(graph.nodes)}
-    aliases: dict[Value, Value] = {}
-    for src, dst in graph.updates.items():
-        node = dst.producer
-        if (
-            node is not None
-            and getattr(get_op(node.op), "outputs_may_alias_inputs", False)
-            and src in node.inputs
-            and last_use.get(src) == index.get(id(node))
-            and dst not in graph.outputs.values()
-        ):
-            aliases[dst] = src
-    return aliases
-
-
-def assign_buffers(graph: Graph, aliases: Mapping[Value, Value] = {}) -> tuple[dict[Value, int], list[Buffer]]:
-    """Give every node output (except in-place `aliases`) a buffer; reuse a buffer (same dtype and size) once its
-    value was read for the last time. Graph outputs and update sources keep their own buffers, since they are read
-    after the last step."""
-    last_use: dict[Value, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            last_use[v] = i
-    pinned = set(graph.outputs.values()) | set(graph.updates.values())
-    buffers: list[Buffer] = []
-    free: dict[tuple[str, int], list[int]] = {}
-    where: dict[Value, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.outputs:
-            if v in aliases:
-                continue
-            key = (v.dtype, v.type.numel)
-            pool = free.get(key)
-            if pool:
-                where[v] = pool.pop()
-            else:
-                where[v] = len(buffers)
-                buffers.append(Buffer(len(buffers), v.dtype, v.type.numel))
-        # Values whose last reader is this step (or that nobody reads) free their buffer for later steps.
-        dying = [v for v in node.inputs if last_use.get(v) == i] + [v for v in node.outputs if v not in last_use]
-        for v in dict.fromkeys(dying):
-            if v in where and v not in pinned:
-                free.setdefault((v.dtype, v.type.numel), []).append(where[v])
-    return where, buffers
-
-
 class Program:
     """An ordered list of Steps over a scheduled graph, with its buffer plan. Run it with `run(state, feeds)`."""
 
@@ -154,6 +91,9 @@ class Program:
         buffers: list[Buffer],
         value_buffer: dict[str, int],
         aliases: dict[str, str] | None = None,
+        target=None,
+        plan=None,
+        cost=None,
     ):
         self.graph = graph
         self.name = graph.name
@@ -165,12 +105,26 @@ class Program:
         self.inputs = {v.name: v for v in graph.inputs}
         self.outputs = {k: v.name for k, v in graph.outputs.items()}
         self.updates = {src.name: dst.name for src, dst in graph.updates.items()}
+        self.target = target  # tilegraph.compiler.Target: backend, mesh, device options of the kernel ops
+        self.plan = plan  # graph.passes.plan_memory.MemoryPlan on a mesh, else None
+        self.cost = cost  # graph.passes.cost.CostReport on a mesh, else None
         self._executors: dict[str, object] = {}
 
+    @property
+    def backend(self) -> str:
+        return self.target.backend
+
+    @property
+    def device(self):
+        """The kernel ops' DeviceOptions (data format, core grid, knobs) the compiler chose."""
+        return self.target.device
+
     # -- running -----------------------------------------------------------------------------------------
-    def prepare(self, backend: str = "numpy"):
-        """The backend's executor for this Program, created on first use (buffers allocated, kernels built), so
-        that a caller can pay for that, and see its errors, before the first run."""
+    def prepare(self, backend: str | None = None):
+        """The backend's executor for this Program (default: the one it was compiled for), created on first use
+        (buffers allocated, kernels built), so that a caller can pay for that, and see its errors, before the
+        first run."""
+        backend = backend or self.backend
         ex = self._executors.get(backend)
         if ex is None:
             if backend not in BACKENDS:
@@ -178,7 +132,7 @@ class Program:
             ex = self._executors[backend] = importlib.import_module(BACKENDS[backend]).Executor(self)
         return ex
 
-    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], backend: str = "numpy") -> dict:
+    def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray], backend: str | None = None) -> dict:
         """Execute one step: params/state come from `state` (updated in place), data inputs from `feeds`."""
         return self.prepare(backend).run(state, feeds)
 
@@ -271,23 +225,3 @@ class Program:
 
 def _clip(s: str, w: int) -> str:
     return s if len(s) <= w else s[: w - 3] + "..."
-
-
-def compile(graph: Graph) -> Program:
-    """verify -> schedule -> choose implementations -> assign buffers."""
-    graph = schedule(verify(graph))
-    aliases = in_place_updates(graph)
-    where, buffers = assign_buffers(graph, aliases)
-    steps = []
-    for i, node in enumerate(graph.nodes):
-        op = get_op(node.op)
-        steps.append(Step(
-            index=i, op=node.op,
-            inputs=tuple(v.name for v in node.inputs), outputs=tuple(v.name for v in node.outputs),
-            input_shapes=tuple(v.shape for v in node.inputs), output_shapes=tuple(v.shape for v in node.outputs),
-            output_dtypes=tuple(v.dtype for v in node.outputs), attrs=node.attrs,
-            impl=choose_impl(node.op), buffers=tuple(where.get(v, -1) for v in node.outputs),
-            flops=int(op.flops(node)), bytes_moved=int(op.bytes_moved(node)), node=node,
-        ))  # fmt: skip
-    value_buffer = {v.name: b for v, b in where.items()}
-    return Program(graph, steps, buffers, value_buffer, {d.name: s.name for d, s in aliases.items()})

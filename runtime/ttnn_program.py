@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     Core,
     CoreRange,
     ProgramDescription,
@@ -106,7 +106,6 @@ def to_program_descriptor(
     addresses: tensor name -> DRAM address (0 for every tensor when not given, i.e. on the host).
     accessor_args: tensor name -> TensorAccessorArgs compile-time words (default: interleaved DRAM words)."""
     ttnn = _ttnn()
-    desc.validate()
     addresses = dict(addresses or {t.name: 0 for t in desc.tensors})
 
     def ct_args(args) -> list[int]:

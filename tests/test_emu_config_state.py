@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.ops.attention import attention_device_inputs, attention_device_outputs, attention_program
-from tilegraph.ops.program import (
+from tilegraph.kernels.attention.program import (
+    attention_device_inputs,
+    attention_device_outputs,
+    attention_program,
+)
+from tilegraph.kernels.description import (
     BufferAddress,
     CBSpec,
     ComputeConfig,
@@ -191,7 +195,7 @@ def test_attention_as_shipped_runs_with_fp32_p_and_bf16_v(tmp_path):
 
 
 def test_swiglu_matmul_reconfig_in_the_old_order_is_caught_with_bfp8_weights(tmp_path):
-    from tilegraph.ops.swiglu import swiglu_program
+    from tilegraph.kernels.swiglu.program import swiglu_program
 
     folder = tmp_path / "swiglu"
     shutil.copytree(KERNEL_DIR / "swiglu", folder)

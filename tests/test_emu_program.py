@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     BufferAddress,
     CBSpec,
     ComputeConfig,
@@ -122,10 +122,41 @@ def test_missing_pop_is_a_deadlock_naming_the_cb():
     assert "reader.cpp (reader) on core (0,0)" in msg
 
 
+def where(role: str) -> str:
+    """The prefix every emulator error of the eltwise program's kernel `role` on core (0,0) starts with."""
+    return f"program 'eltwise': kernel {KERNELS / role}.cpp ({role}) on core (0,0): "
+
+
+# One planted bug per CB check, each message asserted in full: a check deleted from the emulator would turn the
+# bug into a deadlock or a silent overrun, whose message differs.
 def test_waiting_for_more_pages_than_the_cb_holds():
-    msg = run_bug(compute_defines={"BUG_WAIT_TOO_MANY": 1})
-    assert "compute.cpp (compute) on core (0,0)" in msg
-    assert "cb_wait_front(1, 3): CB 1 holds only 2 pages" in msg
+    assert run_bug(compute_defines={"BUG_WAIT_TOO_MANY": 1}) == (
+        where("compute") + "cb_wait_front(1, 3): CB 1 holds only 2 pages; this can never succeed")
+
+
+def test_reserving_more_pages_than_the_cb_holds():
+    assert run_bug(reader_defines={"BUG_RESERVE_TOO_MANY": 1}) == (
+        where("reader") + "cb_reserve_back(0, 3): CB 0 holds only 2 pages; this can never succeed")
+
+
+def test_wrong_cb_page_count_for_block():
+    # 2-page reserves on a 3-page CB: the second block would straddle the end of the ring (tt-metal does not wrap
+    # a reservation), so the CB's page count must be a multiple of the block.
+    assert run_bug(reader_defines={"BUG_RESERVE_BLOCKS_OF_2": 1}, cb_pages=3) == (
+        where("reader") + "cb_reserve_back(0, 2): the block would run past the end of CB 0 (write pointer at page "
+        "2 of 3): make its page count a multiple of 2")
+
+
+def test_wait_block_that_wraps_the_cb():
+    assert run_bug(compute_defines={"BUG_WAIT_BLOCKS_OF_2": 1}, cb_pages=3) == (
+        where("compute") + "cb_wait_front(1, 2): the block would run past the end of CB 1 (read pointer at page 2 "
+        "of 3): make its page count a multiple of 2")
+
+
+def test_pushing_more_pages_than_reserved():
+    assert run_bug(reader_defines={"BUG_PUSH_UNRESERVED": 1}) == (
+        where("reader") + "cb_push_back(0, 2) pushes more pages than were reserved with cb_reserve_back (1) on "
+        "CB 0 [2 pages: 0 filled, pushed 0, popped 0]")
 
 
 def test_extra_wait_deadlocks():
@@ -198,13 +229,6 @@ def test_dst_index_out_of_range():
 def test_pack_outside_tile_regs_wait():
     msg = run_bug(compute_defines={"BUG_PACK_OUTSIDE": 1})
     assert "pack_tile from DST[0] outside tile_regs_wait()..tile_regs_release()" in msg
-
-
-def test_wrong_cb_page_count_for_block():
-    # 3-page CBs with 1-page pushes are fine; a 3-page CB with reserves of 2 would straddle the end. Here: the
-    # program's CB holds 1 page and the reader reserves 1 per tile, the compute waits 3 (BUG_WAIT_TOO_MANY).
-    msg = run_bug(compute_defines={"BUG_WAIT_TOO_MANY": 1}, cb_pages=1)
-    assert "holds only 1 pages" in msg
 
 
 def test_bad_input_shape_is_rejected():

@@ -1,9 +1,9 @@
-"""ops/program.py: program descriptions validate their own consistency, compute L1 use per core and resolve the
+"""kernels/description.py: program descriptions validate their own consistency, compute L1 use per core and resolve the
 buffer-address / TensorAccessor placeholders."""
 
 import pytest
-from tilegraph.ops.program import (
-    L1_BYTES_PER_CORE,
+from tilegraph.kernels.description import (
+    L1_CB_BUDGET,
     BufferAddress,
     CBSpec,
     ComputeConfig,
@@ -57,7 +57,7 @@ def test_dst_tiles_per_acquire():
 @pytest.mark.parametrize("over, match", [
     ({"grid": (1, 1)}, "outside grid"),
     ({"cbs": [CBSpec(0, "bfloat16", 2, ROW), CBSpec(0, "bfloat16", 2, ROW)]}, "CB 0 defined twice"),
-    ({"cbs": [CBSpec(0, "float32", L1_BYTES_PER_CORE // 4096 + 1, ROW)]}, "bytes of L1"),
+    ({"cbs": [CBSpec(0, "float32", L1_CB_BUDGET // 4096 + 1, ROW)]}, "bytes of L1"),
     ({"kernels": [KernelSpec("reader", "a.cpp", ROW), KernelSpec("reader", "b.cpp", ROW)]}, "two reader kernels"),
     ({"kernels": [KernelSpec("reader", "a.cpp", ROW, (TensorAccessorCTA("nope"),))]}, "no tensor named 'nope'"),
     ({"kernels": [KernelSpec("reader", "a.cpp", ROW, runtime_args={(0, 0): (-1,)})]}, "not a uint32"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     BufferAddress,
     CBSpec,
     ComputeConfig,

@@ -40,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tilegraph.kernels import ttnn_kernel_path
-from tilegraph.ops.program import (
+from tilegraph.kernels.description import (
     BufferAddress,
     CBSpec,
     ComputeConfig,

@@ -9,13 +9,24 @@ import pytest
 from tilegraph.graph import autodiff, build, init_params, load_spec
 from tilegraph.graph.passes.fuse import fuse
 from tilegraph.graph.passes.verify import verify
-from tilegraph.runtime import compile
+from tilegraph.ops import get_op
+
+from tilegraph.compiler import PASSES, Target, compile
 
 SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")
 
 
 def _ops(g):
     return [n.op for n in g.nodes]
+
+
+def _evaluate(g, params, feeds):
+    """The graph run node by node on the ops' references, with no pass in between (compile fuses)."""
+    vals = {v: np.asarray((params if v.role == "param" else feeds)[v.name]) for v in g.inputs if v.role != "state"}
+    for n in g.nodes:
+        for v, r in zip(n.outputs, get_op(n.op).reference([vals[x] for x in n.inputs], n.attrs)):
+            vals[v] = r
+    return {k: vals[v] for k, v in g.outputs.items()}
 
 
 def test_forward_graph_is_fused_and_computes_the_same():
@@ -29,7 +40,8 @@ def test_forward_graph_is_fused_and_computes_the_same():
     params = init_params(SPEC, seed=0, dtype="float64")
     toks = np.random.default_rng(0).integers(0, SPEC.vocab_size, (2, 6))
     feeds = {"tokens": toks[:, :-1], "targets": toks[:, 1:]}
-    a, b = compile(g).run(params, feeds), compile(fused).run(params, feeds)
+    a, b = _evaluate(g, params, feeds), compile(g).run(params, feeds)
+    assert _ops(compile(g).graph) == _ops(fused)  # compile ran the same fusion
     # float64, same math in another grouping: round-off only.
     np.testing.assert_allclose(b["logits"], a["logits"], rtol=1e-12, atol=1e-12)
     assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-12)
@@ -62,3 +74,29 @@ def test_autodiff_of_fused_graph_matches_unfused():
     for k in params:
         # float64 round-off only (same math, different grouping).
         np.testing.assert_allclose(b[f"grad:{k}"], a[f"grad:{k}"], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_the_pipeline_is_one_list_in_order():
+    assert [name for name, _ in PASSES] == ["verify", "fuse", "shard", "plan_memory", "schedule", "place", "cost"]
+
+
+def test_training_program_keeps_the_gate_its_backward_reads():
+    ops = [s.op for s in compile(autodiff(build(SPEC, 2, 5), "loss")).steps]
+    assert "swiglu" not in ops and ops.count("silu_mul") == SPEC.num_layers and "silu_mul_bwd" in ops
+
+
+@pytest.mark.parametrize("target", [Target(), Target(backend="mesh", mesh="n300")], ids=["host", "mesh n300"])
+def test_node_meta_survives_every_pass(target):
+    g = build(SPEC, 2, 8)
+    for i, n in enumerate(g.nodes):
+        n.meta["origin"] = (n.op, i)
+    prog = compile(g, target)
+    origins = [s.node.meta.get("origin") for s in prog.steps]
+    # every step of a rewritten node keeps its meta: the fused swiglu the silu_mul's, sharded nodes their
+    # source's; only collectives (inserted by shard) have none
+    for s, origin in zip(prog.steps, origins):
+        if s.impl == "collective":
+            assert origin is None
+        else:
+            assert origin is not None and origin[0] == ("silu_mul" if s.op == "swiglu" else s.op), s
+    assert any(s.op == "swiglu" for s in prog.steps)

@@ -11,8 +11,8 @@ from tilegraph.graph import Graph, build, init_params, load_spec, training_step
 from tilegraph.graph.passes.schedule import schedule
 from tilegraph.graph.passes.verify import verify
 from tilegraph.ops import get_op
-from tilegraph.runtime import compile
 
+from tilegraph.compiler import compile
 from tilegraph.errors import DeviceError, ShapeError
 
 SPEC = load_spec(Path(__file__).resolve().parent.parent / "specs" / "tiny-test.yaml")
@@ -100,7 +100,14 @@ def test_table_and_json():
     prog = compile(build(SPEC, 1, 4))
     text = str(prog)
     assert text.splitlines()[0].startswith(f"program {SPEC.name}.forward: {len(prog)} steps")
-    assert "attention" in text and "numpy_forward" in text or "reference" in text
+    rows = text.splitlines()[2:]  # after the header and the column titles: one row per step
+    assert len(rows) == len(prog.steps)
+    for row, step in zip(rows, prog.steps):
+        cells = row.split()
+        assert cells[0] == str(step.index) and cells[1] == step.op and step.impl in cells
+    impl = {s.op: s.impl for s in prog.steps}
+    # attention and the fused SwiGLU gate (fuse runs in every compile of a forward graph) have fast paths
+    assert impl["attention"] == "numpy" and impl["swiglu"] == "numpy" and "silu_mul" not in impl
     data = json.loads(prog.to_json())
     assert [s["op"] for s in data["steps"]] == [s.op for s in prog.steps]
     assert data["outputs"] == {"logits": "logits", "loss": "loss"}

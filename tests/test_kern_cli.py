@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 from tilegraph.graph import Graph
-from tilegraph.runtime import compile, fuzz
+from tilegraph.runtime import fuzz
 from tilegraph.runtime.emu_backend import Executor
 from tilegraph.runtime.ttnn_program import card_present
 
 from tilegraph.cli import main
+from tilegraph.compiler import Target, compile
 
 
 @pytest.mark.parametrize("op", ["rmsnorm", "swiglu", "attention"])
@@ -75,7 +76,9 @@ def test_emu_backend_runs_kernel_steps_on_the_emulator_and_the_rest_on_numpy():
     y = g.call("swiglu", h, w1, w3, name="y")
     z = g.call("add", y, y, name="z")
     g.output("z", z)
-    program = compile(g)
+    program = compile(g, Target(backend="emu"))
+    on_numpy = compile(g)
+    assert [s.impl for s in program.steps] == ["kernel:rmsnorm", "kernel:swiglu", "numpy"]  # decided by place
     rng = np.random.default_rng(0)
     state = {"gamma": rng.standard_normal(96).astype(np.float32),
              "w1": (rng.standard_normal((96, 80)) / 10).astype(np.float32),
@@ -84,8 +87,8 @@ def test_emu_backend_runs_kernel_steps_on_the_emulator_and_the_rest_on_numpy():
     ex = Executor(program)
     assert ex.kernel_steps == ["rmsnorm", "swiglu"] and ex.fallback_steps() == ["add"]
     got = ex.run(state, feeds)["z"]
-    want = program.run(state, feeds, backend="numpy")["z"]
-    np.testing.assert_array_equal(program.run(state, feeds, backend="emu")["z"], got)  # registered as "emu"
+    want = on_numpy.run(state, feeds)["z"]
+    np.testing.assert_array_equal(program.run(state, feeds)["z"], got)  # the program's own backend: "emu"
     # Two bf16 kernels in a row (bf16 input and output roundings): 2^-6 relative to the output's scale.
     np.testing.assert_allclose(got, want, rtol=2**-6, atol=2**-6 * np.abs(want).max())
     assert not np.array_equal(got, want)  # it really ran in bf16 on the emulator, not on numpy

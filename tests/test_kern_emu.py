@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from tilegraph.ops import program as prog
-from tilegraph.ops.rmsnorm import rmsnorm_program
+from tilegraph.kernels import description as prog
+from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
+from tilegraph.kernels.rmsnorm.program import rmsnorm_program
 from tilegraph.runtime import fuzz
 from tilegraph.runtime.emulator import run_program
-from tilegraph.runtime.kernel_ops import DeviceOptions, build, run_kernel_op
+from tilegraph.runtime.kernel_ops import run_kernel_op
 
 from tilegraph.errors import KernelError
 
@@ -71,7 +72,7 @@ def test_swiglu_bfp8_weights_with_bf16_activations(m, k, n):
             "weight_dtype": "bfloat8_b", "grid": (3, 2), "scale": 1.0, "seed": 6}
     _check("swiglu", case)
     inputs, attrs, opts = fuzz.make_inputs("swiglu", case)
-    desc, _ = build("swiglu", inputs, attrs, opts)
+    desc, _ = get_kernel_op("swiglu").program(inputs, attrs, opts)
     # when K spans several K blocks (k = 256: 8 tiles, blocks of 4), the partial sums wait in fp32 CBs 24 / 25
     partials = {24: "float32", 25: "float32"} if k > 4 * 32 else {}
     assert {c.index: c.data_format for c in desc.cbs} == {0: "bfloat16", 1: "bfloat8_b", 2: "bfloat8_b", 16: "bfloat16",
@@ -163,7 +164,7 @@ def test_rmsnorm_row_resident_matches_streamed_bit_for_bit(residual):
     outs = {}
     for resident in (False, True):
         opts = DeviceOptions("bfloat16", (2, 2), {"max_block": 4, "row_resident": resident})
-        desc, _ = build("rmsnorm", inputs, {"eps": 1e-5}, opts)
+        desc, _ = get_kernel_op("rmsnorm").program(inputs, {"eps": 1e-5}, opts)
         assert ("ROW_RESIDENT" in desc.kernels[1].defines) == resident
         outs[resident] = run_kernel_op("rmsnorm", inputs, {"eps": 1e-5}, "emu", opts)
     for a, b in zip(outs[False], outs[True]):

@@ -17,8 +17,9 @@ from tilegraph.graph.build import build, init_params
 from tilegraph.graph.meshes import MESHES
 from tilegraph.graph.passes.shard import shard
 from tilegraph.graph.spec import load_spec
-from tilegraph.runtime import compile
 from tilegraph.runtime.mesh_backend import MeshExecutor
+
+from tilegraph.compiler import compile
 
 RTOL, ATOL = 1e-9, 1e-12
 
@@ -134,7 +135,7 @@ def small_spec_and_mesh(draw):
     return spec, mesh, draw(st.sampled_from(["all_reduce", "reduce_scatter"]))
 
 
-@settings(deadline=None, max_examples=10)
+@settings(deadline=None, max_examples=10, derandomize=True, database=None)
 @given(small_spec_and_mesh())
 def test_random_gqa_training_step_equals_single_device(case):
     spec, mesh, residual = case

@@ -67,3 +67,15 @@ def test_replication_fallback_is_reported(capsys):
     code, out, err = _lower(capsys, "specs/tiny-test.yaml", "--mesh", "t3k", "--batch", "4", "--seq", "8", "--brief")
     assert code == 0, err
     assert "note: fallback: attention replicated over TP 4" in out
+
+
+def test_mesh_backend_refuses_an_unsharded_program():
+    from tilegraph.graph.spec import load_spec
+
+    from tilegraph.compiler import compile
+    from tilegraph.errors import DeviceError
+
+    prog = compile(build(load_spec("specs/tiny-test.yaml"), 1, 4))  # compiled for the numpy backend
+    with pytest.raises(DeviceError, match=r"graph 'tiny-test.forward' is not sharded; compile it with "
+                                          r"Target\(backend=\"mesh\", mesh=\.\.\.\)"):
+        prog.prepare("mesh")

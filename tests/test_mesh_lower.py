@@ -22,7 +22,7 @@ def test_lower_prints_steps_memory_and_time_and_writes_json(capsys, tmp_path):
     # one table row per step, in the planned order, with shard shapes, placement, implementation, bytes, time
     sharded = shard(training_step("specs/nano-trickster.yaml", 4, 64), "t3k")
     assert len(data["steps"]) == len(sharded.nodes)
-    assert "ttnn.all_reduce(cluster_axis=1)" in out and "ttnn.all_reduce(cluster_axis=0)" in out
+    assert "ttnn:all_reduce(cluster_axis=1)" in out and "ttnn:all_reduce(cluster_axis=0)" in out
     first_linear = next(s for s in data["steps"] if s["op"] == "linear")
     assert first_linear["output_shapes"][0][0] == 2  # batch 4 split over DP 2
     assert sum(s["seconds"] for s in data["steps"]) == pytest.approx(data["step_seconds"])

@@ -59,7 +59,7 @@ def run_op(op, inputs, attrs):
     opdef = get_op(op)
     attrs = {**opdef.attrs, **attrs}
     outs = [np.zeros(t.shape, np.float32) for t in opdef.infer([TensorType(a.shape, "float32") for a in inputs], attrs)]
-    opdef.numpy_forward(inputs, outs, attrs)
+    opdef.numpy_into(inputs, outs, attrs)
     return outs[0]
 
 
@@ -87,7 +87,7 @@ def test_non_contiguous_inputs_are_refused_with_the_fix():
     x = np.ones((8, 64), np.float32)[:, ::2]
     out = np.empty((8, 32), np.float32)
     with pytest.raises(ShapeError, match=r"silu_mul.*C-contiguous.*ascontiguousarray"):
-        get_op("silu_mul").numpy_forward([x, x], [out], {})
+        get_op("silu_mul").numpy_into([x, x], [out], {})
 
 
 def test_unsupported_dtype_is_refused():

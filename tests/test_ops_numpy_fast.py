@@ -1,4 +1,4 @@
-"""The fast numpy paths (`numpy_forward`, float32, writing into preallocated outputs) equal the float64
+"""The fast numpy paths (`numpy_into`, float32, writing into preallocated outputs) equal the float64
 references, on small hypothesis shapes and on the nano-trickster layer shapes.
 
 Tolerance (float32 against a float64 reference): float32 rounds at 6e-8 relative; a length-K dot product
@@ -32,7 +32,7 @@ seeds = st.integers(0, 2**31 - 1)
 
 
 def check_fast_path(op, inputs, attrs=None, rel=2e-5, term_scale=0.0):
-    """numpy_forward(float32 inputs) == reference(float64 inputs) within rel * max(max|ref|, term_scale).
+    """numpy_into(float32 inputs) == reference(float64 inputs) within rel * max(max|ref|, term_scale).
 
     `term_scale` is the size of the terms an output is computed from, for outputs that are small differences of
     large terms (e.g. rmsnorm_bwd at H=1). Outputs start as NaN so that any element the fast path forgets to
@@ -44,7 +44,7 @@ def check_fast_path(op, inputs, attrs=None, rel=2e-5, term_scale=0.0):
     refs = opdef.reference(f64, full)
     types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in f32], full)
     outs = [np.full(t.shape, np.nan, dtype=t.dtype) for t in types]
-    opdef.numpy_forward(f32, outs, full)
+    opdef.numpy_into(f32, outs, full)
     for i, (out, ref) in enumerate(zip(outs, refs)):
         assert out.dtype == np.float32 and out.shape == ref.shape
         scale = max(float(np.abs(ref).max(initial=0.0)), term_scale, 1e-30)
@@ -158,10 +158,10 @@ def test_embedding_bwd_large_vocab_uses_scatter_add():
     check_fast_path("embedding_bwd", [ids, rand(rng, 2, 600, 3)], {"vocab": 5000})
 
 
-@pytest.mark.parametrize("in_place", [False, True])
-def test_adamw_fast_path_and_in_place_update(in_place):
-    rng = np.random.default_rng(1)
-    shape = (33, 17)
+def check_adamw(shape, seed, in_place):
+    """adamw's fast path (into fresh NaN outputs, or in place into param and moments) equals its float64 reference
+    on every element."""
+    rng = np.random.default_rng(seed)
     inputs = [rand(rng, *shape), rand(rng, *shape), rand(rng, *shape, scale=0.1), np.abs(rand(rng, *shape, scale=0.1)),
               np.asarray(3e-3), np.asarray(4.0), np.asarray(0.7)]
     attrs = {"beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
@@ -169,9 +169,27 @@ def test_adamw_fast_path_and_in_place_update(in_place):
     refs = opdef.reference([a.astype(np.float64) for a in inputs], attrs)
     f32 = [a.astype(np.float32) for a in inputs]
     outs = [f32[0], f32[2], f32[3]] if in_place else [np.full(shape, np.nan, np.float32) for _ in range(3)]
-    opdef.numpy_forward(f32, outs, attrs)
+    opdef.numpy_into(f32, outs, attrs)
     for out, ref in zip(outs, refs):
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_adamw_fast_path_and_in_place_update(in_place):
+    check_adamw((33, 17), 1, in_place)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_adamw_update_above_the_split_threshold_writes_every_element(in_place, request, monkeypatch):
+    """A 1024x1024 parameter is above adamw's inline limit (4 * MIN_ELEMENTS_PER_WORKER, read at import, so the
+    fixture's patch does not reach it): with 3 workers its update runs as several pieces on several threads, and
+    every element must equal the float64 reference (a piece left unwritten stays NaN or keeps the old value)."""
+    pieces = []
+    real = parallel.run_pieces
+    monkeypatch.setattr(parallel, "run_pieces", lambda ps, body: (pieces.append(len(ps)), real(ps, body)))
+    check_adamw((1024, 1024), 3, in_place)
+    split = request.node.callspec.params["worker_split"] != "one piece"
+    assert (pieces and pieces[0] > 1) if split else not pieces  # the threaded path ran (only) when split
 
 
 def test_optimizer_scalars_fast_paths():
@@ -215,9 +233,9 @@ def test_fast_paths_called_from_two_threads_at_once():
     def run(i, results):
         for _ in range(20):
             o, lse = np.empty((2, 40, 16), np.float32), np.empty((2, 4, 40), np.float32)
-            get_op("attention").numpy_forward(list(kv[i]), [o, lse], attrs)
+            get_op("attention").numpy_into(list(kv[i]), [o, lse], attrs)
             dx, dg = np.empty((64, 48), np.float32), np.empty(48, np.float32)
-            get_op("rmsnorm_bwd").numpy_forward(list(cases[i][1]), [dx, dg], {"eps": 1e-5})
+            get_op("rmsnorm_bwd").numpy_into(list(cases[i][1]), [dx, dg], {"eps": 1e-5})
             results.append((o, dx, dg))
 
     results = [[], []]
@@ -265,7 +283,7 @@ def test_fast_paths_reject_ids_out_of_range(op, make_inputs):
     attrs = {**opdef.attrs, **({"vocab": 4} if op == "embedding_bwd" else {})}
     types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in inputs], attrs)
     with pytest.raises(ShapeError, match=r"must lie in \[0, 4\)"):
-        opdef.numpy_forward(inputs, [np.empty(t.shape, t.dtype) for t in types], attrs)
+        opdef.numpy_into(inputs, [np.empty(t.shape, t.dtype) for t in types], attrs)
 
 
 def _float64_cases(rng):
@@ -310,7 +328,7 @@ def test_fast_paths_in_float64_match_the_references_to_rounding():
         refs = opdef.reference(inputs, full)
         types = opdef.infer([TensorType(a.shape, str(a.dtype)) for a in inputs], full)
         outs = [np.full(t.shape, np.nan, dtype=t.dtype) for t in types]
-        opdef.numpy_forward(inputs, outs, full)
+        opdef.numpy_into(inputs, outs, full)
         for i, (out, ref) in enumerate(zip(outs, refs)):
             assert out.dtype == np.float64, (op, i, out.dtype)
             np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10 * max(1.0, float(np.abs(ref).max())),

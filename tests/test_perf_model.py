@@ -61,15 +61,15 @@ def test_peak_flops_matches_gemm_report():
 
 def test_emulator_counts_what_the_kernels_do():
     """The counters of a real run: swiglu's matmul tile products, DRAM bytes, one thread per (core, kernel)."""
+    from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
     from tilegraph.runtime.emulator import run_program_counted
-    from tilegraph.runtime.kernel_ops import DeviceOptions, build
 
     rng = np.random.default_rng(0)
     m, k, n = 64, 128, 64
     x = rng.standard_normal((m, k)).astype(np.float32)
     w1 = rng.standard_normal((k, n)).astype(np.float32) * 0.1
     w3 = rng.standard_normal((k, n)).astype(np.float32) * 0.1
-    desc, dev_inputs = build("swiglu", [x, w1, w3], {}, DeviceOptions(grid=(2, 1)))
+    desc, dev_inputs = get_kernel_op("swiglu").program([x, w1, w3], {}, DeviceOptions(grid=(2, 1)))
     _, threads = run_program_counted(desc, dev_inputs)
     assert {(t.core, t.role) for t in threads} == {((x_, 0), r) for x_ in range(2)
                                                    for r in ("reader", "compute", "writer")}

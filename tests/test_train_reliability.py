@@ -18,7 +18,7 @@ import yaml
 from tilegraph.train import loop
 from tilegraph.train.checkpoint import RunCheckpoints, load_checkpoint, save_checkpoint
 from tilegraph.train.config import TrainConfig
-from tilegraph.train.schedule import WarmupCosine, learning_rate_schedule
+from tilegraph.train.lr_schedule import WarmupCosine, learning_rate_schedule
 
 from tilegraph.cli import main
 from tilegraph.errors import DataError, FileError

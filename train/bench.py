@@ -95,8 +95,8 @@ class TrainingStep:
     def __init__(self, spec, batch: int, seq: int, seed: int = 0):
         from tilegraph.graph import init_params
         from tilegraph.train.data import BatchSampler, load_text
+        from tilegraph.train.lr_schedule import WarmupCosine
         from tilegraph.train.model import TrainingPrograms
-        from tilegraph.train.schedule import WarmupCosine
 
         self.programs = TrainingPrograms(spec, batch, seq)
         self.state = self.programs.init_state(init_params(spec, seed))

@@ -29,7 +29,7 @@ class TrainConfig:
         """Make the run `steps` long after `done` steps. Past warmup the rate then continues from its current
         value down to min_lr at the new last step (no jump back up); within warmup the plain schedule with
         the new length is already smooth."""
-        from tilegraph.train.schedule import learning_rate_schedule
+        from tilegraph.train.lr_schedule import learning_rate_schedule
 
         if done > self.warmup:
             self.decay_from = [done, learning_rate_schedule(self)(done)]

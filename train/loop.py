@@ -37,7 +37,7 @@ from tilegraph.train.checkpoint import (
 )
 from tilegraph.train.config import TrainConfig
 from tilegraph.train.data import VOCAB_SIZE, BatchSampler, load_text, validation_batches
-from tilegraph.train.schedule import learning_rate_schedule
+from tilegraph.train.lr_schedule import learning_rate_schedule
 
 from tilegraph.errors import DataError, TilegraphError
 from tilegraph.files import ensure_free_space, ensure_writable_dir, write_atomic
@@ -317,7 +317,7 @@ class _StopRequests:
 
 def evaluate(run: Run, on_batch: Callable[[int, int], None] | None = None) -> float:
     """Mean loss over the fixed validation batches; `on_batch(done, total)` after each (progress)."""
-    params = {v: run.state[v] for v in run.state if ":" not in v}  # parameters only, not m:/v: state
+    params = run.programs.parameters(run.state)
     losses = []
     for x, y in run.val_batches:
         losses.append(run.programs.loss(params, x, y))

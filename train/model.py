@@ -11,11 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The recipe's optimizer settings (issue 3): AdamW betas (0.9, 0.95), weight decay 0.1 on 2-D weights
-# (the graph builder exempts norms), global-norm clipping at 1.0.
-BETA1, BETA2, ADAM_EPS, WEIGHT_DECAY, CLIP_NORM = 0.9, 0.95, 1e-8, 0.1, 1.0
-BACKEND = "numpy"
-
 
 @dataclass
 class StepResult:
@@ -24,23 +19,27 @@ class StepResult:
 
 
 class TrainingPrograms:
-    """Training-step and forward Programs for one (spec, batch, seq)."""
+    """Training-step and forward Programs for one (spec, batch, seq), compiled for `target` (default: the numpy
+    backend). The optimizer is the recipe's AdamW (graph.autodiff.AdamWConfig: betas (0.9, 0.95), weight decay
+    0.1 on 2-D weights, global-norm clipping at 1.0) unless `optimizer` says otherwise."""
 
-    def __init__(self, spec, batch: int, seq: int):
+    def __init__(self, spec, batch: int, seq: int, optimizer=None, target=None):
         from tilegraph.graph import AdamWConfig, build, training_step
-        from tilegraph.runtime import compile as compile_graph
+
+        from tilegraph.compiler import compile as compile_graph
 
         self.spec, self.batch, self.seq = spec, batch, seq
-        config = AdamWConfig(
-            beta1=BETA1, beta2=BETA2, eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, clip_norm=CLIP_NORM
-        )
-        self.train_program = compile_graph(training_step(spec, batch, seq, config))
-        self.forward_program = compile_graph(build(spec, batch, seq))
+        self.train_program = compile_graph(training_step(spec, batch, seq, optimizer or AdamWConfig()), target)
+        self.forward_program = compile_graph(build(spec, batch, seq), target)
         for program in (self.train_program, self.forward_program):
-            program.prepare(BACKEND)  # buffers and CPU kernels now, not inside the first step
+            program.prepare()  # buffers and CPU kernels now, not inside the first step
         # Scalar feeds are reused arrays: the step writes into them instead of allocating new ones.
         self._lr = np.zeros((), np.float32)
         self._step = np.zeros((), np.float32)
+
+    def parameters(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model parameters in `state` (what the forward Program reads), without the optimizer state."""
+        return {v.name: state[v.name] for v in self.forward_program.graph.params()}
 
     def init_state(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Parameters plus zeroed optimizer state (m:<param>, v:<param>)."""
@@ -54,12 +53,10 @@ class TrainingPrograms:
         """One optimizer step (1-based `step`, used for Adam bias correction); updates `state` in place."""
         self._lr[...] = lr
         self._step[...] = step
-        out = self.train_program.run(
-            state, {"tokens": tokens, "targets": targets, "lr": self._lr, "step": self._step}, backend=BACKEND
-        )
+        out = self.train_program.run(state, {"tokens": tokens, "targets": targets, "lr": self._lr, "step": self._step})
         return StepResult(float(out["loss"]), float(out["grad_norm"]))
 
     def loss(self, params, tokens: np.ndarray, targets: np.ndarray) -> float:
         """Mean cross-entropy (nats per byte) of one batch, without updating anything."""
-        out = self.forward_program.run(params, {"tokens": tokens, "targets": targets}, backend=BACKEND)
+        out = self.forward_program.run(params, {"tokens": tokens, "targets": targets})
         return float(out["loss"])

@@ -64,7 +64,8 @@ class Generator:
 
     def _program(self, length: int):
         from tilegraph.graph import build
-        from tilegraph.runtime import compile as compile_graph
+
+        from tilegraph.compiler import compile as compile_graph
 
         window = 16
         while window < length:

@@ -16,39 +16,12 @@ from dataclasses import dataclass
 
 from tilegraph.graph.ir import Graph, Node
 from tilegraph.graph.meshes import Mesh
+from tilegraph.graph.passes.place import device_impl
 from tilegraph.graph.passes.plan_memory import MemoryPlan, Precision, device_bytes
 from tilegraph.ops import get_op
 
 MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu")
 COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce")
-
-# How each op runs on a Tenstorrent device: our custom kernels (kernels/) where they exist, else ttnn built-ins.
-IMPLEMENTATION = {
-    "linear": "ttnn.linear",
-    "linear_wgrad": "ttnn.matmul(x^T, dy)",
-    "embedding": "ttnn.embedding",
-    "embedding_bwd": "ttnn.embedding_bw",
-    "rmsnorm": "kernel rmsnorm",
-    "rmsnorm_bwd": "ttnn composite",
-    "rope": "ttnn rotary_embedding_llama",
-    "attention": "kernel flash attention",
-    "attention_bwd": "ttnn composite (matmul+softmax)",
-    "silu_mul": "ttnn.mul(silu(a), b)",
-    "silu_mul_bwd": "ttnn eltwise composite",
-    "swiglu": "kernel swiglu",
-    "add": "ttnn.add",
-    "cross_entropy": "ttnn composite",
-    "cross_entropy_bwd": "ttnn composite",
-    "fill": "ttnn.full",
-    "global_norm": "ttnn composite (sum of squares)",
-    "clip_scale": "ttnn eltwise",
-    "adamw": "ttnn.moreh_adamw",
-    "all_gather": "ttnn.all_gather",
-    "reduce_scatter": "ttnn.reduce_scatter",
-    "all_reduce": "ttnn.all_reduce",
-    "mesh_partition": "ttnn.mesh_partition",
-}
-
 
 @dataclass
 class StepCost:
@@ -111,14 +84,15 @@ def comm_payload(node: Node, plan: MemoryPlan, precision: Precision, padded: boo
 
 
 def estimate(graph: Graph, mesh: Mesh, plan: MemoryPlan, precision: Precision | None = None,
-             fidelity: str = "hifi2") -> CostReport:  # fmt: skip
-    """Cost of every step of `plan.order` (a sharded graph's nodes) on `mesh`."""
+             fidelity: str = "hifi2", impls: list[str] | None = None) -> CostReport:  # fmt: skip
+    """Cost of every step of `plan.order` (a sharded graph's nodes) on `mesh`; `impls`: each step's
+    implementation as the place pass chose it (default: place's device choice)."""
     precision = precision or Precision()
     chip = mesh.chip
     peak = chip.peak_flops(fidelity)
     steps = []
     for i, node in enumerate(plan.order):
-        impl = IMPLEMENTATION.get(node.op, "numpy (no device implementation)")
+        impl = impls[i] if impls is not None else device_impl(node.op)
         if node.op in COLLECTIVES:
             axis = int(node.attrs["cluster_axis"])
             payload = comm_payload(node, plan, precision)

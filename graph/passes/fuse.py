@@ -6,7 +6,7 @@ One pattern today, the SwiGLU MLP gate:
 
 It applies only where `a` and `b` are read by nothing else and are not graph outputs. A training graph keeps the
 unfused form, because its backward reads `a` and `b` (silu_mul_bwd); forward and inference graphs get the fused
-op, which the emu/ttnn backends run as one kernel. `compile` does not call this pass: it is opt-in.
+op, which the emu/ttnn backends run as one kernel. It runs in every compile (tilegraph.compiler.PASSES).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def fuse(graph: Graph) -> Graph:
             dropped.update((id(la), id(lb)))
             gone.update(v.name for v in (*la.outputs, *lb.outputs))
 
-    g = Graph(graph.name)
-    g.inputs = list(graph.inputs)
-    g._names = set(graph._names) - gone
-    g._counter = graph._counter
+    if not replace:
+        return graph
+    g = graph.copy([])
+    g._names -= gone
     # Nodes downstream of a rewrite get new Node/Value objects (with the same names), so the input graph's
     # values keep pointing at their own producers.
     remap: dict[Value, Value] = {}
@@ -63,8 +63,7 @@ def fuse(graph: Graph) -> Graph:
             h, w1, w3 = (remap.get(v, v) for v in replace[id(node)])
             old = node.outputs[0]
             new = Value(old.name, old.type, old.role, sharding=old.sharding)
-            fused = Node("swiglu", (h, w1, w3), (new,), MappingProxyType(dict(get_op("swiglu").attrs)))
-            new.producer = fused
+            fused = node.rebuilt("swiglu", (h, w1, w3), (new,), MappingProxyType(dict(get_op("swiglu").attrs)))
             remap[old] = new
             g.nodes.append(fused)
             continue
@@ -72,9 +71,8 @@ def fuse(graph: Graph) -> Graph:
             g.nodes.append(node)
             continue
         outs = tuple(Value(v.name, v.type, v.role, sharding=v.sharding) for v in node.outputs)
-        rebuilt = Node(node.op, tuple(remap.get(v, v) for v in node.inputs), outs, node.attrs)
+        rebuilt = node.rebuilt(node.op, tuple(remap.get(v, v) for v in node.inputs), outs, node.attrs)
         for old, new in zip(node.outputs, outs):
-            new.producer = rebuilt
             remap[old] = new
         g.nodes.append(rebuilt)
     g.outputs = {k: remap.get(v, v) for k, v in graph.outputs.items()}

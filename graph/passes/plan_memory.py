@@ -10,28 +10,24 @@ runs and freed after its last reader (graph outputs and update sources are kept 
 reused best-fit by later values, so the peak is that of a real allocator, not the sum of all values.
 The schedule is memory-aware: it keeps the better (lower peak) of the given order and a greedy topological order
 that always runs the ready node that adds the fewest bytes.
+
+The host (numpy) Program uses the same allocator (`allocate`) for its buffers, pooled by dtype, in elements
+(`plan_host_buffers`), after `in_place_updates` picked the update results written straight into their state.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from tilegraph.graph.ir import Graph, Node, Value
+from tilegraph.graph.ir import Graph, Node, Value, last_uses
+from tilegraph.graph.passes.schedule import topological_order
+from tilegraph.ops import get_op
 
 from tilegraph.errors import ShardingError
+from tilegraph.tiles import DTYPE_BYTES, padded_numel
 
-TILE = 32
-DTYPE_BYTES = {
-    "float32": 4.0,
-    "float64": 8.0,
-    "bfloat16": 2.0,
-    "bfloat8_b": 1088 / 1024,
-    "int32": 4.0,
-    "int64": 8.0,
-}
 # Ops through which a weight gradient flows unchanged in kind on its way to the optimizer.
 _GRAD_PATH_OPS = ("add", "all_reduce", "reduce_scatter", "all_gather", "mesh_partition")
 
@@ -51,18 +47,6 @@ class Precision:
                 raise ShardingError(
                     f"precision {kind}={getattr(self, kind)!r}; use one of {', '.join(DTYPE_BYTES)}"
                 )
-
-
-def padded_numel(shape: Sequence[int]) -> int:
-    """Elements stored in TILE layout: last two dims rounded up to multiples of 32."""
-    shape = tuple(shape)
-    if len(shape) < 2:
-        shape = (1,) * (2 - len(shape)) + shape
-    lead = 1
-    for d in shape[:-2]:
-        lead *= d
-    rup = lambda d: -(-d // TILE) * TILE
-    return lead * rup(shape[-2]) * rup(shape[-1])
 
 
 def gradient_values(graph: Graph) -> set[Value]:
@@ -160,36 +144,48 @@ class MemoryPlan:
             )
 
 
-def _last_use(order: list[Node], pinned: set[Value]) -> dict[Value, int]:
-    last: dict[Value, int] = {}
-    for i, node in enumerate(order):
-        for v in node.inputs:
-            last[v] = i
-    for v in pinned:
-        last[v] = len(order)
-    return last
+@dataclass
+class Allocation:
+    """Buffers of one order of nodes: value -> buffer, each buffer's pool and size, and the live peak."""
+
+    where: dict[Value, int]
+    pools: list[Hashable]
+    sizes: list[int]
+    peak: int  # largest sum of sizes of live values
+    peak_step: int
+    peak_set: list[Value]
+
+    @property
+    def allocated(self) -> int:
+        return sum(self.sizes)
 
 
-def _simulate(order: list[Node], bytes_of: dict[Value, int], transient: set[Value], pinned: set[Value]):
-    """(peak live bytes, step of the peak, live values at the peak, allocator high-water bytes, buffers)."""
-    last = _last_use(order, pinned)
-    live = peak = peak_step = 0
-    peak_set: list[Value] = []
-    live_set: set[Value] = set()
-    free_sizes: list[int] = []  # sorted sizes of free buffers (best-fit reuse)
-    pool = 0
+def allocate(order: list[Node], size_of: Callable[[Value], int], transient: set[Value], pinned: set[Value],
+             pool_of: Callable[[Value], Hashable] = lambda v: None) -> Allocation:
+    """The one buffer planner: each `transient` output gets a buffer when its node runs, best-fit among the free
+    buffers of its pool (the smallest one at least its size), else a new one; a buffer is free again after the
+    last reader of its value ran. `pinned` values (read after the last node) keep theirs."""
+    last = last_uses(order, pinned)
     where: dict[Value, int] = {}
+    pools: list[Hashable] = []
+    sizes: list[int] = []
+    free: dict[Hashable, list[tuple[int, int]]] = {}  # pool -> sorted (size, buffer) of free buffers
+    live = peak = peak_step = 0
+    live_set: set[Value] = set()
+    peak_set: list[Value] = []
     for i, node in enumerate(order):
         for v in node.outputs:
             if v not in transient:
                 continue
-            b = bytes_of[v]
-            j = bisect.bisect_left(free_sizes, b)
-            if j < len(free_sizes):
-                where[v] = free_sizes.pop(j)
+            b, pool = size_of(v), pool_of(v)
+            cands = free.get(pool, [])
+            j = bisect.bisect_left(cands, (b, -1))
+            if j < len(cands):
+                where[v] = cands.pop(j)[1]
             else:
-                where[v] = b
-                pool += b
+                where[v] = len(sizes)
+                sizes.append(b)
+                pools.append(pool)
             live += b
             live_set.add(v)
         if live > peak:
@@ -198,29 +194,50 @@ def _simulate(order: list[Node], bytes_of: dict[Value, int], transient: set[Valu
         for v in dict.fromkeys(dying):
             if v in live_set:
                 live_set.discard(v)
-                live -= bytes_of[v]
-                bisect.insort(free_sizes, where.pop(v))
-    return peak, peak_step, peak_set, pool, len(where) + len(free_sizes)
+                live -= size_of(v)
+                buf = where[v]
+                bisect.insort(free.setdefault(pools[buf], []), (sizes[buf], buf))
+    return Allocation(where, pools, sizes, peak, peak_step, peak_set)
+
+
+def in_place_updates(graph: Graph) -> dict[Value, Value]:
+    """Update results that can be written straight into the state array they replace (update dst -> src).
+
+    Allowed when the producing op declares `outputs_may_alias_inputs` (it writes each output only after its last
+    read of the inputs), the replaced value is one of that node's inputs, and no later step reads it.
+    """
+    last = last_uses(graph.nodes)
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    aliases: dict[Value, Value] = {}
+    for src, dst in graph.updates.items():
+        node = dst.producer
+        if (
+            node is not None
+            and get_op(node.op).outputs_may_alias_inputs
+            and src in node.inputs
+            and last.get(src) == index.get(id(node))
+            and dst not in graph.outputs.values()
+        ):
+            aliases[dst] = src
+    return aliases
+
+
+def plan_host_buffers(graph: Graph, aliases: dict[Value, Value]) -> Allocation:
+    """Host buffers of a scheduled graph: every node output except the in-place `aliases`, in elements, pooled by
+    dtype (a buffer serves any later value of its dtype that fits in it)."""
+    transient = {v for n in graph.nodes for v in n.outputs if v not in aliases}
+    return allocate(graph.nodes, lambda v: v.type.numel, transient, graph.pinned(), lambda v: v.dtype)
 
 
 def greedy_order(graph: Graph, bytes_of: dict[Value, int], transient: set[Value]) -> list[Node]:
     """Topological order that runs, among ready nodes, the one adding the fewest transient bytes (outputs minus
     inputs it reads for the last time); ties keep the given order."""
     nodes = graph.nodes
-    index = {id(n): i for i, n in enumerate(nodes)}
-    producer = {v: index[id(n)] for n in nodes for v in n.outputs}
     users: dict[Value, int] = {}
     for n in nodes:
         for v in set(n.inputs):
             users[v] = users.get(v, 0) + 1
-    pinned = set(graph.outputs.values()) | set(graph.updates.values())
-    waiting = [0] * len(nodes)
-    consumers: list[list[int]] = [[] for _ in nodes]
-    for i, n in enumerate(nodes):
-        deps = {producer[v] for v in n.inputs if v in producer}
-        waiting[i] = len(deps)
-        for d in deps:
-            consumers[d].append(i)
+    pinned = graph.pinned()
 
     def delta(i: int) -> int:
         n = nodes[i]
@@ -230,19 +247,11 @@ def greedy_order(graph: Graph, bytes_of: dict[Value, int], transient: set[Value]
         )
         return add - freed
 
-    ready = [(delta(i), i) for i, w in enumerate(waiting) if w == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        _, i = heapq.heappop(ready)
-        out.append(nodes[i])
+    def ran(i: int) -> None:
         for v in set(nodes[i].inputs):
             users[v] -= 1
-        for c in consumers[i]:
-            waiting[c] -= 1
-            if waiting[c] == 0:
-                heapq.heappush(ready, (delta(c), c))
-    return out
+
+    return topological_order(graph, nodes, delta, ran)
 
 
 def plan_memory(
@@ -258,36 +267,24 @@ def plan_memory(
         persistent[kinds[v]] += bytes_of[v]
     # adamw updates its param and moments in place (ttnn's moreh_adamw writes into them): no new buffers.
     transient = {v for n in graph.nodes if n.op != "adamw" for v in n.outputs}
-    pinned = set(graph.outputs.values()) | set(graph.updates.values())
+    pinned = graph.pinned()
     best = None
     for name in schedules:
         order = list(graph.nodes) if name == "program" else greedy_order(graph, bytes_of, transient)
-        sim = _simulate(order, bytes_of, transient, pinned)
-        if best is None or sim[3] < best[1][3]:
-            best = (name, sim, order)
-    name, (peak, peak_step, peak_set, pool, nbuf), order = best
+        alloc = allocate(order, bytes_of.__getitem__, transient, pinned)
+        if best is None or alloc.allocated < best[1].allocated:
+            best = (name, alloc, order)
+    name, alloc, order = best
     by_kind = {"activation": 0, "gradient": 0}
-    for v in peak_set:
+    for v in alloc.peak_set:
         k = kinds[v] if kinds[v] in by_kind else "activation"
         by_kind[k] += bytes_of[v]
     names = {"param": "parameters", "optimizer": "optimizer state", "input": "inputs"}
     return MemoryPlan(
         order=order, kinds=kinds, bytes_of=bytes_of,
         persistent={names[k]: b for k, b in persistent.items()},
-        peak_live=peak, peak_step=peak_step,
+        peak_live=alloc.peak, peak_step=alloc.peak_step,
         peak_by_kind={"activations": by_kind["activation"], "gradients": by_kind["gradient"]},
         gradient_bytes=sum(bytes_of[n.inputs[1]] for n in graph.nodes if n.op == "adamw"),
-        allocated=pool, buffers=nbuf, schedule=name, dram_bytes=dram_bytes,
+        allocated=alloc.allocated, buffers=len(alloc.sizes), schedule=name, dram_bytes=dram_bytes,
     )  # fmt: skip
-
-
-def schedule_graph(graph: Graph, plan: MemoryPlan) -> Graph:
-    """A copy of `graph` with its nodes in the planned order (a new Graph; the input is unchanged)."""
-    g = Graph(graph.name)
-    g.inputs, g.nodes = list(graph.inputs), list(plan.order)
-    g.outputs, g.updates = dict(graph.outputs), dict(graph.updates)
-    g._names = set(graph._names)
-    for attr in ("mesh", "tp_axis", "dp_axis", "shard_notes"):
-        if hasattr(graph, attr):
-            setattr(g, attr, getattr(graph, attr))
-    return g

@@ -20,8 +20,7 @@ The plan (Megatron-style, on 2-D meshes like tt-metal's Llama):
 - data parallel (DP) on the other axis: token batches split; weight gradients become partial over the axis and are
   all_reduced before clipping and AdamW; the loss is the mean of per-replica means (all_reduce mean), and the loss
   seed of the backward pass is scaled by 1/DP so that every gradient is an exact partial sum.
-The pass propagates placements through the graph in order; each op's rule (`Op.shard` in its module, else the
-table `RULES` here) says which input
+The pass propagates placements through the graph in order; each op's rule (`Op.shard` in its module) says which input
 placements it accepts and what its outputs then are; a mismatch inserts the collective that converts it
 (P->R all_reduce, P->S reduce_scatter, S->R all_gather, R->S mesh_partition, a local slice). Since it runs on the
 graph *after* autodiff, backward ops are sharded by the same rules and the backward collectives appear on their own.
@@ -30,11 +29,11 @@ Cases that cannot be split raise ShardingError, or fall back to replication with
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from tilegraph.graph.ir import Graph, Node, Value
 from tilegraph.graph.meshes import Mesh, get_mesh
+from tilegraph.graph.passes.schedule import drop_dead
 from tilegraph.ops import get_op
 from tilegraph.ops.placement import MeshAxis, P, Partial, R, Replicate, Shard, last_dim, no_partial  # noqa: F401
 
@@ -178,16 +177,10 @@ class Plan:
 
 
 # -- per-op rules: (node, input placements on one axis, axis) -> (wanted input placements, output placements) ----
-# Ops carry their own rule as `Op.shard` (ops/placement.py describes the protocol); these are the ones that do not
-# (yet), and the replicated fallback for ops without any rule (reported in shard_notes).
-Rule = Callable[[Node, list, MeshAxis], tuple[list, list]]
-
-
+# Ops carry their own rule as `Op.shard` (ops/placement.py describes the protocol); an op without one runs
+# replicated (reported in shard_notes).
 def rule_replicated(node, pls, ax):
     return [R] * len(pls), [R] * len(node.outputs)
-
-
-RULES: dict[str, Rule] = {}  # every op of the training graph has its own rule now
 
 
 # -- the pass ------------------------------------------------------------------------------------------------------
@@ -312,8 +305,7 @@ class _Sharder:
             raise ShardingError(f"graph {self.graph.name!r} is already sharded (it has a {node.op} node)")
         if node.op == "global_norm":
             return self._global_norm(node)
-        # An op module may define its own rule as `Op.shard(node, placements, axis)`; RULES covers the rest.
-        rule = getattr(get_op(node.op), "shard", None) or RULES.get(node.op)
+        rule = get_op(node.op).shard
         if rule is None:
             rule = rule_replicated
             if node.op not in self.fallbacks:
@@ -334,6 +326,7 @@ class _Sharder:
         hint = node.outputs[0].name if len(node.outputs) == 1 else node.outputs[0].name.rsplit(".", 1)[0]
         res = self.g.call(node.op, *new_ins, name=hint, **attrs)
         res = res if isinstance(res, tuple) else (res,)
+        res[0].producer.meta.update(node.meta)
         for i, (old, new) in enumerate(zip(node.outputs, res)):
             pl = (outs[0][i], outs[1][i])
             expect = local_shape(old.shape, pl, self.mesh.shape)
@@ -379,17 +372,6 @@ class _Sharder:
         self.env[node.outputs[0]] = {(R, R): self._tag(out, (R, R), ())}
 
 
-def _drop_dead(g: Graph) -> Graph:
-    needed = set(g.outputs.values()) | set(g.updates.values())
-    keep = []
-    for node in reversed(g.nodes):
-        if any(v in needed for v in node.outputs):
-            keep.append(node)
-            needed.update(node.inputs)
-    g.nodes = keep[::-1]
-    return g
-
-
 def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: str = "all_reduce") -> Graph:
     """The SPMD graph of `graph` on `mesh`: local shapes, `Value.sharding`, explicit collectives.
 
@@ -411,4 +393,4 @@ def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: 
     for src, dst in graph.updates.items():
         g.updates[s.get(src, s.placements(src))] = s.get(dst, s.placements(src))
     g.mesh, g.tp_axis, g.dp_axis, g.shard_notes = mesh, plan.tp_axis, plan.dp_axis, plan.notes
-    return _drop_dead(g)
+    return drop_dead(g)

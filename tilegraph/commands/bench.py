@@ -90,8 +90,8 @@ def run(args) -> int:
     import json
 
     from tilegraph.files import write_atomic
+    from tilegraph.kernels.registry import KERNEL_OPS
     from tilegraph.perf.bench import BENCH_KERNELS, PRESETS, bench_kernel, run_bench
-    from tilegraph.runtime.kernel_ops import KERNEL_OPS
 
     names = [k for k in KERNEL_OPS if k in BENCH_KERNELS] if args.kernel == "all" else [args.kernel]
     for name in names:

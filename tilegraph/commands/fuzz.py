@@ -62,8 +62,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from tilegraph.errors import ShapeError
+    from tilegraph.kernels.registry import KERNEL_OPS
     from tilegraph.runtime import fuzz
-    from tilegraph.runtime.kernel_ops import KERNEL_OPS
 
     if args.backend == "ttnn":
         from tilegraph.runtime.ttnn_program import require_card

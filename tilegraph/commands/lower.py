@@ -42,14 +42,13 @@ def add_arguments(parser) -> None:
 
 def lower(spec, mesh_name: str, batch: int | None, seq: int | None, train: bool, tp_axis=None,
           residual="all_reduce", weights="bfloat16", fidelity="hifi2"):  # fmt: skip
-    """spec -> (sharded graph, memory plan, cost report): build, (differentiate), shard, plan, cost."""
+    """spec -> (sharded graph, memory plan, cost report): build, (differentiate), then compile for the device."""
+    from tilegraph.compiler import Target, compile
     from tilegraph.errors import ShapeError
     from tilegraph.graph.autodiff import training_step
     from tilegraph.graph.build import build
     from tilegraph.graph.meshes import get_mesh
-    from tilegraph.graph.passes.cost import estimate
-    from tilegraph.graph.passes.plan_memory import Precision, plan_memory, schedule_graph
-    from tilegraph.graph.passes.shard import shard
+    from tilegraph.graph.passes.plan_memory import Precision
     from tilegraph.graph.spec import load_spec
 
     mesh = get_mesh(mesh_name)
@@ -60,12 +59,10 @@ def lower(spec, mesh_name: str, batch: int | None, seq: int | None, train: bool,
     if batch <= 0 or seq <= 0:
         raise ShapeError(f"--batch {batch} and --seq {seq} must be positive")
     graph = training_step(spec, batch, seq) if train else build(spec, batch, seq)
-    sharded = shard(graph, mesh, tp_axis=tp_axis, residual=residual)
-    precision = Precision(weights=weights)
-    plan = plan_memory(sharded, mesh.chip.dram_bytes, precision)
-    sharded = schedule_graph(sharded, plan)
-    cost = estimate(sharded, mesh, plan, precision, fidelity)
-    return spec, mesh, batch, seq, sharded, plan, cost
+    target = Target(backend="ttnn", mesh=mesh, tp_axis=tp_axis, residual=residual,
+                    precision=Precision(weights=weights), fidelity=fidelity)
+    program = compile(graph, target)
+    return spec, mesh, batch, seq, program.graph, program.plan, program.cost
 
 
 def _shape(v) -> str:

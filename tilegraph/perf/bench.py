@@ -111,7 +111,7 @@ def _attn_baseline(s, dev, dtype):
 
 
 def _swiglu_block(s, device, dtype):
-    from tilegraph.ops.swiglu import swiglu_program
+    from tilegraph.kernels.swiglu.program import swiglu_program
 
     desc = swiglu_program(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
     args = next(iter(desc.kernels[1].runtime_args.values()))  # (kt, mt, nt, start, count, kb, mb, nb, w, blocks_n)
@@ -160,7 +160,7 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
 
 
 def bench_kernel(name: str) -> BenchKernel:
-    from tilegraph.runtime.kernel_ops import KERNEL_OPS
+    from tilegraph.kernels.registry import KERNEL_OPS
 
     if name not in KERNEL_OPS:
         raise TilegraphError(f"no custom kernel {name!r}; kernels: {', '.join(KERNEL_OPS)}")
@@ -206,8 +206,9 @@ def scale_counters(threads: list[ThreadCounters], factor: float) -> list[ThreadC
 def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str = "bfloat16",
                  knobs: Mapping[str, object] | None = None) -> tuple[Estimate, dict, float, str]:
     """(estimate, emulated shape, scale, fidelity) of our kernel: emulator counters through the model."""
+    from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
+    from tilegraph.ops import get_op
     from tilegraph.runtime.emulator import run_program_counted
-    from tilegraph.runtime.kernel_ops import DeviceOptions, build
 
     bk = bench_kernel(name)
     shape = dict(shape)
@@ -222,7 +223,7 @@ def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str
     scale = per_core / math.ceil(bk.units(emulated, **pinned) / device.cores)
     inputs, attrs = bk.inputs(emulated, np.random.default_rng(0))
     opts = DeviceOptions(dtype=dtype, grid=device.grid, knobs={**pinned, **knobs})
-    desc, dev_inputs = build(name, inputs, attrs, opts)
+    desc, dev_inputs = get_kernel_op(name).program(inputs, {**get_op(name).attrs, **attrs}, opts)
     _, threads = run_program_counted(desc, dev_inputs, timeout_s=600)
     fidelity = desc.compute_config.math_fidelity
     est = estimate(scale_counters(threads, scale), device, program_cb_pages(desc), fidelity)
@@ -275,7 +276,8 @@ def measure(name: str, shape: Mapping[str, int], device: Device, dtype: str, run
     """(kernel_us, baseline_us, baseline label) measured on the card with ttnn (median of `runs`)."""
     import ttnn
 
-    from tilegraph.runtime.kernel_ops import DeviceOptions, run_kernel_op
+    from tilegraph.kernels.registry import DeviceOptions
+    from tilegraph.runtime.kernel_ops import run_kernel_op
 
     bk = bench_kernel(name)
     inputs, attrs = bk.inputs(dict(shape), np.random.default_rng(0))

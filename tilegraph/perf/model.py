@@ -235,7 +235,7 @@ def estimate(threads: list[ThreadCounters], device: Device, cb_pages: Mapping[tu
 
 def program_cb_pages(desc) -> dict[tuple[int, int], dict[int, int]]:
     """cb_pages for estimate() from a ProgramDescription."""
-    from tilegraph.ops.program import cores_of
+    from tilegraph.kernels.description import cores_of
 
     out: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
     for cb in desc.cbs:

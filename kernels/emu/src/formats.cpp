@@ -7,16 +7,6 @@
 namespace tgemu {
 
 namespace {
-inline uint32_t bits(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    return u;
-}
-inline float from_bits(uint32_t u) {
-    float x;
-    std::memcpy(&x, &u, 4);
-    return x;
-}
 
 // Round a 24-bit significand (with the hidden one) right by `shift` bits, to nearest, ties to even.
 inline uint32_t shift_rne(uint32_t sig, uint32_t shift) {
@@ -34,12 +24,12 @@ inline uint32_t shift_rne(uint32_t sig, uint32_t shift) {
 void pack_bfp8_group(const float* v, uint8_t* exp_out, uint8_t* mant_out) {
     uint32_t shared = 0;
     for (int i = 0; i < 16; i++) {
-        uint32_t e = (bits(v[i]) >> 23) & 0xff;
+        uint32_t e = (fbits(v[i]) >> 23) & 0xff;
         if (e > shared) shared = e;
     }
     *exp_out = uint8_t(shared);
     for (int i = 0; i < 16; i++) {
-        uint32_t u = bits(v[i]);
+        uint32_t u = fbits(v[i]);
         uint32_t sign = u >> 31, e = (u >> 23) & 0xff, mant = u & 0x7fffff;
         uint32_t m;
         if (e == 0) {
@@ -65,7 +55,7 @@ float unpack_bfp8(uint8_t shared, uint8_t byte) {
         e--;
     }
     if (e <= 0) return sign ? -0.0f : 0.0f;
-    return from_bits((sign << 31) | (uint32_t(e) << 23) | ((m & 0x3f) << 17));
+    return from_fbits((sign << 31) | (uint32_t(e) << 23) | ((m & 0x3f) << 17));
 }
 }  // namespace
 

@@ -20,6 +20,17 @@ inline uint16_t f32_to_bf16_bits(float x) {
     u += 0x7fff + ((u >> 16) & 1);
     return uint16_t(u >> 16);
 }
+// A float's bit pattern and back (DST and the datapath work on bit patterns).
+inline uint32_t fbits(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, 4);
+    return u;
+}
+inline float from_fbits(uint32_t u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
 inline float bf16_bits_to_f32(uint16_t b) {
     uint32_t u = uint32_t(b) << 16;
     float x;
@@ -27,15 +38,6 @@ inline float bf16_bits_to_f32(uint16_t b) {
     return x;
 }
 inline float round_bf16(float x) { return bf16_bits_to_f32(f32_to_bf16_bits(x)); }
-// float32 -> tf32 (10-bit mantissa, RNE), what the FPU's source registers hold of a float32 operand.
-inline float round_tf32(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    if ((u & 0x7f800000) == 0x7f800000) return x;
-    u = (u + 0xfff + ((u >> 13) & 1)) & 0xffffe000;
-    std::memcpy(&x, &u, 4);
-    return x;
-}
 // One 32x32 tile: row-major floats <-> face-ordered bytes of `fmt`.
 void pack_tile_bytes(uint32_t fmt, const float* rowmajor, uint8_t* out);
 void unpack_tile_bytes(uint32_t fmt, const uint8_t* in, float* rowmajor);

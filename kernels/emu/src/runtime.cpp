@@ -332,16 +332,6 @@ void need_dst(uint32_t idst, const char* api, bool pack) {
 float* dst_tile(uint32_t i) { return T->dst.data() + size_t(i) * TILE_HW; }
 
 // DST holds fp32 bit patterns; without fp32_dest_acc_en only their top 16 bits (bf16).
-inline uint32_t fbits(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, 4);
-    return u;
-}
-inline float from_fbits(uint32_t u) {
-    float x;
-    std::memcpy(&x, &u, 4);
-    return x;
-}
 inline uint32_t dst_bits(uint32_t i, int e) { return fbits(dst_tile(i)[e]); }
 inline void set_dst_bits(uint32_t i, int e, uint32_t u) { dst_tile(i)[e] = from_fbits(u); }
 

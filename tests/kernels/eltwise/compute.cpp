@@ -5,6 +5,7 @@
 //   BUG_WRONG_INIT    mul_tiles after add_init BUG_SFPU_NO_INIT   exp_tile without exp_tile_init
 //   BUG_PUSH_UNPACKED pushes the output page without packing into it
 //   BUG_SPIN          loops forever (calling the API, so the emulator's timeout can stop it)
+//   BUG_WAIT_BLOCKS_OF_2 waits for and pops CB 1 two pages at a time (wraps a 3-page CB)
 #include <stdint.h>
 
 #include "api/compute/compute_kernel_hw_startup.h"
@@ -34,6 +35,8 @@ void kernel_main() {
         cb_wait_front(cb_a, 1);
 #ifdef BUG_WAIT_TOO_MANY
         cb_wait_front(cb_b, 3);
+#elif defined(BUG_WAIT_BLOCKS_OF_2)
+        cb_wait_front(cb_b, 2);
 #else
         cb_wait_front(cb_b, 1);
 #endif
@@ -57,7 +60,9 @@ void kernel_main() {
         DPRINT("tile {} of {}\n", i, n);
 #endif
         cb_pop_front(cb_a, 1);
-#ifndef BUG_MISSING_POP
+#if defined(BUG_WAIT_BLOCKS_OF_2)
+        cb_pop_front(cb_b, 2);
+#elif !defined(BUG_MISSING_POP)
         cb_pop_front(cb_b, 1);
 #endif
         cb_reserve_back(cb_out, 1);

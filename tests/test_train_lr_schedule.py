@@ -4,7 +4,7 @@ import itertools
 import math
 
 import pytest
-from tilegraph.train.schedule import WarmupCosine
+from tilegraph.train.lr_schedule import WarmupCosine
 
 
 def test_recipe_schedule_values():

@@ -16,7 +16,7 @@ Consumers resolve them with `resolve_args`.
 
 Example (a copy kernel over two cores)::
 
-    from tilegraph.ops.program import *
+    from tilegraph.kernels.description import *
     cores = CoreRange((0, 0), (1, 0))
     desc = ProgramDescription(
         name="copy",
@@ -32,7 +32,6 @@ Example (a copy kernel over two cores)::
         ],
         grid=(2, 1),
     )
-    desc.validate()
     desc.l1_bytes_per_core()   # {(0, 0): 8192, (1, 0): 8192}
 """
 
@@ -43,14 +42,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tilegraph.errors import KernelError
+from tilegraph.tiles import FACE, TILE, TILE_BYTES, padded_shape  # noqa: F401 (FACE, TILE: part of this API)
 
-TILE = 32  # tile edge (elements); a tile is four 16x16 faces
-FACE = 16
 DATA_FORMATS = ("float32", "bfloat16", "bfloat8_b")
-# Bytes of one 32x32 tile page. bfloat8_b: 64 shared-exponent bytes (one per 16-element face row) + 1024 mantissas.
-TILE_BYTES = {"float32": 4096, "bfloat16": 2048, "bfloat8_b": 1088}
 # Wormhole / Blackhole L1 per Tensix core (1.5 MB). Firmware reserves some of it; CBs must stay well below.
 L1_BYTES_PER_CORE = 1536 * 1024
+# The one L1 budget: circular-buffer bytes per core a program may use (the rest is left to firmware, kernel
+# binaries and stacks). validate() rejects more; builders that can trade L1 for speed (attention's fp32
+# intermediates, double-buffered Q) choose the faster form only while it fits.
+L1_CB_BUDGET = 1200 * 1024
 KERNEL_ROLES = ("reader", "compute", "writer")
 MATH_FIDELITIES = ("LoFi", "HiFi2", "HiFi3", "HiFi4")
 # The ArgConfig flag of an interleaved DRAM tensor (hostdevcommon/tensor_accessor/arg_config.hpp: IsDram = 1 << 1).
@@ -127,8 +127,7 @@ class TensorSpec:
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
-        *lead, h, w = self.shape
-        return (*lead, -(-h // TILE) * TILE, -(-w // TILE) * TILE)
+        return padded_shape(self.shape)
 
     @property
     def page_size(self) -> int:
@@ -232,6 +231,7 @@ class ProgramDescription:
         object.__setattr__(self, "tensors", tuple(self.tensors))
         object.__setattr__(self, "cbs", tuple(self.cbs))
         object.__setattr__(self, "kernels", tuple(self.kernels))
+        self.validate()  # once, here: a description that exists is consistent, so no consumer re-checks it
 
     def tensor(self, name: str) -> TensorSpec:
         for t in self.tensors:
@@ -302,9 +302,9 @@ class ProgramDescription:
             raise KernelError(f"program {self.name!r}: compute_config.unpack_to_dest_fp32 needs fp32_dest_acc_en=True "
                               f"(DST holds 32-bit datums only in fp32 mode)")
         worst = self.max_l1_bytes()
-        if worst > L1_BYTES_PER_CORE:
+        if worst > L1_CB_BUDGET:
             raise KernelError(f"program {self.name!r}: circular buffers need {worst} bytes of L1 on one core, "
-                              f"more than {L1_BYTES_PER_CORE}; use fewer/smaller CB pages")
+                              f"more than {L1_CB_BUDGET}; use fewer/smaller CB pages")
 
 
 def resolve_args(args: Sequence[Arg], desc: ProgramDescription, addresses: Mapping[str, int]) -> list[int]:

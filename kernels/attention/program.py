@@ -1,0 +1,226 @@
+"""Device side of the attention op: its tt-metal program description (kernels in this folder).
+
+Moved from the end of ops/attention.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tilegraph.kernels import description as _prog
+from tilegraph.kernels import host as _host
+from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
+from tilegraph.ops import get_op
+from tilegraph.ops.attention import resolved_scale
+
+from tilegraph.errors import ShapeError
+
+ATTENTION_HEAD_DIMS = (32, 64, 128)
+
+
+def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
+    if requested < 32 or requested % 32 or (requested // 32) & (requested // 32 - 1):
+        raise ShapeError(f"op 'attention': {what}={requested} must be a power-of-two multiple of 32 (32, 64, 128, ...)")
+    # No point in a chunk longer than the (padded) sequence: shrink to the next power of two covering it.
+    cover = 1
+    while cover < seq_tiles:
+        cover *= 2
+    return min(requested // 32, cover)
+
+
+def _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers=1):
+    q_tiles, kv_tiles, s_tiles = qc * dh, kc * dh, qc * kc
+
+    def cb(index, fmt, pages):
+        return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
+
+    return [cb(0, dtype, q_buffers * q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
+            cb(3, "bfloat16", s_tiles), cb(4, "bfloat16", 1), cb(16, out_dtype, q_tiles), cb(17, "float32", qc),
+            cb(24, interm, s_tiles), cb(25, interm, s_tiles), cb(26, "float32", qc), cb(27, "float32", 2 * qc),
+            cb(28, interm, 2 * q_tiles), cb(29, "float32", qc), cb(30, "float32", qc), cb(31, "float32", qc)]
+
+
+def attention_program(
+    batch: int,
+    seq: int,
+    heads: int,
+    head_dim: int,
+    kv_heads: int | None = None,
+    dtype: str = "bfloat16",
+    *,
+    causal: bool = True,
+    scale: float | None = None,
+    q_chunk: int = 128,
+    k_chunk: int = 128,
+    grid=(8, 8),
+    out_dtype: str = "bfloat16",
+    interm: str | None = None,
+) -> _prog.ProgramDescription:
+    """Flash attention forward for q [B, heads, S, D], k/v [B, kv_heads, S, D] (device layout, heads split).
+
+    S is padded to a multiple of the larger chunk; padded keys are masked (-inf) and padded query rows dropped.
+    Work unit = one Q chunk of one (batch, head), numbered zigzag per head (0, n-1, 1, n-2, ...); each core takes
+    an even-sized contiguous range, i.e. low + high chunk pairs, which balances causal work. Intermediates are
+    fp32 unless that would not fit the L1 budget (then bf16, as tt-metal's own sdpa)."""
+    kv_heads = kv_heads or heads
+    if head_dim not in ATTENTION_HEAD_DIMS:
+        raise ShapeError(f"op 'attention': head_dim {head_dim} unsupported by the kernel; use one of {ATTENTION_HEAD_DIMS}")
+    if heads % kv_heads:
+        raise ShapeError(f"op 'attention': kv_heads {kv_heads} must divide heads {heads}")
+    if min(batch, seq, heads) < 1:
+        raise ShapeError(f"op 'attention': batch={batch}, seq={seq}, heads={heads} must be >= 1")
+    s_tiles = _host.tiles(seq)
+    qc = _chunk_tiles(q_chunk, s_tiles, "q_chunk")
+    kc = _chunk_tiles(k_chunk, s_tiles, "k_chunk")
+    pad_t = -(-s_tiles // max(qc, kc)) * max(qc, kc)  # both chunk sizes divide it (powers of two)
+    # Key tiles free of padding: the first partially/fully padded key tile gets the KEY_PAD mask, later ones -inf.
+    k_full_t = pad_t if seq == pad_t * 32 else seq // 32
+    dh = head_dim // 32
+    units = batch * heads * (pad_t // qc)
+    split = _host.split_work(units, grid[0] * grid[1], granule=2)
+    cores = _host.grid_cores(grid, len(split))
+    ranges = _host.core_ranges(cores)
+    def l1(fmt, q_buffers):
+        return sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, fmt, q_buffers))
+
+    if interm is None:
+        interm = "float32" if l1("float32", 1) <= _prog.L1_CB_BUDGET else "bfloat16"
+    # Double-buffer Q (the reader fetches the next chunk while this one is computed) when L1 allows.
+    q_buffers = 2 if l1(interm, 2) <= _prog.L1_CB_BUDGET else 1
+    scale = resolved_scale({"scale": scale}, head_dim)
+
+    sp = pad_t * 32
+    tensors = [_prog.TensorSpec("q", (batch, heads, sp, head_dim), dtype),
+               _prog.TensorSpec("k", (batch, kv_heads, sp, head_dim), dtype),
+               _prog.TensorSpec("v", (batch, kv_heads, sp, head_dim), dtype),
+               _prog.TensorSpec("consts", (5 * 32, 32), "bfloat16"),
+               _prog.TensorSpec("out", (batch, heads, sp, head_dim), out_dtype, "output"),
+               _prog.TensorSpec("lse", (batch, heads, sp, 32), "float32", "output")]
+    addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
+    reader_rt, compute_rt, writer_rt = {}, {}, {}
+    for core, (start, count) in zip(cores, split):
+        reader_rt[core] = (addr("q"), addr("k"), addr("v"), addr("consts"), heads, kv_heads, pad_t, pad_t,
+                           int(causal), k_full_t, start, count, qc, kc, dh)
+        compute_rt[core] = (qc, kc, dh, pad_t, pad_t, int(causal), k_full_t, start, count, _host.f32_bits(scale))
+        writer_rt[core] = (addr("out"), addr("lse"), pad_t, start, count, qc, dh)
+    kernels = [
+        _prog.KernelSpec("reader", "attention/reader.cpp", ranges,
+                         (cta("q"), cta("k"), cta("v"), cta("consts")), {}, reader_rt),
+        _prog.KernelSpec("compute", "attention/compute.cpp", ranges, (), {}, compute_rt),
+        _prog.KernelSpec("writer", "attention/writer.cpp", ranges, (cta("out"), cta("lse")), {}, writer_rt),
+    ]
+    desc = _prog.ProgramDescription(
+        name="attention", tensors=tensors,
+        cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers), kernels=kernels,
+        compute_config=_prog.ComputeConfig(
+            math_fidelity="HiFi4", fp32_dest_acc_en=True,
+            # The running sum (27) is an fp32 partial reloaded per K chunk through copy_tile only: unpacked straight
+            # to DST it keeps all 23 mantissa bits instead of TF32's 10. The running max (26, 31) and output (28) are
+            # also fp32 partials, but sub/mul_tiles_bcast_cols read them through SrcA, and a CB unpacked to DST
+            # cannot feed a source register (ttsim: undefined), so they stay on the SrcA path (TF32).
+            unpack_to_dest_fp32=(27,)),
+        grid=tuple(grid))
+    return desc
+
+
+def attention_consts(seq: int) -> np.ndarray:
+    """The 5 constant tiles the reader assembles masks from: reduce scaler, zero, -inf, causal diagonal
+    (-inf above the diagonal), key padding (-inf in columns at or past seq % 32)."""
+    t = np.zeros((5, 32, 32), np.float32)
+    t[0] = _host.reduce_scaler_tile(1.0)
+    t[2] = -np.inf
+    t[3] = np.where(np.triu(np.ones((32, 32), bool), 1), -np.inf, 0.0)
+    t[4][:, seq % 32:] = -np.inf
+    return t.reshape(5 * 32, 32)
+
+
+def attention_device_inputs(q, k, v, heads: int, kv_heads: int | None, desc: _prog.ProgramDescription) -> dict:
+    """[B, S, heads*D] activations -> device tensors [B, heads, S_pad, D] (+ consts)."""
+    kv_heads = kv_heads or heads
+    b, s, _ = q.shape
+    sp = desc.tensor("q").shape[2]
+
+    def split(x, n):
+        xh = x.reshape(b, s, n, -1).transpose(0, 2, 1, 3)
+        return _host.pad_to(np.ascontiguousarray(xh), (b, n, sp, xh.shape[-1]))
+
+    return {"q": split(q, heads), "k": split(k, kv_heads), "v": split(v, kv_heads), "consts": attention_consts(s)}
+
+
+def attention_device_outputs(outputs: dict, q_shape, heads: int) -> list:
+    """Device out [B, heads, S_pad, D] and lse [B, heads, S_pad, 32] -> (o [B, S, heads*D], lse [B, heads, S])."""
+    b, s, hd = q_shape
+    o = outputs["out"][:, :, :s, :].transpose(0, 2, 1, 3).reshape(b, s, hd)
+    return [np.ascontiguousarray(o), np.ascontiguousarray(outputs["lse"][:, :, :s, 0])]
+
+
+@register_kernel_op
+class AttentionKernel(KernelOp):
+    name = "attention"
+
+    def program(self, inputs, attrs, opts):
+        knobs = dict(opts.knobs)
+        q, k, v = inputs
+        heads = int(attrs["heads"])
+        kv_heads = int(attrs["kv_heads"] or heads)
+        b, s, hd = q.shape
+        desc = attention_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
+                                 causal=bool(attrs["causal"]), scale=attrs["scale"],
+                                 grid=opts.grid, **knobs)
+        return desc, attention_device_inputs(q, k, v, heads, kv_heads, desc)
+
+    def unpack(self, outputs, inputs, attrs):
+        return attention_device_outputs(dict(outputs), inputs[0].shape, int(attrs["heads"]))
+
+    def case_strategy(self, common, small):
+        from hypothesis import strategies as st
+
+        return st.fixed_dictionaries({
+            **common,
+            "scale": st.sampled_from([0.3, 1.0, 3.0]),
+            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
+            "kv_heads": st.integers(1, 2),
+            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
+            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+        })
+
+    def make_inputs(self, case, rng, randn, grid):
+        b, sq, d = case["batch"], case["seq"], case["head_dim"]
+        hkv = case["kv_heads"]
+        h = hkv * case["group"]
+        q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
+        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+
+    def error_bounds(self, x64, attrs, refs, backend):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
+
+        rnd = OUT_ROUNDING[backend]
+        # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
+        # which perturb each P entry of a query row relatively by up to twice that row's largest score error.
+        q, k, v = x64
+        heads = int(attrs["heads"])
+        kv_heads = int(attrs.get("kv_heads") or heads)
+        o_abs, _ = get_op("attention").reference([q, k, np.abs(v)], attrs)
+        b, s, hd = q.shape
+        d = hd // heads
+        sc = resolved_scale(attrs, d)
+        qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
+        kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
+        allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
+        # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
+        # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
+        smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
+        sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
+        hw = backend != "numpy"
+        tf32, align = (SRC_TF32, MVMUL_ALIGN) if hw else (0.0, 0.0)
+        # Scores: the Q K^T dot products (matrix-engine alignment + fp32 sum), counted twice (row max, exp). They pass
+        # SrcA as TF32 twice (row max, subtract): abs error smax * SRC_TF32 each; P and the running sum / output a few
+        # more times (rescale, 1/l): relative SRC_TF32 each; P V and the row sum of P align in the matrix engine.
+        p_err = (2 * (align + d * ACCUM_UNIT) * sabs + 2 * smax * tf32 + 4 * tf32 + 2 * align
+                 + (s + d) * ACCUM_UNIT)  # [B, H, S]
+        p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
+        lse = refs[1]
+        return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
+                2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
