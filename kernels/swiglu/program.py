@@ -30,9 +30,17 @@ def _swiglu_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb):
     return cbs
 
 
+# Cycles per output tile, for choosing the block: the two HiFi4 tile matmuls per K tile (2 x 64 cycles,
+# tech_reports/GEMM_FLOPS/GEMM_FLOPS.md), and one 2 KB tile read from DRAM per K tile at a core's share of an
+# n150's DRAM (288 GB/s / 64 cores / 1 GHz = 4.5 B/cycle, tech_reports/FlashAttention/FlashAttention.md).
+SWIGLU_MATH_CYCLES_PER_K_TILE = 128
+SWIGLU_DRAM_CYCLES_PER_K_TILE = 2048 / 4.5
+
+
 def _choose_blocks(mt, nt, kt, kb, cores, cb_bytes):
-    """Output block (mb, nb) in tiles: the one with the least work on the busiest core, then the fewest DRAM reads
-    per output tile (x is read once per block column, W1 and W3 once per block row: 1/nb + 2/mb), within L1."""
+    """Output block (mb, nb) in tiles, within the L1 budget: the least time of the busiest core, taking the larger
+    of its matmul time and its share of the DRAM reads (x once per block column, W1 and W3 once per block row:
+    1/nb + 2/mb reads per output tile and K tile), then fewer reads."""
     best = None
     for mb in SWIGLU_BLOCK_CANDIDATES:
         for nb in SWIGLU_BLOCK_CANDIDATES:
@@ -40,7 +48,10 @@ def _choose_blocks(mt, nt, kt, kb, cores, cb_bytes):
                 continue
             blocks = -(-mt // mb) * -(-nt // nb)
             busiest = -(-blocks // cores) * min(mb, mt) * min(nb, nt)
-            key = (busiest, 1 / min(nb, nt) + 2 / min(mb, mt), -mb)
+            reads = 1 / min(nb, nt) + 2 / min(mb, mt)
+            cost = max(busiest * SWIGLU_MATH_CYCLES_PER_K_TILE,
+                       mt * nt / min(cores, blocks) * reads * SWIGLU_DRAM_CYCLES_PER_K_TILE)
+            key = (cost, reads, -mb)
             if best is None or key < best[0]:
                 best = (key, mb, nb)
     return best[1], best[2]
