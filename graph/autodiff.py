@@ -121,7 +121,8 @@ def add_adamw_update(g: Graph, config: AdamWConfig, params: list[Value] | None =
     params = g.params() if params is None else params
     dtype = params[0].dtype
     lr = g.input("lr", (), dtype)
-    step = g.input("step", (), dtype)
+    # (a training forward with dropout already has the `step` input: its masks are drawn from it)
+    step = next((v for v in g.inputs if v.name == "step"), None) or g.input("step", (), dtype)
     grads = [g.outputs[f"grad:{p.name}"] for p in params]
     norm = g.call("global_norm", *grads, name="grad_norm")
     scale = g.call("clip_scale", norm, max_norm=config.clip_norm, name="clip_scale")
@@ -129,7 +130,7 @@ def add_adamw_update(g: Graph, config: AdamWConfig, params: list[Value] | None =
         m = g.state(f"m:{p.name}", p.shape, p.dtype)
         v = g.state(f"v:{p.name}", p.shape, p.dtype)
         # Decoupled weight decay for matrices only: decaying norm gains toward 0 would fight the normalization.
-        wd = config.weight_decay if len(p.shape) == 2 else 0.0
+        wd = config.weight_decay if len(p.shape) >= 2 else 0.0  # [experts, in, out] weights are matrices too
         p_new, m_new, v_new = g.call(
             "adamw", p, grad, m, v, lr, step, scale,
             beta1=config.beta1, beta2=config.beta2, eps=config.eps, weight_decay=wd, name=f"adamw:{p.name}",
@@ -142,7 +143,8 @@ def add_adamw_update(g: Graph, config: AdamWConfig, params: list[Value] | None =
 
 
 def training_step(
-    spec, batch: int, seq: int, config: AdamWConfig | None = None, dtype: str = "float32", keep_grads: bool = False
+    spec, batch: int, seq: int, config: AdamWConfig | None = None, dtype: str = "float32", keep_grads: bool = False,
+    dropout_seed: int = 0,
 ) -> Graph:
     """One training step as one Graph: forward, backward, global-norm clipping, AdamW on every param.
 
@@ -151,7 +153,7 @@ def training_step(
     from tilegraph.graph.build import build
 
     config = config or AdamWConfig()
-    fwd = build(spec, batch, seq, dtype)
+    fwd = build(spec, batch, seq, dtype, training=True, dropout_seed=dropout_seed)
     g = autodiff(fwd, fwd.outputs["loss"])
     g.name = f"{fwd.name.rsplit('.', 1)[0]}.train_step"
     add_adamw_update(g, config)

@@ -89,6 +89,7 @@ class Graph:
         self.tp_axis: int | None = None
         self.dp_axis: int | None = None
         self.shard_notes: list[str] = []
+        self.layout = "tp-dp"  # "tp-dp" or "2d" (graph/passes/shard.py LAYOUTS)
 
     def copy(self, nodes: list[Node] | None = None) -> Graph:
         """A new Graph over the same Values and Nodes (shallow, like torch.fx's graph copy): passes that reorder,
@@ -101,6 +102,7 @@ class Graph:
         g._names = set(self._names)
         g._counter = self._counter
         g.mesh, g.tp_axis, g.dp_axis, g.shard_notes = self.mesh, self.tp_axis, self.dp_axis, list(self.shard_notes)
+        g.layout = self.layout
         return g
 
     # -- construction ---------------------------------------------------------------------------------

@@ -79,7 +79,10 @@ class Mesh:
         if n == 1:
             return 0.0
         bw = CCL_LINK_BW * max(self.links[axis], 1)
-        volume = {"all_reduce": 2.0, "all_gather": 1.0, "reduce_scatter": 1.0}[kind] * (n - 1) / n * nbytes
+        if kind == "all_to_all":  # chunk d steps away crosses min(d, n-d) ring links (ops/all_to_all.py)
+            volume = sum(min(d, n - d) for d in range(1, n)) / n * nbytes
+        else:
+            volume = {"all_reduce": 2.0, "all_gather": 1.0, "reduce_scatter": 1.0}[kind] * (n - 1) / n * nbytes
         return CCL_FIXED_S + CCL_PER_HOP_S * (n - 1) + volume / bw
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tilegraph.errors import SpecError
@@ -16,7 +16,8 @@ from tilegraph.errors import SpecError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A llama-style decoder: pre-norm blocks, RoPE, (grouped-query) causal attention, SwiGLU MLP."""
+    """A pre-norm decoder. The defaults are llama-style (RMSNorm, RoPE, grouped-query causal attention, SwiGLU, no
+    biases); `norm`, `mlp`, `positions`, `bias` and `dropout` describe GPT-2-style and other variants."""
 
     name: str
     vocab_size: int
@@ -32,13 +33,46 @@ class ModelSpec:
     mlp: str = "swiglu"
     norm: str = "rmsnorm"
     bias: bool = False
+    # Sliding-window causal attention: query i sees keys i-W+1 .. i (W keys, itself included); None = full causal.
+    attention_window: int | None = None
+    # Mixture of experts in place of the dense MLP (every layer): router + top-k of `experts` SwiGLU MLPs.
+    moe: MoESpec | None = None
+    # issue 14 (arch-a): absolute or relative position scheme, and the dropout probability (training only).
+    positions: str = "rope"
+    dropout: float = 0.0
+    # The `perf:` section (formats per tensor group, KV cache, fidelity per op class; graph/perf.py checks it),
+    # kept as nested (key, value) pairs so the spec stays immutable.
+    perf: tuple = ()
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    def perf_section(self) -> dict:
+        return {k: dict(v) if isinstance(v, tuple) else v for k, v in self.perf}
+
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.perf:
+            out["perf"] = self.perf_section()
+        else:
+            out.pop("perf")
+        if self.moe is not None:
+            out["moe"] = asdict(self.moe)
+        # Optional fields left unset are written as absent, so load_spec(spec.to_dict()) round-trips.
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    """`moe: {experts, top_k, aux_loss_coef}`: each token goes to its top_k experts (SwiGLU MLPs of mlp_hidden),
+    weighted by the router softmax renormalised over those k; the Switch-Transformer load-balancing loss
+    aux_loss_coef * experts * sum_e(fraction routed to e * mean router probability of e), summed over layers, is
+    added to the training loss."""
+
+    experts: int
+    top_k: int = 2
+    aux_loss_coef: float = 0.01
 
 
 # field -> (kind, required, default). `kind` drives the type check and its message.
@@ -57,10 +91,22 @@ _FIELDS: dict[str, tuple[str, bool, object]] = {
     "mlp": ("str", False, "swiglu"),
     "norm": ("str", False, "rmsnorm"),
     "bias": ("bool", False, False),
+    "attention_window": ("window", False, None),
+    "moe": ("moe", False, None),
+    "positions": ("str", False, "rope"),
+    "dropout": ("probability", False, 0.0),
+    "perf": ("mapping", False, None),
 }
 
 # Architecture switches that exist so a spec says what it means; only these values are implemented.
-_SUPPORTED = {"mlp": ("swiglu",), "norm": ("rmsnorm",), "bias": (False,)}
+_SUPPORTED = {
+    # mlp_hidden is the inner width of every MLP kind: gated (swiglu, geglu: three [H,F]-sized weights) or not
+    # (gelu, relu: two), so a gated and a non-gated MLP of equal parameters have mlp_hidden in ratio 2:3.
+    "mlp": ("swiglu", "geglu", "gelu", "relu"),
+    "norm": ("rmsnorm", "layernorm"),
+    "bias": (False, True),  # a bias on every linear except the output projection, and LayerNorm's beta
+    "positions": ("rope", "learned", "sinusoidal", "alibi", "none"),
+}
 
 
 def _check_type(where: str, key: str, kind: str, value: object) -> object:
@@ -79,6 +125,22 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
         if value <= 0:
             raise SpecError(f"{where}: field {key!r} must be a positive integer, got {value}; set it to a value >= 1")
         return value
+    if kind == "window":
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SpecError(
+                f"{where}: field 'attention_window' must be a positive number of keys (e.g. 4096), got {value!r}; "
+                f"set it >= 1, or remove the field for full causal attention"
+            )
+        return value
+    if kind == "moe":
+        return _check_moe(where, value)
+    if kind == "mapping":
+        if not isinstance(value, Mapping):
+            raise SpecError(f"{where}: field {key!r} must be a mapping (weights:, kv_cache:, fidelity:), got {value!r}")
+        from tilegraph.graph.perf import apply, default_config
+
+        apply(default_config("decode"), value, f"{where}: perf")  # every key and value checked here
+        return tuple((k, tuple(v.items()) if isinstance(v, Mapping) else v) for k, v in value.items())
     if kind == "positive float":
         # YAML reads `1e-5` (no dot) as a string; accept it when it parses as a number.
         if isinstance(value, str):
@@ -91,11 +153,39 @@ def _check_type(where: str, key: str, kind: str, value: object) -> object:
         if not 0 < value < float("inf"):  # also rejects NaN
             raise SpecError(f"{where}: field {key!r} must be a positive finite number, got {value}")
         return float(value)
+    if kind == "probability":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise SpecError(f"{where}: field {key!r} must be a number in [0, 1), got {value!r}; e.g. {key}: 0.1")
+        return float(value)
     raise AssertionError(kind)  # pragma: no cover
 
 
+def _unique_key_loader(where: str):
+    """A safe YAML loader that rejects a key given twice in one mapping (plain YAML keeps the last silently)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(
+                    f"{where}: field {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
 def read_spec_file(source: str | os.PathLike) -> tuple[str, object]:
-    """(path, parsed YAML) of a spec file; SpecError for a missing, unreadable, non-UTF-8 or non-YAML file."""
+    """(path, parsed YAML) of a spec file; SpecError for a missing, unreadable, non-UTF-8 or non-YAML file, or
+    one that gives a key twice."""
     import yaml
 
     path = Path(source)
@@ -108,7 +198,7 @@ def read_spec_file(source: str | os.PathLike) -> tuple[str, object]:
     except OSError as e:
         raise SpecError(f"{path}: cannot be read ({e.strerror})") from None
     try:
-        return str(path), yaml.safe_load(text)
+        return str(path), yaml.load(text, Loader=_unique_key_loader(str(path)))  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -139,7 +229,7 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
     for key, (kind, _, default) in _FIELDS.items():
         if key in raw:
             values[key] = _check_type(where, key, kind, raw[key])
-        elif default is not None or kind == "bool":
+        elif default is not None or kind in ("bool", "probability"):
             values[key] = default
     values.setdefault("num_kv_heads", values["num_heads"])
 
@@ -159,12 +249,41 @@ def load_spec(source: str | os.PathLike | Mapping | ModelSpec) -> ModelSpec:
             f"{where}: field 'num_kv_heads' {kv} does not divide num_heads {heads}; "
             f"choose num_kv_heads from {_divisors(heads)}"
         )
-    if (hidden // heads) % 2:
+    if values["positions"] == "rope" and (hidden // heads) % 2:
         raise SpecError(
             f"{where}: head_dim = hidden_size/num_heads = {hidden // heads} is odd; RoPE rotates pairs of "
-            f"dimensions, so change hidden_size or num_heads to make it even"
+            f"dimensions, so change hidden_size or num_heads to make it even (or choose another `positions`)"
+        )
+    if values["positions"] == "sinusoidal" and hidden % 2:
+        raise SpecError(
+            f"{where}: field 'hidden_size' {hidden} is odd; sinusoidal positions pair sin and cos dimensions, "
+            f"so make hidden_size even (or choose another `positions`)"
         )
     return ModelSpec(**values)
+
+
+def _check_moe(where: str, value: object) -> MoESpec:
+    """`moe: {experts: E, top_k: K, aux_loss_coef: C}` -> MoESpec; names the sub-field and the fix."""
+    example = "moe: {experts: 8, top_k: 2}"
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}: field 'moe' must be a mapping like `{example}`, got {value!r}")
+    allowed = ("experts", "top_k", "aux_loss_coef")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise SpecError(f"{where}: field 'moe' has unknown key {str(unknown[0])!r}; use {', '.join(allowed)}")
+    if "experts" not in value:
+        raise SpecError(f"{where}: field 'moe' needs 'experts'; write `{example}`")
+    experts = _check_type(where, "moe.experts", "positive int", value["experts"])
+    top_k = _check_type(where, "moe.top_k", "positive int", value.get("top_k", 2))
+    coef = value.get("aux_loss_coef", 0.01)
+    if isinstance(coef, bool) or not isinstance(coef, (int, float)) or not 0 <= coef < float("inf"):
+        raise SpecError(f"{where}: field 'moe.aux_loss_coef' must be a number >= 0 (0 turns the loss off), got {coef!r}")
+    if top_k > experts:
+        raise SpecError(
+            f"{where}: field 'moe.top_k' {top_k} is larger than moe.experts {experts}; "
+            f"set top_k <= {experts} (Mixtral uses top_k 2 of 8)"
+        )
+    return MoESpec(experts=experts, top_k=top_k, aux_loss_coef=float(coef))
 
 
 def _divisors(n: int) -> list[int]:

@@ -45,6 +45,11 @@ class KernelOp:
     def unpack(self, outputs: Mapping[str, np.ndarray], inputs: Sequence[np.ndarray], attrs) -> list[np.ndarray]:
         raise NotImplementedError(self.name)
 
+    def refuses(self, attrs: Mapping[str, object]) -> str | None:
+        """Why the kernels cannot run a call with these attrs (the place pass then puts the step elsewhere and
+        says so), or None when they can."""
+        return None
+
     def input_formats(self, dtype: str, count: int, knobs: Mapping[str, object]) -> list[str]:
         """Device data format of each input when the op runs in `dtype` with builder `knobs`."""
         return [dtype] * count
@@ -88,6 +93,6 @@ def get_kernel_op(name: str) -> KernelOp:
         raise DeviceError(f"op {name!r} has no custom kernel; kernel ops are {', '.join(KERNEL_OPS)}") from None
 
 
-# Every kernels/<folder>/program.py registers its KernelOp on import.
-for _program in sorted(Path(__file__).parent.glob("*/program.py")):
-    importlib.import_module(f"tilegraph.kernels.{_program.parent.name}.program")
+# Every kernels/<folder>/program*.py (program.py, program_bwd.py) registers its KernelOps on import.
+for _program in sorted(Path(__file__).parent.glob("*/program*.py")):
+    importlib.import_module(f"tilegraph.kernels.{_program.parent.name}.{_program.stem}")

@@ -1,11 +1,12 @@
-"""attention(q, k, v) {heads, kv_heads, causal, scale} -> (o, lse)  and  attention_bwd(q, k, v, o, lse, do) -> (dq, dk, dv).
+"""attention(q, k, v) {heads, kv_heads, causal, scale, window} -> (o, lse)  and  attention_bwd(q, k, v, o, lse, do) -> (dq, dk, dv).
 
 Activations are [B, S, heads*D] (heads flattened into the last dim). Grouped-query attention: query head h reads
 kv head h // (heads // kv_heads). `scale` multiplies q.k (None means 1/sqrt(D)). `lse` [B, heads, S] is the
 log-sum-exp of each row of the scaled, masked scores, so the backward can rebuild P = exp(scale*q.k - lse)
 without storing it (the FlashAttention-2 recipe):
     dV = P^T dO;  dP = dO V^T;  D = rowsum(dO * O);  dS = P * (dP - D);  dQ = scale * dS K;  dK = scale * dS^T Q
-with dK, dV summed over the query heads that share a kv head.
+with dK, dV summed over the query heads that share a kv head. `window` W (causal only; None = unlimited) is
+sliding-window attention: query i sees keys i-W+1 .. i.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def attention_dims(op: str, q: TensorType, k: TensorType, v: TensorType, attrs) 
             )
         if t.dtype != q.dtype:
             raise ShapeError(f"op {op!r}: q is {q.dtype} but {what} is {t.dtype}; give all the same dtype")
+    window = attrs.get("window")
+    if window is not None:
+        if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+            raise ShapeError(f"op {op!r}: window={window!r} must be a positive number of keys (or None for no window)")
+        if not attrs.get("causal", True):
+            raise ShapeError(f"op {op!r}: window={window} needs causal=True (a sliding window looks back only)")
     scale = attrs.get("scale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
         raise ShapeError(f"op {op!r}: scale={scale!r} must be a positive number (or None for 1/sqrt(head_dim))")
@@ -73,16 +80,23 @@ def _merge_heads(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 1, 3).reshape(b, s, n * d)
 
 
-def _probabilities(qh, kh, lse, scale, causal):
+def visible_mask(s: int, causal: bool, window: int | None = None) -> np.ndarray:
+    """[S, S] bool: may query row i attend to key j (causal: j <= i; window W: also j > i - W)."""
+    i, j = np.arange(s)[:, None], np.arange(s)[None, :]
+    allowed = j <= i if causal else np.ones((s, s), bool)
+    return allowed & (j > i - window) if window is not None else allowed
+
+
+def _probabilities(qh, kh, lse, scale, causal, window=None, alibi=False):
     """P [B, nh, S, S] from q heads, k heads already expanded to nh heads, and lse [B, nh, S]."""
     scores = scale * (qh @ kh.transpose(0, 1, 3, 2))
-    if causal:
-        s = scores.shape[-1]
-        scores = np.where(np.tril(np.ones((s, s), dtype=bool)), scores, -np.inf)
+    if alibi:
+        scores = scores + alibi_bias(qh.shape[1], scores.shape[-1], scores.dtype)
+    scores = np.where(visible_mask(scores.shape[-1], causal, window), scores, -np.inf)
     return np.exp(scores - lse[..., None])
 
 
-def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None):
+def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None, window=None, alibi=False):
     """(o [B,S,heads*D], lse [B,heads,S]) computed by an explicit masked softmax, in q's float dtype."""
     kv_heads = kv_heads or heads
     group = heads // kv_heads
@@ -92,9 +106,9 @@ def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None):
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
     scores = scale * (qh @ kh.transpose(0, 1, 3, 2))
-    if causal:
-        s = scores.shape[-1]
-        scores = np.where(np.tril(np.ones((s, s), dtype=bool)), scores, -np.inf)
+    if alibi:
+        scores = scores + alibi_bias(heads, scores.shape[-1], scores.dtype)
+    scores = np.where(visible_mask(scores.shape[-1], causal, window), scores, -np.inf)
     row_max = scores.max(axis=-1, keepdims=True)
     lse = (row_max + np.log(np.exp(scores - row_max).sum(axis=-1, keepdims=True)))[..., 0]
     p = np.exp(scores - lse[..., None])
@@ -102,7 +116,8 @@ def attention_reference(q, k, v, heads, kv_heads=None, causal=True, scale=None):
     return o.astype(q.dtype, copy=False), lse.astype(q.dtype, copy=False)
 
 
-def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=True, scale=None):
+def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=True, scale=None, window=None,
+                            alibi=False):
     """(dq, dk, dv) by the FlashAttention-2 backward formulas, with P rebuilt from lse."""
     kv_heads = kv_heads or heads
     group = heads // kv_heads
@@ -113,7 +128,7 @@ def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=Tr
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
     oh, doh = _split_heads(o, heads), _split_heads(do, heads)
-    p = _probabilities(qh, kh, lse.astype(q.dtype, copy=False), scale, causal)
+    p = _probabilities(qh, kh, lse.astype(q.dtype, copy=False), scale, causal, window, alibi)
     dv_h = p.transpose(0, 1, 3, 2) @ doh
     dp = doh @ vh.transpose(0, 1, 3, 2)
     delta = (doh * oh).sum(axis=-1, keepdims=True)
@@ -130,7 +145,27 @@ def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=Tr
 # ---------------------------------------------------------------------------------------------------------------
 # Op definitions
 # ---------------------------------------------------------------------------------------------------------------
-_ATTRS = {"heads": None, "kv_heads": None, "causal": True, "scale": None}
+_ATTRS = {"heads": None, "kv_heads": None, "causal": True, "scale": None, "window": None, "alibi": False}
+
+
+# -- issue 14 (arch-a): ALiBi, a per-head linear distance penalty added to the scores ------------------------------
+def alibi_slopes(heads: int) -> np.ndarray:
+    """Press et al.'s head slopes: 2^(-8(h+1)/n) for n = heads a power of two; otherwise those of the next lower
+    power of two, then every other slope of the next higher one (their reference implementation's rule)."""
+    def pow2(n):
+        return 2.0 ** (-8.0 * np.arange(1, n + 1) / n)
+
+    n = 1 << (heads.bit_length() - 1)
+    slopes = pow2(n)
+    if n < heads:
+        slopes = np.concatenate([slopes, pow2(2 * n)[0::2][: heads - n]])
+    return slopes
+
+
+def alibi_bias(heads: int, seq: int, dtype) -> np.ndarray:
+    """[heads, S, S]: -slope_h * |i - j| (query i, key j), float64 math rounded once to dtype."""
+    dist = np.abs(np.arange(seq)[:, None] - np.arange(seq)[None, :]).astype(np.float64)
+    return (-alibi_slopes(heads)[:, None, None] * dist).astype(dtype)
 
 
 def _ref_kwargs(attrs) -> dict:
@@ -139,12 +174,17 @@ def _ref_kwargs(attrs) -> dict:
         "kv_heads": int(attrs["kv_heads"] or attrs["heads"]),
         "causal": bool(attrs["causal"]),
         "scale": attrs["scale"],
+        "window": None if attrs.get("window") is None else int(attrs["window"]),
+        "alibi": bool(attrs.get("alibi")),
     }
 
 
-def _score_flops(b, s, heads, d, causal) -> int:
-    # Two S x S x D matmuls per head (QK^T and PV); causal masking skips about half of the work.
+def _score_flops(b, s, heads, d, causal, window=None) -> int:
+    # Two S x S x D matmuls per head (QK^T and PV) over the visible (query, key) pairs: causal masking skips about
+    # half of the work; a window W leaves about S*W pairs.
     full = 2 * 2 * b * heads * s * s * d
+    if window is not None and window < s:
+        return 2 * 2 * b * heads * d * (s * window - window * (window - 1) // 2)
     return full // 2 if causal else full
 
 
@@ -155,8 +195,8 @@ def _shard_heads(node, placements, axis):
     q = no_partial(placements[0])
     if isinstance(q, Shard) and q.dim == 0:
         return q, q
-    if not (isinstance(q, Shard) and q.dim == 2):
-        return R, R
+    if not (isinstance(q, Shard) and q.dim == 2) or node.attrs.get("alibi"):
+        return R, R  # (ALiBi: each head's slope depends on its global index, which a local head count loses)
     nh, nkv = int(node.attrs["heads"]), int(node.attrs["kv_heads"])
     if q.order is None and nkv % axis.size == 0:
         return q, Shard(2)
@@ -194,6 +234,10 @@ class Attention(Op):
 
     def numpy_into(self, inputs, outputs, attrs):
         kw = _ref_kwargs(attrs)
+        if kw.pop("alibi"):  # the C++ kernel has no position bias: the numpy reference (S x S scores per head)
+            for out, res in zip(outputs, attention_reference(*inputs, **kw, alibi=True)):
+                out[...] = res
+            return
         kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
         attention_numpy_forward(*inputs, *outputs, **kw)
 
@@ -214,7 +258,7 @@ class Attention(Op):
     def flops(self, node):
         q, k, v = (t.type for t in node.inputs)
         b, s, heads, _, d = attention_dims(self.name, q, k, v, node.attrs)
-        return _score_flops(b, s, heads, d, bool(node.attrs["causal"]))
+        return _score_flops(b, s, heads, d, bool(node.attrs["causal"]), node.attrs["window"])
 
 
 @register
@@ -246,6 +290,10 @@ class AttentionBwd(Op):
 
     def numpy_into(self, inputs, outputs, attrs):
         kw = _ref_kwargs(attrs)
+        if kw.pop("alibi"):  # as the forward: the numpy reference
+            for out, res in zip(outputs, attention_bwd_reference(*inputs, **kw, alibi=True)):
+                out[...] = res
+            return
         kw["scale"] = resolved_scale(attrs, inputs[0].shape[-1] // kw["heads"])
         attention_numpy_backward(*inputs, *outputs, **kw)
 
@@ -253,7 +301,7 @@ class AttentionBwd(Op):
         q, k, v = (t.type for t in node.inputs[:3])
         b, s, heads, _, d = attention_dims(self.name, q, k, v, node.attrs)
         # Recompute QK^T, then dV, dP, dQ, dK: five S x S x D matmuls.
-        return _score_flops(b, s, heads, d, bool(node.attrs["causal"])) * 5 // 2
+        return _score_flops(b, s, heads, d, bool(node.attrs["causal"]), node.attrs["window"]) * 5 // 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,7 +310,7 @@ class AttentionBwd(Op):
 # in cache (scores, exp, masking and the products of one block of query rows together) and skips the blocks
 # above the causal diagonal.
 # ---------------------------------------------------------------------------------------------------------------
-def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale):
+def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale, window=None):
     contiguous("attention", q=q, k=k, v=v, o=o, lse=lse)
     kernel = cpu_kernels.kernel("attention_fwd", q.dtype)
     b, s, _ = q.shape
@@ -270,12 +318,12 @@ def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale):
     ptrs = [a.ctypes.data for a in (q, k, v, o, lse)]
 
     def items(i0, i1, _):
-        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, i0, i1)
+        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, window or 0, i0, i1)
 
     parallel_for(b * kv_heads, items)
 
 
-def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale):
+def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale, window=None):
     contiguous("attention_bwd", q=q, k=k, v=v, o=o, lse=lse, do=do, dq=dq, dk=dk, dv=dv)
     kernel = cpu_kernels.kernel("attention_bwd", q.dtype)
     b, s, _ = q.shape
@@ -283,6 +331,6 @@ def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, c
     ptrs = [a.ctypes.data for a in (q, k, v, o, lse, do, dq, dk, dv)]
 
     def items(i0, i1, _):
-        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, i0, i1)
+        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, window or 0, i0, i1)
 
     parallel_for(b * kv_heads, items)

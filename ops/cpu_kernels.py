@@ -40,12 +40,16 @@ SIGNATURES = {
     "exp": "ppi",
     "silu_mul": "pppi",
     "silu_mul_bwd": "pppppi",
+    "gelu": "ppi",
+    "gelu_bwd": "pppi",
     "rmsnorm": "pppiid",
     "rmsnorm_bwd": "pppppiid",
+    "layernorm": "pppiid",
+    "layernorm_bwd": "pppppiid",
     "rope": "ppppiiiiid",
     "adamw": "pppppppi" + "d" * 8,
-    "attention_fwd": "ppppp" + "iiii" + "d" + "iii",
-    "attention_bwd": "ppppppppp" + "iiii" + "d" + "iii",
+    "attention_fwd": "ppppp" + "iiii" + "d" + "iiii",
+    "attention_bwd": "ppppppppp" + "iiii" + "d" + "iiii",
 }
 _CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, "d": ctypes.c_double}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}

@@ -1,6 +1,7 @@
-"""rope(x[B, S, n*D]) {heads, base, inverse} -> rotary position embedding, rotate-half convention.
+"""rope(x[B, S, n*D]) {heads, base, inverse, offset} -> rotary position embedding, rotate-half convention.
 
-For each head, element pairs (j, j + D/2) are rotated by angle pos * base^(-2j/D), pos = index along S from 0:
+For each head, element pairs (j, j + D/2) are rotated by angle pos * base^(-2j/D), pos = offset + index along S
+(offset > 0: the new tokens of a decode step, which sit after the cached context):
     y1 = x1*cos - x2*sin,   y2 = x2*cos + x1*sin.
 inverse=True rotates by -angle; since the rotation is orthogonal, that is also the backward rule.
 """
@@ -20,23 +21,24 @@ from tilegraph.errors import ShapeError
 _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def rope_tables(seq: int, head_dim: int, base: float, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin of shape [S, D/2], computed in float64 and rounded once to `dtype` (cached)."""
-    key = (seq, head_dim, float(base), np.dtype(dtype).str)
+def rope_tables(seq: int, head_dim: int, base: float, dtype, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin of shape [S, D/2] for positions offset..offset+S-1, computed in float64 and rounded once to
+    `dtype` (cached)."""
+    key = (seq, head_dim, float(base), np.dtype(dtype).str, int(offset))
     if key not in _TABLES:
         half = head_dim // 2
         inv_freq = float(base) ** (-np.arange(half, dtype=np.float64) * 2.0 / head_dim)
-        angle = np.arange(seq, dtype=np.float64)[:, None] * inv_freq[None, :]
+        angle = np.arange(offset, offset + seq, dtype=np.float64)[:, None] * inv_freq[None, :]
         cos, sin = np.cos(angle).astype(dtype), np.sin(angle).astype(dtype)
         cos.flags.writeable = sin.flags.writeable = False
         _TABLES[key] = (cos, sin)
     return _TABLES[key]
 
 
-def rope_reference(x: np.ndarray, heads: int, base: float, inverse: bool = False) -> np.ndarray:
+def rope_reference(x: np.ndarray, heads: int, base: float, inverse: bool = False, offset: int = 0) -> np.ndarray:
     b, s, hd = x.shape
     d = hd // heads
-    cos, sin = rope_tables(s, d, base, x.dtype)
+    cos, sin = rope_tables(s, d, base, x.dtype, offset)
     if inverse:
         sin = -sin
     xh = x.reshape(b, s, heads, d)
@@ -49,7 +51,7 @@ def rope_reference(x: np.ndarray, heads: int, base: float, inverse: bool = False
 @register
 class Rope(Op):
     name = "rope"
-    attrs = {"heads": None, "base": 10000.0, "inverse": False}
+    attrs = {"heads": None, "base": 10000.0, "inverse": False, "offset": 0}
 
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): linear and per head, so partial sums and head splits pass
@@ -75,7 +77,8 @@ class Rope(Op):
         return [x]
 
     def reference(self, inputs, attrs):
-        return [rope_reference(inputs[0], int(attrs["heads"]), float(attrs["base"]), bool(attrs["inverse"]))]
+        return [rope_reference(inputs[0], int(attrs["heads"]), float(attrs["base"]), bool(attrs["inverse"]),
+                               int(attrs["offset"]))]  # fmt: skip
 
     def numpy_into(self, inputs, outputs, attrs):
         (x,) = inputs
@@ -83,7 +86,7 @@ class Rope(Op):
         _, s, hd = x.shape
         heads = int(attrs["heads"])
         half = hd // heads // 2
-        cos, sin = rope_tables(s, 2 * half, float(attrs["base"]), x.dtype)
+        cos, sin = rope_tables(s, 2 * half, float(attrs["base"]), x.dtype, int(attrs["offset"]))
         x2, y2 = as_rows(x), as_rows(y)
         contiguous(self.name, x=x2, y=y2)
         kernel = cpu_kernels.kernel("rope", x.dtype)
@@ -101,7 +104,7 @@ class Rope(Op):
         if dy is None:
             return [None]
         a = node.attrs
-        return [g.call("rope", dy, heads=a["heads"], base=a["base"], inverse=not a["inverse"])]
+        return [g.call("rope", dy, heads=a["heads"], base=a["base"], inverse=not a["inverse"], offset=a["offset"])]
 
     def flops(self, node):
         return 3 * node.inputs[0].type.numel

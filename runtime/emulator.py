@@ -79,7 +79,7 @@ def emulator_binaries() -> tuple[Path, ctypes.CDLL]:
         src = EMU_DIR / "src"
         if not lib.exists():
             _compile([CXX, *LIB_CXXFLAGS, "-shared", str(src / "runtime.cpp"), str(src / "formats.cpp"),
-                      str(src / "datapath.cpp"),
+                      str(src / "datapath.cpp"), str(src / "sfpu.cpp"),
                       "-lpthread", "-ldl"], lib, "the emulator runtime")
         if not runner.exists():
             _compile([CXX, "-O2", str(src / "runner_main.cpp"), f"-L{d}", "-ltgemu", f"-Wl,-rpath,{d}",

@@ -20,7 +20,9 @@ All three kernels run at HiFi4 with fp32_dest_acc_en:
   (x1.04), so one 16-deep face product errs by <= 7 * 2^-11 * 1.04 * max|term| per group <= 2^-8 * sum|terms|.
   Matmul, reduce SUM and the attention row sums each carry MVMUL_ALIGN * sum|terms| per product.
 - DST accumulation (ACCUM_UNIT): each MVMUL result is added into fp32 DST with 24-bit alignment, ~2^-24 per term;
-  we allow K * 2^-22 * sum|terms| (4x) for a length-K sum (also the float32 SFPU results: exp, rsqrt, recip, silu).
+  we allow K * 2^-22 * sum|terms| (4x) for a length-K sum. The SFPU functions on an fp32 DST (the LLK algorithms,
+  kernels/emu/API.md "SFPU"; tests/test_emu_sfpu.py) err by <= 2^-22 relative (exp, recip, rsqrt), 6 * 2^-24
+  (silu) and 2^-21 (log): far inside OUT_ROUNDING wherever they reach a bf16 output, so no separate term.
 - elementwise FPU ops (ELWADD/ELWSUB align b to a in an 11-bit window; ELWMUL of bf16 operands at HiFi4 is exact
   before the DST rounding): within the SRC_TF32 and ACCUM_UNIT terms above.
 Per op: rmsnorm y = h * rstd * gamma: OUT_ROUNDING + (MVMUL_ALIGN + SRC_TF32) / 2 for the mean of squares (halved
@@ -234,10 +236,14 @@ CASE_FIELDS = {
     "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
                   "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
-                  "softmax_scale": ("float-or-none", 0.0, 1e3)},
+                  "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20)},
+    "rmsnorm_bwd": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "eps": ("float", 0.0, 1.0),
+                    "max_block": ("int", 1, 32)},
+    "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64)},
 }  # fmt: skip
+CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
-OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}}
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": {"window"}}
 
 
 def _field_error(name: str, rule: tuple, value) -> str | None:
@@ -252,13 +258,14 @@ def _field_error(name: str, rule: tuple, value) -> str | None:
         ok = (isinstance(value, list) and len(value) == 2
               and all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 8 for c in value))  # fmt: skip
         return None if ok else "[cores x, cores y], each 1..8"
-    if kind == "float-or-none" and value is None:
+    if kind in ("float-or-none", "int-or-none") and value is None:
         return None
     if kind in ("float", "float-or-none"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return None if ok and rule[1] < value <= rule[2] else f"a number in ({rule[1]:g}, {rule[2]:g}]"
     ok = isinstance(value, int) and not isinstance(value, bool) and rule[1] <= value <= rule[2]
-    return None if ok else f"a whole number in [{rule[1]}, {rule[2]}]"
+    none = "null or " if kind == "int-or-none" else ""
+    return None if ok else f"{none}a whole number in [{rule[1]}, {rule[2]}]"
 
 
 def check_case(op: str, case, where: str) -> dict:

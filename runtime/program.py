@@ -24,6 +24,7 @@ BACKENDS: dict[str, str] = {
     "numpy": "tilegraph.runtime.numpy_backend",
     "mesh": "tilegraph.runtime.mesh_backend",  # virtual mesh: runs a sharded Program, state/feeds are global arrays
     "emu": "tilegraph.runtime.emu_backend",  # custom-kernel steps on the kernel emulator, the rest on numpy
+    "ttnn": "tilegraph.runtime.ttnn_backend",  # a Tenstorrent card: generic_op kernels, ttnn built-ins, host steps
 }
 
 

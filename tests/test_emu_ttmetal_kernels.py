@@ -333,3 +333,22 @@ def test_ttmetal_kernel_misuse_is_caught_through_the_shims():
     msg = str(e.value)
     assert "deadlock" in msg and "writer_unary_interleaved_start_id.cpp (writer) on core (0,0)" in msg
     assert "cb_wait_front(2, 1)" in msg
+
+
+def test_ttmetal_eltwise_sfpu_runs_the_llk_algorithms():
+    """tt-metal's SFPU kernel on bf16 tensors goes through the emulator's model of the LLK (kernels/emu/src/sfpu.cpp),
+    not libm: with a bf16 DST the input is exact in DST and each LLK result is already bf16 before the store and the
+    pack, so the output equals the lane model bit for bit (exp: the exp_21f TTI path; recip: the bf16-rounding
+    Newton step, which also rounds every normal bf16 input correctly)."""
+    from test_emu_sfpu import rne_bf16, sfpu  # tests/ is on sys.path (pytest's rootdir-less import mode)
+
+    shape = (64, 64)
+    x = quantize(np.clip(values(31, shape, 3.0), -60, 60), "bfloat16")
+    exp_op = ("exp_tile_init<0u>();", "exp_tile<0u>(0);", "SFPU_OP_EXP_INCLUDE")
+    out = run_program(unary_program([exp_op], shape, "bfloat16", grid=(1, 2)), {"x": x})["out"]
+    np.testing.assert_array_equal(out.view(np.uint32), sfpu("exp", x.ravel(), fp32=False).reshape(shape).view(np.uint32))
+    assert np.any(out != rne_bf16(np.exp(x.astype(np.float64))))  # exp_21f is not correctly rounded: not libm
+    x = np.where(x == 0, 1.0, x).astype(np.float32)
+    recip_op = ("recip_tile_init();", "recip_tile(0);", "SFPU_OP_RECIP_INCLUDE")
+    out = run_program(unary_program([recip_op], shape, "bfloat16", grid=(1, 2)), {"x": x})["out"]
+    np.testing.assert_array_equal(out.view(np.uint32), rne_bf16(1 / x.astype(np.float64)).view(np.uint32))

@@ -21,6 +21,7 @@ from ttsim_oracle.oracle import (
     compare_bfp8_unpack,
     compare_matmul_tile,
     find_ttsim,
+    fp32_patterns,
 )
 
 
@@ -71,3 +72,59 @@ def test_ttsim_oracle_sees_a_difference(sides):
     b = rng.integers(0x1FC00, 0x20400, 512).astype(np.uint32)
     dst = np.zeros(512, np.uint32)
     assert (sides.oracle("elwadd", a, b, dst, True, 0) != sides.emu("elwsub", a, b, dst, True, 0)).mean() > 0.9
+
+
+# ---------------------------------------------------------------------------------------------- SFPU
+def _sfpmad_sides(sides):
+    import ctypes
+
+    from tilegraph.runtime.emulator import emulator_binaries
+
+    P = ctypes.c_void_p
+    oracle = ctypes.CDLL(str(sides.oracle_lib)).oracle_sfpmad_batch
+    oracle.restype, oracle.argtypes = None, [ctypes.c_uint64, P, P, P, P]
+    emu = emulator_binaries()[1].tgemu_sfpu_batch
+    emu.restype, emu.argtypes = None, [ctypes.c_int, ctypes.c_uint64, P, P, P, ctypes.c_int, P]
+
+    def run(a, b, c):
+        a, b, c = (np.ascontiguousarray(x, np.uint32) for x in (a, b, c))
+        want, got = np.zeros_like(a), np.zeros_like(a)
+        oracle(a.shape[0], a.ctypes.data, b.ctypes.data, c.ctypes.data, want.ctypes.data)
+        emu(0, a.shape[0], a.ctypes.data, b.ctypes.data, c.ctypes.data, 0, got.ctypes.data)
+        return want, got
+
+    return run
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=DATA, addend_offset=st.sampled_from([0, 1, 24, 30, -24, -30]))
+def test_ttsim_sfpmad_bit_exact(sides, data, addend_offset):
+    # The SFPU's multiply-add (kernels/emu/src/sfpu.cpp mad) against ttsim's: the product and the addend's
+    # exponents differ by `addend_offset` around cancellation and alignment, with special values and ties.
+    seed, base, spread, special = data
+    rng = np.random.default_rng(seed)
+    n = 4096
+    a = fp32_patterns(rng, n, base, spread, special)
+    b = fp32_patterns(rng, n, 127, min(spread, 8), special)
+    c = fp32_patterns(rng, n, int(np.clip(base + addend_offset, 0, 255)), spread, special)
+    cancel = rng.random(n) < 0.25  # c = -(a*b) rounded: massive cancellation
+    with np.errstate(all="ignore"):
+        c[cancel] = (a[cancel].view(np.float32) * b[cancel].view(np.float32)).view(np.uint32) ^ 0x80000000
+    want, got = _sfpmad_sides(sides)(a, b, c)
+    bad = np.flatnonzero(want != got)
+    assert bad.size == 0, (f"{bad.size} of {n} SFPMAD results differ from ttsim; first: a={a[bad[0]]:#010x} "
+                           f"b={b[bad[0]]:#010x} c={c[bad[0]]:#010x} ttsim={want[bad[0]]:#010x} emu={got[bad[0]]:#010x}")
+
+
+def test_ttsim_sfpmad_is_not_ieee_fma(sides):
+    # The comparison can fail: ttsim's SFPMAD differs from a correctly rounded fma (numpy float64 then float32)
+    # where the product's truncation to 27 bits or the partial sticky decides the rounding.
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0x3F800000, 0x40000000, 20000).astype(np.uint32) for _ in range(2))
+    c = ((a.view(np.float32).astype(np.float64) * b.view(np.float32)).astype(np.float32).view(np.uint32)
+         ^ 0x80000000) + rng.integers(-3, 4, 20000).astype(np.uint32)
+    want, _ = _sfpmad_sides(sides)(a, b, c)
+    with np.errstate(all="ignore"):
+        f64 = a.view(np.float32).astype(np.float64) * b.view(np.float32).astype(np.float64) + c.view(np.float32)
+    assert (want != f64.astype(np.float32).view(np.uint32)).sum() > 0

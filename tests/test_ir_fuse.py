@@ -1,4 +1,4 @@
-"""The fuse pass: SwiGLU gates of forward graphs become `swiglu`; training graphs keep the unfused form."""
+"""The fuse pass: SwiGLU gates become `swiglu`, and in training graphs their backward becomes `swiglu_bwd`."""
 
 from __future__ import annotations
 
@@ -47,11 +47,24 @@ def test_forward_graph_is_fused_and_computes_the_same():
     assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-12)
 
 
-def test_training_graph_keeps_unfused_gate():
-    g = autodiff(build(SPEC, 2, 5), "loss")
-    fused = fuse(g)
-    assert "swiglu" not in _ops(fused)  # silu_mul_bwd reads gate and up, so they must stay materialized
-    assert _ops(fused) == _ops(g)
+def test_training_graph_fuses_the_gate_and_its_backward_and_computes_the_same():
+    g = autodiff(build(SPEC, 2, 5, dtype="float64"), "loss")
+    before = str(g)
+    fused = verify(fuse(g))
+    assert str(g) == before
+    ops, layers = _ops(fused), SPEC.num_layers
+    assert ops.count("swiglu") == ops.count("swiglu_bwd") == layers
+    assert "silu_mul" not in ops and "silu_mul_bwd" not in ops
+    # Per layer: 2 forward linears, 2 transposed linears and 2 weight gradients fold away, and their add.
+    assert ops.count("linear") == _ops(g).count("linear") - 4 * layers
+    assert ops.count("linear_wgrad") == _ops(g).count("linear_wgrad") - 2 * layers
+    assert ops.count("add") == _ops(g).count("add") - layers
+    params = init_params(SPEC, seed=1, dtype="float64")
+    toks = np.random.default_rng(1).integers(0, SPEC.vocab_size, (2, 6))
+    feeds = {"tokens": toks[:, :-1], "targets": toks[:, 1:]}
+    a, b = _evaluate(g, params, feeds), compile(g).run(dict(params), feeds)
+    for k in params:
+        np.testing.assert_allclose(b[f"grad:{k}"], a[f"grad:{k}"], rtol=1e-10, atol=1e-13, err_msg=k)
 
 
 def test_gate_that_is_a_graph_output_is_not_fused():
@@ -80,9 +93,17 @@ def test_the_pipeline_is_one_list_in_order():
     assert [name for name, _ in PASSES] == ["verify", "fuse", "shard", "plan_memory", "schedule", "place", "cost"]
 
 
-def test_training_program_keeps_the_gate_its_backward_reads():
+def test_training_program_runs_the_fused_mlp_both_ways():
     ops = [s.op for s in compile(autodiff(build(SPEC, 2, 5), "loss")).steps]
-    assert "swiglu" not in ops and ops.count("silu_mul") == SPEC.num_layers and "silu_mul_bwd" in ops
+    assert ops.count("swiglu") == ops.count("swiglu_bwd") == SPEC.num_layers and "silu_mul_bwd" not in ops
+
+
+def test_training_gate_read_elsewhere_stays_unfused():
+    g = autodiff(build(SPEC, 1, 3), "loss")
+    gate = next(v for n in g.nodes for v in n.outputs if v.name == "layers.0.gate")
+    g.output("gate0", gate)
+    ops = _ops(verify(fuse(g)))
+    assert ops.count("swiglu") == ops.count("swiglu_bwd") == SPEC.num_layers - 1 and "silu_mul_bwd" in ops
 
 
 @pytest.mark.parametrize("target", [Target(), Target(backend="mesh", mesh="n300")], ids=["host", "mesh n300"])

@@ -91,7 +91,11 @@ BAD = [
     ({"mlp_hidden": True}, "mlp_hidden", "positive integer"),
     ({"tie_embeddings": "yes please"}, "tie_embeddings", "true or false"),
     ({"norm_eps": -1.0}, "norm_eps", "positive"),
-    ({"mlp": "gelu"}, "mlp", "not supported"),
+    ({"mlp": "mish"}, "mlp", "not supported"),
+    ({"norm": "batchnorm"}, "norm", "not supported"),
+    ({"positions": "rotary"}, "positions", "not supported"),
+    ({"dropout": 1.0}, "dropout", "[0, 1)"),
+    ({"hidden_size": 9, "num_heads": 3, "positions": "sinusoidal"}, "hidden_size", "sinusoidal"),
     ({"hidden_size": 24, "num_heads": 8}, "head_dim", "odd"),
 ]
 

@@ -116,6 +116,18 @@ def test_fuzz_attention(case):
     _check("attention", case)
 
 
+@FUZZ
+@given(case=fuzz.case_strategy("rmsnorm_bwd"))
+def test_fuzz_rmsnorm_bwd(case):
+    _check("rmsnorm_bwd", case)
+
+
+@FUZZ
+@given(case=fuzz.case_strategy("swiglu_bwd"))
+def test_fuzz_swiglu_bwd(case):
+    _check("swiglu_bwd", case)
+
+
 # -- the emulator catches a builder that sizes a circular buffer wrong ----------------------------------------
 def test_undersized_cb_is_reported_with_kernel_core_and_cb():
     desc = rmsnorm_program((64, 256), gamma=False, grid=(2, 1), max_block=4)

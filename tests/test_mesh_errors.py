@@ -43,11 +43,16 @@ def test_batch_not_divisible_by_dp_degree(capsys):
 
 
 def test_model_that_does_not_fit_says_by_how_much(capsys):
-    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128")
+    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128", "--weights", "bfloat16")
     assert "over by" in msg and "GiB" in msg and "12.0 GiB" in msg
-    # llama-3-70b forward on one chip: bfloat16 weights alone are ~131 GiB
+    # llama-3-70b prefill on one chip: bfloat16 weights alone are ~131 GiB
     need = float(msg.split(" needs ")[1].split(" GiB")[0])
     assert 131 < need < 140
+    # the prefill defaults (bfp4 MLP: 80*3*8192*28672*576/1024 B = 29.5 GiB; bfp8 attention:
+    # 80*8192*18432*1088/1024 B = 12.0 GiB; bf16 embedding 1.96 GiB; bfp8 lm_head 1.04 GiB) need ~44.5 GiB
+    msg = _one_line_error(capsys, "specs/llama-3-70b.yaml", "--mesh", "n150", "--seq", "128")
+    need = float(msg.split(" needs ")[1].split(" GiB")[0])
+    assert 44.5 < need < 46
 
 
 def test_same_model_fits_on_a_bigger_mesh(capsys):
@@ -67,6 +72,23 @@ def test_replication_fallback_is_reported(capsys):
     code, out, err = _lower(capsys, "specs/tiny-test.yaml", "--mesh", "t3k", "--batch", "4", "--seq", "8", "--brief")
     assert code == 0, err
     assert "note: fallback: attention replicated over TP 4" in out
+
+
+def test_notes_name_the_real_conditions():
+    """The KV replication note states divisibility (kv_heads 12 on TP 8 is not 'fewer than devices'); a tied
+    embedding under TP says that the output projection is replicated."""
+    from tilegraph.graph.build import build
+    from tilegraph.graph.passes.shard import shard
+
+    spec = {"name": "kv12", "vocab_size": 64, "hidden_size": 192, "num_layers": 1, "num_heads": 96,
+            "num_kv_heads": 12, "mlp_hidden": 64, "max_seq_len": 8, "tie_embeddings": True}  # fmt: skip
+    notes = shard(build(spec, 1, 8), "t3k-1x8").shard_notes
+    assert any("kv_heads 12 not divisible by TP 8" in n for n in notes), notes
+    assert not any("<" in n for n in notes)
+    assert any(n.startswith("tied embeddings: the output projection (the 64 x 192 embedding table) runs replicated "
+                            "over TP 8") for n in notes), notes  # fmt: skip
+    untied = shard(build({**spec, "tie_embeddings": False}, 1, 8), "t3k-1x8").shard_notes
+    assert not any("tied" in n for n in untied)
 
 
 def test_mesh_backend_refuses_an_unsharded_program():

@@ -139,7 +139,7 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, spec_file, capsys):
         (["train", str(spec_file), "--data", str(tmp_path / "missing.txt")], "does not exist"),
         (["train", str(spec_file), "--data", str(empty)], "is empty"),
         (["train", str(spec_file), "--seq", "128"], "exceeds the spec's max_seq_len 64"),
-        (["train", str(spec_file), "--device", "n300"], "--device 'n300' is not supported"),
+        (["train", str(spec_file), "--device", "tpu"], "--device 'tpu' must be one of cpu, emu, n150"),
         (["train", "--resume", str(tmp_path / "nowhere")], "does not exist"),
         (["sample", str(tmp_path)], "holds no checkpoint"),
     ]

@@ -7,8 +7,8 @@ passes that do not apply to a target return at once (shard without a mesh, cost 
 lower`, the trainer and the tests all compile through here, so the Program a test runs is the one a user gets.
 
 - verify: well-formed SSA with consistent types (graph/passes/verify.py).
-- fuse: rewrites a fusable SwiGLU gate into the swiglu kernel op (graph/passes/fuse.py); a training graph keeps
-  the unfused form, because its backward reads the two linears' outputs.
+- fuse: rewrites a fusable SwiGLU gate into the swiglu kernel op, and in a training graph its backward into
+  swiglu_bwd, which recomputes the gate (graph/passes/fuse.py).
 - shard: the SPMD graph on the target's mesh, with explicit collectives (graph/passes/shard.py).
 - plan_memory: on a mesh, per-device DRAM and the memory-aware order (the lower peak of the stable order and a
   greedy one); on the host, the stable topological order (dead nodes dropped), the in-place updates and the
@@ -16,7 +16,8 @@ lower`, the trainer and the tests all compile through here, so the Program a tes
 - schedule: the graph's nodes in the planned order (graph/passes/schedule.py).
 - place: each step's implementation (`Step.impl`: kernel:<op>, ttnn:<op>, numpy, reference, collective) and the
   kernel ops' device options (graph/passes/place.py); backends run what it wrote.
-- cost: on a mesh, the roofline time of every step (graph/passes/cost.py).
+- cost: on a mesh, the time of every step: the calibrated model (graph/passes/cost_model.py) when the target has
+  a PerfConfig (what `tilegraph lower` uses), else the plain roofline (graph/passes/cost.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tilegraph.errors import DeviceError
 from tilegraph.graph.ir import Graph, Node, Value
 from tilegraph.graph.meshes import Mesh, get_mesh
 from tilegraph.graph.passes.cost import CostReport, estimate
+from tilegraph.graph.passes.cost_model import estimate as calibrated_estimate
 from tilegraph.graph.passes.fuse import fuse
 from tilegraph.graph.passes.place import BACKEND_PLACEMENT, place
 from tilegraph.graph.passes.plan_memory import (
@@ -41,6 +43,7 @@ from tilegraph.graph.passes.plan_memory import (
 from tilegraph.graph.passes.schedule import live_nodes, schedule, topological_order
 from tilegraph.graph.passes.shard import shard
 from tilegraph.graph.passes.verify import verify
+from tilegraph.graph.perf import PerfConfig
 from tilegraph.kernels.registry import DeviceOptions
 from tilegraph.runtime.program import Buffer, Program, Step
 
@@ -63,6 +66,12 @@ class Target:
     precision: Precision = field(default_factory=Precision)
     fidelity: str = "hifi2"
     device: DeviceOptions | None = None
+    layout: str = "tp-dp"  # graph/passes/shard.py LAYOUTS: "tp-dp", or "2d" tensor parallel on both mesh axes
+    perf: PerfConfig | None = None  # formats / fidelity per group: cost with the calibrated model (cost_model.py)
+    # fuse SwiGLU gates into our swiglu kernel op; `tilegraph lower` turns it off to predict tt-metal's Llama, which
+    # composes SwiGLU (two matmuls, mul with SiLU) and, in the 2-D layout, all_reduces the matmuls' partial sums
+    # before the nonlinearity (a fused op there would need whole weights)
+    fuse_swiglu: bool = True
 
     def __post_init__(self):
         if self.backend not in BACKEND_PLACEMENT:
@@ -74,8 +83,10 @@ class Target:
 
     @property
     def on_host(self) -> bool:
-        """Whether the Program runs on host buffers (numpy / emu backends)."""
-        return self.backend in ("numpy", "emu")
+        """Whether the Program runs on host buffers: numpy / emu, and the ttnn backend on one chip (whose device
+        steps read their inputs from and write their outputs to host buffers, runtime/ttnn_backend.py)."""
+        single_chip = self.mesh is None or tuple(self.mesh.shape) == (1, 1)
+        return self.backend in ("numpy", "emu") or (self.backend == "ttnn" and single_chip)
 
 
 @dataclass
@@ -97,12 +108,14 @@ def _verify(c: Compilation) -> None:
 
 
 def _fuse(c: Compilation) -> None:
-    c.graph = fuse(c.graph)
+    if c.target.fuse_swiglu:
+        c.graph = fuse(c.graph)
 
 
 def _shard(c: Compilation) -> None:
     if c.target.mesh is not None:
-        c.graph = shard(c.graph, c.target.mesh, tp_axis=c.target.tp_axis, residual=c.target.residual)
+        c.graph = shard(c.graph, c.target.mesh, tp_axis=c.target.tp_axis, residual=c.target.residual,
+                        layout=c.target.layout)  # fmt: skip
 
 
 def _plan_memory(c: Compilation) -> None:
@@ -127,7 +140,11 @@ def _place(c: Compilation) -> None:
 
 
 def _cost(c: Compilation) -> None:
-    if c.target.mesh is not None:
+    if c.target.mesh is None:
+        return
+    if c.target.perf is not None:  # formats per tensor group, calibrated on Tenstorrent's published measurements
+        c.cost = calibrated_estimate(c.graph, c.target.mesh, c.target.perf, c.impls)
+    else:
         c.cost = estimate(c.graph, c.target.mesh, c.plan, c.target.precision, c.target.fidelity, c.impls)
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from tilegraph.errors import DataError
 
+DEVICES = ("cpu", "emu", "n150", "n300", "t3k", "galaxy")
+
 
 @dataclass
 class TrainConfig:
@@ -23,7 +25,9 @@ class TrainConfig:
     seed: int = 1337
     keep: int = 3
     data: str | None = None  # None: the shipped tiny-shakespeare; stored absolute
+    tokenizer: str = "bytes"  # or "bpe:N" (train/tokenizer.py)
     decay_from: list | None = None  # [step, lr]: set when a run is extended after warmup (see extend_to)
+    device: str = "cpu"  # cpu (numpy backend), emu (kernel steps in the emulator) or a card: n150, n300, t3k, galaxy
 
     def extend_to(self, steps: int, done: int) -> None:
         """Make the run `steps` long after `done` steps. Past warmup the rate then continues from its current
@@ -36,6 +40,8 @@ class TrainConfig:
         self.steps = steps
 
     def validate(self) -> None:
+        if self.device not in DEVICES:
+            raise DataError(f"--device {self.device!r} must be one of {', '.join(DEVICES)}")
         for name in ("steps", "batch", "seq", "eval_interval", "eval_batches", "keep"):
             if getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

@@ -38,6 +38,7 @@ from tilegraph.train.checkpoint import (
 from tilegraph.train.config import TrainConfig
 from tilegraph.train.data import VOCAB_SIZE, BatchSampler, load_text, validation_batches
 from tilegraph.train.lr_schedule import learning_rate_schedule
+from tilegraph.train.tokenizer import check_vocab, tokenize
 
 from tilegraph.errors import DataError, TilegraphError
 from tilegraph.files import ensure_free_space, ensure_writable_dir, write_atomic
@@ -92,6 +93,7 @@ class Summary:
     checkpoint: Path | None
     plot: Path | None
     vocab_size: int = VOCAB_SIZE
+    placement: dict | None = None  # Step.impl -> [ops] of the training Program (which steps ran where)
 
     @property
     def stopped_early(self) -> bool:
@@ -112,6 +114,9 @@ class Summary:
         if self.best_val is not None:
             out.append(f"best validation loss: {self.best_val[1]:.4f} at step {self.best_val[0]}")
         out.append(f"throughput: {self.tokens_per_second:,.0f} tokens/s (training steps only)")
+        for impl, ops in (self.placement or {}).items():
+            counts = {op: ops.count(op) for op in ops}
+            out.append(f"ran as {impl}: " + ", ".join(f"{op} x{n}" for op, n in counts.items()))
         if self.checkpoint is not None:
             out.append(f"checkpoint: {self.checkpoint}")
         if self.plot is not None:
@@ -130,18 +135,16 @@ def uniform_loss_text(vocab_size: int) -> str:
 
 def _model(spec_dict: dict, config: TrainConfig):
     from tilegraph.graph.spec import load_spec
-    from tilegraph.train.model import TrainingPrograms
+    from tilegraph.train.model import TrainingPrograms, training_target
 
     spec = load_spec(spec_dict)
-    if spec.vocab_size < VOCAB_SIZE:
-        raise DataError(
-            f"spec {spec.name!r} has vocab_size {spec.vocab_size}; byte-level text needs at least {VOCAB_SIZE}"
-        )
+    check_vocab(spec, config.tokenizer)
     if config.seq > spec.max_seq_len:
         raise DataError(
             f"--seq {config.seq} exceeds the spec's max_seq_len {spec.max_seq_len}; use --seq <= {spec.max_seq_len}"
         )
-    return spec, TrainingPrograms(spec, config.batch, config.seq)
+    return spec, TrainingPrograms(spec, config.batch, config.seq, dropout_seed=config.seed,
+                                  target=training_target(config.device))
 
 
 def _write_config(run: Run) -> None:
@@ -172,10 +175,14 @@ def start_run(spec_dict: dict, config: TrainConfig, run_dir: str | Path) -> Run:
         data = load_text(config.data, config.seq)
         # Stored absolute: --resume must find the file from any working directory.
         config.data = str(Path(data.path).resolve())
+        from tilegraph.graph.spec import load_spec
+
+        check_vocab(load_spec(spec_dict), config.tokenizer)  # before training a tokenizer the spec cannot use
+        train_ids, val_ids = tokenize(data, config.tokenizer, run_dir, config.seq, new=True)
         spec, programs = _model(spec_dict, config)
         state = programs.init_state(init_params(spec, config.seed))
-        sampler = BatchSampler(data.train, config.batch, config.seq, config.seed)
-        val = validation_batches(data.val, config.batch, config.seq, config.eval_batches)
+        sampler = BatchSampler(train_ids, config.batch, config.seq, config.seed)
+        val = validation_batches(val_ids, config.batch, config.seq, config.eval_batches)
         run = Run(spec_dict, spec, config, run_dir, programs, state, sampler, val, data.sha256,
                   run_id=uuid.uuid4().hex)  # fmt: skip
         _check_room(run)
@@ -250,6 +257,7 @@ def resume_run(
             f"restore it or start a new run"
         )
     ensure_writable_dir(run_dir, "run directory")
+    train_ids, val_ids = tokenize(data, config.tokenizer, run_dir, config.seq, new=False)
     spec, programs = _model(meta["spec"], config)
     from tilegraph.graph import init_params
 
@@ -257,9 +265,9 @@ def resume_run(
     check_tensors_match(ckpt, programs.state_signature(state))
     for name, array in ckpt.tensors.items():
         state[name][...] = array
-    sampler = BatchSampler(data.train, config.batch, config.seq, config.seed)
+    sampler = BatchSampler(train_ids, config.batch, config.seq, config.seed)
     sampler.set_state(meta["sampler"])
-    val = validation_batches(data.val, config.batch, config.seq, config.eval_batches)
+    val = validation_batches(val_ids, config.batch, config.seq, config.eval_batches)
     h = meta.get("history", {})
     history = History(
         [tuple(x) for x in h.get("train", [])],
@@ -539,4 +547,13 @@ def train(run: Run, on_step: Callable[[Run], None] | None = None) -> Summary:
         last_ckpt,
         plot_path if plot_path.exists() else None,
         vocab,
+        placement(run.programs.train_program),
     )
+
+
+def placement(program) -> dict[str, list[str]]:
+    """Step.impl -> the ops of the steps placed there, in program order (kernel steps first)."""
+    where: dict[str, list[str]] = {}
+    for step in program.steps:
+        where.setdefault(step.impl, []).append(step.op)
+    return dict(sorted(where.items(), key=lambda kv: (not kv[0].startswith("kernel:"), kv[0])))

@@ -12,6 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def training_target(device: str):
+    """The compile Target of `tilegraph train --device`: cpu -> the numpy backend; emu -> the emu backend (kernel
+    ops in the kernel emulator, in bf16, on its default 2x2 grid; the rest on numpy); a card name -> the ttnn
+    backend on that mesh (runtime/ttnn_backend.py, which needs the card before anything runs)."""
+    from tilegraph.compiler import Target
+
+    if device == "cpu":
+        return Target()
+    if device == "emu":
+        return Target(backend="emu")
+    return Target(backend="ttnn", mesh=device)
+
+
 @dataclass
 class StepResult:
     loss: float
@@ -23,13 +36,16 @@ class TrainingPrograms:
     backend). The optimizer is the recipe's AdamW (graph.autodiff.AdamWConfig: betas (0.9, 0.95), weight decay
     0.1 on 2-D weights, global-norm clipping at 1.0) unless `optimizer` says otherwise."""
 
-    def __init__(self, spec, batch: int, seq: int, optimizer=None, target=None):
+    def __init__(self, spec, batch: int, seq: int, optimizer=None, target=None, dropout_seed: int = 0):
         from tilegraph.graph import AdamWConfig, build, training_step
 
         from tilegraph.compiler import compile as compile_graph
 
         self.spec, self.batch, self.seq = spec, batch, seq
-        self.train_program = compile_graph(training_step(spec, batch, seq, optimizer or AdamWConfig()), target)
+        # Dropout masks (if the spec has dropout) are drawn from (dropout_seed, step): the checkpointed step
+        # counter is all a resumed run needs to draw the same ones.
+        step_graph = training_step(spec, batch, seq, optimizer or AdamWConfig(), dropout_seed=dropout_seed)
+        self.train_program = compile_graph(step_graph, target)
         self.forward_program = compile_graph(build(spec, batch, seq), target)
         for program in (self.train_program, self.forward_program):
             program.prepare()  # buffers and CPU kernels now, not inside the first step

@@ -99,15 +99,28 @@ def sample_next(logits: np.ndarray, temperature: float, top_k: int | None, rng: 
     return int(rng.choice(len(p), p=p))
 
 
+def run_tokenizer(run_dir: str | Path):
+    """The tokenizer the run in `run_dir` was trained with (its config.json's recipe): bytes, or its saved BPE."""
+    import json
+
+    from tilegraph.train.tokenizer import for_run
+
+    path = Path(run_dir) / "config.json"
+    config = json.loads(path.read_text()).get("config", {}) if path.is_file() else {}
+    return for_run(config.get("tokenizer", "bytes"), Path(run_dir))
+
+
 def prompt_bytes(prompt: str) -> list[int]:
     """The prompt's bytes. Command-line text that is not UTF-8 reaches Python with its bytes kept as surrogates
     (surrogateescape); a byte-level model takes exactly those bytes."""
     return list(prompt.encode("utf-8", errors="surrogateescape"))
 
 
-def stream(generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int):
+def stream(generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int,
+           tokenizer=None):
     """Yield the prompt, then the text of each sampled byte as soon as it completes a UTF-8 character
-    (invalid sequences become U+FFFD)."""
+    (invalid sequences become U+FFFD). With a BPE `tokenizer` (train/tokenizer.py), tokens are its ids and each
+    yield is the text the newest token added."""
     import codecs
 
     if not (temperature >= 0 and math.isfinite(temperature)):
@@ -116,6 +129,9 @@ def stream(generator: Generator, prompt: str, num_tokens: int, temperature: floa
         raise DataError(f"--top-k must be at least 1, got {top_k}")
     if seed < 0:
         raise DataError(f"--seed must be >= 0, got {seed}")
+    if tokenizer is not None and tokenizer.name != "bytes":
+        yield from _stream_tokens(generator, prompt, num_tokens, temperature, top_k, seed, tokenizer)
+        return
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     tokens = prompt_bytes(prompt) or [int(b"\n"[0])]  # an empty prompt starts from a newline
     if prompt:
@@ -129,8 +145,23 @@ def stream(generator: Generator, prompt: str, num_tokens: int, temperature: floa
     yield decoder.decode(b"", final=True)
 
 
+def _stream_tokens(generator, prompt, num_tokens, temperature, top_k, seed, tokenizer):
+    tokens = list(tokenizer.encode(prompt)) or list(tokenizer.encode("\n"))[:1]
+    shown = tokenizer.decode(tokens) if prompt else ""
+    start = 0 if prompt else len(tokens)
+    if prompt:
+        yield shown
+    rng = np.random.Generator(np.random.PCG64(seed))
+    for _ in range(num_tokens):
+        tokens.append(sample_next(generator.next_logits(np.array(tokens, np.int32)), temperature, top_k, rng))
+        text = tokenizer.decode(tokens[start:]) if not prompt else tokenizer.decode(tokens)
+        yield text[len(shown):]
+        shown = text
+
+
 def generate(
-    generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int
+    generator: Generator, prompt: str, num_tokens: int, temperature: float, top_k: int | None, seed: int,
+    tokenizer=None,
 ) -> str:
     """The prompt followed by `num_tokens` sampled bytes, decoded as UTF-8."""
-    return "".join(stream(generator, prompt, num_tokens, temperature, top_k, seed))
+    return "".join(stream(generator, prompt, num_tokens, temperature, top_k, seed, tokenizer))

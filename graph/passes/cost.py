@@ -20,8 +20,11 @@ from tilegraph.graph.passes.place import device_impl
 from tilegraph.graph.passes.plan_memory import MemoryPlan, Precision, device_bytes
 from tilegraph.ops import get_op
 
-MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu")
-COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce")
+MATMUL_OPS = ("linear", "linear_wgrad", "attention", "attention_bwd", "swiglu", "swiglu_bwd", "moe_experts",
+              "moe_experts_bwd")
+COLLECTIVES = ("all_gather", "reduce_scatter", "all_reduce", "all_to_all")
+
+
 
 @dataclass
 class StepCost:
@@ -80,7 +83,8 @@ def comm_payload(node: Node, plan: MemoryPlan, precision: Precision, padded: boo
     """The tensor bytes a collective's cost formula takes: the per-device tensor of an all_reduce, the whole
     (gathered / un-scattered) tensor of an all_gather / reduce_scatter."""
     v = node.outputs[0] if node.op == "all_gather" else node.inputs[0]
-    return device_bytes(v, plan.kinds[v], precision, padded=padded)
+    fill = float(node.attrs["fill"]) if node.op == "all_to_all" else 1.0  # only the routed rows travel
+    return int(fill * device_bytes(v, plan.kinds[v], precision, padded=padded))
 
 
 def estimate(graph: Graph, mesh: Mesh, plan: MemoryPlan, precision: Precision | None = None,
@@ -92,7 +96,7 @@ def estimate(graph: Graph, mesh: Mesh, plan: MemoryPlan, precision: Precision | 
     peak = chip.peak_flops(fidelity)
     steps = []
     for i, node in enumerate(plan.order):
-        impl = impls[i] if impls is not None else device_impl(node.op)
+        impl = impls[i] if impls is not None else device_impl(node)
         if node.op in COLLECTIVES:
             axis = int(node.attrs["cluster_axis"])
             payload = comm_payload(node, plan, precision)

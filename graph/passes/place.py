@@ -21,9 +21,7 @@ TTNN_IMPLEMENTATION = {
     "linear_wgrad": "ttnn:matmul(x^T, dy)",
     "embedding": "ttnn:embedding",
     "embedding_bwd": "ttnn:embedding_bw",
-    "rmsnorm_bwd": "ttnn:composite",
     "rope": "ttnn:rotary_embedding_llama",
-    "attention_bwd": "ttnn:composite (matmul+softmax)",
     "silu_mul": "ttnn:mul(silu(a), b)",
     "silu_mul_bwd": "ttnn:eltwise composite",
     "add": "ttnn:add",
@@ -37,25 +35,70 @@ TTNN_IMPLEMENTATION = {
     "reduce_scatter": "ttnn:reduce_scatter",
     "all_reduce": "ttnn:all_reduce",
     "mesh_partition": "ttnn:mesh_partition",
+    "moe_router": "ttnn:composite (softmax, topk)",
+    "moe_router_bwd": "ttnn:composite",
+    "moe_experts": "ttnn:sparse matmuls (routed tokens)",
+    "moe_experts_bwd": "ttnn:sparse matmuls (routed tokens)",
+    "moe_dispatch": "ttnn:gather (routed rows)",
+    "moe_dispatch_bwd": "ttnn:scatter",
+    "moe_combine": "ttnn:scatter-add",
+    "moe_combine_bwd": "ttnn:gather",
+    "all_to_all": "ttnn:all_to_all",
+    # issue 14 (arch-a): the spec vocabulary's ops, as the ttnn ops they would lower to (no custom kernels).
+    "layernorm": "ttnn:layer_norm",
+    "layernorm_bwd": "ttnn:composite",
+    "gelu": "ttnn:gelu",
+    "gelu_bwd": "ttnn:gelu_bw",
+    "relu": "ttnn:relu",
+    "relu_bwd": "ttnn:relu_bw",
+    "mul": "ttnn:multiply",
+    "add_bias": "ttnn:add (broadcast row)",
+    "bias_grad": "ttnn:sum (dim 0)",
+    "position_ids": "ttnn:arange",
+    "sinusoidal": "host constant (ttnn:from_torch)",
+    "dropout": "ttnn:dropout",
+    # inference (graph/inference.py) and the distributed norm of a hidden-split residual
+    "attention_decode": "ttnn:scaled_dot_product_attention_decode",
+    "kv_cache_write": "ttnn:update_cache / fill_cache",
+    "take_last": "ttnn:slice",
+    "rmsnorm_stats": "ttnn:rms_norm_pre_all_gather",
+    "rmsnorm_apply": "ttnn:rms_norm_post_all_gather",
 }
 
 
-def host_impl(op: str) -> str:
-    return "numpy" if get_op(op).numpy_into is not None else "reference"
+def host_impl(node) -> str:
+    return "numpy" if get_op(node.op).numpy_into is not None else "reference"
 
 
-def emu_impl(op: str) -> str:
-    return f"kernel:{op}" if op in KERNEL_OPS else host_impl(op)
+def kernel_refusal(node) -> str | None:
+    """None when our kernels run `node`; else why not (an op without kernels, or attrs its kernels refuse)."""
+    kernel = KERNEL_OPS.get(node.op)
+    if kernel is None:
+        return f"op {node.op!r} has no custom kernel"
+    return kernel.refuses(node.attrs)
 
 
-def mesh_impl(op: str) -> str:
-    return "collective" if get_op(op).collective is not None else "reference"
+def emu_impl(node) -> str:
+    return f"kernel:{node.op}" if kernel_refusal(node) is None else host_impl(node)
 
 
-def device_impl(op: str) -> str:
-    if op in KERNEL_OPS:
-        return f"kernel:{op}"
-    return TTNN_IMPLEMENTATION.get(op, "numpy (no device implementation)")
+def mesh_impl(node) -> str:
+    return "collective" if get_op(node.op).collective is not None else "reference"
+
+
+# Kernel ops whose kernels refuse a call (kernel_refusal) run on a device as these ttnn composites instead.
+TTNN_FALLBACK = {
+    "attention": "ttnn:composite (matmul + softmax + matmul)",
+    "attention_bwd": "ttnn:composite (matmul + softmax_bw + matmul)",
+}
+
+
+def device_impl(node) -> str:
+    if kernel_refusal(node) is None:
+        return f"kernel:{node.op}"
+    if node.op in KERNEL_OPS:
+        return TTNN_FALLBACK.get(node.op, "numpy (no device implementation)")
+    return TTNN_IMPLEMENTATION.get(node.op, "numpy (no device implementation)")
 
 
 BACKEND_PLACEMENT = {"numpy": host_impl, "emu": emu_impl, "mesh": mesh_impl, "ttnn": device_impl}
@@ -64,4 +107,4 @@ BACKEND_PLACEMENT = {"numpy": host_impl, "emu": emu_impl, "mesh": mesh_impl, "tt
 def place(graph: Graph, backend: str) -> list[str]:
     """`Step.impl` of each node of `graph` (in order) on `backend`."""
     impl = BACKEND_PLACEMENT[backend]
-    return [impl(node.op) for node in graph.nodes]
+    return [impl(node) for node in graph.nodes]

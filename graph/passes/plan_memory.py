@@ -265,8 +265,9 @@ def plan_memory(
     persistent: dict[str, int] = {"param": 0, "optimizer": 0, "input": 0}
     for v in graph.inputs:
         persistent[kinds[v]] += bytes_of[v]
-    # adamw updates its param and moments in place (ttnn's moreh_adamw writes into them): no new buffers.
-    transient = {v for n in graph.nodes if n.op != "adamw" for v in n.outputs}
+    # adamw updates its param and moments in place (ttnn's moreh_adamw writes into them), and kv_cache_write its
+    # cache (ttnn's update_cache / fill_cache): no new buffers.
+    transient = {v for n in graph.nodes if n.op not in ("adamw", "kv_cache_write") for v in n.outputs}
     pinned = graph.pinned()
     best = None
     for name in schedules:

@@ -29,6 +29,7 @@ Cases that cannot be split raise ShardingError, or fall back to replication with
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tilegraph.graph.ir import Graph, Node, Value
@@ -39,7 +40,10 @@ from tilegraph.ops.placement import MeshAxis, P, Partial, R, Replicate, Shard, l
 
 from tilegraph.errors import ShardingError
 
-CCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "mesh_partition")
+CCL_OPS = ("all_gather", "reduce_scatter", "all_reduce", "mesh_partition", "all_to_all")
+# "tp-dp": tensor parallel on one mesh axis, data parallel on the other. "2d": tensor parallel on both (the second
+# axis splits the hidden dim of the block weights), as tt-metal's Llama-3.3-70B runs on Galaxy.
+LAYOUTS = ("tp-dp", "2d")
 
 
 # Placements (R, S(d), P) and the helpers of sharding rules live in tilegraph.ops.placement, next to the ops whose
@@ -71,6 +75,10 @@ def local_shape(global_shape, placements, mesh_shape) -> tuple[int, ...]:
 
 
 # -- the plan: which mesh axis does what, and where the parameters go -------------------------------------------
+# issue 14 (arch-a): the bias of each linear (graph/build.py names it b<x> next to its weight w<x>).
+_BIAS_OF = {"bq": "wq", "bk": "wk", "bv": "wv", "bo": "wo", "b1": "w1", "b3": "w3", "b2": "w2"}
+
+
 def strided_head_order(heads: int, kv_heads: int, n: int) -> tuple[int, ...]:
     """Query-head order so that device d's heads, in local order, use KV heads 0..kv_heads-1 as GQA expects:
     device d gets, for each KV group g, heads g*G + d*k/kv + j (G = heads/kv_heads, k = heads/n per device)."""
@@ -85,9 +93,11 @@ def strided_head_order(heads: int, kv_heads: int, n: int) -> tuple[int, ...]:
 class Plan:
     """Parameter and input placements for one mesh; records fallbacks as notes."""
 
-    def __init__(self, graph: Graph, mesh: Mesh, tp_axis: int | None, residual: str):
+    def __init__(self, graph: Graph, mesh: Mesh, tp_axis: int | None, residual: str, layout: str = "tp-dp"):
         if residual not in ("all_reduce", "reduce_scatter"):
             raise ShardingError(f"residual={residual!r} must be 'all_reduce' or 'reduce_scatter'")
+        if layout not in LAYOUTS:
+            raise ShardingError(f"layout={layout!r} must be one of {', '.join(LAYOUTS)}")
         if tp_axis is None:  # the longer axis is TP (tt-metal's 1-D TP meshes are (1, N)); ties go to axis 1
             tp_axis = 0 if mesh.shape[0] > mesh.shape[1] else 1
         if tp_axis not in (0, 1):
@@ -95,23 +105,38 @@ class Plan:
         self.mesh = mesh
         self.tp_axis, self.dp_axis = tp_axis, 1 - tp_axis
         self.tp, self.dp = mesh.shape[tp_axis], mesh.shape[1 - tp_axis]
-        self.axes = [MeshAxis(a, mesh.shape[a], "tp" if a == tp_axis else "dp", residual) for a in (0, 1)]
+        self.layout = layout
+        # 2-D tensor parallelism (tt-metal's Llama on Galaxy): the second axis splits the hidden dim of every
+        # block weight instead of the batch; no data parallelism.
+        self.hidden_tp = self.dp if layout == "2d" else 1
+        if layout == "2d":
+            self.dp = 1
+        roles = {tp_axis: "tp", 1 - tp_axis: "tp-hidden" if layout == "2d" else "dp"}
+        self.axes = [MeshAxis(a, mesh.shape[a], roles[a], residual if a == tp_axis else "all_reduce")
+                     for a in (0, 1)]  # fmt: skip
         self.notes: list[str] = []  # fallbacks taken and layout choices, each once
         self.q_order: tuple[int, ...] | None = None
         self.attention_tp = True
+        self.tied_output = any(n.op == "linear" and n.attrs.get("transpose_w") and n.inputs[1].name == "tok_embedding"
+                               for n in graph.nodes)  # fmt: skip
         self._check_heads(graph)
+        self.moe_ep = self._check_moe(graph)
 
     def note(self, message: str) -> None:
         if message not in self.notes:
             self.notes.append(message)
 
     def _check_heads(self, graph: Graph) -> None:
-        attn = next((n for n in graph.nodes if n.op == "attention"), None)
+        attn = next((n for n in graph.nodes if n.op in ("attention", "attention_decode")), None)
         self.kv_split = True
         if attn is None or self.tp == 1:
             return
         nh, nkv = int(attn.attrs["heads"]), int(attn.attrs["kv_heads"])
         tp, name = self.tp, self.mesh.name
+        if attn.attrs.get("alibi"):  # each head's ALiBi slope depends on its global index (ops/attention.py)
+            self.attention_tp = self.kv_split = False
+            self.note(f"fallback: attention replicated over TP {tp} (ALiBi attention is not split by heads)")
+            return
         if nh % tp:
             raise ShardingError(
                 f"num_heads {nh} is not divisible by the tensor-parallel degree {tp} (mesh {name} axis "
@@ -123,20 +148,40 @@ class Plan:
         if (nh // tp) % nkv == 0:
             self.q_order = strided_head_order(nh, nkv, tp)
             self.note(
-                f"kv_heads {nkv} < TP {tp}: wk/wv (so K and V) replicated on every TP device; query heads dealt "
-                f"out strided so each device has heads of every KV group"
+                f"kv_heads {nkv} not divisible by TP {tp}: wk/wv (so K and V) replicated on every TP device; query "
+                f"heads dealt out strided so each device has heads of every KV group"
             )
         else:
             self.attention_tp = False
             self.note(
-                f"fallback: attention replicated over TP {tp} (kv_heads {nkv} fewer than devices and "
+                f"fallback: attention replicated over TP {tp} (kv_heads {nkv} not divisible by TP and "
                 f"{nh // tp} query heads per device cannot cover the {nkv} KV groups evenly)"
             )
+
+    def _check_moe(self, graph: Graph) -> bool:
+        """Expert parallel on the TP axis when the experts and the sequence divide over it (else replicated)."""
+        node = next((n for n in graph.nodes if n.op == "moe_experts"), None)
+        if node is None or self.tp == 1:
+            return False
+        experts, seq = node.inputs[2].shape[0], node.inputs[0].shape[1]
+        if experts % self.tp or seq % self.tp:
+            self.note(f"fallback: MoE experts replicated over TP {self.tp} (experts {experts} and seq {seq} must "
+                      f"both divide by it for expert parallelism)")
+            return False
+        self.note(f"MoE: expert parallel, {experts // self.tp} of {experts} experts per device of TP axis "
+                  f"{self.tp_axis}; tokens split by sequence, all_to_all dispatch and combine")
+        return True
 
     def tp_param(self, name: str, shape: tuple[int, ...]):
         """Placement of a parameter (or its optimizer moment) on the TP axis."""
         leaf = name.split(":", 1)[-1].rsplit(".", 1)[-1]
         tp = self.tp
+        if leaf == "router":
+            return R
+        if leaf in ("expert_w1", "expert_w3", "expert_w2"):
+            return Shard(0) if self.moe_ep else R
+        if tp > 1 and len(shape) == 1 and leaf in _BIAS_OF:
+            return self.tp_bias(leaf, shape)
         if tp == 1 or len(shape) != 2:
             return R
         if leaf in ("wq", "wk", "wv", "wo"):
@@ -158,12 +203,53 @@ class Plan:
                 self.note(f"fallback: lm_head replicated over TP {tp} (vocab {shape[1]} not divisible)")
                 return R
             return Shard(1)
-        if leaf != "tok_embedding":
+        if leaf == "tok_embedding" and self.tied_output:
+            self.note(f"tied embeddings: the output projection (the {shape[0]} x {shape[1]} embedding table) runs "
+                      f"replicated over TP {tp}; an untied lm_head (tie_embeddings: false) would be vocab-parallel")  # fmt: skip
+        elif leaf not in ("tok_embedding", "pos_embedding"):
             self.note(f"fallback: parameter {name!r} (unknown role) replicated over TP")
         return R
 
+    def tp_bias(self, leaf: str, shape: tuple[int, ...]):
+        """A linear's bias follows its weight's output dim: split with column-parallel weights (wq's strided head
+        order included), replicated after row-parallel ones (wo, w2: added once, to the reduced sum)."""
+        weight = self.tp_param(_BIAS_OF[leaf], (shape[0], shape[0]) if leaf in ("bo", "b2") else (1, shape[0]))
+        return Shard(0, weight.order) if isinstance(weight, Shard) and weight.dim == 1 else R
+
+    def hidden_param(self, name: str, shape: tuple[int, ...]):
+        """2-D layout: placement of a parameter on the hidden-split axis. QKV, W1/W3 and lm_head split their input
+        (hidden) dim, so their products are partial sums over the axis (all_reduce on it, as tt-metal's Galaxy
+        Llama does after QKV and W1/W3); WO and W2 split their output (hidden) dim, leaving the residual stream
+        split over the axis."""
+        leaf = name.split(":", 1)[-1].rsplit(".", 1)[-1]
+        n = self.hidden_tp
+        if n == 1 or len(shape) != 2:
+            return R
+        dim = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "lm_head": 0, "wo": 1, "w2": 1}.get(leaf)
+        if dim is None:
+            return R
+        if shape[dim] % n:
+            self.note(f"fallback: {leaf} replicated over the hidden axis ({shape[dim]} not divisible by {n})")
+            return R
+        return Shard(dim)
+
     def input_placements(self, v: Value) -> tuple:
         pl = [R, R]
+        if v.role in ("param", "state") and self.hidden_tp > 1 and not v.name.startswith("kv."):
+            pl[self.dp_axis] = self.hidden_param(v.name, v.shape)
+        if v.role == "state" and v.name.startswith("kv."):  # a KV cache [users, positions, kv_heads*head_dim]
+            if self.tp > 1 and self.kv_split and self.attention_tp:
+                pl[self.tp_axis] = Shard(2)
+            if self.hidden_tp > 1 and v.shape[0] % self.hidden_tp == 0:
+                pl[self.dp_axis] = Shard(0)  # 2-D layout: decode users split over the second axis, as tt-metal does
+            if self.dp > 1:
+                if v.shape[0] % self.dp:
+                    raise ShardingError(
+                        f"batch {v.shape[0]} of KV cache {v.name!r} is not divisible by the data-parallel degree "
+                        f"{self.dp} (mesh {self.mesh.name} axis {self.dp_axis}); use a multiple of {self.dp}"
+                    )
+                pl[self.dp_axis] = Shard(0)
+            return tuple(pl)
         if v.role in ("param", "state"):
             pl[self.tp_axis] = self.tp_param(v.name, v.shape)
         elif v.role == "input" and len(v.shape) >= 1 and self.dp > 1:
@@ -305,6 +391,10 @@ class _Sharder:
             raise ShardingError(f"graph {self.graph.name!r} is already sharded (it has a {node.op} node)")
         if node.op == "global_norm":
             return self._global_norm(node)
+        if node.op in ("moe_experts", "moe_experts_bwd") and self.plan.moe_ep:
+            return self._moe_expert_parallel(node)
+        if node.op == "rmsnorm" and self._hidden_split(node.inputs[0]):
+            return self._distributed_rmsnorm(node)
         rule = get_op(node.op).shard
         if rule is None:
             rule = rule_replicated
@@ -337,9 +427,83 @@ class _Sharder:
                 )
             self.env[old] = {pl: self._tag(new, pl, old.shape)}
 
+    def _moe_expert_parallel(self, node: Node) -> None:
+        """Experts split over the TP axis. The activations are replicated there, so each device takes its slice of
+        the sequence (a local copy), dispatches those tokens to the devices of their experts (all_to_all),
+        runs its experts on what it receives, sends the outputs back (all_to_all) and adds them up per token
+        (combine); the result is split by sequence, gathered where a replicated value is needed. The backward
+        node repeats the dispatch and sends dy the same way; dh and the gate gradients come back by all_to_all,
+        each device's expert weight gradients stay on it. On the DP axis the op's own rule (tokens by batch)."""
+        plan, tp, n = self.plan, self.plan.tp_axis, self.plan.tp
+        bwd = node.op == "moe_experts_bwd"
+        rule_in, rule_out = [R] * len(node.inputs), [R] * len(node.outputs)
+        if plan.dp > 1:
+            dp_ax = plan.axes[plan.dp_axis]
+            rule_in, rule_out = get_op(node.op).shard(node, [self.placements(v)[plan.dp_axis] for v in node.inputs],
+                                                      dp_ax)
+
+        def pl(on_tp, on_dp) -> tuple:
+            out = [on_dp, on_dp]
+            out[tp] = on_tp
+            return tuple(out)
+
+        tok = Shard(1)
+        on_tp = [tok, tok, Shard(0), Shard(0), Shard(0)] + ([tok] if bwd else [])
+        new = [self.get(v, pl(on_tp[i], rule_in[i])) for i, v in enumerate(node.inputs)]
+        h, gates, w1, w3, w2 = new[:5]
+        experts, top_k = node.inputs[2].shape[0], int(node.attrs["top_k"])
+        # Rows of a dispatch chunk that carry a token under balanced routing (the load-balancing loss's aim):
+        # the chance that a token picks at least one of the E/n experts of a device.
+        fill = 1.0 - math.comb(experts - experts // n, top_k) / math.comb(experts, top_k)
+        ccl = {"cluster_axis": tp, "devices": n, "fill": fill}
+        name = node.outputs[0].name.rsplit(".", 1)[0] if bwd else node.outputs[0].name
+        call = self.g.call
+        send_h, send_g, slots = call("moe_dispatch", h, gates, devices=n, name=f"{name}.dispatch")
+        recv_h = call("all_to_all", send_h, name=f"{name}.dispatch_h", **ccl)
+        recv_g = call("all_to_all", send_g, name=f"{name}.dispatch_gates", **ccl)
+        local = {"top_k": top_k, "pairs_per_token": top_k / n}
+        tokens = tuple(h.shape[:-1])
+        if not bwd:
+            out = call("moe_experts", recv_h, recv_g, w1, w3, w2, name=f"{name}.local", **local)
+            back = call("all_to_all", out, name=f"{name}.combine_a2a", **ccl)
+            results = [call("moe_combine", back, slots, token_shape=tokens, name=f"{name}.combine")]
+        else:
+            send_dy = call("moe_combine_bwd", new[5], slots, devices=n, name=f"{name}.dy_rows")
+            recv_dy = call("all_to_all", send_dy, name=f"{name}.dispatch_dy", **ccl)
+            d_h, d_g, dw1, dw3, dw2 = call("moe_experts_bwd", recv_h, recv_g, w1, w3, w2, recv_dy,
+                                           name=f"{name}.local", **local)
+            back_h = call("all_to_all", d_h, name=f"{name}.return_dh", **ccl)
+            back_g = call("all_to_all", d_g, name=f"{name}.return_dgates", **ccl)
+            dh, dg = call("moe_dispatch_bwd", back_h, back_g, slots, experts=experts, token_shape=tokens,
+                          name=f"{name}.undispatch")
+            results = [dh, dg, dw1, dw3, dw2]
+        out_tp = [tok, tok, Shard(0), Shard(0), Shard(0)]
+        for i, (old, new_v) in enumerate(zip(node.outputs, results)):
+            p = pl(out_tp[i], rule_out[i])
+            expect = local_shape(old.shape, p, self.mesh.shape)
+            if new_v.shape != expect:
+                raise ShardingError(f"op {node.op!r} ({name}): expert-parallel output {new_v.shape} != {expect}")
+            self.env[old] = {p: self._tag(new_v, p, old.shape)}
+    def _hidden_split(self, v: Value) -> bool:
+        last = len(v.shape) - 1
+        return any(isinstance(p, Shard) and p.dim == last and p.order is None for p in self.placements(v))
+
+    def _distributed_rmsnorm(self, node: Node) -> None:
+        """RMSNorm of a hidden-split residual in tt-metal's statistics form: each device sums the squares of its
+        slice, the sums (one value per row) are reduced over the axis, each device normalizes its slice; the
+        hidden dim itself never crosses a link (the next matmul gathers it if it needs whole rows)."""
+        x, gamma = node.inputs
+        scratch = Graph(f"{node.outputs[0].name}.distributed")
+        ss = scratch.call("rmsnorm_stats", x, name=f"{node.outputs[0].name}.sumsq")
+        out = scratch.call("rmsnorm_apply", x, ss, gamma, eps=node.attrs["eps"], width=x.shape[-1],
+                           name=node.outputs[0].name)  # fmt: skip
+        for n in scratch.nodes:
+            self.node(n)
+        self.env[node.outputs[0]] = self.env.pop(out)
+
     def _local_attrs(self, node: Node, new_ins: list[Value]) -> dict:
         attrs = dict(node.attrs)
-        if node.op in ("attention", "attention_bwd"):
+        if node.op in ("attention", "attention_bwd", "attention_decode"):
             q, k = node.inputs[0], node.inputs[1]
             attrs["heads"] = attrs["heads"] * new_ins[0].shape[-1] // q.shape[-1]
             attrs["kv_heads"] = attrs["kv_heads"] * new_ins[1].shape[-1] // k.shape[-1]
@@ -372,7 +536,8 @@ class _Sharder:
         self.env[node.outputs[0]] = {(R, R): self._tag(out, (R, R), ())}
 
 
-def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: str = "all_reduce") -> Graph:
+def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: str = "all_reduce",
+          layout: str = "tp-dp") -> Graph:  # fmt: skip
     """The SPMD graph of `graph` on `mesh`: local shapes, `Value.sharding`, explicit collectives.
 
     Extra attributes on the result: `mesh` (the Mesh), `tp_axis`, `dp_axis`, `shard_notes` (fallbacks taken).
@@ -380,7 +545,7 @@ def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: 
     each update target gets the placement of the state it replaces.
     """
     mesh = get_mesh(mesh) if isinstance(mesh, str) else mesh
-    plan = Plan(graph, mesh, tp_axis, residual)
+    plan = Plan(graph, mesh, tp_axis, residual, layout)
     s = _Sharder(graph, mesh, plan)
     for v in graph.inputs:
         s.add_input(v)
@@ -393,4 +558,5 @@ def shard(graph: Graph, mesh: Mesh | str, tp_axis: int | None = None, residual: 
     for src, dst in graph.updates.items():
         g.updates[s.get(src, s.placements(src))] = s.get(dst, s.placements(src))
     g.mesh, g.tp_axis, g.dp_axis, g.shard_notes = mesh, plan.tp_axis, plan.dp_axis, plan.notes
+    g.layout = layout
     return drop_dead(g)

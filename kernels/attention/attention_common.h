@@ -36,8 +36,16 @@ inline uint32_t k_chunks_for(uint32_t q0, uint32_t q_chunk_t, uint32_t k_chunk_t
     return causal ? (q0 + q_chunk_t + k_chunk_t - 1) / k_chunk_t : nk_all;
 }
 
-// Whether the (Q chunk at q0, K chunk at k0) block gets a mask: it reaches the diagonal (causal) or holds key
-// padding (key tiles from k_full_t on).
-inline bool block_masked(uint32_t q0, uint32_t k0, uint32_t k_chunk_t, uint32_t k_full_t, uint32_t causal) {
-    return causal ? (k0 + k_chunk_t > q0) : (k0 + k_chunk_t > k_full_t);
+// First K chunk a Q chunk starting at query tile q0 attends to: with a sliding window of `window` keys (0 = none)
+// its first row sees keys from 32*q0 - window + 1 on, and chunks that end before that key are skipped.
+inline uint32_t first_k_chunk(uint32_t q0, uint32_t k_chunk_t, uint32_t window) {
+    return (window == 0 || 32 * q0 < window) ? 0 : (32 * q0 - window + 1) / (32 * k_chunk_t);
+}
+
+// Whether the (Q chunk at q0, K chunk at k0) block gets a mask: it reaches the diagonal (causal), holds key
+// padding (key tiles from k_full_t on), or starts left of the window of the chunk's last query row.
+inline bool block_masked(uint32_t q0, uint32_t k0, uint32_t q_chunk_t, uint32_t k_chunk_t, uint32_t k_full_t,
+                         uint32_t causal, uint32_t window) {
+    const bool window_edge = window != 0 && 32 * k0 + window < 32 * (q0 + q_chunk_t);
+    return window_edge || (causal ? (k0 + k_chunk_t > q0) : (k0 + k_chunk_t > k_full_t));
 }

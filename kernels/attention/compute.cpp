@@ -50,6 +50,7 @@ void kernel_main() {
     const uint32_t work_start = get_arg_val<uint32_t>(7);
     const uint32_t work_count = get_arg_val<uint32_t>(8);
     const uint32_t scale_bits = get_arg_val<uint32_t>(9);  // softmax scale as fp32 bits
+    const uint32_t window = get_arg_val<uint32_t>(10);     // sliding window in keys, 0 = none
     const uint32_t q_tiles = q_chunk_t * dh_t;
     const uint32_t kv_tiles = k_chunk_t * dh_t;
     const uint32_t s_tiles = q_chunk_t * k_chunk_t;
@@ -64,11 +65,13 @@ void kernel_main() {
         const uint32_t q0 = zigzag_q_chunk(w, nq) * q_chunk_t;
         const uint32_t nk = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk_all, causal);
 
+        const uint32_t kc_first = first_k_chunk(q0, k_chunk_t, window);
+
         cb_wait_front(cb_q, q_tiles);
-        for (uint32_t kc = 0; kc < nk; ++kc) {
+        for (uint32_t kc = kc_first; kc < nk; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
-            const bool first = kc == 0;
-            const bool masked = block_masked(q0, k0, k_chunk_t, k_full_t, causal);
+            const bool first = kc == kc_first;
+            const bool masked = block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window);
             const uint32_t cb_m = (kc % 2 == 0) ? cb_m_a : cb_m_b;     // this chunk's max
             const uint32_t cb_m_old = (kc % 2 == 0) ? cb_m_b : cb_m_a;  // the previous chunk's max
 

@@ -10,9 +10,9 @@ from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
 from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 from tilegraph.ops import get_op
-from tilegraph.ops.attention import resolved_scale
+from tilegraph.ops.attention import resolved_scale, visible_mask
 
-from tilegraph.errors import ShapeError
+from tilegraph.errors import DeviceError, ShapeError
 
 ATTENTION_HEAD_DIMS = (32, 64, 128)
 
@@ -54,14 +54,18 @@ def attention_program(
     grid=(8, 8),
     out_dtype: str = "bfloat16",
     interm: str | None = None,
+    window: int | None = None,
 ) -> _prog.ProgramDescription:
     """Flash attention forward for q [B, heads, S, D], k/v [B, kv_heads, S, D] (device layout, heads split).
 
     S is padded to a multiple of the larger chunk; padded keys are masked (-inf) and padded query rows dropped.
     Work unit = one Q chunk of one (batch, head), numbered zigzag per head (0, n-1, 1, n-2, ...); each core takes
     an even-sized contiguous range, i.e. low + high chunk pairs, which balances causal work. Intermediates are
-    fp32 unless that would not fit the L1 budget (then bf16, as tt-metal's own sdpa)."""
+    fp32 unless that would not fit the L1 budget (then bf16, as tt-metal's own sdpa). `window` (causal only):
+    sliding-window attention; K chunks wholly left of a Q chunk's window are not read, edge blocks are masked."""
     kv_heads = kv_heads or heads
+    if window is not None and (not causal or window < 1):
+        raise ShapeError(f"op 'attention': window={window} needs causal=True and window >= 1 (None for no window)")
     if head_dim not in ATTENTION_HEAD_DIMS:
         raise ShapeError(f"op 'attention': head_dim {head_dim} unsupported by the kernel; use one of {ATTENTION_HEAD_DIMS}")
     if heads % kv_heads:
@@ -92,15 +96,16 @@ def attention_program(
     tensors = [_prog.TensorSpec("q", (batch, heads, sp, head_dim), dtype),
                _prog.TensorSpec("k", (batch, kv_heads, sp, head_dim), dtype),
                _prog.TensorSpec("v", (batch, kv_heads, sp, head_dim), dtype),
-               _prog.TensorSpec("consts", (5 * 32, 32), "bfloat16"),
+               _prog.TensorSpec("consts", (ATTENTION_CONST_TILES * 32, 32), "bfloat16"),
                _prog.TensorSpec("out", (batch, heads, sp, head_dim), out_dtype, "output"),
                _prog.TensorSpec("lse", (batch, heads, sp, 32), "float32", "output")]
     addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
     reader_rt, compute_rt, writer_rt = {}, {}, {}
     for core, (start, count) in zip(cores, split):
         reader_rt[core] = (addr("q"), addr("k"), addr("v"), addr("consts"), heads, kv_heads, pad_t, pad_t,
-                           int(causal), k_full_t, start, count, qc, kc, dh)
-        compute_rt[core] = (qc, kc, dh, pad_t, pad_t, int(causal), k_full_t, start, count, _host.f32_bits(scale))
+                           int(causal), k_full_t, start, count, qc, kc, dh, window or 0)
+        compute_rt[core] = (qc, kc, dh, pad_t, pad_t, int(causal), k_full_t, start, count, _host.f32_bits(scale),
+                            window or 0)
         writer_rt[core] = (addr("out"), addr("lse"), pad_t, start, count, qc, dh)
     kernels = [
         _prog.KernelSpec("reader", "attention/reader.cpp", ranges,
@@ -122,18 +127,32 @@ def attention_program(
     return desc
 
 
-def attention_consts(seq: int) -> np.ndarray:
-    """The 5 constant tiles the reader assembles masks from: reduce scaler, zero, -inf, causal diagonal
-    (-inf above the diagonal), key padding (-inf in columns at or past seq % 32)."""
-    t = np.zeros((5, 32, 32), np.float32)
+ATTENTION_CONST_TILES = 8
+WINDOW_MASKED = -1e30  # finite: see reader.cpp (a row may see no key in its first K chunk)
+
+
+def attention_consts(seq: int, window: int | None = None) -> np.ndarray:
+    """The constant tiles the reader assembles masks from: reduce scaler, zero, -inf, causal diagonal
+    (-inf above the diagonal), key padding (-inf in columns at or past seq % 32), and for a sliding window the two
+    edge tiles (query tile minus key tile = window//32 and window//32 + 1; the first also causal when it is the
+    diagonal) and the tile wholly left of the window (reader.cpp causal_mask_tile)."""
+    t = np.zeros((ATTENTION_CONST_TILES, 32, 32), np.float32)
     t[0] = _host.reduce_scaler_tile(1.0)
     t[2] = -np.inf
     t[3] = np.where(np.triu(np.ones((32, 32), bool), 1), -np.inf, 0.0)
     t[4][:, seq % 32:] = -np.inf
-    return t.reshape(5 * 32, 32)
+    if window is not None:
+        row, col = np.arange(32)[:, None], np.arange(32)[None, :]
+        for e in range(2):
+            delta = window // 32 + e
+            visible = (col - row > 32 * delta - window) & ((col <= row) if delta == 0 else True)
+            t[5 + e] = np.where(visible, 0.0, WINDOW_MASKED)
+        t[7] = WINDOW_MASKED
+    return t.reshape(ATTENTION_CONST_TILES * 32, 32)
 
 
-def attention_device_inputs(q, k, v, heads: int, kv_heads: int | None, desc: _prog.ProgramDescription) -> dict:
+def attention_device_inputs(q, k, v, heads: int, kv_heads: int | None, desc: _prog.ProgramDescription,
+                            window: int | None = None) -> dict:
     """[B, S, heads*D] activations -> device tensors [B, heads, S_pad, D] (+ consts)."""
     kv_heads = kv_heads or heads
     b, s, _ = q.shape
@@ -143,7 +162,7 @@ def attention_device_inputs(q, k, v, heads: int, kv_heads: int | None, desc: _pr
         xh = x.reshape(b, s, n, -1).transpose(0, 2, 1, 3)
         return _host.pad_to(np.ascontiguousarray(xh), (b, n, sp, xh.shape[-1]))
 
-    return {"q": split(q, heads), "k": split(k, kv_heads), "v": split(v, kv_heads), "consts": attention_consts(s)}
+    return {"q": split(q, heads), "k": split(k, kv_heads), "v": split(v, kv_heads), "consts": attention_consts(s, window)}
 
 
 def attention_device_outputs(outputs: dict, q_shape, heads: int) -> list:
@@ -157,16 +176,23 @@ def attention_device_outputs(outputs: dict, q_shape, heads: int) -> list:
 class AttentionKernel(KernelOp):
     name = "attention"
 
+    def refuses(self, attrs):
+        if attrs.get("alibi"):
+            return "alibi=True: kernels/attention adds no position bias to the scores"
+        return None
+
     def program(self, inputs, attrs, opts):
+        if (why := self.refuses(attrs)) is not None:
+            raise DeviceError(f"op 'attention': {why}; run ALiBi specs on the numpy backend, or use positions: rope")
         knobs = dict(opts.knobs)
         q, k, v = inputs
         heads = int(attrs["heads"])
         kv_heads = int(attrs["kv_heads"] or heads)
         b, s, hd = q.shape
         desc = attention_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
-                                 causal=bool(attrs["causal"]), scale=attrs["scale"],
+                                 causal=bool(attrs["causal"]), scale=attrs["scale"], window=attrs["window"],
                                  grid=opts.grid, **knobs)
-        return desc, attention_device_inputs(q, k, v, heads, kv_heads, desc)
+        return desc, attention_device_inputs(q, k, v, heads, kv_heads, desc, attrs["window"])
 
     def unpack(self, outputs, inputs, attrs):
         return attention_device_outputs(dict(outputs), inputs[0].shape, int(attrs["heads"]))
@@ -182,6 +208,8 @@ class AttentionKernel(KernelOp):
             "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
             "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
             "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+            # sliding window (used when causal): below, at and across tile and chunk sizes
+            "window": st.sampled_from([None, None, 1, 7, 32, 45, 64, 100]),
         })
 
     def make_inputs(self, case, rng, randn, grid):
@@ -189,7 +217,8 @@ class AttentionKernel(KernelOp):
         hkv = case["kv_heads"]
         h = hkv * case["group"]
         q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
-        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"],
+                 "window": case.get("window") if case["causal"] else None}
         knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
         return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
 
@@ -208,7 +237,7 @@ class AttentionKernel(KernelOp):
         sc = resolved_scale(attrs, d)
         qh = q.reshape(b, s, heads, d).transpose(0, 2, 1, 3)
         kh = np.repeat(k.reshape(b, s, kv_heads, d).transpose(0, 2, 1, 3), heads // kv_heads, axis=1)
-        allowed = np.tril(np.ones((s, s), bool)) if attrs.get("causal", True) else np.ones((s, s), bool)
+        allowed = visible_mask(s, attrs.get("causal", True), attrs.get("window"))
         # Per query row: the largest |score| (TF32 rounding of S in the row max / subtract is relative to it) and
         # the largest sum of |q_d k_d| (the fp32 accumulation error of one score is d * ACCUM_UNIT times that).
         smax = np.where(allowed, np.abs(sc * qh @ kh.transpose(0, 1, 3, 2)), 0).max(-1)  # [B, H, S]
@@ -224,3 +253,7 @@ class AttentionKernel(KernelOp):
         lse = refs[1]
         return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,
                 2.0**-16 * (1 + np.abs(lse)) + p_err + s * ACCUM_UNIT]
+
+
+# attention_bwd (kernels in this folder too) registers its KernelOp from its own module.
+from tilegraph.kernels.attention import backward as _backward  # noqa: E402, F401

@@ -14,6 +14,21 @@ constexpr uint32_t CONST_ZERO = 1;
 constexpr uint32_t CONST_NEG_INF = 2;
 constexpr uint32_t CONST_CAUSAL = 3;   // -inf where col > row, 0 elsewhere
 constexpr uint32_t CONST_KEY_PAD = 4;  // -inf in columns past the last valid key, 0 elsewhere
+// Sliding window: key tile gk against query tile gq, delta = gq - gk, is cut by the window's left edge when
+// 32*delta - window lies in [-31, 30]; that holds for at most two deltas, window/32 and window/32 + 1, whose
+// tiles the host ships (the first includes the causal diagonal when window < 32). Tiles wholly left of the
+// window get WINDOW_FAR. Window masks are a large finite negative, not -inf: a row may see no key at all in its
+// first K chunk, and exp(S - max) must stay finite there (the next chunk's alpha = exp(-1e30 - m) = 0 erases it).
+constexpr uint32_t CONST_WINDOW_EDGE = 5;  // 5: delta = window/32, 6: delta = window/32 + 1
+constexpr uint32_t CONST_WINDOW_FAR = 7;
+
+inline uint32_t causal_mask_tile(uint32_t gq, uint32_t gk, uint32_t window) {
+    if (gk > gq) return CONST_NEG_INF;
+    const uint32_t delta = gq - gk;
+    if (window != 0 && 32 * delta + 1 >= window + 32) return CONST_WINDOW_FAR;   // 32*delta - window >= 31
+    if (window != 0 && 32 * delta + 31 >= window) return CONST_WINDOW_EDGE + (delta - window / 32);
+    return delta == 0 ? CONST_CAUSAL : CONST_ZERO;
+}
 
 void kernel_main() {
     constexpr auto q_args = TensorAccessorArgs<0>();
@@ -36,6 +51,7 @@ void kernel_main() {
     const uint32_t q_chunk_t = get_arg_val<uint32_t>(12);  // Q chunk rows, in tiles
     const uint32_t k_chunk_t = get_arg_val<uint32_t>(13);  // K/V chunk rows, in tiles
     const uint32_t dh_t = get_arg_val<uint32_t>(14);       // head_dim / 32
+    const uint32_t window = get_arg_val<uint32_t>(15);     // sliding window in keys, 0 = none (causal only)
 
     const auto q_acc = TensorAccessor(q_args, q_addr, get_tile_size(cb_q));
     const auto k_acc = TensorAccessor(k_args, k_addr, get_tile_size(cb_k));
@@ -73,7 +89,7 @@ void kernel_main() {
         cb_push_back(cb_q, q_chunk_t * dh_t);
 
         const uint32_t nk = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk_all, causal);
-        for (uint32_t kc = 0; kc < nk; ++kc) {
+        for (uint32_t kc = first_k_chunk(q0, k_chunk_t, window); kc < nk; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             cb_reserve_back(cb_k, k_chunk_t * dh_t);
             l1 = get_write_ptr(cb_k);
@@ -86,7 +102,7 @@ void kernel_main() {
             noc_async_read_barrier();
             cb_push_back(cb_k, k_chunk_t * dh_t);
 
-            const bool masked = block_masked(q0, k0, k_chunk_t, k_full_t, causal);
+            const bool masked = block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window);
             if (masked) {
                 cb_reserve_back(cb_mask, q_chunk_t * k_chunk_t);
                 l1 = get_write_ptr(cb_mask);
@@ -96,7 +112,7 @@ void kernel_main() {
                         const uint32_t gk = k0 + kt;
                         uint32_t tile;
                         if (causal) {
-                            tile = gk > gq ? CONST_NEG_INF : (gk == gq ? CONST_CAUSAL : CONST_ZERO);
+                            tile = causal_mask_tile(gq, gk, window);
                         } else {
                             tile = gk < k_full_t ? CONST_ZERO : (gk == k_full_t ? CONST_KEY_PAD : CONST_NEG_INF);
                         }

@@ -8,6 +8,8 @@
 //   backward:  P = exp(scale*Q K^T - lse) masked, dP = dO V^T, dS = scale * P * (dP - rowsum(dO*O)),
 //              dQ = dS K, dK += dS^T Q, dV += P^T dO
 // kend is the block's last row + 1 when causal (keys past it are masked for every row of the block), else S.
+// With a sliding window W (0 = none) row i sees keys i-W+1 .. i: a block computes only keys k0 .. kend, k0 the
+// first key its first row sees rounded down to a whole vector, and masks the keys outside each row's window.
 //
 // Every product is one small GEMM shape, C[M, vectors] (+)= sum_k a(i, k) * B[k, vectors]: a is read as
 // broadcast scalars with any strides, B and C in rows of whole SIMD vectors (keys or head dims padded to a
@@ -178,6 +180,8 @@ inline int64_t visible_keys(int64_t row, int64_t kend, int64_t causal) {
     return causal ? std::min(kend, row + 1) : kend;
 }
 
+inline int64_t first_visible_key(int64_t row, int64_t window) { return window ? std::max<int64_t>(0, row - window + 1) : 0; }
+
 // Per-thread scratch buffers of the attention kernels, one set per element type.
 struct Scratch {
     std::vector<float> f[8];
@@ -193,7 +197,7 @@ thread_local Scratch fwd_scratch, bwd_scratch;
 
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, int64_t heads, int64_t kv_heads,
-                   int64_t d, double scale_, int64_t causal, int64_t item0, int64_t item1) {
+                   int64_t d, double scale_, int64_t causal, int64_t window, int64_t item0, int64_t item1) {
     using S = Simd<T>;
     const Shapes<T> sh(s, heads, kv_heads, d);
     const int64_t L = S::lanes;
@@ -215,19 +219,22 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, 
             for (int64_t r0 = 0; r0 < s; r0 += ROWS) {
                 const int64_t rb = std::min(ROWS, s - r0);
                 const int64_t kend = causal ? r0 + rb : s;
-                gemm(rb, round_up(kend, L) / L, qh + r0 * sh.width, sh.width, 1, d, kt, sh.s_pad, sc, sh.s_pad, false);
-                // Softmax of each row over its visible keys; the loops run over whole vectors (kpad), masking
-                // the rest to 0, so no scalar remainder loop runs exp.
+                const int64_t k0 = first_visible_key(r0, window) / L * L;
                 const int64_t kpad = round_up(kend, L);
+                gemm(rb, (kpad - k0) / L, qh + r0 * sh.width, sh.width, 1, d, kt + k0, sh.s_pad, sc + k0, sh.s_pad,
+                     false);
+                // Softmax of each row over its visible keys; the loops run over whole vectors (k0 .. kpad),
+                // masking the rest to 0, so no scalar remainder loop runs exp.
                 T inv_l[ROWS];
                 for (int64_t i = 0; i < rb; ++i) {
                     T* row = sc + i * sh.s_pad;
-                    const int64_t n = visible_keys(r0 + i, kend, causal);
-                    const T m = row_max(row, n);
+                    const int64_t n = visible_keys(r0 + i, kend, causal), first = first_visible_key(r0 + i, window);
+                    const T m = row_max(row + first, n - first);
                     typename S::vec lv = {};
-                    for (int64_t j = 0; j < kpad; j += L) {
+                    for (int64_t j = k0; j < kpad; j += L) {
                         typename S::vec e = S::exp(scale * (S::load(row + j) - m));
-                        e = (S::lane_index() + typename S::lane_int(j)) < typename S::lane_int(n) ? e : 0;
+                        const typename S::ivec key = S::lane_index() + typename S::lane_int(j);
+                        e = (key < typename S::lane_int(n)) & (key >= typename S::lane_int(first)) ? e : 0;
                         S::store(row + j, e);
                         lv += e;
                     }
@@ -235,7 +242,8 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, 
                     lh[r0 + i] = scale * m + std::log(l);
                     inv_l[i] = T(1) / l;
                 }
-                gemm(rb, sh.d_pad / L, sc, sh.s_pad, 1, kend, vp, sh.d_pad, ob, sh.d_pad, false);
+                gemm(rb, sh.d_pad / L, sc + k0, sh.s_pad, 1, kend - k0, vp + k0 * sh.d_pad, sh.d_pad, ob, sh.d_pad,
+                     false);
                 for (int64_t i = 0; i < rb; ++i) {
                     T* out = oh + (r0 + i) * sh.width;
                     const T* src = ob + i * sh.d_pad;
@@ -249,7 +257,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, 
 template <typename T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv,
                    int64_t s, int64_t heads, int64_t kv_heads, int64_t d, double scale_, int64_t causal,
-                   int64_t item0, int64_t item1) {
+                   int64_t window, int64_t item0, int64_t item1) {
     using S = Simd<T>;
     const Shapes<T> sh(s, heads, kv_heads, d);
     const int64_t L = S::lanes;
@@ -292,28 +300,33 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse,
             for (int64_t r0 = 0; r0 < s; r0 += ROWS) {
                 const int64_t rb = std::min(ROWS, s - r0);
                 const int64_t kend = causal ? r0 + rb : s;
-                const int64_t kvec = round_up(kend, L) / L;
-                gemm(rb, kvec, qp + r0 * sh.d_pad, sh.d_pad, 1, d, kt, sh.s_pad, pb, sh.s_pad, false);
-                gemm(rb, kvec, dop + r0 * sh.d_pad, sh.d_pad, 1, d, vt, sh.s_pad, dsb, sh.s_pad, false);
+                const int64_t k0 = first_visible_key(r0, window) / L * L;
+                const int64_t kvec = (round_up(kend, L) - k0) / L;
+                gemm(rb, kvec, qp + r0 * sh.d_pad, sh.d_pad, 1, d, kt + k0, sh.s_pad, pb + k0, sh.s_pad, false);
+                gemm(rb, kvec, dop + r0 * sh.d_pad, sh.d_pad, 1, d, vt + k0, sh.s_pad, dsb + k0, sh.s_pad, false);
                 for (int64_t i = 0; i < rb; ++i) {  // whole vectors, masked (as in the forward)
                     T* pr = pb + i * sh.s_pad;
                     T* dr = dsb + i * sh.s_pad;
-                    const int64_t n = visible_keys(r0 + i, kend, causal);
+                    const int64_t n = visible_keys(r0 + i, kend, causal), first = first_visible_key(r0 + i, window);
                     const T shift = lh[r0 + i], di = delta[r0 + i];
-                    for (int64_t j = 0; j < kvec * L; j += L) {
+                    for (int64_t j = k0; j < k0 + kvec * L; j += L) {
                         typename S::vec p = S::exp(scale * S::load(pr + j) - shift);
-                        p = (S::lane_index() + typename S::lane_int(j)) < typename S::lane_int(n) ? p : 0;
+                        const typename S::ivec key = S::lane_index() + typename S::lane_int(j);
+                        p = (key < typename S::lane_int(n)) & (key >= typename S::lane_int(first)) ? p : 0;
                         S::store(pr + j, p);
                         S::store(dr + j, scale * p * (S::load(dr + j) - di));
                     }
                 }
                 // dQ rows = dS K
-                gemm(rb, sh.d_pad / L, dsb, sh.s_pad, 1, kend, kp, sh.d_pad, dqb, sh.d_pad, false);
+                gemm(rb, sh.d_pad / L, dsb + k0, sh.s_pad, 1, kend - k0, kp + k0 * sh.d_pad, sh.d_pad, dqb, sh.d_pad,
+                     false);
                 for (int64_t i = 0; i < rb; ++i)
                     std::copy(dqb + i * sh.d_pad, dqb + i * sh.d_pad + d, dq + off + (r0 + i) * sh.width);
                 // dV[:kend] += P^T dO,  dK[:kend] += dS^T Q  (a read transposed: a(key, row) = P[row, key])
-                gemm(kend, sh.d_pad / L, pb, 1, sh.s_pad, rb, dop + r0 * sh.d_pad, sh.d_pad, dva, sh.d_pad, true);
-                gemm(kend, sh.d_pad / L, dsb, 1, sh.s_pad, rb, qp + r0 * sh.d_pad, sh.d_pad, dka, sh.d_pad, true);
+                gemm(kend - k0, sh.d_pad / L, pb + k0, 1, sh.s_pad, rb, dop + r0 * sh.d_pad, sh.d_pad,
+                     dva + k0 * sh.d_pad, sh.d_pad, true);
+                gemm(kend - k0, sh.d_pad / L, dsb + k0, 1, sh.s_pad, rb, qp + r0 * sh.d_pad, sh.d_pad,
+                     dka + k0 * sh.d_pad, sh.d_pad, true);
             }
         }
         for (int64_t i = 0; i < s; ++i) {
@@ -330,15 +343,15 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse,
 #define EXPORT(T, suffix)                                                                                          \
     extern "C" void tg_attention_fwd_##suffix(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s,         \
                                               int64_t heads, int64_t kv_heads, int64_t d, double scale,            \
-                                              int64_t causal, int64_t item0, int64_t item1) {                      \
-        tg::attention_fwd<T>(q, k, v, o, lse, s, heads, kv_heads, d, scale, causal, item0, item1);                 \
+                                              int64_t causal, int64_t window, int64_t item0, int64_t item1) {      \
+        tg::attention_fwd<T>(q, k, v, o, lse, s, heads, kv_heads, d, scale, causal, window, item0, item1);         \
     }                                                                                                              \
     extern "C" void tg_attention_bwd_##suffix(const T* q, const T* k, const T* v, const T* o, const T* lse,        \
                                               const T* dout, T* dq, T* dk, T* dv, int64_t s, int64_t heads,        \
                                               int64_t kv_heads, int64_t d, double scale, int64_t causal,           \
-                                              int64_t item0, int64_t item1) {                                      \
-        tg::attention_bwd<T>(q, k, v, o, lse, dout, dq, dk, dv, s, heads, kv_heads, d, scale, causal, item0,       \
-                             item1);                                                                               \
+                                              int64_t window, int64_t item0, int64_t item1) {                      \
+        tg::attention_bwd<T>(q, k, v, o, lse, dout, dq, dk, dv, s, heads, kv_heads, d, scale, causal, window,      \
+                             item0, item1);                                                                        \
     }
 EXPORT(float, f32)
 EXPORT(double, f64)

@@ -35,3 +35,10 @@ extern "C" void oracle_batch(int op, uint64_t n, const uint32_t* a, const uint32
         }
     }
 }
+
+// SFPMAD as ttsim executes it per lane (TENSIX_EXECUTE_SFPMAD forwards each lane to fma_model, Wormhole's
+// non-IEEE FMA in src/fma.cpp); SFPMUL / SFPADD / SFPMULI / SFPADDI reach the same routine with 0 or 1.0.
+extern "C" void oracle_sfpmad_batch(uint64_t n, const uint32_t* a, const uint32_t* b, const uint32_t* c,
+                                    uint32_t* out) {
+    for (uint64_t i = 0; i < n; i++) out[i] = fma_model(a[i], b[i], c[i]);
+}

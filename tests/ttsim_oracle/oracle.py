@@ -78,6 +78,7 @@ class Sides:
     def __init__(self, oracle_lib: Path):
         from tilegraph.runtime.emulator import emulator_binaries
 
+        self.oracle_lib = oracle_lib
         self._oracle = ctypes.CDLL(str(oracle_lib)).oracle_batch
         self._emu = emulator_binaries()[1].tgemu_dp_batch
         for f in (self._oracle, self._emu):

@@ -8,11 +8,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from tilegraph.commands._args import POSITIVE, SEED, float_at_least, int_at_least
-from tilegraph.errors import DataError, DeviceError, SpecError
+from tilegraph.errors import DataError, SpecError
 
 HELP = "train a model spec on tiny-shakespeare (or --data FILE) on the CPU, with checkpoints and --resume"
 
-DEVICES = ("cpu",)
 
 
 def add_arguments(parser) -> None:
@@ -48,6 +47,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--data", help="UTF-8 text file to train on (default: data/tinyshakespeare.txt); with --resume: its new place"
     )
+    parser.add_argument(
+        "--tokenizer",
+        help="bytes (default; vocab 256) or bpe:N (a byte-level BPE of N tokens trained on the training split, "
+        "saved as RUN_DIR/tokenizer.json; the spec's vocab_size must be N)",
+    )
     parser.add_argument("--out", help="run directory (default runs/<spec-name>-<UTC timestamp>)")
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
@@ -55,7 +59,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--checkpoint", metavar="FILE", help="with --resume: continue from this checkpoint of the run instead"
     )
-    parser.add_argument("--device", default="cpu", help="where to train: cpu (default)")
+    parser.add_argument("--device", help="where to train: cpu (default: the numpy backend), emu (attention, RMSNorm "
+                        "and SwiGLU steps, forward and backward, as our kernels in the kernel emulator), or a "
+                        "Tenstorrent card: n150, n300, t3k, galaxy (the ttnn backend)")
 
 
 # Options --resume cannot change (the run's saved recipe decides them); --steps, --data, --keep it accepts.
@@ -68,6 +74,7 @@ _RECIPE_OPTIONS = (
     "eval_interval",
     "eval_batches",
     "seed",
+    "tokenizer",
 )
 
 # A spec name becomes a folder name under runs/: no path separators, no leading dot (no `../`).
@@ -97,10 +104,6 @@ def _prepare(args):
     """A fresh or resumed loop.Run, with the programs compiled."""
     from tilegraph.train import loop
 
-    if args.device not in DEVICES:
-        raise DeviceError(
-            f"--device {args.device!r} is not supported by `tilegraph train` yet; use --device cpu"
-        )
 
     if args.checkpoint and not args.resume:
         raise DataError("--checkpoint chooses where --resume RUN_DIR continues from; add --resume RUN_DIR")

@@ -43,7 +43,7 @@ COPY_CYCLES = 8
 # over one 16x16 face (256 values) takes 8 cycles. Instructions per value of each op: ASSUMPTION (the LLK sfpu
 # routines' loop bodies are not documented as counts; these are rough counts of their non-approximate paths).
 SFPU_CYCLES_PER_INSTRUCTION_FACE = 256 // 32
-SFPU_INSTRUCTIONS = {"exp": 24, "exp2": 24, "recip": 20, "rsqrt": 24, "sqrt": 24, "sigmoid": 30, "silu": 32,
+SFPU_INSTRUCTIONS = {"exp": 24, "exp_approx": 8, "exp2": 24, "recip": 20, "rsqrt": 24, "sqrt": 24, "sigmoid": 30, "silu": 32,
                      "tanh": 30, "log": 24, "gelu": 30, "power": 30}
 SFPU_DEFAULT_INSTRUCTIONS = 4  # load, one arithmetic op, store, address increment
 # Unpack / pack: ASSUMPTION, the unpackers and the packer move one NoC flit width per cycle (32 B on Wormhole, 64 B

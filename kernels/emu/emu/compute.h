@@ -266,7 +266,7 @@ template <bool approx = false, bool scale_en = false, InputClamping c = InputCla
 ALWI void exp_tile(uint32_t idst, VectorMode vector_mode = VectorMode::RC, uint16_t scale = p_sfpu::kCONST_1_FP16B) {
     // U_EXP's parameter scales the input first: exp(x * scale) (scale is a bf16 bit pattern).
     const float s = scale_en ? emu_detail::bits_to_float(uint32_t(scale) << 16) : 1.0f;
-    tgemu::sfpu_unary(tgemu::U_EXP, idst, s, emu_detail::vmode(vector_mode));
+    tgemu::sfpu_unary(approx ? tgemu::U_EXP_APPROX : tgemu::U_EXP, idst, s, emu_detail::vmode(vector_mode));
 }
 template <ReciprocalDestAcc d = DST_ACCUM_MODE ? ReciprocalDestAcc::FP32 : ReciprocalDestAcc::BF16,
           ReciprocalApproxMode a = ReciprocalApproxMode::Default>

@@ -14,7 +14,8 @@ enum PoolKind : uint32_t { POOL_SUM = 0, POOL_AVG = 1, POOL_MAX = 2, POOL_MIN = 
 enum ReduceKind : uint32_t { RED_ROW = 0, RED_COL = 1, RED_SCALAR = 2 };
 enum UnaryOp : uint32_t {
     U_EXP, U_RECIP, U_RSQRT, U_SQRT, U_SIGMOID, U_SILU, U_TANH, U_NEG, U_SQUARE, U_ABS, U_LOG, U_FILL,
-    U_ADD_SCALAR, U_SUB_SCALAR, U_MUL_SCALAR, U_DIV_SCALAR, U_RSUB_SCALAR, U_RELU, U_GELU, U_EXP2, U_POWER
+    U_ADD_SCALAR, U_SUB_SCALAR, U_MUL_SCALAR, U_DIV_SCALAR, U_RSUB_SCALAR, U_RELU, U_GELU, U_EXP2, U_POWER,
+    U_EXP_APPROX  // exp_tile<approx=true>: exp's APPROX is its template argument, not the kernel's APPROX
 };
 
 // Runtime args and identity of the calling thread.

@@ -46,7 +46,7 @@ inline const char* perf_fmt(uint32_t f) {
 inline std::string perf_unary(uint32_t op) {
     static const char* names[] = {"exp", "recip", "rsqrt", "sqrt", "sigmoid", "silu", "tanh", "neg", "square", "abs",
                                   "log", "fill", "add_scalar", "sub_scalar", "mul_scalar", "div_scalar",
-                                  "rsub_scalar", "relu", "gelu", "exp2", "power"};
+                                  "rsub_scalar", "relu", "gelu", "exp2", "power", "exp_approx"};
     return op < sizeof names / sizeof *names ? names[op] : "op" + std::to_string(op);
 }
 inline std::string perf_binary(uint32_t op) {

@@ -26,6 +26,7 @@
 
 #include "../emu/runtime.h"
 #include "datapath.h"
+#include "sfpu.h"
 #include "formats.h"
 #include "perf_counters.h"
 
@@ -464,19 +465,33 @@ void need_copy_path(const char* api, uint32_t cbi) {
               u.copy_to_dest ? "unpack-to-DST" : "SrcA", cbi);
 }
 
+// The SFPU functions modelled as the Wormhole LLK computes them (sfpu.cpp): the DST bit pattern SFPSTORE
+// writes, or false for the ops still evaluated in fp32 below (then rounded to DST by dst_round).
+bool sfpu_modelled(uint32_t op, float x, float p, float& out) {
+    const uint32_t in = fbits(x);
+    const bool fp32 = M.fp32_dest_acc, approx = M.approx;
+    uint32_t r;
+    switch (op) {
+        case U_EXP:
+        case U_EXP_APPROX: r = sfpu::exp(in, uint16_t(fbits(p) >> 16), op == U_EXP_APPROX, fp32); break;
+        case U_RECIP: r = sfpu::recip(in, approx, fp32); break;
+        case U_RSQRT: r = sfpu::rsqrt(in, approx, fp32); break;
+        case U_SQRT: r = sfpu::sqrt(in, approx, fp32); break;
+        case U_SIGMOID: r = sfpu::sigmoid(in, fp32); break;
+        case U_SILU: r = sfpu::silu(in, fp32); break;
+        case U_LOG: r = sfpu::log(in, fp32); break;
+        default: return false;
+    }
+    out = from_fbits(r);
+    return true;
+}
+
 float sfpu_apply(uint32_t op, float x, float p) {
     switch (op) {
-        case U_EXP: return std::exp(x * p);
-        case U_RECIP: return 1.0f / x;
-        case U_RSQRT: return 1.0f / std::sqrt(x);
-        case U_SQRT: return std::sqrt(x);
-        case U_SIGMOID: return 1.0f / (1.0f + std::exp(-x));
-        case U_SILU: return x / (1.0f + std::exp(-x));
         case U_TANH: return std::tanh(x);
         case U_NEG: return -x;
         case U_SQUARE: return x * x;
         case U_ABS: return std::fabs(x);
-        case U_LOG: return std::log(x);
         case U_FILL: return p;
         case U_ADD_SCALAR: return x + p;
         case U_SUB_SCALAR: return x - p;
@@ -1045,7 +1060,7 @@ void sfpu_unary(uint32_t op, uint32_t idst, float p, uint32_t vector_mode) {
     need_dst(idst, "SFPU unary op", false);
     static const uint32_t scalar_ops[] = {U_ADD_SCALAR, U_SUB_SCALAR, U_MUL_SCALAR, U_DIV_SCALAR, U_RSUB_SCALAR};
     bool is_scalar = std::find(std::begin(scalar_ops), std::end(scalar_ops), op) != std::end(scalar_ops);
-    need_sfpu("SFPU op", is_scalar ? SFPU_SCALAR : op);
+    need_sfpu("SFPU op", is_scalar ? SFPU_SCALAR : op == U_EXP_APPROX ? U_EXP : op);
     T->perf.add("sfpu." + perf_unary(op) + ".faces", vector_mode == 1 || vector_mode == 2 ? 2 : 4);
     float* d = dst_tile(idst);
     // VectorMode: R = faces 0 and 1 (top rows), C = faces 0 and 2 (left columns), RC = all faces.
@@ -1054,7 +1069,7 @@ void sfpu_unary(uint32_t op, uint32_t idst, float p, uint32_t vector_mode) {
             if (vector_mode == 1 && r >= 16) continue;
             if (vector_mode == 2 && c >= 16) continue;
             float& v = d[r * 32 + c];
-            v = dst_round(sfpu_apply(op, v, p));
+            if (!sfpu_modelled(op, v, p, v)) v = dst_round(sfpu_apply(op, v, p));
         }
     T->dst_fresh[idst] = false;
 }

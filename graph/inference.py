@@ -1,0 +1,120 @@
+"""spec -> the inference graphs tt-metal's Llama runs: prefill and decode, with a KV cache per layer.
+
+- prefill(spec, batch, seq): one forward over `seq` prompt tokens per user; every layer writes its keys and values
+  into the KV cache (state `kv.<i>.k` / `kv.<i>.v` of [batch, seq, kv_heads*head_dim], updated in place); logits
+  only for the last position ([batch, 1, vocab]), no loss.
+- decode(spec, batch, context): one new token per user at position context-1; each layer writes that token's
+  key and value into a cache of `context` positions and attends over the whole cache (attention_decode), so the
+  attention cost follows the context. Logits [batch, 1, vocab].
+
+The block is the one of graph/build.py (same parameter names, same ops: pre-norm, RoPE, GQA, SwiGLU), so a trained
+checkpoint runs here unchanged and tests check that prefill's and decode's logits equal the training forward's.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tilegraph.graph.build import param_shapes
+from tilegraph.graph.ir import Graph, Value
+from tilegraph.graph.spec import ModelSpec, load_spec
+
+from tilegraph.errors import ShapeError
+
+MODES = ("train", "prefill", "decode")
+
+
+def _positive(what: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ShapeError(f"{what} must be a positive integer, got {n!r}")
+    return n
+
+
+def _block_stack(
+    g: Graph, spec: ModelSpec, p: dict, x: Value, batch: int, positions: int, start: int, cache_len: int
+) -> Value:
+    """The decoder layers over `positions` new tokens at absolute positions start..; caches of cache_len."""
+    nh, nkv, D = spec.num_heads, spec.num_kv_heads, spec.head_dim
+    for i in range(spec.num_layers):
+        L = f"layers.{i}."
+        h = g.call("rmsnorm", x, p[L + "attn_norm"], eps=spec.norm_eps, name=L + "attn_in")
+        q = g.call("linear", h, p[L + "wq"], name=L + "q")
+        k = g.call("linear", h, p[L + "wk"], name=L + "k")
+        v = g.call("linear", h, p[L + "wv"], name=L + "v")
+        q = g.call("rope", q, heads=nh, base=spec.rope_base, offset=start, name=L + "q_rope")
+        k = g.call("rope", k, heads=nkv, base=spec.rope_base, offset=start, name=L + "k_rope")
+        caches = []
+        for what, new in (("k", k), ("v", v)):
+            cache = g.state(f"kv.{i}.{what}", (batch, cache_len, nkv * D), x.type.dtype)
+            written = g.call("kv_cache_write", cache, new, start=start, name=f"kv.{i}.{what}.write")
+            g.updates[cache] = written
+            caches.append(written)
+        scale = 1.0 / math.sqrt(D)
+        if start == 0 and positions == cache_len:  # whole prefill: the prompt attends to itself (flash attention)
+            o, _lse = g.call(
+                "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=scale, name=L + "attn"
+            )
+        else:
+            o = g.call("attention_decode", q, *caches, heads=nh, kv_heads=nkv, scale=scale, start=start,
+                       name=L + "attn")  # fmt: skip
+        x = g.call("add", x, g.call("linear", o, p[L + "wo"], name=L + "attn_out"), name=L + "resid_attn")
+        h = g.call("rmsnorm", x, p[L + "mlp_norm"], eps=spec.norm_eps, name=L + "mlp_in")
+        gate = g.call("linear", h, p[L + "w1"], name=L + "gate")
+        up = g.call("linear", h, p[L + "w3"], name=L + "up")
+        act = g.call("silu_mul", gate, up, name=L + "swiglu")
+        x = g.call("add", x, g.call("linear", act, p[L + "w2"], name=L + "mlp_out"), name=L + "resid_mlp")
+    return x
+
+
+def _logits(g: Graph, spec: ModelSpec, p: dict, x: Value) -> Value:
+    h = g.call("rmsnorm", x, p["final_norm"], eps=spec.norm_eps, name="final")
+    if spec.tie_embeddings:
+        return g.call("linear", h, p["tok_embedding"], transpose_w=True, name="logits")
+    return g.call("linear", h, p["lm_head"], name="logits")
+
+
+def _graph(spec, batch: int, positions: int, start: int, dtype: str, mode: str, cache_len: int | None = None) -> Graph:
+    spec = load_spec(spec)
+    cache_len = start + positions if cache_len is None else cache_len
+    g = Graph(f"{spec.name}.{mode}")
+    tokens = g.input("tokens", (batch, positions), "int32")
+    p = {name: g.param(name, shape, dtype) for name, shape in param_shapes(spec).items()}
+    x = g.call("embedding", p["tok_embedding"], tokens, name="embed")
+    x = _block_stack(g, spec, p, x, batch, positions, start, cache_len)
+    if positions > 1:
+        x = g.call("take_last", x, name="last_token")
+    g.output("logits", _logits(g, spec, p, x))
+    return g
+
+
+def prefill(spec: ModelSpec | str, batch: int, seq: int, dtype: str = "float32") -> Graph:
+    """One prefill step: `seq` prompt tokens per user -> KV caches written, last-token logits [batch, 1, vocab]."""
+    spec = load_spec(spec)
+    _positive("batch", batch), _positive("seq", seq)
+    if seq > spec.max_seq_len:
+        raise ShapeError(f"seq {seq} is longer than max_seq_len {spec.max_seq_len} of spec {spec.name!r}; "
+                         f"use --seq <= {spec.max_seq_len}")  # fmt: skip
+    return _graph(spec, batch, seq, 0, dtype, "prefill")
+
+
+def prefill_chunk(spec: ModelSpec | str, batch: int, seq: int, chunk: int, start: int, dtype: str = "float32") -> Graph:
+    """One chunk of a chunked prefill (what tt-metal does when a whole prompt's activations do not fit): `chunk`
+    prompt tokens at positions start.. attend to the cache written so far and to themselves; caches of `seq`."""
+    spec = load_spec(spec)
+    _positive("chunk", chunk), _positive("seq", seq)
+    if start < 0 or start + chunk > seq or seq > spec.max_seq_len:
+        raise ShapeError(f"prefill chunk {start}..{start + chunk} must lie within seq {seq} <= max_seq_len "
+                         f"{spec.max_seq_len}")  # fmt: skip
+    return _graph(spec, batch, chunk, start, dtype, "prefill", cache_len=seq)
+
+
+def decode(spec: ModelSpec | str, batch: int, context: int, dtype: str = "float32") -> Graph:
+    """One decode step: one token per user at position context-1 over a KV cache of `context` positions."""
+    spec = load_spec(spec)
+    _positive("batch", batch), _positive("context", context)
+    if context < 2:
+        raise ShapeError(f"--context {context}: a decode step needs at least one cached token (context >= 2)")
+    if context > spec.max_seq_len:
+        raise ShapeError(f"--context {context} is longer than max_seq_len {spec.max_seq_len} of spec {spec.name!r}; "
+                         f"use --context <= {spec.max_seq_len}")  # fmt: skip
+    return _graph(spec, batch, 1, context - 1, dtype, "decode")

@@ -1,0 +1,131 @@
+// Attention backward, reader (RISC-V 0): streams the chunks of the two passes of compute_bwd.cpp.
+//
+// Pass 1 (unit = one K/V chunk of one (batch, kv head)): K and V once, then per block (query head of the group,
+// Q chunk reaching the K chunk) Q, dO, O, lse (row form) and, where needed, the transposed mask block.
+// Pass 2 (unit = one Q chunk of one (batch, head)): Q, dO, O, lse (column form) once, then per K chunk it attends
+// to K, V and, where needed, the mask block. Masks are assembled from the ready tiles of the consts tensor.
+#include <stdint.h>
+#include "api/dataflow/dataflow_api.h"
+#include "attention_bwd_common.h"
+
+// Read tiles [rows x dh_t] starting at tile row `row0` of head `bh` into `cb` (reserve .. push).
+template <typename Acc>
+inline void read_chunk(uint32_t cb, const Acc& acc, uint32_t bh, uint32_t s_t, uint32_t row0, uint32_t rows,
+                       uint32_t dh_t) {
+    cb_reserve_back(cb, rows * dh_t);
+    uint32_t l1 = get_write_ptr(cb);
+    for (uint32_t r = 0; r < rows; ++r) {
+        for (uint32_t dt = 0; dt < dh_t; ++dt) {
+            noc_async_read_page((bh * s_t + row0 + r) * dh_t + dt, acc, l1);
+            l1 += get_tile_size(cb);
+        }
+    }
+    noc_async_read_barrier();
+    cb_push_back(cb, rows * dh_t);
+}
+
+// The mask block of the score block (Q chunk at q0, K chunk at k0); rows are keys when `transposed`.
+template <typename Acc>
+inline void read_mask(const Acc& c_acc, uint32_t q0, uint32_t k0, uint32_t q_chunk_t, uint32_t k_chunk_t,
+                      uint32_t k_full_t, uint32_t causal, bool transposed) {
+    const uint32_t rows = transposed ? k_chunk_t : q_chunk_t;
+    const uint32_t cols = transposed ? q_chunk_t : k_chunk_t;
+    cb_reserve_back(bwd::cb_mask, rows * cols);
+    uint32_t l1 = get_write_ptr(bwd::cb_mask);
+    for (uint32_t r = 0; r < rows; ++r) {
+        for (uint32_t c = 0; c < cols; ++c) {
+            const uint32_t gq = q0 + (transposed ? c : r);
+            const uint32_t gk = k0 + (transposed ? r : c);
+            noc_async_read_page(bwd::mask_tile(gq, gk, k_full_t, causal, transposed), c_acc, l1);
+            l1 += get_tile_size(bwd::cb_mask);
+        }
+    }
+    noc_async_read_barrier();
+    cb_push_back(bwd::cb_mask, rows * cols);
+}
+
+void kernel_main() {
+    constexpr auto q_args = TensorAccessorArgs<0>();
+    constexpr auto k_args = TensorAccessorArgs<q_args.next_compile_time_args_offset()>();
+    constexpr auto v_args = TensorAccessorArgs<k_args.next_compile_time_args_offset()>();
+    constexpr auto do_args = TensorAccessorArgs<v_args.next_compile_time_args_offset()>();
+    constexpr auto o_args = TensorAccessorArgs<do_args.next_compile_time_args_offset()>();
+    constexpr auto lr_args = TensorAccessorArgs<o_args.next_compile_time_args_offset()>();
+    constexpr auto lc_args = TensorAccessorArgs<lr_args.next_compile_time_args_offset()>();
+    constexpr auto c_args = TensorAccessorArgs<lc_args.next_compile_time_args_offset()>();
+
+    const uint32_t num_heads = get_arg_val<uint32_t>(8);
+    const uint32_t num_kv_heads = get_arg_val<uint32_t>(9);
+    const uint32_t s_t = get_arg_val<uint32_t>(10);  // padded sequence, tiles
+    const uint32_t causal = get_arg_val<uint32_t>(11);
+    const uint32_t k_full_t = get_arg_val<uint32_t>(12);
+    const uint32_t kv_start = get_arg_val<uint32_t>(13);
+    const uint32_t kv_count = get_arg_val<uint32_t>(14);
+    const uint32_t q_start = get_arg_val<uint32_t>(15);
+    const uint32_t q_count = get_arg_val<uint32_t>(16);
+    const uint32_t q_chunk_t = get_arg_val<uint32_t>(17);
+    const uint32_t k_chunk_t = get_arg_val<uint32_t>(18);
+    const uint32_t dh_t = get_arg_val<uint32_t>(19);
+
+    const auto q_acc = TensorAccessor(q_args, get_arg_val<uint32_t>(0), get_tile_size(bwd::cb_q));
+    const auto k_acc = TensorAccessor(k_args, get_arg_val<uint32_t>(1), get_tile_size(bwd::cb_k));
+    const auto v_acc = TensorAccessor(v_args, get_arg_val<uint32_t>(2), get_tile_size(bwd::cb_v));
+    const auto do_acc = TensorAccessor(do_args, get_arg_val<uint32_t>(3), get_tile_size(bwd::cb_do));
+    const auto o_acc = TensorAccessor(o_args, get_arg_val<uint32_t>(4), get_tile_size(bwd::cb_o));
+    const auto lr_acc = TensorAccessor(lr_args, get_arg_val<uint32_t>(5), get_tile_size(bwd::cb_lse));
+    const auto lc_acc = TensorAccessor(lc_args, get_arg_val<uint32_t>(6), get_tile_size(bwd::cb_lse));
+    const auto c_acc = TensorAccessor(c_args, get_arg_val<uint32_t>(7), get_tile_size(bwd::cb_mask));
+
+    const uint32_t nq = s_t / q_chunk_t;
+    const uint32_t nk = s_t / k_chunk_t;
+    const uint32_t group = num_heads / num_kv_heads;
+
+    cb_reserve_back(bwd::cb_ones, 1);
+    noc_async_read_page(bwd::CONST_ONES, c_acc, get_write_ptr(bwd::cb_ones));
+    noc_async_read_barrier();
+    cb_push_back(bwd::cb_ones, 1);
+
+    // Pass 1: per K/V chunk, every Q chunk of every query head of its group that reaches it.
+    for (uint32_t w = kv_start; w < kv_start + kv_count; ++w) {
+        const uint32_t kv_bh = w / nk;
+        const uint32_t k0 = zigzag_q_chunk(w, nk) * k_chunk_t;
+        const uint32_t batch = kv_bh / num_kv_heads;
+        const uint32_t j0 = bwd::first_q_chunk_for(k0, q_chunk_t, causal);
+        read_chunk(bwd::cb_k, k_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
+        read_chunk(bwd::cb_v, v_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
+        for (uint32_t g = 0; g < group; ++g) {
+            const uint32_t bh = batch * num_heads + (kv_bh % num_kv_heads) * group + g;
+            for (uint32_t j = j0; j < nq; ++j) {
+                const uint32_t q0 = j * q_chunk_t;
+                read_chunk(bwd::cb_q, q_acc, bh, s_t, q0, q_chunk_t, dh_t);
+                read_chunk(bwd::cb_do, do_acc, bh, s_t, q0, q_chunk_t, dh_t);
+                read_chunk(bwd::cb_o, o_acc, bh, s_t, q0, q_chunk_t, dh_t);
+                read_chunk(bwd::cb_lse, lr_acc, bh, s_t, q0, q_chunk_t, 1);
+                if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0)) {
+                    read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, true);
+                }
+            }
+        }
+    }
+
+    // Pass 2: per Q chunk, every K/V chunk it attends to.
+    for (uint32_t w = q_start; w < q_start + q_count; ++w) {
+        const uint32_t bh = w / nq;
+        const uint32_t q0 = zigzag_q_chunk(w, nq) * q_chunk_t;
+        const uint32_t batch = bh / num_heads;
+        const uint32_t kv_bh = batch * num_kv_heads + (bh % num_heads) / group;
+        read_chunk(bwd::cb_q, q_acc, bh, s_t, q0, q_chunk_t, dh_t);
+        read_chunk(bwd::cb_do, do_acc, bh, s_t, q0, q_chunk_t, dh_t);
+        read_chunk(bwd::cb_o, o_acc, bh, s_t, q0, q_chunk_t, dh_t);
+        read_chunk(bwd::cb_lse, lc_acc, bh, s_t, q0, q_chunk_t, 1);
+        const uint32_t blocks = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk, causal);
+        for (uint32_t kc = 0; kc < blocks; ++kc) {
+            const uint32_t k0 = kc * k_chunk_t;
+            read_chunk(bwd::cb_k, k_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
+            read_chunk(bwd::cb_v, v_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
+            if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0)) {
+                read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, false);
+            }
+        }
+    }
+}
