@@ -37,6 +37,7 @@ from tilegraph.kernels.jit import CXX, compile_to
 from tilegraph.kernels.jit import cache_dir as jit_cache_dir
 
 from tilegraph.errors import KernelError
+from tilegraph.perf.counters import ThreadCounters, parse_counters
 from tilegraph.tiles import padded_shape
 
 EMU_DIR = KERNEL_DIR / "emu"
@@ -197,6 +198,12 @@ def quantize(x: np.ndarray, dtype: str) -> np.ndarray:
 def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
                 ) -> dict[str, np.ndarray]:
     """Run `desc` in the emulator on `inputs` (name -> array of the tensor's logical shape); return its outputs."""
+    return run_program_counted(desc, inputs, timeout_s)[0]
+
+
+def run_program_counted(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout_s: float = 120.0
+                        ) -> tuple[dict[str, np.ndarray], list[ThreadCounters]]:
+    """run_program, plus what every (core, kernel) thread did (tilegraph.perf.counters), for the performance model."""
     runner, _ = emulator_binaries()
     tensors = list(desc.tensors)
     wanted = {t.name for t in tensors if t.role == "input"}
@@ -222,6 +229,7 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
                f"math_fidelity {MATH_FIDELITY_CODES[cc.math_fidelity]}",
                "unpack_to_dest_fp32" + "".join(f" {cb}" for cb in cc.unpack_to_dest_fp32),
                f"timeout_s {timeout_s}"]
+        job.append(f"perf\t{tmpd / 'perf.txt'}")
         for i, t in enumerate(tensors):
             in_path, out_path = "-", "-"
             if t.role == "input":
@@ -270,7 +278,7 @@ def run_program(desc: ProgramDescription, inputs: dict[str, np.ndarray], timeout
         for i, t in enumerate(tensors):
             if t.role == "output":
                 outputs[t.name] = from_tile_bytes((tmpd / f"out{i}.bin").read_bytes(), t.dtype, t.shape)
-        return outputs
+        return outputs, parse_counters((tmpd / "perf.txt").read_text())
 
 
 def _tmp_root() -> str | None:

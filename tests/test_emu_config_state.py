@@ -209,6 +209,6 @@ def test_swiglu_matmul_reconfig_in_the_old_order_is_caught_with_bfp8_weights(tmp
     with pytest.raises(KernelError) as e:
         run_program(desc, {"x": x, "w1": w1, "w3": w3}, timeout_s=30)
     assert str(e.value) == (
-        f"program 'swiglu': kernel {src} (compute) on core (0,0): matmul_tiles: in1 CB 1 holds bfloat8_b, but the "
+        f"program 'swiglu': kernel {src} (compute) on core (0,0): matmul_block: in1 CB 1 holds bfloat8_b, but the "
         "unpacker's SrcA is configured for bfloat16 (by reconfig_data_format (SrcA = CB 0)); reconfigure SrcA to "
         "CB 1 first (matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0))")

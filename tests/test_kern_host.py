@@ -84,7 +84,7 @@ def test_builders_define_exactly_the_cbs_their_kernel_header_names():
     programs = {
         "attention": attention_program(1, 128, 2, 64, grid=(2, 1), interm="float32"),
         "rmsnorm": rmsnorm_program((64, 256), residual=True, gamma=True, grid=(2, 1)),
-        "swiglu": swiglu_program(64, 64, 64, grid=(2, 1)),
+        "swiglu": swiglu_program(64, 320, 64, grid=(2, 1), max_k_block=2),  # several K blocks: partials too
     }
     for op, desc in programs.items():
         names = header_cbs(op)
@@ -94,3 +94,5 @@ def test_builders_define_exactly_the_cbs_their_kernel_header_names():
     att, rms = header_cbs("attention"), header_cbs("rmsnorm")
     assert set(programs["attention"].compute_config.unpack_to_dest_fp32) == {att["cb_l"]}
     assert set(programs["rmsnorm"].compute_config.unpack_to_dest_fp32) == {rms["cb_acc"]}
+    sw = header_cbs("swiglu")
+    assert set(programs["swiglu"].compute_config.unpack_to_dest_fp32) == {sw["cb_part_gate"], sw["cb_part_up"]}

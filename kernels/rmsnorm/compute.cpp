@@ -4,6 +4,11 @@
 // rstd = rsqrt(sum / W + eps) in fp32 DST. Pass 2 multiplies every tile by rstd (broadcast over columns) and by
 // gamma (row 0 broadcast down the rows).
 // FUSE_RESIDUAL: the normalized value is h = x + residual; h is also an output (the new residual stream).
+// ROW_RESIDENT (the builder's choice when a whole row fits the L1 budget): the reader sends each row once and its
+// tiles stay in cb_x (cb_res) until pass 2 is done, indexed by their offset in the row, and gamma is read once per
+// core and stays in cb_gamma; otherwise both passes stream the row from DRAM.
+// Unpack / math / pack configuration is set once per loop over a block, not per tile: nothing between two tiles
+// of a loop changes it (the residual path packs to two CBs, so it reprograms the packer per tile).
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/compute_kernel_api.h"
@@ -26,6 +31,11 @@ void kernel_main() {
     const uint32_t inv_w_bits = get_arg_val<uint32_t>(2);  // 1 / (true width) as fp32 bits
     const uint32_t eps_bits = get_arg_val<uint32_t>(3);
     const uint32_t blk = get_arg_val<uint32_t>(4);  // width block, tiles (divides wt)
+#ifdef ROW_RESIDENT
+    constexpr bool resident = true;
+#else
+    constexpr bool resident = false;
+#endif
 
     compute_kernel_hw_startup(cb_x, cb_x, cb_x2);
     cb_wait_front(cb_scaler, 1);
@@ -33,19 +43,26 @@ void kernel_main() {
     for (uint32_t r = 0; r < row_count; ++r) {
         // Pass 1: sum of squares.
         for (uint32_t w = 0; w < wt; w += blk) {
-            cb_wait_front(cb_x, blk);
+            const uint32_t off = resident ? w : 0;  // first tile of this block among the pages waited for
+            cb_wait_front(cb_x, off + blk);
 #ifdef FUSE_RESIDUAL
-            cb_wait_front(cb_res, blk);
+            cb_wait_front(cb_res, off + blk);
             cb_reserve_back(cb_h_out, blk);
 #endif
             cb_reserve_back(cb_x2, blk);
+#ifdef FUSE_RESIDUAL
+            reconfig_data_format(cb_x, cb_res);
+            add_init(cb_x, cb_res);
+            mul_binary_tile_init();
+#else
+            reconfig_data_format(cb_x, cb_x);
+            mul_init(cb_x, cb_x);
+            pack_reconfig_data_format(cb_x2);
+#endif
             for (uint32_t i = 0; i < blk; ++i) {
                 tile_regs_acquire();
 #ifdef FUSE_RESIDUAL
-                reconfig_data_format(cb_x, cb_res);
-                add_init(cb_x, cb_res);
-                add_tiles(cb_x, cb_res, i, i, 0);
-                mul_binary_tile_init();
+                add_tiles(cb_x, cb_res, off + i, off + i, 0);
                 mul_binary_tile(0, 0, 1);
                 tile_regs_commit();
                 tile_regs_wait();
@@ -54,21 +71,18 @@ void kernel_main() {
                 pack_reconfig_data_format(cb_x2);
                 pack_tile(1, cb_x2);
 #else
-                reconfig_data_format(cb_x, cb_x);
-                mul_init(cb_x, cb_x);
-                mul_tiles(cb_x, cb_x, i, i, 1);
+                mul_tiles(cb_x, cb_x, off + i, off + i, 1);
                 tile_regs_commit();
                 tile_regs_wait();
-                pack_reconfig_data_format(cb_x2);
                 pack_tile(1, cb_x2);
 #endif
                 tile_regs_release();
             }
             cb_push_back(cb_x2, blk);
-            cb_pop_front(cb_x, blk);
+            if (!resident) cb_pop_front(cb_x, blk);
 #ifdef FUSE_RESIDUAL
             cb_push_back(cb_h_out, blk);
-            cb_pop_front(cb_res, blk);
+            if (!resident) cb_pop_front(cb_res, blk);
 #endif
 
             const bool first = w == 0;
@@ -109,26 +123,29 @@ void kernel_main() {
         // Pass 2: normalize.
         cb_wait_front(cb_rstd, 1);
         for (uint32_t w = 0; w < wt; w += blk) {
-            cb_wait_front(cb_x, blk);
+            const uint32_t off = resident ? w : 0;
+            cb_wait_front(cb_x, off + blk);
             uint32_t src = cb_x;
+            uint32_t src_off = off;
 #ifdef FUSE_RESIDUAL
-            cb_wait_front(cb_res, blk);
+            cb_wait_front(cb_res, off + blk);
             cb_reserve_back(cb_h, blk);
+            reconfig_data_format(cb_x, cb_res);
+            add_init(cb_x, cb_res);
+            pack_reconfig_data_format(cb_h);
             for (uint32_t i = 0; i < blk; ++i) {
                 tile_regs_acquire();
-                reconfig_data_format(cb_x, cb_res);
-                add_init(cb_x, cb_res);
-                add_tiles(cb_x, cb_res, i, i, 0);
+                add_tiles(cb_x, cb_res, off + i, off + i, 0);
                 tile_regs_commit();
                 tile_regs_wait();
-                pack_reconfig_data_format(cb_h);
                 pack_tile(0, cb_h);
                 tile_regs_release();
             }
             cb_push_back(cb_h, blk);
-            cb_pop_front(cb_res, blk);
+            if (!resident) cb_pop_front(cb_res, blk);
             cb_wait_front(cb_h, blk);
             src = cb_h;
+            src_off = 0;
 #endif
 #ifdef FUSE_GAMMA
             const uint32_t normed = cb_norm;
@@ -136,43 +153,52 @@ void kernel_main() {
             const uint32_t normed = cb_out;
 #endif
             cb_reserve_back(normed, blk);
+            reconfig_data_format(src, cb_rstd);
+            mul_bcast_cols_init(src, cb_rstd);
+            pack_reconfig_data_format(normed);
             for (uint32_t i = 0; i < blk; ++i) {
                 tile_regs_acquire();
-                reconfig_data_format(src, cb_rstd);
-                mul_bcast_cols_init(src, cb_rstd);
-                mul_tiles_bcast_cols(src, cb_rstd, i, 0, 0);
+                mul_tiles_bcast_cols(src, cb_rstd, src_off + i, 0, 0);
                 tile_regs_commit();
                 tile_regs_wait();
-                pack_reconfig_data_format(normed);
                 pack_tile(0, normed);
                 tile_regs_release();
             }
             cb_push_back(normed, blk);
-            cb_pop_front(cb_x, blk);
+            if (!resident) cb_pop_front(cb_x, blk);
 #ifdef FUSE_RESIDUAL
             cb_pop_front(cb_h, blk);
 #endif
 #ifdef FUSE_GAMMA
-            cb_wait_front(cb_gamma, blk);
+            cb_wait_front(cb_gamma, off + blk);
             cb_wait_front(cb_norm, blk);
             cb_reserve_back(cb_out, blk);
+            reconfig_data_format(cb_norm, cb_gamma);
+            mul_bcast_rows_init(cb_norm, cb_gamma);
+            pack_reconfig_data_format(cb_out);
             for (uint32_t i = 0; i < blk; ++i) {
                 tile_regs_acquire();
-                reconfig_data_format(cb_norm, cb_gamma);
-                mul_bcast_rows_init(cb_norm, cb_gamma);
-                mul_tiles_bcast_rows(cb_norm, cb_gamma, i, i, 0);
+                mul_tiles_bcast_rows(cb_norm, cb_gamma, i, off + i, 0);
                 tile_regs_commit();
                 tile_regs_wait();
-                pack_reconfig_data_format(cb_out);
                 pack_tile(0, cb_out);
                 tile_regs_release();
             }
             cb_push_back(cb_out, blk);
             cb_pop_front(cb_norm, blk);
-            cb_pop_front(cb_gamma, blk);
+            if (!resident) cb_pop_front(cb_gamma, blk);
+#endif
+        }
+        if (resident) {
+            cb_pop_front(cb_x, wt);
+#ifdef FUSE_RESIDUAL
+            cb_pop_front(cb_res, wt);
 #endif
         }
         cb_pop_front(cb_rstd, 1);
     }
+#ifdef FUSE_GAMMA
+    if (resident && row_count > 0) cb_pop_front(cb_gamma, wt);
+#endif
     cb_pop_front(cb_scaler, 1);
 }

@@ -27,13 +27,18 @@ def rmsnorm_program(
     out_dtype: str = "bfloat16",
     interm: str = "float32",
     max_block: int = RMSNORM_MAX_BLOCK_TILES,
+    row_resident: bool | None = None,
+    math_fidelity: str = "HiFi4",
 ) -> _prog.ProgramDescription:
     """RMSNorm over the last dim of x[..., W] on a core grid: tile rows (32 rows each) split across cores.
 
     Device tensors: x [N, W] (N = product of leading dims), optional residual [N, W] (then h = x + residual is
     normalized and also written out as "h"), optional gamma [1, W] (row 0 of its tiles), consts [32, 32] (the
     reduce scaler), out [N, W]. Zero padding to tiles is harmless: it adds nothing to the sum of squares and the
-    mean divides by the true W (passed as 1/W)."""
+    mean divides by the true W (passed as 1/W).
+    row_resident: read each row from DRAM once and keep it (and gamma) in L1 for the second pass; default: when
+    the CBs (two whole rows of x and the residual, all of gamma) fit description.L1_CB_BUDGET (True that does not fit is an error from the L1 check).
+    math_fidelity: of the squares, the row reduce and the multiplies (fuzz tolerances are derived for HiFi4)."""
     eps = get_op("rmsnorm").attrs["eps"] if eps is None else eps
     *lead, w = (int(d) for d in shape)
     n = int(np.prod(lead)) if lead else 1
@@ -57,14 +62,22 @@ def rmsnorm_program(
     def cb(index, fmt, pages):
         return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
 
-    cbs = [cb(0, dtype, 2 * blk), cb(4, "bfloat16", 1), cb(16, out_dtype, 2 * blk),
-           cb(24, interm, blk), cb(25, "float32", 1), cb(26, "float32", 1)]
-    if residual:
-        cbs += [cb(1, dtype, 2 * blk), cb(17, out_dtype, 2 * blk), cb(27, interm, blk)]
-    if gamma:
-        cbs += [cb(2, "bfloat16", 2 * blk), cb(28, interm, blk)]
+    def cbs_for(resident):
+        rows = 2 * wt if resident else 2 * blk  # resident: two whole rows, so the next row streams in meanwhile
+        out = [cb(0, dtype, rows), cb(4, "bfloat16", 1), cb(16, out_dtype, 2 * blk),
+               cb(24, interm, blk), cb(25, "float32", 1), cb(26, "float32", 1)]
+        if residual:
+            out += [cb(1, dtype, rows), cb(17, out_dtype, 2 * blk), cb(27, interm, blk)]
+        if gamma:
+            out += [cb(2, "bfloat16", wt if resident else 2 * blk), cb(28, interm, blk)]
+        return out
 
-    defines = {**({"FUSE_RESIDUAL": "1"} if residual else {}), **({"FUSE_GAMMA": "1"} if gamma else {})}
+    if row_resident is None:
+        row_resident = sum(c.num_pages * c.page_size for c in cbs_for(True)) <= _prog.L1_CB_BUDGET
+    cbs = cbs_for(row_resident)
+
+    defines = {**({"FUSE_RESIDUAL": "1"} if residual else {}), **({"FUSE_GAMMA": "1"} if gamma else {}),
+               **({"ROW_RESIDENT": "1"} if row_resident else {})}
     res_name = "residual" if residual else "x"
     gamma_name = "gamma" if gamma else "x"
     h_name = "h" if residual else "out"
@@ -83,7 +96,7 @@ def rmsnorm_program(
     ]
     desc = _prog.ProgramDescription(
         name="rmsnorm", tensors=tensors, cbs=cbs, kernels=kernels,
-        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True,
+        compute_config=_prog.ComputeConfig(math_fidelity=math_fidelity, fp32_dest_acc_en=True,
                                            unpack_to_dest_fp32=(25,)),  # the fp32 partial sum, reloaded per block
         grid=tuple(grid))
     return desc

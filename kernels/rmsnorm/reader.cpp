@@ -1,6 +1,7 @@
 // RMSNorm reader: per tile row, streams the row twice in width blocks (pass 1: sum of squares; pass 2:
 // normalize), so L1 holds a few blocks rather than the whole row (hidden 8192 = 256 tiles would not fit).
 // FUSE_RESIDUAL: also streams the residual (h = x + residual). FUSE_GAMMA: streams gamma in pass 2.
+// ROW_RESIDENT: each row once (the compute kernel keeps it for pass 2) and gamma once per core.
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
 #include "rmsnorm_common.h"
@@ -46,15 +47,25 @@ void kernel_main() {
 #endif
 
     read_block(cb_scaler, c_acc, CONST_SCALER, 1);
+#ifdef ROW_RESIDENT
+    constexpr uint32_t passes = 1;  // the row stays in L1 for pass 2; gamma stays for every row
+#ifdef FUSE_GAMMA
+    if (row_count > 0) {
+        for (uint32_t w = 0; w < wt; w += blk) read_block(cb_gamma, gamma_acc, w, blk);
+    }
+#endif
+#else
+    constexpr uint32_t passes = 2;
+#endif
 
     for (uint32_t r = row_start; r < row_start + row_count; ++r) {
-        for (uint32_t pass = 0; pass < 2; ++pass) {
+        for (uint32_t pass = 0; pass < passes; ++pass) {
             for (uint32_t w = 0; w < wt; w += blk) {
                 read_block(cb_x, x_acc, r * wt + w, blk);
 #ifdef FUSE_RESIDUAL
                 read_block(cb_res, res_acc, r * wt + w, blk);
 #endif
-#ifdef FUSE_GAMMA
+#if defined(FUSE_GAMMA) && !defined(ROW_RESIDENT)
                 if (pass == 1) {
                     read_block(cb_gamma, gamma_acc, w, blk);
                 }

@@ -1,7 +1,8 @@
-// Fused SwiGLU compute: out[m, n] = silu(sum_k x[m,k] W1[k,n]) * (sum_k x[m,k] W3[k,n]).
-// Output tiles come in groups of g <= n_blk neighbours in one row (see reader.cpp). For a group, both matmuls
-// accumulate in DST across all K blocks -- gates in DST[0, g), up projections in DST[n_blk, n_blk + g) -- then the
-// gate is applied in DST, so neither intermediate ever leaves the core.
+// Fused SwiGLU compute: out[m, n] = silu(sum_k x[m,k] W1[k,n]) * (sum_k x[m,k] W3[k,n]), block by block
+// (swiglu_common.h). Per K block, every output subblock of the block (one row, up to w tiles) reloads its fp32
+// partial sums into DST (after the first K block), accumulates the block's K tiles with matmul_block from the
+// x / W tiles already in L1, and either parks the partials again or, after the last K block, applies the gate in
+// DST and packs the output. The [M, N] gate / up products never reach DRAM.
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/compute_kernel_api.h"
@@ -9,67 +10,96 @@
 #include "api/compute/reg_api.h"
 #include "api/compute/pack.h"
 #include "api/compute/reconfig_data_format.h"
+#include "api/compute/tile_move_copy.h"
 #include "api/compute/matmul.h"
 #include "api/compute/eltwise_binary_sfpu.h"
 #include "swiglu_common.h"
 
+// Pack DST[first, first + n) into `cb`, one page at a time (subblocks at block edges are narrower).
+inline void pack_pages(uint32_t first, uint32_t n, uint32_t cb) {
+    pack_reconfig_data_format(cb);
+    for (uint32_t j = 0; j < n; ++j) {
+        cb_reserve_back(cb, 1);
+        pack_tile(first + j, cb);
+        cb_push_back(cb, 1);
+    }
+}
+
+// Reload n fp32 partial sums from `cb` into DST[first, first + n).
+inline void reload(uint32_t cb, uint32_t first, uint32_t n) {
+    reconfig_data_format_srca(cb);
+    copy_init(cb);
+    for (uint32_t j = 0; j < n; ++j) {
+        cb_wait_front(cb, 1);
+        copy_tile(cb, 0, first + j);
+        cb_pop_front(cb, 1);
+    }
+}
+
 void kernel_main() {
     const uint32_t kt = get_arg_val<uint32_t>(0);
-    const uint32_t nt = get_arg_val<uint32_t>(1);
-    const uint32_t tile_start = get_arg_val<uint32_t>(2);
-    const uint32_t tile_count = get_arg_val<uint32_t>(3);
-    const uint32_t k_blk = get_arg_val<uint32_t>(4);
-    const uint32_t n_blk = get_arg_val<uint32_t>(5);
+    const uint32_t mt = get_arg_val<uint32_t>(1);
+    const uint32_t nt = get_arg_val<uint32_t>(2);
+    const uint32_t block_start = get_arg_val<uint32_t>(3);
+    const uint32_t block_count = get_arg_val<uint32_t>(4);
+    const uint32_t kb = get_arg_val<uint32_t>(5);
+    const uint32_t mb = get_arg_val<uint32_t>(6);
+    const uint32_t nb = get_arg_val<uint32_t>(7);
+    const uint32_t w = get_arg_val<uint32_t>(8);  // subblock width: 2 * w tiles fit in DST
+    const uint32_t blocks_n = get_arg_val<uint32_t>(9);
 
     compute_kernel_hw_startup<SrcOrder::Reverse>(cb_x, cb_w1, cb_out);
 
-    const uint32_t tile_end = tile_start + tile_count;
-    for (uint32_t t = tile_start; t < tile_end;) {
-        const uint32_t n0 = t % nt;
-        uint32_t g = nt - n0;
-        if (g > n_blk) g = n_blk;
-        if (g > tile_end - t) g = tile_end - t;
-
-        tile_regs_acquire();
-        for (uint32_t k0 = 0; k0 < kt; k0 += k_blk) {
-            cb_wait_front(cb_x, k_blk);
-            cb_wait_front(cb_w1, k_blk * n_blk);
-            cb_wait_front(cb_w3, k_blk * n_blk);
-            reconfig_data_format(cb_w1, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
-            matmul_init(cb_x, cb_w1);
-            for (uint32_t i = 0; i < k_blk; ++i) {
-                for (uint32_t j = 0; j < g; ++j) {
-                    matmul_tiles(cb_x, cb_w1, i, i * n_blk + j, j);
+    for (uint32_t b = block_start; b < block_start + block_count; ++b) {
+        const SwigluBlock blk = swiglu_block(b, blocks_n, mt, nt, mb, nb);
+        for (uint32_t k0 = 0; k0 < kt; k0 += kb) {
+            const bool first = k0 == 0;
+            const bool last = k0 + kb == kt;
+            cb_wait_front(cb_x, mb * kb);
+            cb_wait_front(cb_w1, kb * nb);
+            cb_wait_front(cb_w3, kb * nb);
+            for (uint32_t r = 0; r < blk.rows; ++r) {
+                for (uint32_t j0 = 0; j0 < blk.cols; j0 += w) {
+                    const uint32_t ws = blk.cols - j0 < w ? blk.cols - j0 : w;
+                    tile_regs_acquire();
+                    if (!first) {
+                        reload(cb_part_gate, 0, ws);
+                        reload(cb_part_up, w, ws);
+                    }
+                    reconfig_data_format(cb_w1, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
+                    matmul_block_init(cb_x, cb_w1, 0, ws, 1, kb);
+                    for (uint32_t i = 0; i < kb; ++i) {
+                        matmul_block(cb_x, cb_w1, r * kb + i, i * nb + j0, 0, 0, ws, 1, kb);
+                    }
+                    reconfig_data_format(cb_w3, cb_x);
+                    matmul_block_init(cb_x, cb_w3, 0, ws, 1, kb);
+                    for (uint32_t i = 0; i < kb; ++i) {
+                        matmul_block(cb_x, cb_w3, r * kb + i, i * nb + j0, w, 0, ws, 1, kb);
+                    }
+                    if (last) {
+                        silu_tile_init();
+                        for (uint32_t j = 0; j < ws; ++j) {
+                            silu_tile(j);
+                        }
+                        mul_binary_tile_init();
+                        for (uint32_t j = 0; j < ws; ++j) {
+                            mul_binary_tile(j, w + j, j);
+                        }
+                    }
+                    tile_regs_commit();
+                    tile_regs_wait();
+                    if (last) {
+                        pack_pages(0, ws, cb_out);
+                    } else {
+                        pack_pages(0, ws, cb_part_gate);
+                        pack_pages(w, ws, cb_part_up);
+                    }
+                    tile_regs_release();
                 }
             }
-            reconfig_data_format(cb_w3, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
-            matmul_init(cb_x, cb_w3);
-            for (uint32_t i = 0; i < k_blk; ++i) {
-                for (uint32_t j = 0; j < g; ++j) {
-                    matmul_tiles(cb_x, cb_w3, i, i * n_blk + j, n_blk + j);
-                }
-            }
-            cb_pop_front(cb_x, k_blk);
-            cb_pop_front(cb_w1, k_blk * n_blk);
-            cb_pop_front(cb_w3, k_blk * n_blk);
+            cb_pop_front(cb_x, mb * kb);
+            cb_pop_front(cb_w1, kb * nb);
+            cb_pop_front(cb_w3, kb * nb);
         }
-        silu_tile_init();
-        for (uint32_t j = 0; j < g; ++j) {
-            silu_tile(j);
-        }
-        mul_binary_tile_init();
-        for (uint32_t j = 0; j < g; ++j) {
-            mul_binary_tile(j, n_blk + j, j);
-        }
-        tile_regs_commit();
-        tile_regs_wait();
-        pack_reconfig_data_format(cb_out);
-        for (uint32_t j = 0; j < g; ++j) {  // one page at a time: g varies, the output CB must not straddle
-            cb_reserve_back(cb_out, 1);
-            pack_tile(j, cb_out);
-            cb_push_back(cb_out, 1);
-        }
-        tile_regs_release();
-        t += g;
     }
 }

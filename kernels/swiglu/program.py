@@ -17,6 +17,46 @@ from tilegraph.errors import ShapeError
 SWIGLU_MAX_K_BLOCK_TILES = 8  # K tiles per reader push; 2 blocks per input CB keep reader and compute overlapped
 
 
+# Output block candidates (tiles), within description.L1_CB_BUDGET; see _choose_blocks.
+SWIGLU_BLOCK_CANDIDATES = (1, 2, 4, 8)
+
+
+def _swiglu_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb):
+    cbs = [_prog.CBSpec(index=0, data_format=dtype, num_pages=2 * mb * kb, core_ranges=ranges)]
+    cbs += [_prog.CBSpec(index=i, data_format=weight_dtype, num_pages=2 * kb * nb, core_ranges=ranges) for i in (1, 2)]
+    cbs.append(_prog.CBSpec(index=16, data_format=out_dtype, num_pages=2, core_ranges=ranges))
+    if kt > kb:  # partial sums between K blocks
+        cbs += [_prog.CBSpec(index=i, data_format="float32", num_pages=mb * nb, core_ranges=ranges) for i in (24, 25)]
+    return cbs
+
+
+# Cycles per output tile, for choosing the block: the two HiFi4 tile matmuls per K tile (2 x 64 cycles,
+# tech_reports/GEMM_FLOPS/GEMM_FLOPS.md), and one 2 KB tile read from DRAM per K tile at a core's share of an
+# n150's DRAM (288 GB/s / 64 cores / 1 GHz = 4.5 B/cycle, tech_reports/FlashAttention/FlashAttention.md).
+SWIGLU_MATH_CYCLES_PER_K_TILE = 128
+SWIGLU_DRAM_CYCLES_PER_K_TILE = 2048 / 4.5
+
+
+def _choose_blocks(mt, nt, kt, kb, cores, cb_bytes):
+    """Output block (mb, nb) in tiles, within the L1 budget: the least time of the busiest core, taking the larger
+    of its matmul time and its share of the DRAM reads (x once per block column, W1 and W3 once per block row:
+    1/nb + 2/mb reads per output tile and K tile), then fewer reads."""
+    best = None
+    for mb in SWIGLU_BLOCK_CANDIDATES:
+        for nb in SWIGLU_BLOCK_CANDIDATES:
+            if (mb > 1 and mb // 2 >= mt) or (nb > 1 and nb // 2 >= nt) or cb_bytes(mb, nb) > _prog.L1_CB_BUDGET:
+                continue
+            blocks = -(-mt // mb) * -(-nt // nb)
+            busiest = -(-blocks // cores) * min(mb, mt) * min(nb, nt)
+            reads = 1 / min(nb, nt) + 2 / min(mb, mt)
+            cost = max(busiest * SWIGLU_MATH_CYCLES_PER_K_TILE,
+                       mt * nt / min(cores, blocks) * reads * SWIGLU_DRAM_CYCLES_PER_K_TILE)
+            key = (cost, reads, -mb)
+            if best is None or key < best[0]:
+                best = (key, mb, nb)
+    return best[1], best[2]
+
+
 def swiglu_program(
     m: int,
     k: int,
@@ -25,39 +65,48 @@ def swiglu_program(
     *,
     grid=(8, 8),
     out_dtype: str = "bfloat16",
-    max_k_block: int = SWIGLU_MAX_K_BLOCK_TILES,
     weight_dtype: str | None = None,
+    max_k_block: int = SWIGLU_MAX_K_BLOCK_TILES,
     max_n_block: int | None = None,
+    block: tuple[int, int] | None = None,
+    math_fidelity: str = "HiFi4",
 ) -> _prog.ProgramDescription:
-    """Fused SwiGLU out[M, N] = silu(x W1) * (x W3) for x [M, K], W1/W3 [K, N]; output tiles split over the grid.
+    """Fused SwiGLU out[M, N] = silu(x W1) * (x W3) for x [M, K], W1/W3 [K, N]; output blocks split over the grid.
 
-    Each core owns a contiguous range of output tiles (row-major over [M/32, N/32]), taken in subblocks of up to
-    n_blk tiles of one row (x is read once per subblock); both matmuls accumulate in DST over all of K (2 * n_blk
-    DST tiles) and the gate is applied there, so the [M, N] gate/up products never reach DRAM.
-    Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0 in the dropped padding).
-    weight_dtype: device format of W1 / W3 (default: dtype), e.g. bfloat8_b weights with bfloat16 activations."""
+    The output tiles are cut into mb x nb blocks (`block`, default: _choose_blocks); each core owns a contiguous
+    range of blocks and computes each K block of a block from one read of its x and W tiles, reused from L1 for
+    every output subblock (one row of up to w = min(max_n_block, DST/2) tiles, both matmuls accumulating in DST);
+    fp32 partial sums wait in L1 between K blocks (reloaded exactly). The gate is applied in DST, so the [M, N]
+    gate/up products never reach DRAM. Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0).
+    weight_dtype: device format of W1 / W3 (default: dtype), e.g. bfloat8_b weights with bfloat16 activations.
+    math_fidelity: of the matmuls (the fuzz tolerances are derived for HiFi4, the default)."""
     m, k, n = int(m), int(k), int(n)
     weight_dtype = weight_dtype or dtype
     if min(m, k, n) < 1:
         raise ShapeError(f"op 'swiglu': M={m}, K={k}, N={n} must all be >= 1")
     mt, kt, nt = _host.tiles(m), _host.tiles(k), _host.tiles(n)
-    k_blk = _host.largest_divisor_at_most(kt, max_k_block)
-    config = _prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True)
-    n_blk = max(1, min(nt, config.dst_tiles // 2, max_n_block or nt))
-    split = _host.split_work(mt * nt, grid[0] * grid[1])
+    kb = _host.largest_divisor_at_most(kt, max_k_block)
+    config = _prog.ComputeConfig(math_fidelity=math_fidelity, fp32_dest_acc_en=True,
+                                 unpack_to_dest_fp32=(24, 25) if kt > kb else ())  # exact reload of partials
+    w = max(1, min(nt, config.dst_tiles // 2, max_n_block or nt))
+
+    def cb_bytes(mb, nb):
+        return sum(c.num_pages * c.page_size for c in _swiglu_cbs((), dtype, weight_dtype, out_dtype, kt, kb, mb, nb))
+
+    mb, nb = block or _choose_blocks(mt, nt, kt, kb, grid[0] * grid[1], cb_bytes)
+    blocks_n = -(-nt // nb)
+    split = _host.split_work(-(-mt // mb) * blocks_n, grid[0] * grid[1])
     cores = _host.grid_cores(grid, len(split))
     ranges = _host.core_ranges(cores)
     tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), weight_dtype),
                _prog.TensorSpec("w3", (k, n), weight_dtype), _prog.TensorSpec("out", (m, n), out_dtype, "output")]
-    cbs = [_prog.CBSpec(index=0, data_format=dtype, num_pages=2 * k_blk, core_ranges=ranges)]
-    cbs += [_prog.CBSpec(index=i, data_format=weight_dtype, num_pages=2 * k_blk * n_blk, core_ranges=ranges) for i in (1, 2)]
-    cbs.append(_prog.CBSpec(index=16, data_format=out_dtype, num_pages=2, core_ranges=ranges))
+    cbs = _swiglu_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb)
     addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
     reader_rt, compute_rt, writer_rt = {}, {}, {}
     for core, (start, count) in zip(cores, split):
-        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), kt, nt, start, count, k_blk, n_blk)
-        compute_rt[core] = (kt, nt, start, count, k_blk, n_blk)
-        writer_rt[core] = (addr("out"), start, count)
+        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), kt, mt, nt, start, count, kb, mb, nb, blocks_n)
+        compute_rt[core] = (kt, mt, nt, start, count, kb, mb, nb, w, blocks_n)
+        writer_rt[core] = (addr("out"), mt, nt, start, count, mb, nb, blocks_n)
     kernels = [
         _prog.KernelSpec("reader", "swiglu/reader.cpp", ranges, (cta("x"), cta("w1"), cta("w3")), {}, reader_rt),
         _prog.KernelSpec("compute", "swiglu/compute.cpp", ranges, (), {}, compute_rt),

@@ -28,6 +28,7 @@
 #include "datapath.h"
 #include "sfpu.h"
 #include "formats.h"
+#include "perf_counters.h"
 
 namespace tgemu {
 
@@ -123,6 +124,7 @@ struct Thread {
     uint32_t pack_mask = 0;                          // 1 + ReduceDim while reduce_init's packer edge masks apply
     uint32_t sfpu_kind = ~0u;                        // the last SFPU init
     ConfigState cfg;                                 // unpacker / math / packer configuration
+    PerfCounters perf;                               // what this thread did, for the performance model
 };
 
 struct Machine {
@@ -239,6 +241,7 @@ void block_until(uint32_t cbi, const std::function<bool()>& pred, const std::str
     std::unique_lock<std::mutex> lk(M.mu);
     if (pred()) return;
     T->blocked = true;
+    T->perf.add(perf_cb(cbi, desc.substr(0, desc.find('(')).c_str()) + ".blocked");
     T->wait_desc = desc;
     T->wait_cb = int(cbi);
     T->wait_pred = pred;
@@ -298,6 +301,20 @@ uint8_t* noc_ptr(uint64_t a, uint32_t size, const char* api) {
 
 bool overlaps(uint8_t* a, uint32_t an, uint8_t* b, uint32_t bn) { return a < b + bn && b < a + an; }
 
+// Performance counters of one NoC transfer: bytes and count by endpoint kind, DRAM bytes by page class (bank).
+void perf_noc(const char* dir, uint64_t remote, uint32_t size) {
+    std::string key = std::string("noc.") + dir + ((remote & L1_NOC_BIT) ? ".l1" : ".dram");
+    T->perf.add(key + ".bytes", size);
+    T->perf.add(key + ".n");
+    if (remote & L1_NOC_BIT) return;
+    for (auto& t : M.tensors)
+        if (remote >= t->addr && remote < t->addr + t->data.size()) {
+            uint64_t page = (remote - t->addr) / t->page_size;
+            T->perf.add("dram.page_class." + std::to_string(page % PERF_DRAM_PAGE_CLASSES) + ".bytes", size);
+            return;
+        }
+}
+
 // ---------------------------------------------------------------- compute helpers
 void need_dst(uint32_t idst, const char* api, bool pack) {
     check_abort();
@@ -338,6 +355,7 @@ const uint8_t* waited_tile(uint32_t cbi, uint32_t itile, const char* api) {
     if (cb.page_size != tile_bytes(cb.fmt))
         failf("%s: %s has %u-byte pages, not one %u-byte tile of its format", api, cbname(cbi).c_str(), cb.page_size,
               tile_bytes(cb.fmt));
+    T->perf.add(std::string("unpack.") + perf_fmt(cb.fmt));
     return cb.base + size_t(cb.rd_page + itile) * cb.page_size;
 }
 
@@ -511,6 +529,7 @@ void check_cb(uint32_t cb, const char* api) { get_cb(cb, api); }
 
 void cb_reserve_back(uint32_t i, uint32_t n) {
     CB& cb = get_cb(i, "cb_reserve_back");
+    T->perf.max(perf_cb(i, "reserve_max"), n);
     if (n > cb.num_pages)
         failf("cb_reserve_back(%u, %u): %s holds only %u pages; this can never succeed", i, n, cbname(i).c_str(),
               cb.num_pages);
@@ -525,6 +544,7 @@ void cb_reserve_back(uint32_t i, uint32_t n) {
 
 void cb_push_back(uint32_t i, uint32_t n) {
     CB& cb = get_cb(i, "cb_push_back");
+    T->perf.add(perf_cb(i, "pushed"), n);
     std::lock_guard<std::mutex> lk(M.mu);
     if (n > cb.reserved)
         raise_locked(where(T) + ": cb_push_back(" + std::to_string(i) + ", " + std::to_string(n) + ") pushes more pages than " +
@@ -551,6 +571,7 @@ void cb_push_back(uint32_t i, uint32_t n) {
 
 void cb_wait_front(uint32_t i, uint32_t n) {
     CB& cb = get_cb(i, "cb_wait_front");
+    T->perf.max(perf_cb(i, "wait_max"), n);
     if (n > cb.num_pages)
         failf("cb_wait_front(%u, %u): %s holds only %u pages; this can never succeed", i, n, cbname(i).c_str(),
               cb.num_pages);
@@ -565,6 +586,7 @@ void cb_wait_front(uint32_t i, uint32_t n) {
 
 void cb_pop_front(uint32_t i, uint32_t n) {
     CB& cb = get_cb(i, "cb_pop_front");
+    T->perf.add(perf_cb(i, "popped"), n);
     std::lock_guard<std::mutex> lk(M.mu);
     if (n > cb.available())
         raise_locked(where(T) + ": cb_pop_front(" + std::to_string(i) + ", " + std::to_string(n) +
@@ -646,6 +668,7 @@ static void check_cb_region(uint8_t* p, uint32_t size, bool into, const char* ap
 void noc_read(uint64_t src, uint32_t dst_l1, uint32_t size) {
     check_abort();
     uint8_t* s = noc_ptr(src, size, "noc_async_read");
+    perf_noc("read", src, size);
     uint8_t* d = l1_ptr(dst_l1, size, "noc_async_read");
     check_cb_region(d, size, true, "noc_async_read");
     if (src & L1_NOC_BIT) {
@@ -660,16 +683,19 @@ void noc_write(uint32_t src_l1, uint64_t dst, uint32_t size) {
     check_abort();
     uint8_t* s = l1_ptr(src_l1, size, "noc_async_write");
     uint8_t* d = noc_ptr(dst, size, "noc_async_write");
+    perf_noc("write", dst, size);
     check_cb_region(s, size, false, "noc_async_write");
     std::memcpy(d, s, size);
     T->writes_in_flight.emplace_back(s, size);
 }
 void noc_read_barrier() {
     check_abort();
+    T->perf.add("noc.read_barrier");
     T->reads_in_flight.clear();
 }
 void noc_write_barrier() {
     check_abort();
+    T->perf.add("noc.write_barrier");
     T->writes_in_flight.clear();
 }
 
@@ -692,6 +718,7 @@ void dst_acquire() {
     if (T->dst_state != DST_IDLE) failf("tile_regs_acquire() while DST is still held: call tile_regs_release() first");
     dst_reset();
     T->dst_state = DST_MATH;
+    T->perf.add("dst.acquire");
 }
 void dst_commit() {
     check_abort();
@@ -744,6 +771,7 @@ void copy_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_fpu("copy_tile", K_COPY, 0, 0);
     need_src_format("copy_tile", SRC_A, cb, "input", "copy_tile unpacks its CB into SrcA: reconfig_data_format_srca");
     need_copy_path("copy_tile", cb);
+    T->perf.add("fpu.copy");
     if (M.unpack_to_dest[cb]) {
         // UnpackToDestFp32: the unpacker writes the float32 data into DST unchanged (no source register).
         const CB& c = core().cbs[cb];
@@ -765,6 +793,7 @@ void transpose_tile(uint32_t cb, uint32_t itile, uint32_t idst) {
     need_dst(idst, "transpose_tile", false);
     need_fpu("transpose_tile", K_TRANSPOSE, 0, 0);
     need_src_format("transpose_tile", SRC_A, cb, "input", "transpose_tile unpacks its CB into SrcA: reconfig_data_format_srca");
+    T->perf.add("fpu.transpose");
     uint32_t a[TILE_HW];
     unpack_src(cb, itile, a, "transpose_tile");
     for (int r = 0; r < 32; r++)
@@ -783,6 +812,7 @@ void binary_tiles(uint32_t op, uint32_t bcast, uint32_t cb0, uint32_t cb1, uint3
                                       {"add_tiles_bcast_rows", "sub_tiles_bcast_rows", "mul_tiles_bcast_rows"},
                                       {"add_tiles_bcast_scalar", "sub_tiles_bcast_scalar", "mul_tiles_bcast_scalar"}};
     api = names[bcast % 4][op % 3];
+    T->perf.add(std::string(bcast == BC_NONE ? "fpu.binary." : "fpu.bcast.") + perf_binary(op) + (op == OP_MUL ? std::string(".") + perf_fidelity(M.math_fidelity) : ""));
     if (bcast == BC_NONE) need_fpu(api, K_BINARY, op, 0);
     else need_fpu(api, K_BCAST, op, bcast);
     need_src_format(api, SRC_A, cb0, "in0", "eltwise binary and broadcast ops map in0 -> SrcA, in1 -> SrcB: reconfig_data_format(in0, in1)");
@@ -835,6 +865,7 @@ void fpu_init(uint32_t kind, uint32_t a, uint32_t b) {
     T->fpu_a = a;
     T->fpu_b = b;
     T->pack_mask = kind == K_REDUCE ? 1 + b : 0;
+    T->perf.add("init.fpu");
 }
 void reduce_uninit() {
     check_abort();
@@ -842,6 +873,7 @@ void reduce_uninit() {
 }
 void sfpu_init(uint32_t kind) {
     check_abort();
+    T->perf.add("init.sfpu");
     T->sfpu_kind = kind;
 }
 
@@ -876,6 +908,7 @@ void hw_startup(uint32_t srca_cb, uint32_t srcb_cb, uint32_t pack_cb, const char
 // trusted, so a stale `old` skips a needed reconfiguration -- as on a card.
 void unpack_reconfig(uint32_t reg, int old_cb, uint32_t new_cb, const char* api) {
     need_compute(api);
+    T->perf.add("init.reconfig");
     need_started(api);
     CB& nw = get_cb(new_cb, api);
     if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
@@ -883,6 +916,7 @@ void unpack_reconfig(uint32_t reg, int old_cb, uint32_t new_cb, const char* api)
 }
 void pack_reconfig(int old_cb, uint32_t new_cb, const char* api) {
     need_compute(api);
+    T->perf.add("init.reconfig");
     need_started(api);
     CB& nw = get_cb(new_cb, api);
     if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
@@ -906,6 +940,7 @@ uint32_t matmul_transpose() { return T->mm_transpose; }
 void matmul_tiles(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t idst, uint32_t transpose) {
     need_dst(idst, "matmul_tiles", false);
     need_fpu("matmul_tiles", K_MATMUL, 0, 0);
+    T->perf.add(std::string("fpu.matmul.") + perf_fidelity(M.math_fidelity));
     need_src_format("matmul_tiles", SRC_A, cb1, "in1", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     need_src_format("matmul_tiles", SRC_B, cb0, "in0", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     uint32_t a[TILE_HW], b[TILE_HW];
@@ -919,6 +954,7 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
     if (ct * rt == 0) failf("matmul_block: ct_dim %u x rt_dim %u is empty", ct, rt);
     need_dst(idst + ct * rt - 1, "matmul_block", false);
     need_fpu("matmul_block", K_MATMUL, 0, 0);
+    T->perf.add(std::string("fpu.matmul.") + perf_fidelity(M.math_fidelity), uint64_t(ct) * rt);
     need_src_format("matmul_block", SRC_A, cb1, "in1", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     need_src_format("matmul_block", SRC_B, cb0, "in0", "matmul maps in0 -> SrcB, in1 -> SrcA: reconfig_data_format(in1, in0)");
     uint32_t a[TILE_HW], b[TILE_HW];
@@ -938,6 +974,7 @@ void matmul_block(uint32_t cb0, uint32_t cb1, uint32_t t0, uint32_t t1, uint32_t
 void reduce_tile(uint32_t pool, uint32_t dim, uint32_t cb, uint32_t cbs, uint32_t itile, uint32_t its, uint32_t idst) {
     need_dst(idst, "reduce_tile", false);
     need_fpu("reduce_tile", K_REDUCE, pool, dim);
+    T->perf.add(pool == POOL_MAX ? std::string("fpu.reduce.max") : std::string("fpu.reduce.sum.") + perf_fidelity(M.math_fidelity));
     need_reduce_config(pool, dim, cb, cbs, its);
     uint32_t a[TILE_HW], s[TILE_HW];
     unpack_src(cb, itile, a, "reduce_tile");
@@ -1024,6 +1061,7 @@ void sfpu_unary(uint32_t op, uint32_t idst, float p, uint32_t vector_mode) {
     static const uint32_t scalar_ops[] = {U_ADD_SCALAR, U_SUB_SCALAR, U_MUL_SCALAR, U_DIV_SCALAR, U_RSUB_SCALAR};
     bool is_scalar = std::find(std::begin(scalar_ops), std::end(scalar_ops), op) != std::end(scalar_ops);
     need_sfpu("SFPU op", is_scalar ? SFPU_SCALAR : op == U_EXP_APPROX ? U_EXP : op);
+    T->perf.add("sfpu." + perf_unary(op) + ".faces", vector_mode == 1 || vector_mode == 2 ? 2 : 4);
     float* d = dst_tile(idst);
     // VectorMode: R = faces 0 and 1 (top rows), C = faces 0 and 2 (left columns), RC = all faces.
     for (int r = 0; r < 32; r++)
@@ -1041,6 +1079,7 @@ void sfpu_binary(uint32_t op, uint32_t i0, uint32_t i1, uint32_t o) {
     need_dst(i1, "SFPU binary op", false);
     need_dst(o, "SFPU binary op", false);
     need_sfpu("SFPU binary op", SFPU_BINARY + op);
+    T->perf.add("sfpu.binary_" + perf_binary(op) + ".faces", 4);
     float* a = dst_tile(i0);
     float* b = dst_tile(i1);
     float* d = dst_tile(o);
@@ -1064,6 +1103,7 @@ void pack_tile(uint32_t idst, uint32_t cbi, uint32_t out_index, bool out_of_orde
     need_dst(idst, "pack_tile", true);
     need_pack_format("pack_tile", cbi);
     CB& cb = get_cb(cbi, "pack_tile");
+    T->perf.add(std::string("pack.") + perf_fmt(cb.fmt));
     uint32_t pos = out_of_order ? out_index : cb.pack_seq;
     if (pos >= cb.reserved)
         failf("pack_tile(%u, %u): writes tile %u of the reserved region of %s, but only %u pages were reserved "
@@ -1199,6 +1239,7 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
     std::vector<Loaded> kernels;
     std::vector<std::string> kernel_names;
     std::string line;
+    std::string perf_path;  // where the performance counters go ("perf<TAB>PATH"; none without it)
     try {
         std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>> cb_lines;
         std::vector<std::pair<uint32_t, uint32_t>> core_list;
@@ -1221,6 +1262,7 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
                 }
             }
             else if (kw == "timeout_s") ls >> M.timeout_s;
+            else if (kw == "perf") perf_path = tab_fields(line).back();
             else if (kw == "tensor") {
                 auto t = std::make_unique<Tensor>();
                 std::string fmt;
@@ -1357,6 +1399,18 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
         if (t->out_path == "-") continue;
         std::ofstream f(t->out_path, std::ios::binary);
         f.write(reinterpret_cast<const char*>(t->data.data()), t->data.size());
+    }
+    if (!perf_path.empty()) {
+        std::FILE* f = std::fopen(perf_path.c_str(), "w");
+        if (!f) {
+            write_err("cannot write the performance counters to " + perf_path);
+            return 2;
+        }
+        for (auto& t : M.threads) {
+            std::fprintf(f, "thread %u %u %s %s\n", t->core->x, t->core->y, t->role.c_str(), t->kernel.c_str());
+            t->perf.write(f);
+        }
+        std::fclose(f);
     }
     return 0;
 }
