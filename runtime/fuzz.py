@@ -243,7 +243,7 @@ CASE_FIELDS = {
 }  # fmt: skip
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
-OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": {"window"}}
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": {"window"}, "attention_bwd": {"window"}}
 
 
 def _field_error(name: str, rule: tuple, value) -> str | None:

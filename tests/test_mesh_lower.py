@@ -7,7 +7,6 @@ from tilegraph.graph import Graph
 from tilegraph.graph.autodiff import training_step
 from tilegraph.graph.meshes import get_mesh
 from tilegraph.graph.passes.cost import estimate
-from tilegraph.graph.passes.fuse import fuse
 from tilegraph.graph.passes.plan_memory import Precision, plan_memory
 from tilegraph.graph.passes.shard import shard
 
@@ -21,7 +20,8 @@ def test_lower_prints_steps_memory_and_time_and_writes_json(capsys, tmp_path):
     out = capsys.readouterr().out
     data = json.loads(path.read_text())
     # one table row per step, in the planned order, with shard shapes, placement, implementation, bytes, time
-    sharded = shard(fuse(training_step("specs/nano-trickster.yaml", 4, 64)), "t3k")  # compile fuses first
+    # lower compiles with fuse_swiglu=False (tt-metal's Llama runs the gate as linear, linear, mul)
+    sharded = shard(training_step("specs/nano-trickster.yaml", 4, 64), "t3k")
     assert len(data["steps"]) == len(sharded.nodes)
     assert "ttnn:all_reduce(cluster_axis=1)" in out and "ttnn:all_reduce(cluster_axis=0)" in out
     first_linear = next(s for s in data["steps"] if s["op"] == "linear")
