@@ -7,15 +7,18 @@
   key and value into a cache of `context` positions and attends over the whole cache (attention_decode), so the
   attention cost follows the context. Logits [batch, 1, vocab].
 
-The block is the one of graph/build.py (same parameter names, same ops: pre-norm, RoPE, GQA, SwiGLU), so a trained
-checkpoint runs here unchanged and tests check that prefill's and decode's logits equal the training forward's.
+The block is the one of graph/build.py (same parameter names and the same helpers for norms, biased linears, the
+MLP kinds and MoE), so a trained checkpoint runs here unchanged and tests check that prefill's and decode's logits
+equal the training forward's. Positions: rope (offset by the cache position) or none; absolute position tables and
+ALiBi have no KV-cache path yet and are refused by name. A sliding window W keeps a rolling KV cache of W positions
+(as Mistral does): decode over a longer context reads W cached tokens, and prefill attends within the window.
 """
 
 from __future__ import annotations
 
 import math
 
-from tilegraph.graph.build import param_shapes
+from tilegraph.graph.build import _linear, _mlp, _moe_mlp, _norm, param_shapes
 from tilegraph.graph.ir import Graph, Value
 from tilegraph.graph.spec import ModelSpec, load_spec
 
@@ -35,14 +38,16 @@ def _block_stack(
 ) -> Value:
     """The decoder layers over `positions` new tokens at absolute positions start..; caches of cache_len."""
     nh, nkv, D = spec.num_heads, spec.num_kv_heads, spec.head_dim
+    aux_losses: list = []  # MoE routing losses: not part of an inference step's outputs
     for i in range(spec.num_layers):
         L = f"layers.{i}."
-        h = g.call("rmsnorm", x, p[L + "attn_norm"], eps=spec.norm_eps, name=L + "attn_in")
-        q = g.call("linear", h, p[L + "wq"], name=L + "q")
-        k = g.call("linear", h, p[L + "wk"], name=L + "k")
-        v = g.call("linear", h, p[L + "wv"], name=L + "v")
-        q = g.call("rope", q, heads=nh, base=spec.rope_base, offset=start, name=L + "q_rope")
-        k = g.call("rope", k, heads=nkv, base=spec.rope_base, offset=start, name=L + "k_rope")
+        h = _norm(g, spec, p, x, L + "attn_norm", L + "attn_in")
+        q = _linear(g, spec, p, h, L + "wq", L + "q")
+        k = _linear(g, spec, p, h, L + "wk", L + "k")
+        v = _linear(g, spec, p, h, L + "wv", L + "v")
+        if spec.positions == "rope":
+            q = g.call("rope", q, heads=nh, base=spec.rope_base, offset=start, name=L + "q_rope")
+            k = g.call("rope", k, heads=nkv, base=spec.rope_base, offset=start, name=L + "k_rope")
         caches = []
         for what, new in (("k", k), ("v", v)):
             cache = g.state(f"kv.{i}.{what}", (batch, cache_len, nkv * D), x.type.dtype)
@@ -52,22 +57,21 @@ def _block_stack(
         scale = 1.0 / math.sqrt(D)
         if start == 0 and positions == cache_len:  # whole prefill: the prompt attends to itself (flash attention)
             o, _lse = g.call(
-                "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=scale, name=L + "attn"
+                "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=scale,
+                window=spec.attention_window, name=L + "attn"
             )
         else:
             o = g.call("attention_decode", q, *caches, heads=nh, kv_heads=nkv, scale=scale, start=start,
                        name=L + "attn")  # fmt: skip
-        x = g.call("add", x, g.call("linear", o, p[L + "wo"], name=L + "attn_out"), name=L + "resid_attn")
-        h = g.call("rmsnorm", x, p[L + "mlp_norm"], eps=spec.norm_eps, name=L + "mlp_in")
-        gate = g.call("linear", h, p[L + "w1"], name=L + "gate")
-        up = g.call("linear", h, p[L + "w3"], name=L + "up")
-        act = g.call("silu_mul", gate, up, name=L + "swiglu")
-        x = g.call("add", x, g.call("linear", act, p[L + "w2"], name=L + "mlp_out"), name=L + "resid_mlp")
+        x = g.call("add", x, _linear(g, spec, p, o, L + "wo", L + "attn_out"), name=L + "resid_attn")
+        h = _norm(g, spec, p, x, L + "mlp_norm", L + "mlp_in")
+        y = _moe_mlp(g, spec, p, L, h, aux_losses) if spec.moe is not None else _mlp(g, spec, p, h, L)
+        x = g.call("add", x, y, name=L + "resid_mlp")
     return x
 
 
 def _logits(g: Graph, spec: ModelSpec, p: dict, x: Value) -> Value:
-    h = g.call("rmsnorm", x, p["final_norm"], eps=spec.norm_eps, name="final")
+    h = _norm(g, spec, p, x, "final_norm", "final")
     if spec.tie_embeddings:
         return g.call("linear", h, p["tok_embedding"], transpose_w=True, name="logits")
     return g.call("linear", h, p["lm_head"], name="logits")
@@ -75,6 +79,9 @@ def _logits(g: Graph, spec: ModelSpec, p: dict, x: Value) -> Value:
 
 def _graph(spec, batch: int, positions: int, start: int, dtype: str, mode: str, cache_len: int | None = None) -> Graph:
     spec = load_spec(spec)
+    if spec.positions not in ("rope", "none"):
+        raise ShapeError(f"spec {spec.name!r}: positions: {spec.positions} has no KV-cache ({mode}) path yet; lower "
+                         f"it with --mode train, or use positions: rope")  # fmt: skip
     cache_len = start + positions if cache_len is None else cache_len
     g = Graph(f"{spec.name}.{mode}")
     tokens = g.input("tokens", (batch, positions), "int32")
@@ -117,4 +124,6 @@ def decode(spec: ModelSpec | str, batch: int, context: int, dtype: str = "float3
     if context > spec.max_seq_len:
         raise ShapeError(f"--context {context} is longer than max_seq_len {spec.max_seq_len} of spec {spec.name!r}; "
                          f"use --context <= {spec.max_seq_len}")  # fmt: skip
+    if spec.attention_window is not None and context > spec.attention_window:
+        context = spec.attention_window  # the rolling cache holds the last W positions: that is what a step reads
     return _graph(spec, batch, 1, context - 1, dtype, "decode")

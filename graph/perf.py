@@ -34,11 +34,11 @@ FIDELITY_CLASSES = ("mlp", "attention_proj", "attention", "lm_head")
 def weight_group(param: str) -> str:
     """Tensor group of a parameter (or of its optimizer moment, `adam_m:<param>`)."""
     leaf = param.split(":", 1)[-1].rsplit(".", 1)[-1]
-    if leaf in ("wq", "wk", "wv", "wo"):
+    if leaf in ("wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo"):
         return "attention"
-    if leaf in ("w1", "w2", "w3"):
-        return "mlp"
-    if leaf in ("lm_head", "tok_embedding"):
+    if leaf in ("w1", "w2", "w3", "b1", "b2", "b3", "router", "expert_w1", "expert_w2", "expert_w3"):
+        return "mlp"  # MoE experts and their router are the block's MLP
+    if leaf in ("lm_head", "tok_embedding", "pos_embedding"):
         return "lm_head" if leaf == "lm_head" else "embedding"
     return "norm"
 

@@ -73,3 +73,23 @@ def test_chunked_prefill_writes_the_same_cache_and_logits():
     for k in ref_state:
         if k.startswith("kv."):
             np.testing.assert_allclose(state[k], ref_state[k], rtol=1e-10, atol=1e-12)
+
+
+def test_windowed_prefill_equals_the_forward_and_decode_reads_a_rolling_cache_of_the_window():
+    """attention_window: prefill attends within the window (last-token logits equal the training forward's); a
+    decode step beyond the window reads a cache of W positions, as a rolling-buffer cache does."""
+    from tilegraph.graph import build, init_params, load_spec
+    from tilegraph.graph.inference import decode, prefill
+
+    from tilegraph.compiler import compile
+
+    spec = {"name": "win", "vocab_size": 32, "hidden_size": 16, "num_layers": 1, "num_heads": 2, "mlp_hidden": 24,
+            "max_seq_len": 64, "attention_window": 5}
+    params = init_params(spec, seed=0, dtype="float64")
+    tokens = np.random.default_rng(0).integers(0, 32, (2, 12)).astype(np.int32)
+    full = compile(build(spec, 2, 12, dtype="float64"))
+    want = full.run(full.init_state(params), {"tokens": tokens, "targets": tokens})["logits"][:, -1:]
+    pre = compile(prefill(spec, 2, 12, "float64"))
+    got = pre.run(pre.init_state(params), {"tokens": tokens})["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert decode(load_spec(spec), 2, 40, "float64").value("kv.0.k").shape == (2, 5, 16)

@@ -163,13 +163,17 @@ class Plan:
         node = next((n for n in graph.nodes if n.op == "moe_experts"), None)
         if node is None or self.tp == 1:
             return False
-        experts, seq = node.inputs[2].shape[0], node.inputs[0].shape[1]
-        if experts % self.tp or seq % self.tp:
-            self.note(f"fallback: MoE experts replicated over TP {self.tp} (experts {experts} and seq {seq} must "
-                      f"both divide by it for expert parallelism)")
+        experts, (batch, seq) = node.inputs[2].shape[0], node.inputs[0].shape[:2]
+        # Tokens split by sequence; a decode step (one token per user) splits its users instead, when no DP axis
+        # splits them already.
+        self.moe_token_dim = 1 if seq % self.tp == 0 else 0 if self.dp == 1 and batch % self.tp == 0 else None
+        if experts % self.tp or self.moe_token_dim is None:
+            self.note(f"fallback: MoE experts replicated over TP {self.tp} (experts {experts} and seq {seq} -- or, "
+                      f"without DP, batch {batch} -- must divide by it for expert parallelism)")
             return False
+        by = "sequence" if self.moe_token_dim == 1 else "user (batch)"
         self.note(f"MoE: expert parallel, {experts // self.tp} of {experts} experts per device of TP axis "
-                  f"{self.tp_axis}; tokens split by sequence, all_to_all dispatch and combine")
+                  f"{self.tp_axis}; tokens split by {by}, all_to_all dispatch and combine")
         return True
 
     def tp_param(self, name: str, shape: tuple[int, ...]):
@@ -447,7 +451,7 @@ class _Sharder:
             out[tp] = on_tp
             return tuple(out)
 
-        tok = Shard(1)
+        tok = Shard(plan.moe_token_dim)
         on_tp = [tok, tok, Shard(0), Shard(0), Shard(0)] + ([tok] if bwd else [])
         new = [self.get(v, pl(on_tp[i], rule_in[i])) for i, v in enumerate(node.inputs)]
         h, gates, w1, w3, w2 = new[:5]
