@@ -12,7 +12,9 @@ The SwiGLU MLP gate, forward and (in training graphs) backward:
 The forward applies where `a` and `b` are read by nothing but the silu_mul (forward and inference graphs) or by
 the silu_mul and exactly the silu_mul_bwd above (training graphs: then both rewrites apply together, so the
 backward recomputes a and b from h inside its kernel instead of keeping them from the forward). No value that
-disappears may be a graph output. It runs in every compile (tilegraph.compiler.PASSES).
+disappears may be a graph output. It runs in every compile (tilegraph.compiler.PASSES). With backward=False the
+training-graph rewrite is skipped (the numpy backend: there keeping a and b costs memory, recomputing them costs
+two GEMMs per layer, about a tenth of a nano-trickster training step).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def _swiglu_bwd_match(bwd: Node, h, w1, w3, users, outputs):
     return (lin_a, wg_a, lin_b, wg_b, add), (add.outputs[0], wg_a.outputs[0], wg_b.outputs[0])
 
 
-def fuse(graph: Graph) -> Graph:
+def fuse(graph: Graph, backward: bool = True) -> Graph:
     users = graph.users()
     outputs = set(graph.outputs.values()) | set(graph.updates.values())
     # id(node) -> (new op, its inputs, the old output values it takes over), at that node's position.
@@ -88,7 +90,7 @@ def fuse(graph: Graph) -> Graph:
             continue
         if not others:  # forward / inference graph
             pass
-        elif len(others) == 1 and others[0].op == "silu_mul_bwd" and others[0].inputs[:2] == (a, b):
+        elif backward and len(others) == 1 and others[0].op == "silu_mul_bwd" and others[0].inputs[:2] == (a, b):
             bwd = others[0]
             mb = _swiglu_bwd_match(bwd, h, w1, w3, users, outputs)
             if mb is None:
