@@ -226,16 +226,9 @@ class AttentionBwdKernel(KernelOp):
 
     def case_strategy(self, common, small):
         from hypothesis import strategies as st
+        from tilegraph.kernels.attention.program import attention_case_fields
 
-        return st.fixed_dictionaries({
-            **common,
-            "scale": st.sampled_from([0.3, 1.0, 3.0]),
-            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
-            "kv_heads": st.integers(1, 2),
-            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
-            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
-            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
-        })
+        return st.fixed_dictionaries(attention_case_fields(common, small))
 
     def make_inputs(self, case, rng, randn, grid):
         """(q, k, v, o, lse, do) with o and lse the float64 forward of q, k, v (rounded to float32), do random."""

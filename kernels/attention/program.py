@@ -172,6 +172,21 @@ def attention_device_outputs(outputs: dict, q_shape, heads: int) -> list:
     return [np.ascontiguousarray(o), np.ascontiguousarray(outputs["lse"][:, :, :s, 0])]
 
 
+def attention_case_fields(common: dict, small: bool) -> dict:
+    """The fuzz-case fields attention and attention_bwd share (shapes, GQA, causal, chunks, scale), as strategies."""
+    from hypothesis import strategies as st
+
+    return {
+        **common,
+        "scale": st.sampled_from([0.3, 1.0, 3.0]),
+        "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
+        "kv_heads": st.integers(1, 2),
+        "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+        "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
+        "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+    }
+
+
 @register_kernel_op
 class AttentionKernel(KernelOp):
     name = "attention"
@@ -201,13 +216,7 @@ class AttentionKernel(KernelOp):
         from hypothesis import strategies as st
 
         return st.fixed_dictionaries({
-            **common,
-            "scale": st.sampled_from([0.3, 1.0, 3.0]),
-            "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
-            "kv_heads": st.integers(1, 2),
-            "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
-            "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
-            "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+            **attention_case_fields(common, small),
             # sliding window (used when causal): below, at and across tile and chunk sizes
             "window": st.sampled_from([None, None, 1, 7, 32, 45, 64, 100]),
         })
