@@ -4,7 +4,8 @@ Steps the place pass put on `kernel:<op>` (ops with custom kernels, kernels/regi
 their ProgramDescription and running the C++ kernels in kernels/emu on the host, in the device data format and on
 the core grid of the Program's device options (`program.device`, from the compile Target); results are cast back to
 the step's float32 buffers. Every other step runs as the numpy backend runs it (`numpy` or `reference`);
-`fallback_steps()` lists them, so nothing falls back silently.
+`fallback_steps()` lists them, so nothing falls back silently. A sharded Program (compiled for a mesh) runs SPMD on
+the virtual mesh: each kernel step once per device on that device's shard (runtime/mesh_backend.py SpmdExecutor).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from tilegraph.kernels.registry import DeviceOptions
 from tilegraph.runtime import numpy_backend
 from tilegraph.runtime.kernel_ops import run_kernel_op
+from tilegraph.runtime.mesh_backend import SpmdExecutor
 
 
 def _kernel_call(op_name: str, opts: DeviceOptions):
@@ -23,7 +25,11 @@ def _kernel_call(op_name: str, opts: DeviceOptions):
     return run
 
 
-class Executor(numpy_backend.Executor):
+def Executor(program):  # noqa: N802 - the backend module's constructor (runtime/program.py BACKENDS)
+    return SpmdExecutor(program) if program.graph.mesh is not None else HostExecutor(program)
+
+
+class HostExecutor(numpy_backend.Executor):
     def __init__(self, program):
         self.kernel_steps: list[str] = []
         self.numpy_steps: list[str] = []

@@ -59,19 +59,20 @@ def join_axis(pieces: list[np.ndarray], p) -> np.ndarray:
 
 
 class MeshExecutor:
-    """Executes a graph from graph.passes.shard on a virtual mesh of len(mesh) numpy 'devices'."""
+    """Executes a graph from graph.passes.shard on a virtual mesh of len(mesh) numpy 'devices' (an unsharded graph
+    on one device); `nodes` orders the nodes (default: the graph's). Subclasses change how a node runs (`compute`,
+    `communicate`) and how inputs are cut (`scatter`); the dataflow is this class's."""
 
-    def __init__(self, graph: Graph):
-        mesh = graph.mesh  # set by the shard pass; Graph.copy keeps it
-        if mesh is None:
-            raise DeviceError(f"graph {graph.name!r} is not sharded; compile it with "
-                              f"Target(backend=\"mesh\", mesh=...) or run graph.passes.shard.shard(graph, mesh) first")
-        self.graph, self.mesh = graph, mesh
-        self.shape = mesh.shape
+    def __init__(self, graph: Graph, nodes=None):
+        self.graph, self.mesh = graph, graph.mesh  # set by the shard pass; Graph.copy keeps it
+        self.shape = tuple(self.mesh.shape) if self.mesh is not None else (1, 1)
         self.devices = [(i, j) for i in range(self.shape[0]) for j in range(self.shape[1])]
+        self.nodes = list(nodes) if nodes is not None else list(graph.nodes)
 
     # -- distribution --------------------------------------------------------------------------------------------
     def scatter(self, v: Value, arr: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+        if v.sharding is None:
+            return {(0, 0): arr}
         p0, p1 = v.sharding.placements
         out = {}
         for i, row in enumerate(split_axis(arr, p0, self.shape[0])):
@@ -80,6 +81,8 @@ class MeshExecutor:
         return out
 
     def gather(self, v: Value, per_device: Mapping[tuple[int, int], np.ndarray]) -> np.ndarray:
+        if v.sharding is None:
+            return np.array(per_device[(0, 0)])
         p0, p1 = v.sharding.placements
         rows = [
             join_axis([per_device[(i, j)] for j in range(self.shape[1])], p1) for i in range(self.shape[0])
@@ -103,22 +106,17 @@ class MeshExecutor:
             if v.name not in source:
                 raise ShapeError(f"mesh program {self.graph.name!r} needs {v.role} {v.name!r}")
             arr = np.asarray(source[v.name], dtype=v.dtype)
-            if arr.shape != v.sharding.global_shape:
-                raise ShapeError(f"{v.name!r} has shape {arr.shape}; expected {v.sharding.global_shape}")
+            expected = v.sharding.global_shape if v.sharding is not None else v.shape
+            if arr.shape != expected:
+                raise ShapeError(f"{v.name!r} has shape {arr.shape}; expected {expected}")
             vals[v] = self.scatter(v, arr)
-        for node in self.graph.nodes:
-            op = get_op(node.op)
+        for node in self.nodes:
             if node.op in CCL_OPS:
-                (x,) = node.inputs
-                out = {}
-                for group in self._groups(int(node.attrs["cluster_axis"])):
-                    for d, res in zip(group, op.collective([vals[x][d] for d in group], node.attrs)):
-                        out[d] = res
-                vals[node.outputs[0]] = out
+                vals[node.outputs[0]] = self.communicate(node, vals[node.inputs[0]])
                 continue
-            results = {d: op.reference([vals[v][d] for v in node.inputs], node.attrs) for d in self.devices}
+            results = self.compute(node, [[vals[v][d] for v in node.inputs] for d in self.devices])
             for k, v in enumerate(node.outputs):
-                vals[v] = {d: np.asarray(results[d][k], dtype=v.dtype) for d in self.devices}
+                vals[v] = {d: np.asarray(res[k], dtype=v.dtype) for d, res in zip(self.devices, results)}
                 for d in self.devices:
                     if vals[v][d].shape != v.shape:
                         raise ShapeError(
@@ -129,13 +127,65 @@ class MeshExecutor:
             state[src.name][...] = self.gather(dst, vals[dst])
         return outputs
 
+    def compute(self, node, inputs: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """A compute node on every device (inputs and outputs in self.devices order): the op's numpy reference."""
+        op = get_op(node.op)
+        return [op.reference(device_inputs, node.attrs) for device_inputs in inputs]
+
+    def communicate(self, node, x: Mapping[tuple[int, int], np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+        """A collective node: the op's collective once per group of devices along its cluster_axis."""
+        op = get_op(node.op)
+        out = {}
+        for group in self._groups(int(node.attrs["cluster_axis"])):
+            for d, res in zip(group, op.collective([x[d] for d in group], node.attrs)):
+                out[d] = res
+        return out
+
+
+class SpmdExecutor(MeshExecutor):
+    """A compiled Program on its mesh with each step as the place pass decided (Step.impl): `kernel:<op>` steps run
+    our kernels SPMD (one ProgramDescription, each device's own shard) on `kernel_backend`; the other steps and the
+    collectives as on the virtual mesh (numpy, per device / per group). The emu backend runs sharded Programs with
+    it; the ttnn backend (runtime/ttnn_backend.py) subclasses it to put built-ins and collectives on ttnn."""
+
+    kernel_backend = "emu"
+
+    def __init__(self, program):
+        super().__init__(program.graph, [s.node for s in program.steps])
+        self.program = program
+        self.impls = {id(s.node): s.impl for s in program.steps}
+        self.kernel_steps = [s.op for s in program.steps if s.impl.startswith("kernel:")]
+        self.numpy_steps = [s.op for s in program.steps if not s.impl.startswith("kernel:")]
+
+    def fallback_steps(self) -> list[str]:
+        """Ops of the steps that do not run as our kernels."""
+        return list(self.numpy_steps)
+
+    def compute(self, node, inputs):
+        impl = self.impls[id(node)]
+        if impl.startswith("kernel:"):
+            return self.run_kernel(impl.removeprefix("kernel:"), inputs, node.attrs)
+        return super().compute(node, inputs)
+
+    def run_kernel(self, op: str, inputs: list[list[np.ndarray]], attrs) -> list[list[np.ndarray]]:
+        from tilegraph.runtime.kernel_ops import run_kernel_op_spmd
+
+        return run_kernel_op_spmd(op, inputs, attrs, self.kernel_backend, self.program.device)
+
+
+def _sharded(graph: Graph) -> Graph:
+    if graph.mesh is None:
+        raise DeviceError(f"graph {graph.name!r} is not sharded; compile it with "
+                          f"Target(backend=\"mesh\", mesh=...) or run graph.passes.shard.shard(graph, mesh) first")
+    return graph
+
 
 class Executor:
     """The `mesh` backend of runtime.Program: `compile(shard(graph, mesh)).run(state, feeds, backend="mesh")` runs
     the Program's steps, in its order, on the virtual mesh."""
 
     def __init__(self, program):
-        self.mesh_executor = MeshExecutor(program.graph)
+        self.mesh_executor = MeshExecutor(_sharded(program.graph))
 
     def run(self, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.mesh_executor.run(state, feeds)
@@ -145,4 +195,4 @@ def run_sharded(
     graph: Graph, state: dict[str, np.ndarray], feeds: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """One execution of a sharded graph on its virtual mesh (see MeshExecutor.run)."""
-    return MeshExecutor(graph).run(state, feeds)
+    return MeshExecutor(_sharded(graph)).run(state, feeds)

@@ -10,13 +10,18 @@ What runs where is what the compiler wrote (Step.impl, graph/passes/place.py); t
   (3 x 4 bytes per parameter) stay in host memory, the device holds bf16 copies of the weights (re-sent after each
   update) and bf16 activations; it is what a single n150 needs for models whose fp32 state exceeds its DRAM, and it
   keeps the update bit-identical to the numpy backend's.
-Weights go onto the mesh with `ttnn.create_mesh_mapper(mesh, MeshMapperConfig(placements))`, one placement per
-mesh axis, from the shard pass's Sharding of each parameter (`mapper_plan`); collective steps (all_gather,
-reduce_scatter, all_reduce) are the ttnn CCLs with the step's `cluster_axis`.
+The Program runs on the mesh of its lowering (`ttnn.open_mesh_device(MeshShape(rows, cols))`, 1x1 for an n150,
+fabric enabled above one chip) with the dataflow of the virtual mesh (runtime/mesh_backend.py SpmdExecutor, which
+the emu backend also uses for sharded Programs, so the dispatch is tested on the host): per-device values; inputs
+cut by `ttnn.create_mesh_mapper(mesh, MeshMapperConfig(placements))`, one placement per mesh axis, from the shard
+pass's Sharding of each input (`mapper_plan`, `distribute`); kernel steps as one SPMD generic_op on mesh tensors;
+collective steps (all_gather, reduce_scatter, all_reduce) as the ttnn CCLs with the step's `cluster_axis`.
 
-Without a card, `Executor(program)` stops before anything runs with one DeviceError line that says what it needs.
-Everything before the device calls (mapper plans, the step -> call table, the kernels' ProgramDescriptors) is
-built and tested on the host (tests/test_ttnn_backend.py).
+Verified here: the step -> call table, the mapper plans and ttnn's own mappers cutting every input as the virtual
+mesh does (n300, T3K, Galaxy), the kernels' ProgramDescriptors, the SPMD dispatch in the emulator. Not verified
+here (no card): the device calls themselves (open_mesh_device, from_host_shards, generic_op, the CCLs).
+Without a card, `Executor(program)` stops before anything runs with one DeviceError line that says what it needs
+(tests/test_ttnn_backend.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tilegraph.runtime.kernel_ops import run_kernel_op_spmd
+from tilegraph.runtime.mesh_backend import SpmdExecutor
 
 from tilegraph.errors import DeviceError
 
@@ -51,6 +58,8 @@ HOST_STEPS: dict[str, str] = {
     "clip_scale": "as global_norm",
     "adamw": "fp32 master weights and AdamW moments stay on the host (module docstring)",
     "mesh_partition": "a local slice of a replicated host copy",
+    "all_to_all": "MoE dispatch/combine between the devices' host arrays: ttnn's all_to_all_dispatch/combine take "
+                  "token-to-expert metadata tensors that are not wired yet",
 }
 
 
@@ -153,98 +162,106 @@ def require_devices(program, what: str) -> None:
                           f"machine has no /dev/tenstorrent* device (train on the host with --device cpu or emu)")
 
 
-def _builtin(ttnn, device, op: str, inputs: list[np.ndarray], attrs) -> list[np.ndarray]:
-    """One ttnn built-in on device tensors made from the host inputs; float32 host results."""
+def distribute(ttnn, shape: tuple[int, int], plan: MapperPlan, array: np.ndarray) -> list[np.ndarray]:
+    """The devices' pieces (row-major mesh order) of a global host array, cut by ttnn's mesh mapper for `plan`
+    (ttnn.distribute_tensor on the host; the pieces then travel to their devices with the step that reads them)."""
+    array = np.asarray(array)
+    if plan.replicated:
+        return [array] * (shape[0] * shape[1])
+    kind = (np.int32, ttnn.int32) if array.dtype.kind in "iu" else (np.float32, ttnn.float32)
+    host = ttnn.Tensor(np.ascontiguousarray(permute_blocks(array, plan), kind[0]), kind[1], None,
+                       ttnn.ROW_MAJOR_LAYOUT)
+    mapped = ttnn.distribute_tensor(host, mesh_mapper(ttnn, ttnn.MeshShape(*shape), plan))
+    return [np.asarray(piece.to_numpy()).astype(array.dtype) for piece in ttnn.get_device_tensors(mapped)]
 
-    def dev(a, layout=None):
-        a = np.asarray(a)
-        if a.dtype.kind in "iu":
-            return ttnn.to_device(ttnn.Tensor(a.astype(np.uint32), ttnn.uint32, None, ttnn.ROW_MAJOR_LAYOUT), device)
-        t = ttnn.Tensor(np.asarray(a, np.float32), ttnn.bfloat16, None, ttnn.ROW_MAJOR_LAYOUT)
-        return ttnn.to_device(ttnn.to_layout(t, layout or ttnn.TILE_LAYOUT), device)
 
-    def host(t):
-        return np.asarray(ttnn.to_layout(ttnn.typecast(ttnn.from_device(t), ttnn.float32),
-                                         ttnn.ROW_MAJOR_LAYOUT).to_numpy(), np.float32)
+def _builtin(ttnn, mesh, op: str, inputs: list[list[np.ndarray]], attrs) -> list[list[np.ndarray]]:
+    """One ttnn built-in, SPMD on `mesh`, on mesh tensors made from each device's host inputs (row-major mesh
+    order); float32 host results per device. Collectives run over `cluster_axis` of the mesh."""
+    shape = mesh.shape
+
+    def dev(k: int, layout=None):
+        pieces = [np.asarray(device_inputs[k]) for device_inputs in inputs]
+        if pieces[0].dtype.kind in "iu":
+            shards = [ttnn.Tensor(p.astype(np.uint32), ttnn.uint32, None, ttnn.ROW_MAJOR_LAYOUT) for p in pieces]
+            return ttnn.to_device(ttnn.from_host_shards(shards, shape), mesh)
+        shards = [ttnn.Tensor(np.asarray(p, np.float32), ttnn.bfloat16, None, ttnn.ROW_MAJOR_LAYOUT) for p in pieces]
+        return ttnn.to_layout(ttnn.to_device(ttnn.from_host_shards(shards, shape), mesh), layout or ttnn.TILE_LAYOUT)
+
+    def host(t) -> list[np.ndarray]:
+        shards = ttnn.get_device_tensors(ttnn.from_device(ttnn.typecast(t, ttnn.float32)))
+        return [np.asarray(ttnn.to_layout(x, ttnn.ROW_MAJOR_LAYOUT).to_numpy(), np.float32) for x in shards]
+
+    def per_device(*results) -> list[list[np.ndarray]]:
+        return [list(outs) for outs in zip(*(host(r) for r in results))]
 
     if op == "linear":
-        x, w = inputs
-        return [host(ttnn.matmul(dev(x), dev(w), transpose_b=bool(attrs.get("transpose_w"))))]
+        return per_device(ttnn.matmul(dev(0), dev(1), transpose_b=bool(attrs.get("transpose_w"))))
     if op == "linear_wgrad":
-        x, dy = (a.reshape(-1, a.shape[-1]) for a in inputs)
-        if attrs.get("transpose_w"):
-            x, dy = dy, x
-        return [host(ttnn.matmul(dev(x), dev(dy), transpose_a=True))]
+        inputs = [[a.reshape(-1, a.shape[-1]) for a in device_inputs] for device_inputs in inputs]
+        a, b = (1, 0) if attrs.get("transpose_w") else (0, 1)
+        return per_device(ttnn.matmul(dev(a), dev(b), transpose_a=True))
     if op == "embedding":
-        tokens, table = inputs
-        return [host(ttnn.embedding(dev(tokens), dev(table, ttnn.ROW_MAJOR_LAYOUT)))]
+        return per_device(ttnn.embedding(dev(0), dev(1, ttnn.ROW_MAJOR_LAYOUT)))
     if op == "add":
-        return [host(ttnn.add(dev(inputs[0]), dev(inputs[1])))]
+        return per_device(ttnn.add(dev(0), dev(1)))
     if op == "silu_mul":
-        return [host(ttnn.mul(dev(inputs[0]), dev(inputs[1]),
-                              input_tensor_a_activations=[ttnn.UnaryOpType.SILU]))]
+        return per_device(ttnn.mul(dev(0), dev(1), input_tensor_a_activations=[ttnn.UnaryOpType.SILU]))
     cluster_axis = int(attrs.get("cluster_axis", 0))
     if op == "all_gather":
-        return [host(ttnn.all_gather(dev(inputs[0]), dim=int(attrs["axis_dim"]), cluster_axis=cluster_axis))]
+        return per_device(ttnn.all_gather(dev(0), dim=int(attrs["axis_dim"]), cluster_axis=cluster_axis))
     if op == "reduce_scatter":
-        return [host(ttnn.reduce_scatter(dev(inputs[0]), dim=int(attrs["dim"]), cluster_axis=cluster_axis))]
+        return per_device(ttnn.reduce_scatter(dev(0), dim=int(attrs["dim"]), cluster_axis=cluster_axis))
     if op == "all_reduce":
-        return [host(ttnn.all_reduce(dev(inputs[0]), cluster_axis=cluster_axis))]
+        total = ttnn.all_reduce(dev(0), cluster_axis=cluster_axis)
+        if attrs.get("reduce") == "mean":  # ttnn's all_reduce sums
+            total = ttnn.multiply(total, 1.0 / shape[cluster_axis])
+        return per_device(total)
     raise DeviceError(f"op {op!r} has no ttnn built-in in runtime/ttnn_backend.py")
 
 
-def _executor_base():
-    from tilegraph.runtime.numpy_backend import Executor as HostExecutor
-
-    return HostExecutor
-
-
-class Executor(_executor_base()):
-    """Runs a ttnn-backend Program with host-resident fp32 buffers: kernel steps through generic_op, built-in steps
-    through ttnn, the rest on the host (each device step sends its inputs and reads its outputs back: correct
-    first, fast later). Sharded Programs (meshes above 1x1) need per-device buffers: not built yet (a DeviceError
-    on a card; the mapper plans and CCL calls above are what they will use).
+class Executor(SpmdExecutor):
+    """Runs a ttnn-backend Program on the mesh of its lowering (1x1 for one chip): `ttnn.open_mesh_device` with
+    the Program's mesh shape; each value lives as per-device host arrays (inputs cut by ttnn's mesh mappers as the
+    shard pass decided, `distribute`); kernel steps run as one SPMD generic_op on the mesh, built-in steps and
+    collectives as ttnn calls on mesh tensors made from the devices' arrays (CCLs with the step's cluster_axis),
+    host steps per device in float32. Each device step sends its inputs and reads its outputs back: correct first,
+    fast later (device-resident tensors between consecutive device steps are the next step).
 
     Constructing one checks the cards first, so without a card nothing is built and one DeviceError line says
     what is missing."""
+
+    kernel_backend = "ttnn"
 
     def __init__(self, program, what: str = "the ttnn backend"):
         require_devices(program, what)
         import ttnn
 
-        if mesh_shape(program) != (1, 1):
-            raise DeviceError(f"{what}: sharded Programs ({mesh_shape(program)} mesh) need per-device buffers, "
-                              f"which runtime/ttnn_backend.py does not build yet; use --device n150")
-        from tilegraph.runtime import ttnn_program
-
         self.ttnn = ttnn
-        self.mesh = ttnn.open_mesh_device(ttnn.MeshShape(1, 1))
-        ttnn_program._default_device = self.mesh  # generic_op steps run on the same (1x1 mesh) device
-        self.table = {c.step: c for c in device_calls(program)}
+        calls = device_calls(program)  # every step has a call or a host fallback, before a device is opened
+        self.calls = {id(s.node): c for s, c in zip(program.steps, calls)}
+        rows, cols = mesh_shape(program)
+        if rows * cols > 1:
+            ttnn.set_fabric_config(ttnn.FabricConfig.FABRIC_1D)  # the CCLs move data over the chip-to-chip fabric
+        self.mesh_device = ttnn.open_mesh_device(ttnn.MeshShape(rows, cols))
         super().__init__(program)
 
-    def step_function(self, step):
-        from tilegraph.ops import get_op
-        from tilegraph.runtime.numpy_backend import _reference_into
+    def scatter(self, v, arr):
+        if v.sharding is None:
+            return super().scatter(v, arr)
+        pieces = distribute(self.ttnn, self.shape, mapper_plan(v.sharding, v.name), arr)
+        return dict(zip(self.devices, pieces))
 
-        call = self.table[step.index]
-        if call.kind == "generic_op":
-            from tilegraph.runtime.kernel_ops import run_kernel_op
+    def run_kernel(self, op, inputs, attrs):
+        return run_kernel_op_spmd(op, inputs, attrs, "ttnn", self.program.device, self.mesh_device)
 
-            opts = self.program.device
+    def compute(self, node, inputs):
+        if self.calls[id(node)].kind == "ttnn":
+            return _builtin(self.ttnn, self.mesh_device, node.op, inputs, node.attrs)
+        return super().compute(node, inputs)  # kernel steps (run_kernel) and host steps
 
-            def run(inputs, outputs, attrs, op=call.what):
-                for out, res in zip(outputs, run_kernel_op(op, inputs, attrs, "ttnn", opts)):
-                    np.copyto(out, res.reshape(out.shape), casting="same_kind")
-
-            return run
-        if call.kind == "ttnn":
-            ttnn, device = self.ttnn, self.mesh
-
-            def run(inputs, outputs, attrs, op=step.op):
-                for out, res in zip(outputs, _builtin(ttnn, device, op, inputs, attrs)):
-                    np.copyto(out, res.reshape(out.shape), casting="same_kind")
-
-            return run
-        op = get_op(step.op)
-        return op.numpy_into if op.numpy_into is not None else _reference_into(op)
+    def communicate(self, node, x):
+        if self.calls[id(node)].kind != "ttnn":
+            return super().communicate(node, x)  # host collectives (HOST_STEPS)
+        results = _builtin(self.ttnn, self.mesh_device, node.op, [[x[d]] for d in self.devices], node.attrs)
+        return {d: outs[0] for d, outs in zip(self.devices, results)}

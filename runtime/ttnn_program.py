@@ -210,22 +210,38 @@ def default_device():
 
 def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], device=None) -> dict[str, np.ndarray]:
     """Run `desc` with ttnn.generic_op on a card (device 0 unless `device` is given); return its outputs."""
+    return run_on_mesh(desc, [inputs], device)[0]
+
+
+def run_on_mesh(desc: ProgramDescription, inputs_per_device: list[Mapping[str, np.ndarray]],
+                mesh=None) -> list[dict[str, np.ndarray]]:
+    """Run `desc` SPMD with one ttnn.generic_op on `mesh` (a MeshDevice; device 0 when not given): each device
+    gets its own input data (row-major mesh order), the program and its runtime args are the same everywhere (a
+    mesh tensor's buffer has one address on every device); outputs per device."""
     require_card(f"program {desc.name!r} on the ttnn backend")
     ttnn = _ttnn()
-    device = device if device is not None else default_device()
+    mesh = mesh if mesh is not None else default_device()
+    if len(inputs_per_device) != mesh.get_num_devices():
+        raise DeviceError(f"program {desc.name!r}: {len(inputs_per_device)} devices' inputs for a mesh of "
+                          f"{mesh.get_num_devices()} devices")
     dram = ttnn.DRAM_MEMORY_CONFIG
     on_device = {}
     for t in desc.tensors:
         if t.role == "input":
-            on_device[t.name] = ttnn.to_device(host_tensor(ttnn, t, inputs[t.name]), device, memory_config=dram)
+            shards = [host_tensor(ttnn, t, inputs[t.name]) for inputs in inputs_per_device]
+            on_device[t.name] = ttnn.to_device(ttnn.from_host_shards(shards, mesh.shape), mesh, memory_config=dram)
         else:
             on_device[t.name] = ttnn.allocate_tensor_on_device(
-                ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, device, dram)
+                ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, mesh, dram)
     addresses = {n: v.buffer_address() for n, v in on_device.items()}
     accessor = {n: list(ttnn.TensorAccessorArgs(v).get_compile_time_args()) for n, v in on_device.items()}
     built = to_program_descriptor(desc, addresses, accessor)
     ordered = [on_device[t.name] for t in desc.tensors if t.role == "input"]
     ordered += [on_device[t.name] for t in desc.tensors if t.role == "output"]
     ttnn.generic_op(ordered, built.descriptor)
-    return {t.name: read_back(ttnn, t, ttnn.from_device(on_device[t.name]))
-            for t in desc.tensors if t.role == "output"}
+    outputs = [{} for _ in inputs_per_device]
+    for t in desc.tensors:
+        if t.role == "output":
+            for d, shard in enumerate(ttnn.get_device_tensors(ttnn.from_device(on_device[t.name]))):
+                outputs[d][t.name] = read_back(ttnn, t, shard)
+    return outputs

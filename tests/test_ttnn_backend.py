@@ -18,6 +18,7 @@ from tilegraph.runtime.ttnn_backend import (
     Executor,
     MapperPlan,
     device_calls,
+    distribute,
     mapper_plan,
     mapper_plans,
     mesh_mapper,
@@ -91,12 +92,53 @@ def test_mesh_mappers_build_on_the_host():
         assert mesh_mapper(ttnn, ttnn.MeshShape(2, 4), plan) is not None
 
 
+@pytest.mark.parametrize("spec_name,mesh", [("nano-trickster", "n300"), ("nano-trickster", "t3k"),
+                                            ("nano-trickster", "galaxy"), ("gqa-2-kv-heads", "t3k")])
+def test_ttnn_mesh_mappers_cut_every_input_as_the_shard_pass_decided(spec_name, mesh):
+    # The executor places inputs with ttnn's own mesh mapper (distribute); the virtual mesh cuts them by the
+    # shard pass's Sharding (split_axis). Both must give every device the same piece, in row-major mesh order.
+    ttnn = pytest.importorskip("ttnn")
+    from tilegraph.graph import init_params
+    from tilegraph.graph.spec import ModelSpec
+    from tilegraph.runtime.mesh_backend import MeshExecutor
+
+    spec = load_spec(SPEC) if spec_name == "nano-trickster" else ModelSpec(
+        name=spec_name, vocab_size=256, hidden_size=256, num_layers=1, num_heads=8, num_kv_heads=2,
+        mlp_hidden=256, max_seq_len=64)
+    program = compile(training_step(spec, batch=8, seq=64), Target(backend="ttnn", mesh=mesh))
+    virtual = MeshExecutor(program.graph)
+    params = init_params(spec, 0)
+    rng = np.random.default_rng(0)
+    sharded = strided = 0
+    for v in program.graph.inputs:
+        if v.sharding is None or not v.sharding.global_shape:
+            continue
+        shape = v.sharding.global_shape
+        arr = params[v.name] if v.name in params else (
+            rng.integers(0, 256, shape) if v.dtype.startswith("int") else rng.standard_normal(shape))
+        arr = np.asarray(arr, v.dtype)
+        plan = mapper_plan(v.sharding, v.name)
+        pieces = distribute(ttnn, virtual.shape, plan, arr)
+        want = virtual.scatter(v, arr)
+        assert len(pieces) == len(virtual.devices)
+        for d, piece in zip(virtual.devices, pieces):
+            assert piece.dtype == arr.dtype and np.array_equal(piece, want[d]), (v.name, d)
+        sharded += not plan.replicated
+        strided += plan.block_order is not None
+    assert sharded >= 5  # weights, their AdamW moments and the token batch
+    # 2 KV heads on 4 tensor-parallel devices cannot split, so query heads are dealt out strided (blocks permuted)
+    assert (strided > 0) == (spec_name == "gqa-2-kv-heads")
+
+
 @pytest.mark.skipif(card_present(), reason="checks the behaviour without a card")
 def test_without_a_card_the_executor_stops_with_one_line(train_program):
     with pytest.raises(DeviceError) as e:
         Executor(train_program)
     msg = str(e.value)
     assert "\n" not in msg and "1x1 mesh" in msg and "/dev/tenstorrent" in msg
+    t3k = compile(training_step(load_spec(SPEC), batch=4, seq=64), Target(backend="ttnn", mesh="t3k"))
+    with pytest.raises(DeviceError, match=r"needs 8 Tenstorrent Wormhole chip\(s\) as a \dx\d mesh"):
+        Executor(t3k)
 
 
 @pytest.mark.skipif(not card_present(), reason="needs a Tenstorrent card (/dev/tenstorrent*)")

@@ -83,10 +83,9 @@ class Target:
 
     @property
     def on_host(self) -> bool:
-        """Whether the Program runs on host buffers: numpy / emu, and the ttnn backend on one chip (whose device
-        steps read their inputs from and write their outputs to host buffers, runtime/ttnn_backend.py)."""
-        single_chip = self.mesh is None or tuple(self.mesh.shape) == (1, 1)
-        return self.backend in ("numpy", "emu") or (self.backend == "ttnn" and single_chip)
+        """Whether the Program runs on planned host buffers: numpy and emu on one device. Sharded Programs (and
+        every ttnn Program) keep per-device arrays instead (runtime/mesh_backend.py MeshExecutor)."""
+        return self.backend in ("numpy", "emu") and self.mesh is None
 
 
 @dataclass
