@@ -45,6 +45,12 @@ class KernelOp:
     def unpack(self, outputs: Mapping[str, np.ndarray], inputs: Sequence[np.ndarray], attrs) -> list[np.ndarray]:
         raise NotImplementedError(self.name)
 
+    def device_finish(self, ttnn, tensors: Mapping[str, object]) -> dict[str, object]:
+        """On a card, after the kernels: ttnn calls on the program's device tensors (name -> padded TILE tensor,
+        inputs and outputs) whose results `unpack` takes instead of finishing on the host (swiglu_bwd's matmuls);
+        name -> device tensor, read back padded. Default: nothing; unpack finishes from the read-back outputs."""
+        return {}
+
     def refuses(self, attrs: Mapping[str, object]) -> str | None:
         """Why the kernels cannot run a call with these attrs (the place pass then puts the step elsewhere and
         says so), or None when they can."""

@@ -49,7 +49,7 @@ def run_kernel_op_spmd(op: str, inputs_per_device: Sequence[Sequence[np.ndarray]
     elif backend == "ttnn":
         from tilegraph.runtime.ttnn_program import run_on_mesh
 
-        outputs = run_on_mesh(desc, [device_inputs for _, device_inputs in built], mesh)
+        outputs = run_on_mesh(desc, [device_inputs for _, device_inputs in built], mesh, kernel_op.device_finish)
     else:
         raise DeviceError(f"backend {backend!r} cannot run custom kernels; use one of {', '.join(KERNEL_BACKENDS)}")
     return [[np.asarray(o, np.float32) for o in kernel_op.unpack(out, inputs, attrs)]

@@ -214,10 +214,11 @@ def run_on_device(desc: ProgramDescription, inputs: Mapping[str, np.ndarray], de
 
 
 def run_on_mesh(desc: ProgramDescription, inputs_per_device: list[Mapping[str, np.ndarray]],
-                mesh=None) -> list[dict[str, np.ndarray]]:
+                mesh=None, finish=None) -> list[dict[str, np.ndarray]]:
     """Run `desc` SPMD with one ttnn.generic_op on `mesh` (a MeshDevice; device 0 when not given): each device
     gets its own input data (row-major mesh order), the program and its runtime args are the same everywhere (a
-    mesh tensor's buffer has one address on every device); outputs per device."""
+    mesh tensor's buffer has one address on every device); outputs per device. `finish(ttnn, tensors)` (a
+    KernelOp's device_finish) adds device results computed from the program's tensors, read back padded."""
     require_card(f"program {desc.name!r} on the ttnn backend")
     ttnn = _ttnn()
     mesh = mesh if mesh is not None else default_device()
@@ -244,4 +245,8 @@ def run_on_mesh(desc: ProgramDescription, inputs_per_device: list[Mapping[str, n
         if t.role == "output":
             for d, shard in enumerate(ttnn.get_device_tensors(ttnn.from_device(on_device[t.name]))):
                 outputs[d][t.name] = read_back(ttnn, t, shard)
+    for name, tensor in (finish(ttnn, on_device) if finish is not None else {}).items():
+        shards = ttnn.get_device_tensors(ttnn.from_device(ttnn.typecast(tensor, ttnn.float32)))
+        for d, shard in enumerate(shards):
+            outputs[d][name] = np.asarray(ttnn.to_layout(shard, ttnn.ROW_MAJOR_LAYOUT).to_numpy(), np.float32)
     return outputs

@@ -7,9 +7,10 @@ dgamma sums over all rows, i.e. over cores. Each core accumulates the rows it ow
 (fp32, in L1 for the whole program: one tile per group of 32 width tiles, see compute_bwd.cpp) and writes
 them once, at the end, into its own tile row of the `dgamma_partials` tensor [cores * 32, groups * 32]. No two
 cores write the same page, so there is no race and no semaphore. The partials are then summed over cores in core
-order (a fixed order: the result does not depend on timing): by the host after the emulator (this module's
-unpack), by `ttnn.sum` over dim 0 on a card. The combine reads cores * W floats, 1/(32 * rows per core) of the
-kernel's own traffic.
+order (a fixed order: the result does not depend on timing) by the host, from the read-back partials (this module's
+unpack), on a card as in the emulator: the combine reads cores * W floats, 1/(32 * rows per core) of the kernel's
+own traffic, and the tile layout of the partials (selector-matmul rows) would need a reshape and a permute on the
+device for a ttnn.sum.
 """
 
 from __future__ import annotations

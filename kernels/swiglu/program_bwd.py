@@ -75,8 +75,13 @@ def swiglu_bwd_device_inputs(x, w1, w3, dh) -> dict:
 
 
 def swiglu_bwd_finish(outputs: dict, x, w1, w3) -> list:
-    """[dx, dW1, dW3] from the kernel's da, db: the three matmuls of the split (float32 on the host; ttnn.matmul on
-    a card)."""
+    """[dx, dW1, dW3] from the kernel's da, db: the three matmuls of the split, float32 on the host after the
+    emulator; on a card they ran on the device (SwiGLUBwdKernel.device_finish) and are cropped here."""
+    k, f = w1.shape
+    if "dx" in outputs:  # padded device results (tile multiples)
+        m = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
+        dx = np.asarray(outputs["dx"], np.float32).reshape(-1, outputs["dx"].shape[-1])[:m, :k]
+        return [dx.reshape(x.shape), np.asarray(outputs["dw1"])[:k, :f], np.asarray(outputs["dw3"])[:k, :f]]
     da = np.asarray(outputs["da"], np.float32)
     db = np.asarray(outputs["db"], np.float32)
     x2 = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
@@ -115,8 +120,9 @@ def swiglu_bwd_error_bounds(x64, refs, rnd: float, align: float, accum: float, s
 
 @register_kernel_op
 class SwiGLUBwdKernel(KernelOp):
-    """swiglu_bwd(x, w1, w3, dy) -> [dx, dw1, dw3]: the gate-backward kernel (da, db), then the three matmuls on the
-    host in float32 (on a card: ttnn.matmul, runtime/ttnn_backend.py)."""
+    """swiglu_bwd(x, w1, w3, dy) -> [dx, dw1, dw3]: the gate-backward kernel (da, db), then the three matmuls: on a
+    card ttnn.matmul on the device tensors (device_finish: da and db never leave DRAM), in the emulator float32 on
+    the host."""
 
     name = "swiglu_bwd"
 
@@ -125,6 +131,14 @@ class SwiGLUBwdKernel(KernelOp):
         m = int(np.prod(x.shape[:-1])) if x.ndim > 1 else 1
         desc = swiglu_gate_bwd_program(m, w1.shape[0], w1.shape[1], opts.dtype, grid=opts.grid, **dict(opts.knobs))
         return desc, swiglu_bwd_device_inputs(x, w1, w3, dy)
+
+    def device_finish(self, ttnn, tensors):
+        # fp32 results, as the host's float32 matmuls of the same bf16 da, db give
+        def mm(a, b, **transpose):
+            return ttnn.matmul(tensors[a], tensors[b], dtype=ttnn.float32, **transpose)
+
+        dx = ttnn.add(mm("da", "w1", transpose_b=True), mm("db", "w3", transpose_b=True))
+        return {"dx": dx, "dw1": mm("x", "da", transpose_a=True), "dw3": mm("x", "db", transpose_a=True)}
 
     def unpack(self, outputs, inputs, attrs):
         x, w1, w3, _ = inputs
