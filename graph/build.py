@@ -106,13 +106,21 @@ def _mlp(g: Graph, spec: ModelSpec, p: dict, h, L: str):
     return _linear(g, spec, p, act, L + "w2", L + "mlp_out")
 
 
-def _absolute_positions(g: Graph, spec: ModelSpec, p: dict, x, batch: int, seq: int, dtype: str):
-    """x plus the learned or sinusoidal position embedding (rope and alibi act inside attention instead)."""
+def _absolute_positions(g: Graph, spec: ModelSpec, p: dict, x, batch: int, seq: int, dtype: str, offset: int = 0):
+    """x plus the learned or sinusoidal position embedding of positions offset..offset+seq-1 (rope and alibi act
+    inside attention instead). offset is 0 in training; graph/inference.py passes a decode step's position."""
     if spec.positions == "learned":
-        ids = g.call("position_ids", batch=batch, seq=seq, name="position_ids")
+        rows = p["pos_embedding"].shape[0]
+        if offset + seq > rows:
+            raise ShapeError(
+                f"spec {spec.name!r}: positions {offset}..{offset + seq - 1} lie beyond the learned position table "
+                f"of {rows} rows (max_seq_len); keep the context within {rows} or raise max_seq_len (and retrain)"
+            )
+        ids = g.call("position_ids", batch=batch, seq=seq, offset=offset, name="position_ids")
         pe = g.call("embedding", p["pos_embedding"], ids, name="pos_embed")
     elif spec.positions == "sinusoidal":
-        pe = g.call("sinusoidal", batch=batch, seq=seq, hidden=spec.hidden_size, dtype=dtype, name="pos_table")
+        pe = g.call("sinusoidal", batch=batch, seq=seq, hidden=spec.hidden_size, dtype=dtype, offset=offset,
+                    name="pos_table")  # fmt: skip
     else:
         return x
     return g.call("add", x, pe, name="embed_pos")
