@@ -15,7 +15,8 @@ add those rows of the table (the learned one has max_seq_len rows: a longer cont
 biases prefill's attention (the training op's `alibi`) and, in decode, the scores over the cache
 (attention_decode's `alibi`: -slope_h times the query's position minus the cache position); none adds nothing.
 A sliding window W keeps a rolling KV cache of W positions (as Mistral does): decode over a longer context reads the
-W cached tokens, laid out oldest first (the new one in the last slot), and prefill attends within the window. The
+W cached tokens, laid out oldest first (the new one in the last slot), and prefill (whole or in chunks over the
+cache) attends within the window. The
 cache slots then are not the positions: the tables and RoPE use the token's position (so keys cached by earlier
 steps, each rotated by its own position, meet the query at their true distance) and ALiBi the slot distance, which
 in that layout is the tokens' distance.
@@ -73,7 +74,7 @@ def _block_stack(
             )
         else:
             o = g.call("attention_decode", q, *caches, heads=nh, kv_heads=nkv, scale=scale, start=start,
-                       name=L + "attn", **alibi)  # fmt: skip
+                       window=spec.attention_window, name=L + "attn", **alibi)  # fmt: skip
         x = g.call("add", x, _linear(g, spec, p, o, L + "wo", L + "attn_out"), name=L + "resid_attn")
         h = _norm(g, spec, p, x, L + "mlp_norm", L + "mlp_in")
         y = _moe_mlp(g, spec, p, L, h, aux_losses) if spec.moe is not None else _mlp(g, spec, p, h, L)

@@ -69,12 +69,14 @@ def test_decode_needs_a_cached_token_and_a_fitting_context():
         prefill(SPEC, 1, 17)
 
 
+@pytest.mark.parametrize("window", [None, 3])
 @pytest.mark.parametrize("positions", POSITIONS)
-def test_chunked_prefill_writes_the_same_cache_and_logits(positions):
-    """Two chunks of 4 (the second attends to the cache the first wrote) equal one prefill of 8."""
+def test_chunked_prefill_writes_the_same_cache_and_logits(positions, window):
+    """Two chunks of 4 (the second attends to the cache the first wrote) equal one prefill of 8; with a window of 3
+    the second chunk's queries see only the last 3 positions of the cache (keys 0, 1 are in it but out of reach)."""
     from tilegraph.graph.inference import prefill_chunk
 
-    spec = _with(positions)
+    spec = _with(positions, **({} if window is None else {"attention_window": window}))
     params = _params(spec)
     tokens = np.random.default_rng(7).integers(0, spec.vocab_size, (2, 8)).astype(np.int32)
     whole = compile(prefill(spec, 2, 8, dtype="float64"))
