@@ -16,9 +16,10 @@ mask from the same numbers and a resumed run draws the masks it would have drawn
 scores. The backward with a mask: dV = (M*P/(1-p))^T dO; dP = M * (dO V^T) / (1-p); D = rowsum(P * dP) (which
 equals rowsum(dO * O) when O is the dropped output, as FlashAttention-2's dropout backward uses; the reference takes
 the rowsum(P * dP) form, which needs nothing but the mask); dS = P * (dP - D). With p = 0 the op has no `step`
-input and the graph is the one without dropout. Dropout runs on the numpy reference (S x S probabilities per head):
-the C++ CPU kernels (kernels/cpu/attention.cpp) and the tt-metal kernels (kernels/attention, whose `refuses` says
-so, and the place pass falls back) draw no mask.
+input and the graph is the one without dropout. The C++ CPU kernels (kernels/cpu/attention.cpp, the numpy
+backend's fast path) draw the same mask from the same key and the integer threshold ceil(p * 2^53)
+(ops/dropout.py's mask_key and keep_threshold), so training with dropout keeps the fast path; the tt-metal kernels
+(kernels/attention) draw none: their `refuses` says so and the place pass falls back to a ttnn composite / numpy.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, expect_scalar, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.cpu_kernels import contiguous
-from tilegraph.ops.dropout import keep_mask
+from tilegraph.ops.dropout import keep_mask, keep_threshold, mask_key
 from tilegraph.ops.parallel import parallel_for
 from tilegraph.ops.placement import P, R, Shard, no_partial
 
@@ -304,9 +305,7 @@ class Attention(Op):
 
     def numpy_into(self, inputs, outputs, attrs):
         tensors, kw = _split_step(inputs, attrs)
-        # The C++ kernel adds no position bias and draws no dropout mask: those run the numpy reference (S x S
-        # scores per head).
-        if kw["alibi"] or "dropout" in kw:
+        if kw["alibi"]:  # the C++ kernel adds no position bias: the numpy reference (S x S scores per head)
             for out, res in zip(outputs, attention_reference(*tensors, **kw)):
                 out[...] = res
             return
@@ -367,7 +366,7 @@ class AttentionBwd(Op):
 
     def numpy_into(self, inputs, outputs, attrs):
         tensors, kw = _split_step(inputs, attrs)
-        if kw["alibi"] or "dropout" in kw:  # as the forward: the numpy reference
+        if kw["alibi"]:  # as the forward: the numpy reference
             for out, res in zip(outputs, attention_bwd_reference(*tensors, **kw)):
                 out[...] = res
             return
@@ -390,27 +389,40 @@ class AttentionBwd(Op):
 # in cache (scores, exp, masking and the products of one block of query rows together) and skips the blocks
 # above the causal diagonal.
 # ---------------------------------------------------------------------------------------------------------------
-def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale, window=None):
+def _drop_args(dropout, seed, salt, step) -> tuple[int, int, float]:
+    """(key, threshold, 1/(1-p)) of the kernels' dropout mask (ops/dropout.py's draw; threshold 0 = no dropout).
+    The key goes to C as int64 bits."""
+    if not dropout:
+        return 0, 0, 1.0
+    key = int(mask_key(int(seed), int(salt), int(np.asarray(step))))
+    return key - (1 << 64) if key >= 1 << 63 else key, keep_threshold(float(dropout)), 1.0 / (1.0 - float(dropout))
+
+
+def attention_numpy_forward(q, k, v, o, lse, heads, kv_heads, causal, scale, window=None, dropout=0.0, seed=0,
+                            salt=0, step=None):
     contiguous("attention", q=q, k=k, v=v, o=o, lse=lse)
     kernel = cpu_kernels.kernel("attention_fwd", q.dtype)
     b, s, _ = q.shape
     d = q.shape[-1] // heads
     ptrs = [a.ctypes.data for a in (q, k, v, o, lse)]
+    key, threshold, keep_scale = _drop_args(dropout, seed, salt, step)
 
     def items(i0, i1, _):
-        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, window or 0, i0, i1)
+        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, window or 0, key, threshold, keep_scale, i0, i1)
 
     parallel_for(b * kv_heads, items)
 
 
-def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale, window=None):
+def attention_numpy_backward(q, k, v, o, lse, do, dq, dk, dv, heads, kv_heads, causal, scale, window=None,
+                             dropout=0.0, seed=0, salt=0, step=None):
     contiguous("attention_bwd", q=q, k=k, v=v, o=o, lse=lse, do=do, dq=dq, dk=dk, dv=dv)
     kernel = cpu_kernels.kernel("attention_bwd", q.dtype)
     b, s, _ = q.shape
     d = q.shape[-1] // heads
     ptrs = [a.ctypes.data for a in (q, k, v, o, lse, do, dq, dk, dv)]
+    key, threshold, keep_scale = _drop_args(dropout, seed, salt, step)
 
     def items(i0, i1, _):
-        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, window or 0, i0, i1)
+        kernel(*ptrs, s, heads, kv_heads, d, scale, causal, window or 0, key, threshold, keep_scale, i0, i1)
 
     parallel_for(b * kv_heads, items)

@@ -130,22 +130,40 @@ def test_forward_and_backward_share_the_mask():
         assert np.any(keep[i, : i + 1]) == bool(np.any(o[0, i] != 0))
 
 
-def test_fast_path_routes_dropout_to_the_reference_in_float32():
-    """numpy_into (what training runs) with dropout equals the float64 reference within float32 rounding."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["causal", "full", "window", "long"])
+def test_cpu_kernels_draw_the_references_mask(case, dtype):
+    """numpy_into (the C++ CPU kernels, what training runs) with dropout equals the float64 reference: within
+    float32 rounding, and to 1e-10 in float64, where a single element kept by one and dropped by the other would
+    be off by O(1/S)."""
     rng = np.random.default_rng(7)
-    q, k, v = _qkv(rng, 2, 19, 4, 2, 6)
+    s = 70 if case == "long" else 19  # 70: several 32-row blocks and a key count that is no whole vector
+    q, k, v = _qkv(rng, 2, s, 4, 2, 6)
     step = np.float64(9)
-    for op, make in (("attention", lambda o: [q, k, v, step]),
-                     ("attention_bwd", lambda o: [q, k, v, *o, rng.standard_normal(q.shape), step])):  # fmt: skip
-        attrs = _attrs(4, 2, p=0.2)
-        fwd = get_op("attention").reference([q, k, v, step], attrs)
-        inputs = make(fwd)
+    extra = {"full": {"causal": False}, "window": {"window": 5}}.get(case, {})
+    attrs = {**get_op("attention").attrs, **_attrs(4, 2, p=0.2, **extra)}
+    fwd = get_op("attention").reference([q, k, v, step], attrs)
+    do = rng.standard_normal(q.shape)
+    tol = {np.float32: (2e-4, 2e-5), np.float64: (1e-10, 1e-12)}[dtype]
+    for op, inputs in (("attention", [q, k, v, step]), ("attention_bwd", [q, k, v, *fwd, do, step])):
         want = get_op(op).reference(inputs, attrs)
-        cast = [a.astype(np.float32) for a in inputs]
-        got = [np.full(w.shape, np.nan, np.float32) for w in want]
+        cast = [a.astype(dtype) for a in inputs]
+        got = [np.full(w.shape, np.nan, dtype) for w in want]
         get_op(op).numpy_into(cast, got, attrs)
         for w, g_ in zip(want, got):
-            np.testing.assert_allclose(g_, w, rtol=2e-4, atol=2e-5 * max(1.0, float(np.abs(w).max())))
+            np.testing.assert_allclose(g_, w, rtol=tol[0], atol=tol[1] * max(1.0, float(np.abs(w).max())), err_msg=op)
+
+
+@settings(deadline=None, max_examples=200, derandomize=True, database=None)
+@given(p=st.floats(0, 1, exclude_max=True), u=st.integers(0, 2**53 - 1))
+def test_integer_threshold_is_the_float_comparison(p, u):
+    """The kernels keep u >= ceil(p * 2^53); ops/dropout.py keeps u * 2^-53 >= p: the same set."""
+    from tilegraph.ops.dropout import keep_threshold
+
+    assert (u >= keep_threshold(p)) == (u * 2.0**-53 >= p)
+    t = keep_threshold(p)
+    if 0 < t <= 2**53:  # the boundary itself: t is kept, t - 1 is not
+        assert t * 2.0**-53 >= p > (t - 1) * 2.0**-53
 
 
 # -- graphs ----------------------------------------------------------------------------------------------------------
