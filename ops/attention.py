@@ -14,8 +14,8 @@ ops/dropout.py (`keep_mask`, the one RNG of the project) drawn over [B, heads, S
 scalar `step` then is a fourth input (and a seventh of attention_bwd), so the forward and the backward draw the same
 mask from the same numbers and a resumed run draws the masks it would have drawn. lse stays that of the undropped
 scores. The backward with a mask: dV = (M*P/(1-p))^T dO; dP = M * (dO V^T) / (1-p); D = rowsum(P * dP) (which
-equals rowsum(dO * O) when O is the dropped output, as FlashAttention-2's dropout backward uses; the reference takes
-the rowsum(P * dP) form, which needs nothing but the mask); dS = P * (dP - D). With p = 0 the op has no `step`
+equals rowsum(dO * O) when O is the dropped output, the form FlashAttention-2's dropout backward and the C++
+kernels use; the reference takes the rowsum(P * dP) form, which needs nothing but the mask); dS = P * (dP - D). With p = 0 the op has no `step`
 input and the graph is the one without dropout. The C++ CPU kernels (kernels/cpu/attention.cpp, the numpy
 backend's fast path) draw the same mask from the same key and the integer threshold ceil(p * 2^53)
 (ops/dropout.py's mask_key and keep_threshold), so training with dropout keeps the fast path; the tt-metal kernels
@@ -166,8 +166,8 @@ def attention_bwd_reference(q, k, v, o, lse, do, heads, kv_heads=None, causal=Tr
     keep = attention_keep_mask(p.shape, dropout, seed, salt, step)
     dv_h = _dropped(p, keep, dropout).transpose(0, 1, 3, 2) @ doh
     dp = _dropped(doh @ vh.transpose(0, 1, 3, 2), keep, dropout)  # the gradient of P itself, through the mask
-    # rowsum(P * dP): with a mask this is not rowsum(dO * O) of an o computed without it; the two agree for the o
-    # the forward returned (so the no-dropout path keeps the cheaper S x D form).
+    # D = rowsum(P * dP). With a mask it equals rowsum(dO * O) only for the dropped O the forward returned; the
+    # reference uses the form that needs no O (the C++ kernels use rowsum(dO * O) and match it: tests).
     delta = (doh * oh).sum(axis=-1, keepdims=True) if keep is None else (p * dp).sum(axis=-1, keepdims=True)
     ds = p * (dp - delta)
     dq_h = scale * (ds @ kh)

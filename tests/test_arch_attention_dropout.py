@@ -262,8 +262,10 @@ def test_a_tiny_spec_trains_with_dropout_and_its_loss_follows_the_seed(tmp_path)
     assert step_loss(2, 1) != base and step_loss(1, 2) != base
 
 
-def test_sharded_training_step_with_attention_dropout_equals_one_device():
-    """Over tensor parallelism (n300) attention with dropout runs whole (its mask is drawn by global index): the
+@pytest.mark.parametrize("mesh", ["n300", "t3k", "galaxy"])
+def test_sharded_training_step_with_attention_dropout_equals_one_device(mesh):
+    """Attention with dropout runs whole over tensor parallelism (its mask is drawn by global index), and the
+    replicated logits after the dropout sites meet the batch-split targets of data parallelism by a local slice: the
     sharded step equals the single-device one (float64; only summation order differs)."""
     from tilegraph.graph.passes.shard import shard
     from tilegraph.runtime.mesh_backend import MeshExecutor
@@ -276,7 +278,7 @@ def test_sharded_training_step_with_attention_dropout_equals_one_device():
         np.int32), "lr": np.float64(3e-3), "step": np.float64(2.0)}
     prog = compile(graph)
     ref = prog.run(prog.init_state(params), feeds)
-    sharded = shard(graph, "n300")
+    sharded = shard(graph, mesh)
     assert any("attention dropout" in note for note in sharded.shard_notes)
     out = MeshExecutor(sharded).run(prog.init_state(params), feeds)
     for key in ref:
