@@ -292,3 +292,34 @@ def test_describe_names_the_dropout_sites(capsys, tmp_path):
     path.write_text("".join(f"{k}: {v}\n" for k, v in {**TINY, "dropout": 0.1}.items()))
     assert main(["describe", str(path)]) == 0
     assert "dropout 0.1 (embedding, residual, attention probabilities)" in capsys.readouterr().out
+
+
+def test_resume_with_attention_dropout_equals_uninterrupted(tmp_path):
+    """The masks are a function of (seed, step), and the checkpoint stores the step: a run stopped at step 3 and
+    resumed draws the masks the uninterrupted run drew (bit-identical losses and state, as tests/test_train_loop.py
+    checks without dropout)."""
+    import signal
+    from dataclasses import replace
+
+    from tilegraph.train import loop
+
+    spec = {**TINY, "vocab_size": 256, "max_seq_len": 32, "dropout": 0.2}
+    cfg = loop.TrainConfig(steps=6, batch=2, seq=16, warmup=1, eval_interval=3, eval_batches=1, seed=5, keep=2)
+    full = loop.start_run(spec, cfg, tmp_path / "full")
+    loop.train(full)
+
+    def stop_at_3(run):
+        if run.step == 3:
+            signal.raise_signal(signal.SIGINT)  # the loop's Ctrl-C path: checkpoint and stop
+
+    first = loop.start_run(spec, cfg, tmp_path / "split")
+    assert loop.train(first, on_step=stop_at_3).steps_done == 3
+    resumed = loop.resume_run(tmp_path / "split")
+    loop.train(resumed)
+    np.testing.assert_array_equal(np.array(resumed.history.train), np.array(full.history.train))
+    for name, value in full.state.items():
+        np.testing.assert_array_equal(resumed.state[name], value, err_msg=name)
+    # and the masks matter: without dropout the same run gives other losses
+    plain = loop.start_run({**spec, "dropout": 0.0}, replace(cfg, steps=3), tmp_path / "plain")
+    loop.train(plain)
+    assert np.array(plain.history.train)[:, 1].tolist() != np.array(full.history.train)[:3, 1].tolist()
