@@ -106,32 +106,52 @@ def _mlp(g: Graph, spec: ModelSpec, p: dict, h, L: str):
     return _linear(g, spec, p, act, L + "w2", L + "mlp_out")
 
 
-def _absolute_positions(g: Graph, spec: ModelSpec, p: dict, x, batch: int, seq: int, dtype: str):
-    """x plus the learned or sinusoidal position embedding (rope and alibi act inside attention instead)."""
+def _absolute_positions(g: Graph, spec: ModelSpec, p: dict, x, batch: int, seq: int, dtype: str, offset: int = 0):
+    """x plus the learned or sinusoidal position embedding of positions offset..offset+seq-1 (rope and alibi act
+    inside attention instead). offset is 0 in training; graph/inference.py passes a decode step's position."""
     if spec.positions == "learned":
-        ids = g.call("position_ids", batch=batch, seq=seq, name="position_ids")
+        rows = p["pos_embedding"].shape[0]
+        if offset + seq > rows:
+            raise ShapeError(
+                f"spec {spec.name!r}: positions {offset}..{offset + seq - 1} lie beyond the learned position table "
+                f"of {rows} rows (max_seq_len); keep the context within {rows} or raise max_seq_len (and retrain)"
+            )
+        ids = g.call("position_ids", batch=batch, seq=seq, offset=offset, name="position_ids")
         pe = g.call("embedding", p["pos_embedding"], ids, name="pos_embed")
     elif spec.positions == "sinusoidal":
-        pe = g.call("sinusoidal", batch=batch, seq=seq, hidden=spec.hidden_size, dtype=dtype, name="pos_table")
+        pe = g.call("sinusoidal", batch=batch, seq=seq, hidden=spec.hidden_size, dtype=dtype, offset=offset,
+                    name="pos_table")  # fmt: skip
     else:
         return x
     return g.call("add", x, pe, name="embed_pos")
 
 
-def _dropout_sites(g: Graph, spec: ModelSpec, dtype: str, training: bool, seed: int):
-    """x -> dropout(x) at a named site when training with spec.dropout > 0 (each site its own salt), else identity.
-    Dropout sits where GPT-2 has it on the residual stream: after the embedding and on each block's output before
-    the residual add. (Dropout of the attention probabilities is not implemented: it would live inside the fused
-    attention kernels.)"""
-    if not training or spec.dropout == 0:
-        return lambda x, name: x
-    step = g.input("step", (), dtype)
-    salts = iter(range(1, 1 << 30))
+class _DropoutSites:
+    """The spec's dropout when training with spec.dropout > 0 (else identity), each site with its own salt, all
+    seeded by one scalar input `step` (ops/dropout.py). GPT-2's sites, all with the spec's one `dropout` p (GPT-2
+    has embd_pdrop, resid_pdrop and attn_pdrop, all 0.1 in its configs, so one field says it): after the embedding,
+    on each block's output before the residual add (`drop`), and on the attention probabilities inside the
+    attention op (`attention`: a `step` input and dropout/seed/salt attributes, the op's backward drawing the same
+    mask). Without dropout no site adds a node, an input or an attribute: the graph is the one of a spec without it."""
 
-    def drop(x, name):
-        return g.call("dropout", x, step, p=spec.dropout, seed=seed, salt=next(salts), name=name)
+    def __init__(self, g: Graph, spec: ModelSpec, dtype: str, training: bool, seed: int):
+        self.on = training and spec.dropout > 0
+        self.p, self.seed = spec.dropout, seed
+        self.step = g.input("step", (), dtype) if self.on else None
+        # The attention sites count their salts from 2^30, so the residual sites keep the salts (and masks) they had
+        # before attention dropout existed.
+        self.g, self._salts, self._attn_salts = g, iter(range(1, 1 << 30)), iter(range(1 << 30, 1 << 31))
 
-    return drop
+    def drop(self, x, name):
+        if not self.on:
+            return x
+        return self.g.call("dropout", x, self.step, p=self.p, seed=self.seed, salt=next(self._salts), name=name)
+
+    def attention(self) -> tuple[tuple, dict]:
+        """(extra inputs, extra attributes) of one attention op: its probabilities' dropout."""
+        if not self.on:
+            return (), {}
+        return (self.step,), {"dropout": self.p, "seed": self.seed, "salt": next(self._attn_salts)}
 
 
 def param_component(name: str) -> str:
@@ -154,7 +174,8 @@ def build(
     """The forward graph: inputs `tokens`, `targets` [B,S] int32 and the params; outputs `logits` and `loss`.
 
     dtype is the float type of params and activations: float32 to train, float64 for ground-truth checks.
-    training=True adds the spec's dropout (with a scalar input `step` that seeds its masks, with dropout_seed).
+    training=True adds the spec's dropout (with a scalar input `step` that seeds its masks, with dropout_seed): on
+    the embedding, the residual branches and the attention probabilities (_DropoutSites).
     """
     spec = load_spec(spec)
     for what, n in (("batch", batch), ("seq", seq)):
@@ -171,7 +192,8 @@ def build(
     targets = g.input("targets", (batch, seq), "int32")
     p = {name: g.param(name, shape, dtype) for name, shape in param_shapes(spec).items()}
 
-    drop = _dropout_sites(g, spec, dtype, training, dropout_seed)
+    sites = _DropoutSites(g, spec, dtype, training, dropout_seed)
+    drop = sites.drop
     x = g.call("embedding", p["tok_embedding"], tokens, name="embed")
     aux_losses: list = []  # MoE load-balancing losses, one per layer
     x = drop(_absolute_positions(g, spec, p, x, batch, seq, dtype), "embed_drop")
@@ -184,9 +206,11 @@ def build(
         if spec.positions == "rope":
             q = g.call("rope", q, heads=nh, base=spec.rope_base, name=L + "q_rope")
             k = g.call("rope", k, heads=nkv, base=spec.rope_base, name=L + "k_rope")
+        attn_step, attn_drop = sites.attention()
         o, _lse = g.call(
-            "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D),
+            "attention", q, k, v, *attn_step, heads=nh, kv_heads=nkv, causal=True, scale=1.0 / math.sqrt(D),
             window=spec.attention_window, name=L + "attn", **({"alibi": True} if spec.positions == "alibi" else {}),
+            **attn_drop,
         )
         x = g.call("add", x, drop(_linear(g, spec, p, o, L + "wo", L + "attn_out"), L + "attn_drop"),
                    name=L + "resid_attn")

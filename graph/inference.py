@@ -9,16 +9,24 @@
 
 The block is the one of graph/build.py (same parameter names and the same helpers for norms, biased linears, the
 MLP kinds and MoE), so a trained checkpoint runs here unchanged and tests check that prefill's and decode's logits
-equal the training forward's. Positions: rope (offset by the cache position) or none; absolute position tables and
-ALiBi have no KV-cache path yet and are refused by name. A sliding window W keeps a rolling KV cache of W positions
-(as Mistral does): decode over a longer context reads W cached tokens, and prefill attends within the window.
+equal the training forward's. Positions, every kind of the spec (each token at its position in the sequence:
+prefill 0..seq-1, a prefill chunk start.., decode context-1): rope rotates q and k by it; learned and sinusoidal
+add those rows of the table (the learned one has max_seq_len rows: a longer context is refused naming it); alibi
+biases prefill's attention (the training op's `alibi`) and, in decode, the scores over the cache
+(attention_decode's `alibi`: -slope_h times the query's position minus the cache position); none adds nothing.
+A sliding window W keeps a rolling KV cache of W positions (as Mistral does): decode over a longer context reads the
+W cached tokens, laid out oldest first (the new one in the last slot), and prefill (whole or in chunks over the
+cache) attends within the window. The
+cache slots then are not the positions: the tables and RoPE use the token's position (so keys cached by earlier
+steps, each rotated by its own position, meet the query at their true distance) and ALiBi the slot distance, which
+in that layout is the tokens' distance.
 """
 
 from __future__ import annotations
 
 import math
 
-from tilegraph.graph.build import _linear, _mlp, _moe_mlp, _norm, param_shapes
+from tilegraph.graph.build import _absolute_positions, _linear, _mlp, _moe_mlp, _norm, param_shapes
 from tilegraph.graph.ir import Graph, Value
 from tilegraph.graph.spec import ModelSpec, load_spec
 
@@ -34,9 +42,12 @@ def _positive(what: str, n) -> int:
 
 
 def _block_stack(
-    g: Graph, spec: ModelSpec, p: dict, x: Value, batch: int, positions: int, start: int, cache_len: int
+    g: Graph, spec: ModelSpec, p: dict, x: Value, batch: int, positions: int, start: int, cache_len: int,
+    position: int,
 ) -> Value:
-    """The decoder layers over `positions` new tokens at absolute positions start..; caches of cache_len."""
+    """The decoder layers over `positions` new tokens written at cache slots start.. of caches of cache_len; the
+    first token's position in the sequence is `position` (RoPE rotates q and k by it, so keys cached in earlier
+    steps, rotated by their own positions, meet the query at their true distance in a rolling cache too)."""
     nh, nkv, D = spec.num_heads, spec.num_kv_heads, spec.head_dim
     aux_losses: list = []  # MoE routing losses: not part of an inference step's outputs
     for i in range(spec.num_layers):
@@ -46,8 +57,8 @@ def _block_stack(
         k = _linear(g, spec, p, h, L + "wk", L + "k")
         v = _linear(g, spec, p, h, L + "wv", L + "v")
         if spec.positions == "rope":
-            q = g.call("rope", q, heads=nh, base=spec.rope_base, offset=start, name=L + "q_rope")
-            k = g.call("rope", k, heads=nkv, base=spec.rope_base, offset=start, name=L + "k_rope")
+            q = g.call("rope", q, heads=nh, base=spec.rope_base, offset=position, name=L + "q_rope")
+            k = g.call("rope", k, heads=nkv, base=spec.rope_base, offset=position, name=L + "k_rope")
         caches = []
         for what, new in (("k", k), ("v", v)):
             cache = g.state(f"kv.{i}.{what}", (batch, cache_len, nkv * D), x.type.dtype)
@@ -55,14 +66,15 @@ def _block_stack(
             g.updates[cache] = written
             caches.append(written)
         scale = 1.0 / math.sqrt(D)
+        alibi = {"alibi": True} if spec.positions == "alibi" else {}  # (absent otherwise: graphs as before)
         if start == 0 and positions == cache_len:  # whole prefill: the prompt attends to itself (flash attention)
             o, _lse = g.call(
                 "attention", q, k, v, heads=nh, kv_heads=nkv, causal=True, scale=scale,
-                window=spec.attention_window, name=L + "attn"
+                window=spec.attention_window, name=L + "attn", **alibi
             )
         else:
             o = g.call("attention_decode", q, *caches, heads=nh, kv_heads=nkv, scale=scale, start=start,
-                       name=L + "attn")  # fmt: skip
+                       window=spec.attention_window, name=L + "attn", **alibi)  # fmt: skip
         x = g.call("add", x, _linear(g, spec, p, o, L + "wo", L + "attn_out"), name=L + "resid_attn")
         h = _norm(g, spec, p, x, L + "mlp_norm", L + "mlp_in")
         y = _moe_mlp(g, spec, p, L, h, aux_losses) if spec.moe is not None else _mlp(g, spec, p, h, L)
@@ -77,17 +89,19 @@ def _logits(g: Graph, spec: ModelSpec, p: dict, x: Value) -> Value:
     return g.call("linear", h, p["lm_head"], name="logits")
 
 
-def _graph(spec, batch: int, positions: int, start: int, dtype: str, mode: str, cache_len: int | None = None) -> Graph:
+def _graph(spec, batch: int, positions: int, start: int, dtype: str, mode: str, cache_len: int | None = None,
+           position: int | None = None) -> Graph:
+    """`positions` new tokens written at cache slot `start`..; `position` is the first one's position in the
+    sequence (the absolute tables' row): `start` unless a rolling window cache has shifted the slots."""
     spec = load_spec(spec)
-    if spec.positions not in ("rope", "none"):
-        raise ShapeError(f"spec {spec.name!r}: positions: {spec.positions} has no KV-cache ({mode}) path yet; lower "
-                         f"it with --mode train, or use positions: rope")  # fmt: skip
     cache_len = start + positions if cache_len is None else cache_len
     g = Graph(f"{spec.name}.{mode}")
     tokens = g.input("tokens", (batch, positions), "int32")
     p = {name: g.param(name, shape, dtype) for name, shape in param_shapes(spec).items()}
     x = g.call("embedding", p["tok_embedding"], tokens, name="embed")
-    x = _block_stack(g, spec, p, x, batch, positions, start, cache_len)
+    position = start if position is None else position
+    x = _absolute_positions(g, spec, p, x, batch, positions, dtype, offset=position)
+    x = _block_stack(g, spec, p, x, batch, positions, start, cache_len, position)
     if positions > 1:
         x = g.call("take_last", x, name="last_token")
     g.output("logits", _logits(g, spec, p, x))
@@ -122,8 +136,10 @@ def decode(spec: ModelSpec | str, batch: int, context: int, dtype: str = "float3
     if context < 2:
         raise ShapeError(f"--context {context}: a decode step needs at least one cached token (context >= 2)")
     if context > spec.max_seq_len:
-        raise ShapeError(f"--context {context} is longer than max_seq_len {spec.max_seq_len} of spec {spec.name!r}; "
-                         f"use --context <= {spec.max_seq_len}")  # fmt: skip
+        table = " (the learned position table has max_seq_len rows)" if spec.positions == "learned" else ""
+        raise ShapeError(f"--context {context} is longer than max_seq_len {spec.max_seq_len} of spec {spec.name!r}"
+                         f"{table}; use --context <= {spec.max_seq_len}")  # fmt: skip
+    cached = context
     if spec.attention_window is not None and context > spec.attention_window:
-        context = spec.attention_window  # the rolling cache holds the last W positions: that is what a step reads
-    return _graph(spec, batch, 1, context - 1, dtype, "decode")
+        cached = spec.attention_window  # the rolling cache holds the last W positions: that is what a step reads
+    return _graph(spec, batch, 1, cached - 1, dtype, "decode", position=context - 1)

@@ -48,8 +48,9 @@ SIGNATURES = {
     "layernorm_bwd": "pppppiid",
     "rope": "ppppiiiiid",
     "adamw": "pppppppi" + "d" * 8,
-    "attention_fwd": "ppppp" + "iiii" + "d" + "iiii",
-    "attention_bwd": "ppppppppp" + "iiii" + "d" + "iiii",
+    # (s, heads, kv_heads, d), scale, (causal, window, dropout key, dropout threshold), 1/(1-p), (item0, item1)
+    "attention_fwd": "ppppp" + "iiii" + "d" + "iiii" + "d" + "ii",
+    "attention_bwd": "ppppppppp" + "iiii" + "d" + "iiii" + "d" + "ii",
 }
 _CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int64, "d": ctypes.c_double}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}

@@ -61,6 +61,15 @@ def _softmax_rows_into(logits2: np.ndarray, p: np.ndarray, key: tuple) -> np.nda
     return ssum
 
 
+def _rows_like_targets(logits, targets):
+    """Replicated logits with batch-split targets (a replicated stretch of the graph, e.g. after dropout, whose mask
+    is drawn whole): slice the logits to the targets' rows (a local slice) rather than gather int32 targets, which
+    no collective carries."""
+    if logits == R and isinstance(targets, Shard) and targets.dim == 0:
+        return targets
+    return logits
+
+
 @register
 class CrossEntropy(Op):
     name = "cross_entropy"
@@ -69,7 +78,7 @@ class CrossEntropy(Op):
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): softmax over whole rows; with the rows split each device's
         mean is over its rows, so the loss is the mean over the axis: P(mean)."""
-        logits = whole_rows(placements[0], node.inputs[0])
+        logits = _rows_like_targets(whole_rows(placements[0], node.inputs[0]), placements[1])
         return [logits, logits], [Partial("mean") if isinstance(logits, Shard) else R]
 
     def infer(self, inputs, attrs):
@@ -117,7 +126,7 @@ class CrossEntropyBwd(Op):
     def shard(self, node, placements, axis):
         """Sharding on one mesh axis (ops/placement.py): with the rows split, the local op divides by the local row
         count, so the seed must be 1/N of the global one (a partial sum) for an exact slice of the gradient."""
-        logits = whole_rows(placements[0], node.inputs[0])
+        logits = _rows_like_targets(whole_rows(placements[0], node.inputs[0]), placements[1])
         return [logits, logits, P if isinstance(logits, Shard) else R], [logits]
 
     def infer(self, inputs, attrs):

@@ -9,6 +9,8 @@ each site its own). Training graphs only: the forward graph used for validation 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tilegraph.ops._util import expect_arity, expect_float, expect_scalar, float_attr
 from tilegraph.ops.base import Op, register
@@ -26,10 +28,23 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def keep_mask(shape, p: float, seed: int, salt: int, step: int) -> np.ndarray:
-    """bool mask of `shape`: True where the element is kept (probability 1 - p)."""
+def mask_key(seed: int, salt: int, step: int) -> np.uint64:
+    """The per-(seed, salt, step) key the element draws are offset by."""
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps modulo 2^64 by design
-        key = _mix(np.uint64(seed & (2**64 - 1)) * _GOLDEN + np.uint64(salt) * _M1 + np.uint64(step) * _M2)
+        return _mix(np.uint64(seed & (2**64 - 1)) * _GOLDEN + np.uint64(salt) * _M1 + np.uint64(step) * _M2)
+
+
+def keep_threshold(p: float) -> int:
+    """Element i is kept when its 53 random bits u satisfy u * 2^-53 >= p, i.e. u >= ceil(p * 2^53) (both sides
+    exact in float64): the integer form the C++ kernels compare against (kernels/cpu/attention.cpp)."""
+    return math.ceil(p * 2.0**53)
+
+
+def keep_mask(shape, p: float, seed: int, salt: int, step: int) -> np.ndarray:
+    """bool mask of `shape`: True where the element is kept (probability 1 - p); element i (flat, C order) draws
+    splitmix64(i * GOLDEN + mask_key) >> 11."""
+    key = mask_key(seed, salt, step)
+    with np.errstate(over="ignore"):
         idx = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.uint64)
         u = _mix(idx * _GOLDEN + key) >> np.uint64(11)  # 53 random bits
     return (u.astype(np.float64) * 2.0**-53 >= p).reshape(shape)

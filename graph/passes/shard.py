@@ -137,6 +137,10 @@ class Plan:
             self.attention_tp = self.kv_split = False
             self.note(f"fallback: attention replicated over TP {tp} (ALiBi attention is not split by heads)")
             return
+        if attn.attrs.get("dropout"):  # the probabilities' dropout mask is drawn by global index (ops/attention.py)
+            self.attention_tp = self.kv_split = False
+            self.note(f"fallback: attention replicated over TP {tp} (attention dropout draws its mask whole)")
+            return
         if nh % tp:
             raise ShardingError(
                 f"num_heads {nh} is not divisible by the tensor-parallel degree {tp} (mesh {name} axis "

@@ -202,6 +202,8 @@ class AttentionBwdKernel(KernelOp):
             return f"window={attrs['window']}: the backward kernels have no sliding window yet"
         if attrs.get("alibi"):
             return "alibi=True: the backward kernels add no position bias to the scores"
+        if attrs.get("dropout"):
+            return f"dropout={attrs['dropout']:g}: the backward kernels draw no dropout mask over the probabilities"
         return None
 
     def program(self, inputs, attrs, opts):

@@ -194,6 +194,8 @@ class AttentionKernel(KernelOp):
     def refuses(self, attrs):
         if attrs.get("alibi"):
             return "alibi=True: kernels/attention adds no position bias to the scores"
+        if attrs.get("dropout"):
+            return f"dropout={attrs['dropout']:g}: kernels/attention draws no dropout mask over the probabilities"
         return None
 
     def program(self, inputs, attrs, opts):

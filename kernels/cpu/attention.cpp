@@ -7,6 +7,12 @@
 //              lse = scale*m + log(l)                     (exact softmax per block of whole rows: no online rescale)
 //   backward:  P = exp(scale*Q K^T - lse) masked, dP = dO V^T, dS = scale * P * (dP - rowsum(dO*O)),
 //              dQ = dS K, dK += dS^T Q, dV += P^T dO
+// Dropout of the probabilities (ops/attention.py `dropout`; drop_threshold 0 = none) draws ops/dropout.py's mask:
+// element (b, h, i, j) is kept when splitmix64(index * GOLDEN + key) >> 11 >= drop_threshold, index the flat
+// [B, heads, S, S] position, key and drop_threshold = ceil(p * 2^53) computed in Python from (seed, salt, step) and
+// p, so kernel and reference keep the same elements. The forward scales P V by mask / (1-p) after l (lse stays the
+// undropped one); the backward uses mask * P / (1-p) for dV and mask * dP / (1-p) for dS, while rowsum(dO*O) still
+// equals rowsum(P * dP) because O is the dropped output.
 // kend is the block's last row + 1 when causal (keys past it are masked for every row of the block), else S.
 // With a sliding window W (0 = none) row i sees keys i-W+1 .. i: a block computes only keys k0 .. kend, k0 the
 // first key its first row sees rounded down to a whole vector, and masks the keys outside each row's window.
@@ -182,6 +188,27 @@ inline int64_t visible_keys(int64_t row, int64_t kend, int64_t causal) {
 
 inline int64_t first_visible_key(int64_t row, int64_t window) { return window ? std::max<int64_t>(0, row - window + 1) : 0; }
 
+// The dropout mask of ops/dropout.py: splitmix64's finalizer of index * GOLDEN + key, its top 53 bits against
+// ceil(p * 2^53).
+struct DropMask {
+    uint64_t key, threshold;
+    double keep_scale;  // 1 / (1 - p)
+    bool on() const { return threshold != 0; }
+    static uint64_t mix(uint64_t z) {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    bool keep(uint64_t index) const { return (mix(index * 0x9E3779B97F4A7C15ull + key) >> 11) >= threshold; }
+    // keep_scale or 0 per lane for elements index0 + lane.
+    template <typename T>
+    typename Simd<T>::vec lanes(uint64_t index0) const {
+        typename Simd<T>::vec m;
+        for (int64_t l = 0; l < Simd<T>::lanes; ++l) m[l] = keep(index0 + uint64_t(l)) ? T(keep_scale) : T(0);
+        return m;
+    }
+};
+
 // Per-thread scratch buffers of the attention kernels, one set per element type.
 struct Scratch {
     std::vector<float> f[8];
@@ -197,7 +224,8 @@ thread_local Scratch fwd_scratch, bwd_scratch;
 
 template <typename T>
 void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, int64_t heads, int64_t kv_heads,
-                   int64_t d, double scale_, int64_t causal, int64_t window, int64_t item0, int64_t item1) {
+                   int64_t d, double scale_, int64_t causal, int64_t window, const DropMask& drop, int64_t item0,
+                   int64_t item1) {
     using S = Simd<T>;
     const Shapes<T> sh(s, heads, kv_heads, d);
     const int64_t L = S::lanes;
@@ -241,6 +269,11 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, 
                     const T l = S::sum(lv);
                     lh[r0 + i] = scale * m + std::log(l);
                     inv_l[i] = T(1) / l;
+                    if (drop.on()) {  // after l: the mask scales what reaches V, not the normalisation
+                        const uint64_t index0 = (uint64_t(b * heads + h) * s + uint64_t(r0 + i)) * s;
+                        for (int64_t j = k0; j < kpad; j += L)
+                            S::store(row + j, S::load(row + j) * drop.lanes<T>(index0 + j));
+                    }
                 }
                 gemm(rb, sh.d_pad / L, sc + k0, sh.s_pad, 1, kend - k0, vp + k0 * sh.d_pad, sh.d_pad, ob, sh.d_pad,
                      false);
@@ -257,7 +290,7 @@ void attention_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s, 
 template <typename T>
 void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout, T* dq, T* dk, T* dv,
                    int64_t s, int64_t heads, int64_t kv_heads, int64_t d, double scale_, int64_t causal,
-                   int64_t window, int64_t item0, int64_t item1) {
+                   int64_t window, const DropMask& drop, int64_t item0, int64_t item1) {
     using S = Simd<T>;
     const Shapes<T> sh(s, heads, kv_heads, d);
     const int64_t L = S::lanes;
@@ -309,12 +342,19 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse,
                     T* dr = dsb + i * sh.s_pad;
                     const int64_t n = visible_keys(r0 + i, kend, causal), first = first_visible_key(r0 + i, window);
                     const T shift = lh[r0 + i], di = delta[r0 + i];
+                    const uint64_t index0 = (uint64_t(b * heads + h) * s + uint64_t(r0 + i)) * s;
                     for (int64_t j = k0; j < k0 + kvec * L; j += L) {
                         typename S::vec p = S::exp(scale * S::load(pr + j) - shift);
                         const typename S::ivec key = S::lane_index() + typename S::lane_int(j);
                         p = (key < typename S::lane_int(n)) & (key >= typename S::lane_int(first)) ? p : 0;
-                        S::store(pr + j, p);
-                        S::store(dr + j, scale * p * (S::load(dr + j) - di));
+                        if (drop.on()) {  // pb holds mask*P/(1-p) for dV; dP = mask*(dO V^T)/(1-p)
+                            const typename S::vec mk = drop.lanes<T>(index0 + j);
+                            S::store(pr + j, p * mk);
+                            S::store(dr + j, scale * p * (S::load(dr + j) * mk - di));
+                        } else {
+                            S::store(pr + j, p);
+                            S::store(dr + j, scale * p * (S::load(dr + j) - di));
+                        }
                     }
                 }
                 // dQ rows = dS K
@@ -343,15 +383,20 @@ void attention_bwd(const T* q, const T* k, const T* v, const T* o, const T* lse,
 #define EXPORT(T, suffix)                                                                                          \
     extern "C" void tg_attention_fwd_##suffix(const T* q, const T* k, const T* v, T* o, T* lse, int64_t s,         \
                                               int64_t heads, int64_t kv_heads, int64_t d, double scale,            \
-                                              int64_t causal, int64_t window, int64_t item0, int64_t item1) {      \
-        tg::attention_fwd<T>(q, k, v, o, lse, s, heads, kv_heads, d, scale, causal, window, item0, item1);         \
+                                              int64_t causal, int64_t window, int64_t drop_key,                    \
+                                              int64_t drop_threshold, double keep_scale, int64_t item0,            \
+                                              int64_t item1) {                                                     \
+        const tg::DropMask drop{uint64_t(drop_key), uint64_t(drop_threshold), keep_scale};                        \
+        tg::attention_fwd<T>(q, k, v, o, lse, s, heads, kv_heads, d, scale, causal, window, drop, item0, item1);   \
     }                                                                                                              \
     extern "C" void tg_attention_bwd_##suffix(const T* q, const T* k, const T* v, const T* o, const T* lse,        \
                                               const T* dout, T* dq, T* dk, T* dv, int64_t s, int64_t heads,        \
                                               int64_t kv_heads, int64_t d, double scale, int64_t causal,           \
-                                              int64_t window, int64_t item0, int64_t item1) {                      \
+                                              int64_t window, int64_t drop_key, int64_t drop_threshold,            \
+                                              double keep_scale, int64_t item0, int64_t item1) {                   \
+        const tg::DropMask drop{uint64_t(drop_key), uint64_t(drop_threshold), keep_scale};                        \
         tg::attention_bwd<T>(q, k, v, o, lse, dout, dq, dk, dv, s, heads, kv_heads, d, scale, causal, window,      \
-                             item0, item1);                                                                        \
+                             drop, item0, item1);                                                                  \
     }
 EXPORT(float, f32)
 EXPORT(double, f64)

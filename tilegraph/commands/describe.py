@@ -118,6 +118,7 @@ def _headline(spec) -> str:
         f"{spec.num_heads} heads ({kv}head_dim {spec.head_dim}), {spec.norm}, {spec.mlp} mlp {spec.mlp_hidden}, "
         f"{spec.positions} positions, {'biases, ' if spec.bias else ''}"
         f"{'tied' if spec.tie_embeddings else 'untied'} embeddings, max_seq_len {spec.max_seq_len}"
+        + (f", dropout {spec.dropout:g} (embedding, residual, attention probabilities)" if spec.dropout else "")
         + _moe_and_window(spec)
     )
 
