@@ -223,14 +223,3 @@ def test_emu_program_runs_attention_and_its_backward_on_the_kernels():
         scale = np.abs(want[name]).max()
         np.testing.assert_allclose(got[name], want[name], atol=2**-4 * scale)
         assert not np.array_equal(got[name], want[name])
-
-
-def test_sliding_window_is_refused_with_the_fix():
-    from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
-
-    from tilegraph.errors import ShapeError
-
-    case = {**BASE, "seq": 40, "causal": True, "q_chunk": 32, "k_chunk": 32, "head_dim": 32}
-    inputs, attrs, _ = fuzz.make_inputs("attention_bwd", case)
-    with pytest.raises(ShapeError, match=r"op 'attention_bwd': window=16: the backward kernels have no sliding window yet"):
-        get_kernel_op("attention_bwd").program(inputs, {**attrs, "window": 16}, DeviceOptions())
