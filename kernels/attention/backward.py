@@ -241,12 +241,12 @@ class AttentionBwdKernel(KernelOp):
         from hypothesis import strategies as st
         from tilegraph.kernels.attention.program import attention_case_fields
 
-        return st.fixed_dictionaries({
-            **attention_case_fields(common, small),
-            # sliding window (used when causal): below, at and not a multiple of the 32-row tile, across chunk
-            # sizes, and longer than any drawn sequence (160): plain causal through the window code path
-            "window": st.sampled_from([None, None, 1, 7, 32, 45, 64, 100, 200]),
-        })
+        # sliding window, drawn for causal cases only (the kernels take none without causal): below, at and not a
+        # multiple of the 32-row tile, across chunk sizes, and longer than any drawn sequence (160), which is plain
+        # causal through the window code path
+        windows = st.sampled_from([None, None, 1, 7, 31, 32, 45, 64, 100, 200])
+        return st.fixed_dictionaries(attention_case_fields(common, small)).flatmap(
+            lambda case: (windows if case["causal"] else st.none()).map(lambda w: {**case, "window": w}))
 
     def make_inputs(self, case, rng, randn, grid):
         """(q, k, v, o, lse, do) with o and lse the float64 forward of q, k, v (rounded to float32), do random."""
