@@ -190,3 +190,17 @@ def test_place_puts_windowed_attention_bwd_on_the_kernel():
     impls = {s.op: s.impl for s in program.steps if s.op.startswith("attention")}
     assert impls == {"attention": "kernel:attention", "attention_bwd": "kernel:attention_bwd"}
     assert all(device_impl(n) == "kernel:attention_bwd" for n in windowed)
+
+
+def test_shipped_windowed_spec_trains_on_the_kernels():
+    # specs/mistral-7b.yaml carries attention_window 4096: its training step (graph only, seq 64) places both
+    # attention directions on the kernels for emu.
+    from tilegraph.graph import load_spec, training_step
+
+    from tilegraph.compiler import Target, compile
+
+    step = training_step(load_spec(SPECS / "mistral-7b.yaml"), 1, 64)
+    assert {n.attrs["window"] for n in step.nodes if n.op == "attention_bwd"} == {4096}
+    program = compile(step, Target(backend="emu"))
+    assert {(s.op, s.impl) for s in program.steps if s.op.startswith("attention")} == {
+        ("attention", "kernel:attention"), ("attention_bwd", "kernel:attention_bwd")}
