@@ -121,9 +121,9 @@ def test_alibi_attention_refuses_the_device_kernel():
 
 @pytest.mark.parametrize("field, value", [("positions", "alibi"), ("attention_window", 16)])
 def test_place_puts_attention_the_kernels_refuse_on_the_host_or_a_ttnn_composite(field, value):
-    """The place pass asks each kernel op whether it runs a call (KernelOp.refuses): ALiBi attention and the
-    windowed attention backward go to numpy on emu and to a ttnn composite on a device, never to a kernel that
-    would stop the run."""
+    """The place pass asks each kernel op whether it runs a call (KernelOp.refuses): ALiBi attention goes to numpy
+    on emu and to a ttnn composite on a device, never to a kernel that would stop the run; a sliding window runs
+    on the kernels, forward and backward (kernels/attention/README.md)."""
     from tilegraph.graph import load_spec, training_step
     from tilegraph.graph.passes.place import device_impl
 
@@ -134,7 +134,7 @@ def test_place_puts_attention_the_kernels_refuse_on_the_host_or_a_ttnn_composite
     step = training_step(load_spec(spec), 1, 64)
     program = compile(step, Target(backend="emu"))
     impls = {s.op: s.impl for s in program.steps if s.op.startswith("attention")}
-    refused = {"positions": {"attention", "attention_bwd"}, "attention_window": {"attention_bwd"}}[field]
+    refused = {"positions": {"attention", "attention_bwd"}, "attention_window": set()}[field]
     for op, impl in impls.items():
         assert impl == ("numpy" if op in refused else f"kernel:{op}"), (op, impl)
     for node in step.nodes:

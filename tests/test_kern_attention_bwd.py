@@ -225,12 +225,21 @@ def test_emu_program_runs_attention_and_its_backward_on_the_kernels():
         assert not np.array_equal(got[name], want[name])
 
 
-def test_sliding_window_is_refused_with_the_fix():
-    from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
+def test_bfp8_case_that_hits_the_wormhole_accumulate_erratum():
+    """A case the fuzz found (no window; it fails on the kernels before the window work too): one FPU accumulation
+    of dV in it lands on a magnitude of exactly 1 on the negative side, which Wormhole B0 renormalises wrongly
+    (kernels/emu/API.md, "Accumulation into DST": ttsim's erratum), so that element comes out 2^6 too low; with the
+    erratum line taken out of the emulator the case passes at 0.03 of its bounds. The bounds do not model the
+    erratum (it errs by up to 2^4 times the largest addend); pinned here so the miss stays visible."""
+    from tilegraph.runtime.kernel_ops import run_kernel_op
 
-    from tilegraph.errors import ShapeError
-
-    case = {**BASE, "seq": 40, "causal": True, "q_chunk": 32, "k_chunk": 32, "head_dim": 32}
-    inputs, attrs, _ = fuzz.make_inputs("attention_bwd", case)
-    with pytest.raises(ShapeError, match=r"op 'attention_bwd': window=16: the backward kernels have no sliding window yet"):
-        get_kernel_op("attention_bwd").program(inputs, {**attrs, "window": 16}, DeviceOptions())
+    case = {"dtype": "bfloat8_b", "grid": (1, 1), "scale": 3.0, "seed": 6070, "batch": 1, "seq": 42, "kv_heads": 2,
+            "group": 2, "head_dim": 128, "causal": True, "q_chunk": 32, "k_chunk": 32, "softmax_scale": 0.5}
+    inputs, attrs, opts = fuzz.make_inputs("attention_bwd", case)
+    held = fuzz.device_values(inputs, "attention_bwd", case["dtype"], "emu")
+    refs = fuzz.reference("attention_bwd", held, attrs)
+    bounds = fuzz.error_bounds("attention_bwd", held, attrs, refs, "emu")
+    got = run_kernel_op("attention_bwd", held, attrs, "emu", opts)
+    misses = [np.argwhere(np.abs(g - r) > b).tolist() for g, r, b in zip(got, refs, bounds)]
+    assert misses == [[], [], [[0, 9, 133]]]
+    assert abs(got[2][0, 9, 133] - (refs[2][0, 9, 133] - 64)) <= 0.25  # 2^6 low, then packed to bf16 (ulp 0.25)

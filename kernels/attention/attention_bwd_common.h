@@ -1,7 +1,7 @@
 // Shared by reader_bwd.cpp, compute_bwd.cpp and writer_bwd.cpp of the attention backward kernel: circular-buffer
 // indices (kernels/attention/backward.py _bwd_cbs defines the CBs at these indices) and the work-unit math all
-// three kernels must compute identically. The chunk helpers (zigzag_q_chunk, k_chunks_for, block_masked) are the
-// forward's, from attention_common.h.
+// three kernels must compute identically. The chunk helpers (zigzag_q_chunk, k_chunks_for, first_k_chunk,
+// block_masked) are the forward's, from attention_common.h: the backward visits exactly the blocks the forward does.
 #pragma once
 #include <stdint.h>
 #include "attention_common.h"
@@ -37,16 +37,43 @@ constexpr uint32_t CONST_CAUSAL_T = 3;   // -inf where row > col (transposed blo
 constexpr uint32_t CONST_KEY_PAD = 4;    // -inf in columns past the last valid key
 constexpr uint32_t CONST_KEY_PAD_T = 5;  // -inf in rows past the last valid key
 constexpr uint32_t CONST_ONES = 6;
+// Sliding window (causal only; window = 0: none): key tile gk against query tile gq, delta = gq - gk, is cut by the
+// window's left edge for at most two deltas, window/32 and window/32 + 1 (as in the forward's reader.cpp); the host
+// ships those edge tiles in both orientations, copied from the forward's consts (program.py attention_consts).
+// Tiles wholly left of the window get CONST_WINDOW_FAR (the forward's large finite negative: exp of it is 0 too).
+constexpr uint32_t CONST_WINDOW_EDGE0 = 7;    // delta = window/32, rows = queries (also causal when delta = 0)
+constexpr uint32_t CONST_WINDOW_EDGE1 = 8;    // delta = window/32 + 1
+constexpr uint32_t CONST_WINDOW_EDGE0_T = 9;  // the two transposed (rows = keys)
+constexpr uint32_t CONST_WINDOW_EDGE1_T = 10;
+constexpr uint32_t CONST_WINDOW_FAR = 11;
 
 // First Q chunk of q_chunk_t tiles whose rows reach key tile k0 (causal: earlier chunks see none of the K chunk).
 inline uint32_t first_q_chunk_for(uint32_t k0, uint32_t q_chunk_t, uint32_t causal) {
     return causal ? k0 / q_chunk_t : 0;
 }
 
-// Mask tile of score tile (query tile gq, key tile gk); `transposed`: the block's rows are keys.
-inline uint32_t mask_tile(uint32_t gq, uint32_t gk, uint32_t k_full_t, uint32_t causal, bool transposed) {
+// One past the last Q chunk whose rows reach the K chunk at key tile k0: with a window, the chunk's last key
+// 32*(k0 + k_chunk_t) - 1 is seen by queries up to window - 1 rows later, and chunks starting after that are
+// skipped (pass 1's counterpart of first_k_chunk).
+inline uint32_t end_q_chunk_for(uint32_t k0, uint32_t k_chunk_t, uint32_t q_chunk_t, uint32_t nq, uint32_t window) {
+    if (window == 0) return nq;
+    const uint32_t last_query = 32 * (k0 + k_chunk_t) + window - 2;
+    const uint32_t end = last_query / (32 * q_chunk_t) + 1;
+    return end < nq ? end : nq;
+}
+
+// Mask tile of score tile (query tile gq, key tile gk); `transposed`: the block's rows are keys. The causal and
+// window cases are the forward's reader.cpp causal_mask_tile, tile for tile.
+inline uint32_t mask_tile(uint32_t gq, uint32_t gk, uint32_t k_full_t, uint32_t causal, uint32_t window,
+                          bool transposed) {
     if (causal) {
-        return gk > gq ? CONST_NEG_INF : (gk == gq ? (transposed ? CONST_CAUSAL_T : CONST_CAUSAL) : CONST_ZERO);
+        if (gk > gq) return CONST_NEG_INF;
+        const uint32_t delta = gq - gk;
+        if (window != 0 && 32 * delta + 1 >= window + 32) return CONST_WINDOW_FAR;  // 32*delta - window >= 31
+        if (window != 0 && 32 * delta + 31 >= window) {
+            return (transposed ? CONST_WINDOW_EDGE0_T : CONST_WINDOW_EDGE0) + (delta - window / 32);
+        }
+        return delta == 0 ? (transposed ? CONST_CAUSAL_T : CONST_CAUSAL) : CONST_ZERO;
     }
     return gk < k_full_t ? CONST_ZERO : (gk == k_full_t ? (transposed ? CONST_KEY_PAD_T : CONST_KEY_PAD) : CONST_NEG_INF);
 }

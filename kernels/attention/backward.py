@@ -2,8 +2,8 @@
 in this folder, the host layout of its inputs and outputs, and its fuzz cases and error bounds.
 
 The op (ops/attention.py AttentionBwd): inputs (q, k, v, o, lse, do) with q, o, do [B, S, heads*D], k, v
-[B, S, kv_heads*D], lse [B, heads, S] (the forward's outputs o and lse), attrs {heads, kv_heads, causal, scale};
-outputs (dq, dk, dv) in the layouts of q, k, v. How the work is split is in kernels/attention/README.md.
+[B, S, kv_heads*D], lse [B, heads, S] (the forward's outputs o and lse), attrs {heads, kv_heads, causal, scale,
+window}; outputs (dq, dk, dv) in the layouts of q, k, v. How the work is split is in kernels/attention/README.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tilegraph.errors import ShapeError
 
 ATTENTION_BWD_HEAD_DIMS = (32, 64, 128)
 ATTENTION_BWD_L1_BUDGET = 1200 * 1024  # CB bytes per core we allow before P / dS fall back to bfloat16
-NUM_CONSTS = 7  # tiles of the consts tensor (attention_bwd_common.h CONST_*)
+NUM_CONSTS = 12  # tiles of the consts tensor (attention_bwd_common.h CONST_*)
 
 
 def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
@@ -61,6 +61,7 @@ def attention_bwd_program(
     grid=(8, 8),
     out_dtype: str = "bfloat16",
     interm: str | None = None,
+    window: int | None = None,
 ) -> _prog.ProgramDescription:
     """Attention backward for device tensors q, o, do [B, heads, S_pad, D], k, v [B, kv_heads, S_pad, D], lse in
     two broadcast layouts [B, heads, S_pad, 32] (fp32) -> dq [B, heads, S_pad, D], dk, dv [B, kv_heads, S_pad, D].
@@ -68,8 +69,12 @@ def attention_bwd_program(
     Pass 1 units: (batch, kv head, K chunk), pass 2 units: (batch, head, Q chunk); both numbered zigzag within a
     head and dealt out in even-sized contiguous ranges (low + high chunk pairs balance causal work). Every core
     runs its pass-1 range, then its pass-2 range; no output tile is written by two cores. Chunks default to 128
-    rows, or fewer so that a sequence has at least two (causal then skips the block above the diagonal)."""
+    rows, or fewer so that a sequence has at least two (causal then skips the block above the diagonal).
+    `window` (causal only): sliding-window attention; pass 1 skips the Q chunks past a K chunk's window, pass 2 the
+    K chunks left of a Q chunk's window, and edge blocks are masked (bwd_consts)."""
     kv_heads = kv_heads or heads
+    if window is not None and (not causal or window < 1):
+        raise ShapeError(f"op 'attention_bwd': window={window} needs causal=True and window >= 1 (None for no window)")
     if head_dim not in ATTENTION_BWD_HEAD_DIMS:
         raise ShapeError(f"op 'attention_bwd': head_dim {head_dim} unsupported by the kernel; "
                          f"use one of {ATTENTION_BWD_HEAD_DIMS}")
@@ -116,9 +121,9 @@ def attention_bwd_program(
     for core, (kv_start, kv_count), (q_start, q_count) in zip(cores, kv_split, q_split):
         reader_rt[core] = (addr("q"), addr("k"), addr("v"), addr("do"), addr("o"), addr("lse_rows"),
                            addr("lse_cols"), addr("consts"), heads, kv_heads, pad_t, int(causal), k_full_t,
-                           kv_start, kv_count, q_start, q_count, qc, kc, dh)
+                           kv_start, kv_count, q_start, q_count, qc, kc, dh, window or 0)
         compute_rt[core] = (qc, kc, dh, pad_t, int(causal), k_full_t, kv_start, kv_count, q_start, q_count,
-                            _host.f32_bits(scale), heads // kv_heads)
+                            _host.f32_bits(scale), heads // kv_heads, window or 0)
         writer_rt[core] = (addr("dq"), addr("dk"), addr("dv"), pad_t, kv_start, kv_count, q_start, q_count,
                            qc, kc, dh)
     kernels = [
@@ -142,8 +147,12 @@ def attention_bwd_program(
     return desc
 
 
-def bwd_consts(seq: int) -> np.ndarray:
-    """The tiles the reader assembles masks from (attention_bwd_common.h CONST_*), plus the all-ones tile."""
+def bwd_consts(seq: int, window: int | None = None) -> np.ndarray:
+    """The tiles the reader assembles masks from (attention_bwd_common.h CONST_*), plus the all-ones tile. The
+    window tiles are the forward's (program.py attention_consts: the two edge tiles and the far tile), here also
+    transposed for pass 1's blocks (rows = keys), so both kernels mask exactly the same scores."""
+    from tilegraph.kernels.attention.program import attention_consts
+
     t = np.zeros((NUM_CONSTS, 32, 32), np.float32)
     t[1] = -np.inf
     upper = np.triu(np.ones((32, 32), bool), 1)
@@ -152,11 +161,16 @@ def bwd_consts(seq: int) -> np.ndarray:
     t[4][:, seq % 32:] = -np.inf
     t[5][seq % 32:, :] = -np.inf
     t[6] = 1.0
+    if window is not None:
+        fwd = attention_consts(seq, window).reshape(-1, 32, 32)
+        t[7:9] = fwd[5:7]  # edge tiles, delta = window//32 and window//32 + 1 (forward CONST_WINDOW_EDGE)
+        t[9:11] = fwd[5:7].transpose(0, 2, 1)
+        t[11] = fwd[7]  # forward CONST_WINDOW_FAR
     return t.reshape(NUM_CONSTS * 32, 32)
 
 
 def attention_bwd_device_inputs(q, k, v, o, lse, do, heads: int, kv_heads: int | None,
-                                desc: _prog.ProgramDescription) -> dict:
+                                desc: _prog.ProgramDescription, window: int | None = None) -> dict:
     """Op inputs -> device tensors: heads split and padded to S_pad (zeros: padded rows contribute nothing, see
     README), lse laid out as broadcast tiles in both forms (cols: lse of row r in every column; rows: tile t holds
     lse of query 32t + c in column c of every row)."""
@@ -173,7 +187,7 @@ def attention_bwd_device_inputs(q, k, v, o, lse, do, heads: int, kv_heads: int |
     lse_rows = np.repeat(lse_p.reshape(b, heads, sp // 32, 1, 32), 32, axis=3).reshape(b, heads, sp, 32)
     return {"q": split(q, heads), "k": split(k, kv_heads), "v": split(v, kv_heads), "do": split(do, heads),
             "o": split(o, heads), "lse_rows": np.ascontiguousarray(lse_rows),
-            "lse_cols": np.ascontiguousarray(lse_cols), "consts": bwd_consts(s)}
+            "lse_cols": np.ascontiguousarray(lse_cols), "consts": bwd_consts(s, window)}
 
 
 def attention_bwd_device_outputs(outputs: dict, q_shape, k_shape) -> list:
@@ -198,8 +212,6 @@ class AttentionBwdKernel(KernelOp):
     name = "attention_bwd"
 
     def refuses(self, attrs):
-        if attrs.get("window") is not None:
-            return f"window={attrs['window']}: the backward kernels have no sliding window yet"
         if attrs.get("alibi"):
             return "alibi=True: the backward kernels add no position bias to the scores"
         if attrs.get("dropout"):
@@ -213,10 +225,11 @@ class AttentionBwdKernel(KernelOp):
         heads = int(attrs["heads"])
         kv_heads = int(attrs.get("kv_heads") or heads)
         b, s, hd = q.shape
+        window = attrs.get("window")
         desc = attention_bwd_program(b, s, heads, hd // heads, kv_heads, opts.dtype,
                                      causal=bool(attrs.get("causal", True)), scale=attrs.get("scale"),
-                                     grid=opts.grid, **dict(opts.knobs))
-        return desc, attention_bwd_device_inputs(q, k, v, o, lse, do, heads, kv_heads, desc)
+                                     grid=opts.grid, window=window, **dict(opts.knobs))
+        return desc, attention_bwd_device_inputs(q, k, v, o, lse, do, heads, kv_heads, desc, window)
 
     def unpack(self, outputs, inputs, attrs):
         return attention_bwd_device_outputs(dict(outputs), inputs[0].shape, inputs[1].shape)
@@ -230,7 +243,12 @@ class AttentionBwdKernel(KernelOp):
         from hypothesis import strategies as st
         from tilegraph.kernels.attention.program import attention_case_fields
 
-        return st.fixed_dictionaries(attention_case_fields(common, small))
+        # sliding window, drawn for causal cases only (the kernels take none without causal): below, at and not a
+        # multiple of the 32-row tile, across chunk sizes, and longer than any drawn sequence (160), which is plain
+        # causal through the window code path
+        windows = st.sampled_from([None, None, 1, 7, 31, 32, 45, 64, 100, 200])
+        return st.fixed_dictionaries(attention_case_fields(common, small)).flatmap(
+            lambda case: (windows if case["causal"] else st.none()).map(lambda w: {**case, "window": w}))
 
     def make_inputs(self, case, rng, randn, grid):
         """(q, k, v, o, lse, do) with o and lse the float64 forward of q, k, v (rounded to float32), do random."""
@@ -240,9 +258,11 @@ class AttentionBwdKernel(KernelOp):
         hkv = case["kv_heads"]
         h = hkv * case["group"]
         q, k, v = randn(b, s, h * d), randn(b, s, hkv * d), randn(b, s, hkv * d)
-        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"]}
+        window = case.get("window") if case["causal"] else None
+        attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"],
+                 "window": window}
         o, lse = attention_reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), h, hkv,
-                                     case["causal"], case["softmax_scale"])
+                                     case["causal"], case["softmax_scale"], window=window)
         do = randn(b, s, h * d)
         knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
         return [q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs, DeviceOptions(case["dtype"], grid, knobs)
@@ -273,7 +293,7 @@ def error_bounds(x64, attrs, refs, backend: str):
     - the outputs are packed to bfloat16: OUT_ROUNDING * |ref|.
     The numpy backend (float32 CPU kernels, kernels/cpu/attention.cpp) is held to the same form without the
     hardware terms (SRC_TF32 = MVMUL_ALIGN = 0) and its float32 OUT_ROUNDING."""
-    from tilegraph.ops.attention import _probabilities, _split_heads, resolved_scale
+    from tilegraph.ops.attention import _probabilities, _split_heads, resolved_scale, visible_mask
     from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
 
     q, k, v, o, lse, do = x64
@@ -284,13 +304,14 @@ def error_bounds(x64, attrs, refs, backend: str):
     d = hd // heads
     sc = resolved_scale(attrs, d)
     causal = bool(attrs.get("causal", True))
+    window = attrs.get("window")
     hw = backend != "numpy"
     tf32, align, acc = (SRC_TF32 if hw else 0.0), (MVMUL_ALIGN if hw else 0.0), ACCUM_UNIT
     qh, oh, doh = _split_heads(q, heads), _split_heads(o, heads), _split_heads(do, heads)
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
-    allowed = np.tril(np.ones((s, s), bool)) if causal else np.ones((s, s), bool)
-    p = _probabilities(qh, kh, lse, sc, causal)  # [B, H, S, S]
+    allowed = visible_mask(s, causal, window)
+    p = _probabilities(qh, kh, lse, sc, causal, window)  # [B, H, S, S]
     scores = np.where(allowed, sc * qh @ kh.transpose(0, 1, 3, 2), 0.0)
     sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0.0)
     e_p = ((align + d * acc) * sabs + acc * (np.abs(scores) + np.abs(lse)[..., None] + 1)).max(-1, keepdims=True)

@@ -12,6 +12,9 @@
 //   pass 2: dQ += dS' K;  pass 1: dK += dS'^T-block Q, dV += P^T-block dO (fp32 running sums, reloaded into DST)
 // D = rowsum(dO * O) is made a broadcast tile by one matmul with an all-ones tile: X 1 (column form, every column
 // holds the row sums) in pass 2, 1 X^T (row form) in pass 1.
+// Sliding window (runtime arg `window`, 0 = none): each pass visits only the blocks inside the window, in the
+// reader's order (pass 1: Q chunks j0 .. end_q_chunk_for, pass 2: K chunks first_k_chunk .. k_chunks_for); edge
+// blocks carry the window mask the reader assembles, so their P (and so dS) is 0 outside the window.
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/compute_kernel_api.h"
@@ -193,6 +196,7 @@ void kernel_main() {
     const uint32_t q_count = get_arg_val<uint32_t>(9);
     const uint32_t scale_bits = get_arg_val<uint32_t>(10);
     const uint32_t group = get_arg_val<uint32_t>(11);  // query heads per kv head
+    const uint32_t window = get_arg_val<uint32_t>(12);  // sliding window in keys, 0 = none (causal only)
     const uint32_t q_tiles = q_chunk_t * dh_t;
     const uint32_t kv_tiles = k_chunk_t * dh_t;
     const uint32_t s_tiles = q_chunk_t * k_chunk_t;
@@ -206,18 +210,19 @@ void kernel_main() {
     for (uint32_t w = kv_start; w < kv_start + kv_count; ++w) {
         const uint32_t k0 = zigzag_q_chunk(w, nk) * k_chunk_t;
         const uint32_t j0 = bwd::first_q_chunk_for(k0, q_chunk_t, causal);
-        const uint32_t blocks = group * (nq - j0);
+        const uint32_t j1 = bwd::end_q_chunk_for(k0, k_chunk_t, q_chunk_t, nq, window);
+        const uint32_t blocks = group * (j1 - j0);
         cb_wait_front(bwd::cb_k, kv_tiles);
         cb_wait_front(bwd::cb_v, kv_tiles);
         for (uint32_t n = 0; n < blocks; ++n) {
-            const uint32_t q0 = (j0 + n % (nq - j0)) * q_chunk_t;
+            const uint32_t q0 = (j0 + n % (j1 - j0)) * q_chunk_t;
             cb_wait_front(bwd::cb_q, q_tiles);
             cb_wait_front(bwd::cb_do, q_tiles);
             cb_wait_front(bwd::cb_lse, q_chunk_t);
             row_dot(q_chunk_t, dh_t, true);
             cb_wait_front(bwd::cb_dbc, q_chunk_t);
             score_block(bwd::cb_k, bwd::cb_q, bwd::cb_v, bwd::cb_do, k_chunk_t, q_chunk_t, dh_t, true,
-                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0), scale_bits);
+                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window), scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
             accumulate(bwd::cb_ds, bwd::cb_q, bwd::cb_dk_acc, bwd::cb_dk, k_chunk_t, q_chunk_t, dh_t, n == 0,
                        n + 1 == blocks);
@@ -237,21 +242,22 @@ void kernel_main() {
     // Pass 2: dQ of one Q chunk per unit.
     for (uint32_t w = q_start; w < q_start + q_count; ++w) {
         const uint32_t q0 = zigzag_q_chunk(w, nq) * q_chunk_t;
-        const uint32_t blocks = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk, causal);
+        const uint32_t k_begin = first_k_chunk(q0, k_chunk_t, window);
+        const uint32_t k_end = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk, causal);
         cb_wait_front(bwd::cb_q, q_tiles);
         cb_wait_front(bwd::cb_do, q_tiles);
         cb_wait_front(bwd::cb_lse, q_chunk_t);
         row_dot(q_chunk_t, dh_t, false);
         cb_wait_front(bwd::cb_dbc, q_chunk_t);
-        for (uint32_t kc = 0; kc < blocks; ++kc) {
+        for (uint32_t kc = k_begin; kc < k_end; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             cb_wait_front(bwd::cb_k, kv_tiles);
             cb_wait_front(bwd::cb_v, kv_tiles);
             score_block(bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false,
-                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0), scale_bits);
+                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window), scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
-            accumulate(bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == 0,
-                       kc + 1 == blocks);
+            accumulate(bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == k_begin,
+                       kc + 1 == k_end);
             cb_pop_front(bwd::cb_ds, s_tiles);
             cb_pop_front(bwd::cb_p, s_tiles);
             cb_pop_front(bwd::cb_v, kv_tiles);

@@ -4,6 +4,8 @@
 // Q chunk reaching the K chunk) Q, dO, O, lse (row form) and, where needed, the transposed mask block.
 // Pass 2 (unit = one Q chunk of one (batch, head)): Q, dO, O, lse (column form) once, then per K chunk it attends
 // to K, V and, where needed, the mask block. Masks are assembled from the ready tiles of the consts tensor.
+// Sliding window: pass 1 stops at the last Q chunk whose window still reaches the K chunk (end_q_chunk_for), pass 2
+// starts at the first K chunk inside the Q chunk's window (first_k_chunk); nothing outside is read.
 #include <stdint.h>
 #include "api/dataflow/dataflow_api.h"
 #include "attention_bwd_common.h"
@@ -27,7 +29,7 @@ inline void read_chunk(uint32_t cb, const Acc& acc, uint32_t bh, uint32_t s_t, u
 // The mask block of the score block (Q chunk at q0, K chunk at k0); rows are keys when `transposed`.
 template <typename Acc>
 inline void read_mask(const Acc& c_acc, uint32_t q0, uint32_t k0, uint32_t q_chunk_t, uint32_t k_chunk_t,
-                      uint32_t k_full_t, uint32_t causal, bool transposed) {
+                      uint32_t k_full_t, uint32_t causal, uint32_t window, bool transposed) {
     const uint32_t rows = transposed ? k_chunk_t : q_chunk_t;
     const uint32_t cols = transposed ? q_chunk_t : k_chunk_t;
     cb_reserve_back(bwd::cb_mask, rows * cols);
@@ -36,7 +38,7 @@ inline void read_mask(const Acc& c_acc, uint32_t q0, uint32_t k0, uint32_t q_chu
         for (uint32_t c = 0; c < cols; ++c) {
             const uint32_t gq = q0 + (transposed ? c : r);
             const uint32_t gk = k0 + (transposed ? r : c);
-            noc_async_read_page(bwd::mask_tile(gq, gk, k_full_t, causal, transposed), c_acc, l1);
+            noc_async_read_page(bwd::mask_tile(gq, gk, k_full_t, causal, window, transposed), c_acc, l1);
             l1 += get_tile_size(bwd::cb_mask);
         }
     }
@@ -66,6 +68,7 @@ void kernel_main() {
     const uint32_t q_chunk_t = get_arg_val<uint32_t>(17);
     const uint32_t k_chunk_t = get_arg_val<uint32_t>(18);
     const uint32_t dh_t = get_arg_val<uint32_t>(19);
+    const uint32_t window = get_arg_val<uint32_t>(20);  // sliding window in keys, 0 = none (causal only)
 
     const auto q_acc = TensorAccessor(q_args, get_arg_val<uint32_t>(0), get_tile_size(bwd::cb_q));
     const auto k_acc = TensorAccessor(k_args, get_arg_val<uint32_t>(1), get_tile_size(bwd::cb_k));
@@ -91,18 +94,19 @@ void kernel_main() {
         const uint32_t k0 = zigzag_q_chunk(w, nk) * k_chunk_t;
         const uint32_t batch = kv_bh / num_kv_heads;
         const uint32_t j0 = bwd::first_q_chunk_for(k0, q_chunk_t, causal);
+        const uint32_t j1 = bwd::end_q_chunk_for(k0, k_chunk_t, q_chunk_t, nq, window);
         read_chunk(bwd::cb_k, k_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
         read_chunk(bwd::cb_v, v_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
         for (uint32_t g = 0; g < group; ++g) {
             const uint32_t bh = batch * num_heads + (kv_bh % num_kv_heads) * group + g;
-            for (uint32_t j = j0; j < nq; ++j) {
+            for (uint32_t j = j0; j < j1; ++j) {
                 const uint32_t q0 = j * q_chunk_t;
                 read_chunk(bwd::cb_q, q_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_do, do_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_o, o_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_lse, lr_acc, bh, s_t, q0, q_chunk_t, 1);
-                if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0)) {
-                    read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, true);
+                if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window)) {
+                    read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window, true);
                 }
             }
         }
@@ -118,13 +122,13 @@ void kernel_main() {
         read_chunk(bwd::cb_do, do_acc, bh, s_t, q0, q_chunk_t, dh_t);
         read_chunk(bwd::cb_o, o_acc, bh, s_t, q0, q_chunk_t, dh_t);
         read_chunk(bwd::cb_lse, lc_acc, bh, s_t, q0, q_chunk_t, 1);
-        const uint32_t blocks = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk, causal);
-        for (uint32_t kc = 0; kc < blocks; ++kc) {
+        const uint32_t k_end = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk, causal);
+        for (uint32_t kc = first_k_chunk(q0, k_chunk_t, window); kc < k_end; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             read_chunk(bwd::cb_k, k_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
             read_chunk(bwd::cb_v, v_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
-            if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, 0)) {
-                read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, false);
+            if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window)) {
+                read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window, false);
             }
         }
     }
