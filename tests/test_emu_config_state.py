@@ -177,7 +177,7 @@ def test_attention_pv_reconfig_in_the_old_order_is_caught(tmp_path):
         run_program(desc, attention_inputs(desc)[3], timeout_s=60)
     assert str(e.value) == (
         f"program 'attention': kernel {tmp_path / 'attention' / 'compute.cpp'} (compute) on core (0,0): "
-        "matmul_tiles: in1 CB 2 holds bfloat16, but the unpacker's SrcA is configured for float32 (by "
+        "matmul_block: in1 CB 2 holds bfloat16, but the unpacker's SrcA is configured for float32 (by "
         "reconfig_data_format (SrcA = CB 25)); reconfigure SrcA to CB 2 first (matmul maps in0 -> SrcB, "
         "in1 -> SrcA: reconfig_data_format(in1, in0))")
 
