@@ -60,6 +60,25 @@ inline void exp_scaled(uint32_t i0, uint32_t n, uint32_t scale_bits, uint32_t sc
 
 inline uint32_t group(uint32_t left) { return left < DST_TILES ? left : DST_TILES; }
 
+// Which CB last configured each unpacker source register and the packer, so that every reconfiguration can use the
+// (old, new) form, which reprograms only when the formats differ (most CBs here share a format).
+struct Formats {
+    uint32_t a, b, pack;
+    void src(uint32_t new_a, uint32_t new_b) {
+        reconfig_data_format(a, new_a, b, new_b);
+        a = new_a;
+        b = new_b;
+    }
+    void srca(uint32_t new_a) {
+        reconfig_data_format_srca(a, new_a);
+        a = new_a;
+    }
+    void out(uint32_t new_pack) {
+        pack_reconfig_data_format(pack, new_pack);
+        pack = new_pack;
+    }
+};
+
 void kernel_main() {
     // Shapes are runtime args so that one compiled kernel serves every shape (the CBs are sized by the host).
     const uint32_t q_chunk_t = get_arg_val<uint32_t>(0);  // Q chunk rows, in tiles
@@ -82,6 +101,7 @@ void kernel_main() {
     const uint32_t nk_all = sk_t / k_chunk_t;
 
     compute_kernel_hw_startup<SrcOrder::Reverse>(cb_q, cb_k, cb_s);  // matmul operand order, as tt-metal's sdpa
+    Formats fmt{cb_k, cb_q, cb_s};                                     // SrcA, SrcB, pack as the startup set them
     cb_wait_front(cb_scaler, 1);
 
     for (uint32_t w = work_start; w < work_start + work_count; ++w) {
@@ -104,20 +124,20 @@ void kernel_main() {
                 cb_wait_front(cb_mask, s_tiles);
             }
             cb_reserve_back(cb_s, s_tiles);
-            reconfig_data_format(cb_k, cb_q);  // matmul maps in0 -> SrcB, in1 -> SrcA
-            pack_reconfig_data_format(cb_s);
+            fmt.src(cb_k, cb_q);  // matmul maps in0 -> SrcB, in1 -> SrcA
+            fmt.out(cb_s);
             uint32_t ct_init = 0;  // ct of the last matmul_block_init (0: the FPU holds another op)
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t kt0 = 0; kt0 < k_chunk_t; kt0 += DST_TILES) {
                     const uint32_t g = group(k_chunk_t - kt0);
                     tile_regs_acquire();
                     if (masked) {
-                        reconfig_data_format_srca(cb_k, cb_mask);
+                        fmt.srca(cb_mask);
                         copy_init(cb_mask);
                         for (uint32_t j = 0; j < g; ++j) {
                             copy_tile(cb_mask, qt * k_chunk_t + kt0 + j, j);
                         }
-                        reconfig_data_format_srca(cb_mask, cb_k);  // matmul maps in0 -> SrcB, in1 -> SrcA
+                        fmt.srca(cb_k);  // matmul maps in0 -> SrcB, in1 -> SrcA
                         ct_init = 0;
                     }
                     if (ct_init != g) {
@@ -147,18 +167,18 @@ void kernel_main() {
                 cb_wait_front(cb_m_old, q_chunk_t);
             }
             cb_reserve_back(cb_m, q_chunk_t);
-            pack_reconfig_data_format(cb_m);
+            fmt.out(cb_m);
             for (uint32_t qt0 = 0; qt0 < q_chunk_t; qt0 += DST_TILES) {
                 const uint32_t g = group(q_chunk_t - qt0);
                 tile_regs_acquire();
                 if (!first) {
-                    reconfig_data_format_srca(cb_m_old);
+                    fmt.srca(cb_m_old);
                     copy_init(cb_m_old);
                     for (uint32_t j = 0; j < g; ++j) {
                         copy_tile(cb_m_old, qt0 + j, j);
                     }
                 }
-                reconfig_data_format(cb_s, cb_scaler);
+                fmt.src(cb_s, cb_scaler);
                 reduce_init<PoolType::MAX, ReduceDim::REDUCE_ROW>(cb_s, cb_scaler, cb_m);
                 for (uint32_t j = 0; j < g; ++j) {
                     for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
@@ -179,8 +199,8 @@ void kernel_main() {
 
             // P = exp(s (S - m_new)).
             cb_reserve_back(cb_p, s_tiles);
-            reconfig_data_format(cb_s, cb_m);
-            pack_reconfig_data_format(cb_p);
+            fmt.src(cb_s, cb_m);
+            fmt.out(cb_p);
             sub_bcast_cols_init(cb_s, cb_m);
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t kt0 = 0; kt0 < k_chunk_t; kt0 += DST_TILES) {
@@ -209,11 +229,11 @@ void kernel_main() {
                 cb_reserve_back(cb_alpha, q_chunk_t);
             }
             cb_reserve_back(cb_l, q_chunk_t);
-            pack_reconfig_data_format(cb_l);  // cb_alpha is float32 too
+            fmt.out(cb_l);  // cb_alpha is float32 too
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 tile_regs_acquire();
                 if (!first) {
-                    reconfig_data_format_srca(cb_m_old);
+                    fmt.srca(cb_m_old);
                     copy_init(cb_m_old);
                     copy_tile(cb_m_old, qt, 1);
                     copy_init(cb_m);
@@ -221,13 +241,13 @@ void kernel_main() {
                     sub_binary_tile_init();
                     sub_binary_tile(1, 2, 1);
                     exp_scaled(1, 1, scale_bits, scale_fold);
-                    reconfig_data_format_srca(cb_l);
+                    fmt.srca(cb_l);
                     copy_init(cb_l);  // unpacked straight to DST in fp32 (ComputeConfig.unpack_to_dest_fp32)
                     copy_tile(cb_l, qt, 0);
                     mul_binary_tile_init();
                     mul_binary_tile(0, 1, 0);
                 }
-                reconfig_data_format(cb_scaler, cb_p);  // SUM over rows swaps operands: scaler in srcA
+                fmt.src(cb_scaler, cb_p);  // SUM over rows swaps operands: scaler in srcA
                 reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, cb_l);
                 for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                     reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, qt * k_chunk_t + kt, 0, 0);
@@ -256,14 +276,14 @@ void kernel_main() {
                 cb_wait_front(cb_alpha, q_chunk_t);
             }
             cb_reserve_back(cb_o, q_tiles);
-            pack_reconfig_data_format(cb_o);
+            fmt.out(cb_o);
             ct_init = 0;
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
                 for (uint32_t dt0 = 0; dt0 < dh_t; dt0 += DST_TILES) {
                     const uint32_t g = group(dh_t - dt0);
                     tile_regs_acquire();
                     if (!first) {
-                        reconfig_data_format(cb_o, cb_alpha);
+                        fmt.src(cb_o, cb_alpha);
                         mul_bcast_cols_init(cb_o, cb_alpha);
                         for (uint32_t j = 0; j < g; ++j) {
                             mul_tiles_bcast_cols(cb_o, cb_alpha, qt * dh_t + dt0 + j, qt, j);
@@ -271,7 +291,7 @@ void kernel_main() {
                         ct_init = 0;
                     }
                     if (ct_init != g) {
-                        reconfig_data_format(cb_v, cb_p);  // matmul maps in0 -> SrcB, in1 -> SrcA (as tt-metal's sdpa)
+                        fmt.src(cb_v, cb_p);  // matmul maps in0 -> SrcB, in1 -> SrcA (as tt-metal's sdpa)
                         matmul_block_init(cb_p, cb_v, 0, g, 1, k_chunk_t);
                         ct_init = g;
                     }
@@ -303,10 +323,10 @@ void kernel_main() {
         cb_wait_front(cb_o, q_tiles);
         cb_reserve_back(cb_linv, q_chunk_t);
         cb_reserve_back(cb_lse, q_chunk_t);
-        pack_reconfig_data_format(cb_linv);  // cb_lse is float32 too
+        fmt.out(cb_linv);  // cb_lse is float32 too
         for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
             tile_regs_acquire();
-            reconfig_data_format_srca(cb_l);
+            fmt.srca(cb_l);
             copy_init(cb_l);
             copy_tile(cb_l, qt, 0);
             copy_tile(cb_l, qt, 1);
@@ -314,7 +334,7 @@ void kernel_main() {
             recip_tile(0);
             log_tile_init();
             log_tile(1);
-            reconfig_data_format_srca(cb_m);
+            fmt.srca(cb_m);
             copy_init(cb_m);
             copy_tile(cb_m, qt, 2);
             binop_with_scalar_tile_init();
@@ -332,8 +352,8 @@ void kernel_main() {
 
         cb_wait_front(cb_linv, q_chunk_t);
         cb_reserve_back(cb_out, q_tiles);
-        reconfig_data_format(cb_o, cb_linv);
-        pack_reconfig_data_format(cb_out);
+        fmt.src(cb_o, cb_linv);
+        fmt.out(cb_out);
         mul_bcast_cols_init(cb_o, cb_linv);
         for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
             for (uint32_t dt0 = 0; dt0 < dh_t; dt0 += DST_TILES) {
