@@ -172,19 +172,19 @@ def attention_inputs(desc):
 
 
 def test_attention_pv_reconfig_in_the_old_order_is_caught(tmp_path):
-    desc = planted_attention(tmp_path, "reconfig_data_format(cb_v, cb_p);", "reconfig_data_format(cb_p, cb_v);")
+    desc = planted_attention(tmp_path, "fmt.src(cb_v, cb_p);", "fmt.src(cb_p, cb_v);")
     with pytest.raises(KernelError) as e:
         run_program(desc, attention_inputs(desc)[3], timeout_s=60)
     assert str(e.value) == (
         f"program 'attention': kernel {tmp_path / 'attention' / 'compute.cpp'} (compute) on core (0,0): "
-        "matmul_tiles: in1 CB 2 holds bfloat16, but the unpacker's SrcA is configured for float32 (by "
-        "reconfig_data_format (SrcA = CB 25)); reconfigure SrcA to CB 2 first (matmul maps in0 -> SrcB, "
+        "matmul_block: in1 CB 2 holds bfloat16, but the unpacker's SrcA is configured for float32 (by "
+        "reconfig_data_format (SrcA: CB 4 -> CB 25)); reconfigure SrcA to CB 2 first (matmul maps in0 -> SrcB, "
         "in1 -> SrcA: reconfig_data_format(in1, in0))")
 
 
 def test_attention_as_shipped_runs_with_fp32_p_and_bf16_v(tmp_path):
     # The same copy without the planted swap runs and matches a float64 softmax attention.
-    desc = planted_attention(tmp_path, "reconfig_data_format(cb_v, cb_p);", "reconfig_data_format(cb_v, cb_p);")
+    desc = planted_attention(tmp_path, "fmt.src(cb_v, cb_p);", "fmt.src(cb_v, cb_p);")
     q, k, v, inputs = attention_inputs(desc)
     o, _ = attention_device_outputs(run_program(desc, inputs), q.shape, 1)
     qb, kb, vb = (x.astype(np.float64) for x in (q, k, v))

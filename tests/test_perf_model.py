@@ -53,6 +53,18 @@ def test_single_buffered_cb_serialises_producer_and_consumer():
     assert single.bound.startswith("CB stall (CB 3") and not double.bound.startswith("CB stall")
 
 
+def test_cb_pushed_once_per_run_is_not_a_stall():
+    # A constant (a reduce scaler) goes through its one-page CB once: producer and consumer never take turns on it.
+    dev = get_device("n150")
+    r = ThreadCounters((0, 0), "reader", "r", {"noc.read.l1.bytes": 32_000, "noc.read.l1.n": 1,
+                                               "cb.4.pushed": 1, "cb.4.reserve_max": 1})
+    c = ThreadCounters((0, 0), "compute", "c", {"fpu.matmul.HiFi4": 20, "cb.4.popped": 1, "cb.4.wait_max": 1})
+    once = estimate([r, c], dev, {(0, 0): {4: 1}}, "HiFi4")
+    assert not once.bound.startswith("CB stall")
+    r.counts["cb.4.pushed"] = c.counts["cb.4.popped"] = 2  # two blocks through one page: they take turns
+    assert estimate([r, c], dev, {(0, 0): {4: 1}}, "HiFi4").bound.startswith("CB stall (CB 4")
+
+
 def test_peak_flops_matches_gemm_report():
     # GEMM_FLOPS.md: 4 TFLOPS per Wormhole core at LoFi, 1 at HiFi4; 8x8 grid
     assert peak_flops(get_device("n150"), "LoFi") == pytest.approx(64 * 4.096e12)

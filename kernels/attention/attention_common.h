@@ -6,10 +6,11 @@
 
 // Inputs (reader -> compute).
 constexpr uint32_t cb_q = 0;       // Q chunk [q_chunk_t x dh_t]
-constexpr uint32_t cb_k = 1;       // K chunk [k_chunk_t x dh_t]
+constexpr uint32_t cb_k = 1;       // K chunk, tiles in transposed order [dh_t x k_chunk_t] (reader.cpp)
 constexpr uint32_t cb_v = 2;       // V chunk [k_chunk_t x dh_t]
 constexpr uint32_t cb_mask = 3;    // mask block [q_chunk_t x k_chunk_t], only for blocks that need one
 constexpr uint32_t cb_scaler = 4;  // the reduce scaler (1.0 in row 0 of each face), once per run
+constexpr uint32_t cb_consts = 5;  // the constant tiles (reader only: masks are assembled from them in L1)
 // Outputs (compute -> writer).
 constexpr uint32_t cb_out = 16;
 constexpr uint32_t cb_lse = 17;

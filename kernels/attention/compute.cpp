@@ -1,16 +1,25 @@
 // Flash attention forward, compute (TRISCs): FA-2 online softmax over K/V chunks, one Q chunk at a time.
 //
-// Per K chunk:  S = scale * Q K^T (+ mask)      -> cb_s
-//               m_new = max(m_old, rowmax(S))   -> cb_m   (running max, fp32)
-//               P = exp(S - m_new)              -> cb_p
-//               alpha = exp(m_old - m_new)      -> cb_alpha
-//               l_new = alpha * l_old + rowsum(P) -> cb_l (running sum, fp32)
-//               O_new = alpha * O_old + P V     -> cb_o   (running output)
-// At the end:   out = O / l,  lse = m + log(l).
+// Scores stay in unscaled units (as tt-metal's sdpa): the softmax scale s is applied inside the exponent.
+// Per K chunk:  S = Q K^T (+ mask)                      -> cb_s   (mask preloaded into DST, the matmul adds to it)
+//               m_new = max(m_old, rowmax(S))           -> cb_m   (running max, fp32, unscaled; m_old preloaded)
+//               P = exp(s (S - m_new))                  -> cb_p
+//               alpha = exp(s (m_old - m_new))          -> cb_alpha, computed once per row tile and used twice:
+//               l_new = alpha * l_old + rowsum(P)       -> cb_l   (running sum, fp32; alpha from DST, exact)
+//               O_new = alpha * O_old + P V             -> cb_o   (running output; alpha from cb_alpha)
+// At the end:   out = O / l,  lse = s m + log(l).
+// The scale: exp_tile's scale operand is a bf16 immediate (SFPMULI / sFloat16b in the LLK), so when s is a bf16
+// value (scale_fold = 1: 1/8 for head_dim 64, 1.0, 0.5, ...) it is folded into exp_tile; otherwise the exponent is
+// multiplied by the fp32 s with mul_unary_tile in the same DST pass first (the accurate path of tt-metal's sdpa),
+// so the softmax is exactly that of the requested scale either way.
 // The running l / o live in CBs with room for two generations: the old one is at the front, the new one is
 // packed behind it, then the old one is popped. The running max is read old and new side by side, so it
-// ping-pongs between two CBs (cb_m_a on even K chunks, cb_m_b on odd ones) to keep each block contiguous. Row statistics sit in column 0 of their tiles (REDUCE_ROW output)
-// and are broadcast over columns with the *_bcast_cols ops.
+// ping-pongs between two CBs (cb_m_a on even K chunks, cb_m_b on odd ones) to keep each block contiguous. Row
+// statistics sit in column 0 of their tiles (REDUCE_ROW output) and are broadcast over columns with the
+// *_bcast_cols ops. Tiles are processed up to DST_TILES per DST acquire, with each op's init once per block
+// where the ops of a pass allow it (an init costs a pipeline drain: tilegraph/perf/model.py INIT_CYCLES).
+// K tiles arrive transposed in cb_k ([dh_t][k_chunk_t], reader.cpp) so that a row of score tiles is one
+// matmul_block per head-dim tile.
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/compute_kernel_api.h"
@@ -23,20 +32,52 @@
 #include "api/compute/reduce.h"
 #include "api/compute/bcast.h"
 #include "api/compute/eltwise_binary_sfpu.h"
-#include "api/compute/binary_max_min.h"
 #include "api/compute/eltwise_unary/exp.h"
 #include "api/compute/eltwise_unary/recip.h"
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
 #include "attention_common.h"
 
-// Pack DST tile 0 into `cb` (one tile) and hand DST back.
-inline void pack_dst0(uint32_t cb) {
-    tile_regs_commit();
-    tile_regs_wait();
-    pack_reconfig_data_format(cb);
-    pack_tile(0, cb);
-    tile_regs_release();
+constexpr uint32_t DST_TILES = 4;  // DST capacity with fp32_dest_acc_en (half sync)
+
+// exp(s * DST[i]) for i in [i0, i0 + n); on return the SFPU holds exp's init.
+inline void exp_scaled(uint32_t i0, uint32_t n, uint32_t scale_bits, uint32_t scale_fold) {
+    if (scale_fold) {
+        exp_tile_init();
+        for (uint32_t i = i0; i < i0 + n; ++i) {
+            exp_tile<false, true>(i, VectorMode::RC, uint16_t(scale_bits >> 16));
+        }
+    } else {
+        binop_with_scalar_tile_init();
+        for (uint32_t i = i0; i < i0 + n; ++i) {
+            mul_unary_tile(i, scale_bits);
+        }
+        exp_tile_init();
+        for (uint32_t i = i0; i < i0 + n; ++i) {
+            exp_tile(i);
+        }
+    }
 }
+
+inline uint32_t group(uint32_t left) { return left < DST_TILES ? left : DST_TILES; }
+
+// Which CB last configured each unpacker source register and the packer, so that every reconfiguration can use the
+// (old, new) form, which reprograms only when the formats differ (most CBs here share a format).
+struct Formats {
+    uint32_t a, b, pack;
+    void src(uint32_t new_a, uint32_t new_b) {
+        reconfig_data_format(a, new_a, b, new_b);
+        a = new_a;
+        b = new_b;
+    }
+    void srca(uint32_t new_a) {
+        reconfig_data_format_srca(a, new_a);
+        a = new_a;
+    }
+    void out(uint32_t new_pack) {
+        pack_reconfig_data_format(pack, new_pack);
+        pack = new_pack;
+    }
+};
 
 void kernel_main() {
     // Shapes are runtime args so that one compiled kernel serves every shape (the CBs are sized by the host).
@@ -51,6 +92,7 @@ void kernel_main() {
     const uint32_t work_count = get_arg_val<uint32_t>(8);
     const uint32_t scale_bits = get_arg_val<uint32_t>(9);  // softmax scale as fp32 bits
     const uint32_t window = get_arg_val<uint32_t>(10);     // sliding window in keys, 0 = none
+    const uint32_t scale_fold = get_arg_val<uint32_t>(11);  // 1: the scale is a bf16 value (low 16 bits zero)
     const uint32_t q_tiles = q_chunk_t * dh_t;
     const uint32_t kv_tiles = k_chunk_t * dh_t;
     const uint32_t s_tiles = q_chunk_t * k_chunk_t;
@@ -59,6 +101,7 @@ void kernel_main() {
     const uint32_t nk_all = sk_t / k_chunk_t;
 
     compute_kernel_hw_startup<SrcOrder::Reverse>(cb_q, cb_k, cb_s);  // matmul operand order, as tt-metal's sdpa
+    Formats fmt{cb_k, cb_q, cb_s};                                     // SrcA, SrcB, pack as the startup set them
     cb_wait_front(cb_scaler, 1);
 
     for (uint32_t w = work_start; w < work_start + work_count; ++w) {
@@ -75,30 +118,41 @@ void kernel_main() {
             const uint32_t cb_m = (kc % 2 == 0) ? cb_m_a : cb_m_b;     // this chunk's max
             const uint32_t cb_m_old = (kc % 2 == 0) ? cb_m_b : cb_m_a;  // the previous chunk's max
 
-            // S = scale * Q K^T (+ mask).
+            // S = Q K^T (+ mask): DST starts as the mask tile (copied in) or zero, and the matmul accumulates.
             cb_wait_front(cb_k, kv_tiles);
             if (masked) {
                 cb_wait_front(cb_mask, s_tiles);
             }
             cb_reserve_back(cb_s, s_tiles);
+            fmt.src(cb_k, cb_q);  // matmul maps in0 -> SrcB, in1 -> SrcA
+            fmt.out(cb_s);
+            uint32_t ct_init = 0;  // ct of the last matmul_block_init (0: the FPU holds another op)
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
-                for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                for (uint32_t kt0 = 0; kt0 < k_chunk_t; kt0 += DST_TILES) {
+                    const uint32_t g = group(k_chunk_t - kt0);
                     tile_regs_acquire();
-                    reconfig_data_format(cb_k, cb_q);  // matmul maps in0 -> SrcB, in1 -> SrcA
-                    matmul_init(cb_q, cb_k, 1 /* transpose K tiles */);
-                    for (uint32_t dt = 0; dt < dh_t; ++dt) {
-                        matmul_tiles(cb_q, cb_k, qt * dh_t + dt, kt * dh_t + dt, 0);
-                    }
-                    binop_with_scalar_tile_init();
-                    mul_unary_tile(0, scale_bits);
                     if (masked) {
-                        reconfig_data_format_srca(cb_mask);
+                        fmt.srca(cb_mask);
                         copy_init(cb_mask);
-                        copy_tile(cb_mask, qt * k_chunk_t + kt, 1);
-                        add_binary_tile_init();
-                        add_binary_tile(0, 1, 0);
+                        for (uint32_t j = 0; j < g; ++j) {
+                            copy_tile(cb_mask, qt * k_chunk_t + kt0 + j, j);
+                        }
+                        fmt.srca(cb_k);  // matmul maps in0 -> SrcB, in1 -> SrcA
+                        ct_init = 0;
                     }
-                    pack_dst0(cb_s);
+                    if (ct_init != g) {
+                        matmul_block_init(cb_q, cb_k, 1 /* transpose K tiles */, g, 1, dh_t);
+                        ct_init = g;
+                    }
+                    for (uint32_t dt = 0; dt < dh_t; ++dt) {
+                        matmul_block(cb_q, cb_k, qt * dh_t + dt, dt * k_chunk_t + kt0, 0, 1, g, 1, dh_t);
+                    }
+                    tile_regs_commit();
+                    tile_regs_wait();
+                    for (uint32_t j = 0; j < g; ++j) {
+                        pack_tile(j, cb_s);
+                    }
+                    tile_regs_release();
                 }
             }
             cb_push_back(cb_s, s_tiles);
@@ -107,96 +161,105 @@ void kernel_main() {
                 cb_pop_front(cb_mask, s_tiles);
             }
 
-            // m_new = max(m_old, rowmax(S)).
+            // m_new = max(m_old, rowmax(S)): the reduce starts from m_old copied into DST (fresh on the first chunk).
             cb_wait_front(cb_s, s_tiles);
             if (!first) {
                 cb_wait_front(cb_m_old, q_chunk_t);
             }
             cb_reserve_back(cb_m, q_chunk_t);
-            for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
+            fmt.out(cb_m);
+            for (uint32_t qt0 = 0; qt0 < q_chunk_t; qt0 += DST_TILES) {
+                const uint32_t g = group(q_chunk_t - qt0);
                 tile_regs_acquire();
-                reconfig_data_format(cb_s, cb_scaler);
-                reduce_init<PoolType::MAX, ReduceDim::REDUCE_ROW>(cb_s, cb_scaler, cb_m);
-                for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
-                    reduce_tile<PoolType::MAX, ReduceDim::REDUCE_ROW>(cb_s, cb_scaler, qt * k_chunk_t + kt, 0, 0);
-                }
-                reduce_uninit();
                 if (!first) {
-                    reconfig_data_format_srca(cb_m_old);
+                    fmt.srca(cb_m_old);
                     copy_init(cb_m_old);
-                    copy_tile(cb_m_old, qt, 1);
-                    binary_max_tile_init();
-                    binary_max_tile(0, 1, 0);
+                    for (uint32_t j = 0; j < g; ++j) {
+                        copy_tile(cb_m_old, qt0 + j, j);
+                    }
                 }
-                pack_dst0(cb_m);
+                fmt.src(cb_s, cb_scaler);
+                reduce_init<PoolType::MAX, ReduceDim::REDUCE_ROW>(cb_s, cb_scaler, cb_m);
+                for (uint32_t j = 0; j < g; ++j) {
+                    for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                        reduce_tile<PoolType::MAX, ReduceDim::REDUCE_ROW>(cb_s, cb_scaler, (qt0 + j) * k_chunk_t + kt,
+                                                                         0, j);
+                    }
+                }
+                tile_regs_commit();
+                tile_regs_wait();
+                for (uint32_t j = 0; j < g; ++j) {
+                    pack_tile(j, cb_m);  // the reduce's edge mask zeroes all but column 0
+                }
+                tile_regs_release();
+                reduce_uninit();
             }
             cb_push_back(cb_m, q_chunk_t);
             cb_wait_front(cb_m, q_chunk_t);
 
-            // P = exp(S - m_new).
+            // P = exp(s (S - m_new)).
             cb_reserve_back(cb_p, s_tiles);
+            fmt.src(cb_s, cb_m);
+            fmt.out(cb_p);
+            sub_bcast_cols_init(cb_s, cb_m);
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
-                for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                for (uint32_t kt0 = 0; kt0 < k_chunk_t; kt0 += DST_TILES) {
+                    const uint32_t g = group(k_chunk_t - kt0);
                     tile_regs_acquire();
-                    reconfig_data_format(cb_s, cb_m);
-                    sub_bcast_cols_init(cb_s, cb_m);
-                    sub_tiles_bcast_cols(cb_s, cb_m, qt * k_chunk_t + kt, qt, 0);
-                    exp_tile_init();
-                    exp_tile(0);
-                    pack_dst0(cb_p);
+                    for (uint32_t j = 0; j < g; ++j) {
+                        sub_tiles_bcast_cols(cb_s, cb_m, qt * k_chunk_t + kt0 + j, qt, j);
+                    }
+                    exp_scaled(0, g, scale_bits, scale_fold);
+                    tile_regs_commit();
+                    tile_regs_wait();
+                    for (uint32_t j = 0; j < g; ++j) {
+                        pack_tile(j, cb_p);
+                    }
+                    tile_regs_release();
                 }
             }
             cb_push_back(cb_p, s_tiles);
             cb_pop_front(cb_s, s_tiles);
 
-            // alpha = exp(m_old - m_new); l_new = alpha * l_old + rowsum(P).
+            // alpha = exp(s (m_old - m_new)) once per row tile, in DST 1; l_new = alpha * l_old + rowsum(P): the
+            // row-sum reduce accumulates into alpha * l_old in DST 0. Both are packed from the same DST section.
             cb_wait_front(cb_p, s_tiles);
             if (!first) {
                 cb_wait_front(cb_l, q_chunk_t);
                 cb_reserve_back(cb_alpha, q_chunk_t);
             }
             cb_reserve_back(cb_l, q_chunk_t);
+            fmt.out(cb_l);  // cb_alpha is float32 too
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
-                if (!first) {
-                    tile_regs_acquire();
-                    reconfig_data_format_srca(cb_m_old);
-                    copy_init(cb_m_old);
-                    copy_tile(cb_m_old, qt, 0);
-                    copy_init(cb_m);
-                    copy_tile(cb_m, qt, 1);
-                    sub_binary_tile_init();
-                    sub_binary_tile(0, 1, 0);
-                    exp_tile_init();
-                    exp_tile(0);
-                    pack_dst0(cb_alpha);
-                }
                 tile_regs_acquire();
-                reconfig_data_format(cb_scaler, cb_p);  // SUM over rows swaps operands: scaler in srcA
-                reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, cb_l);
-                for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
-                    reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, qt * k_chunk_t + kt, 0, 0);
-                }
-                reduce_uninit();
                 if (!first) {
-                    // alpha is recomputed in DST rather than read back from cb_alpha, which is not pushed yet.
-                    reconfig_data_format_srca(cb_m_old);
+                    fmt.srca(cb_m_old);
                     copy_init(cb_m_old);
                     copy_tile(cb_m_old, qt, 1);
                     copy_init(cb_m);
                     copy_tile(cb_m, qt, 2);
                     sub_binary_tile_init();
                     sub_binary_tile(1, 2, 1);
-                    exp_tile_init();
-                    exp_tile(1);
-                    reconfig_data_format_srca(cb_l);
-                    copy_init(cb_l);
-                    copy_tile(cb_l, qt, 2);
+                    exp_scaled(1, 1, scale_bits, scale_fold);
+                    fmt.srca(cb_l);
+                    copy_init(cb_l);  // unpacked straight to DST in fp32 (ComputeConfig.unpack_to_dest_fp32)
+                    copy_tile(cb_l, qt, 0);
                     mul_binary_tile_init();
-                    mul_binary_tile(1, 2, 1);
-                    add_binary_tile_init();
-                    add_binary_tile(0, 1, 0);
+                    mul_binary_tile(0, 1, 0);
                 }
-                pack_dst0(cb_l);
+                fmt.src(cb_scaler, cb_p);  // SUM over rows swaps operands: scaler in srcA
+                reduce_init<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, cb_l);
+                for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                    reduce_tile<PoolType::SUM, ReduceDim::REDUCE_ROW>(cb_p, cb_scaler, qt * k_chunk_t + kt, 0, 0);
+                }
+                tile_regs_commit();
+                tile_regs_wait();
+                pack_tile(0, cb_l);
+                if (!first) {
+                    pack_tile(1, cb_alpha);
+                }
+                tile_regs_release();
+                reduce_uninit();
             }
             cb_push_back(cb_l, q_chunk_t);
             if (!first) {
@@ -205,29 +268,42 @@ void kernel_main() {
                 cb_pop_front(cb_m_old, q_chunk_t);  // drop m_old
             }
 
-            // O_new = alpha * O_old + P V.
+            // O_new = alpha * O_old + P V: DST starts as alpha * O_old (column-broadcast multiply), the matmul
+            // accumulates P V into it.
             cb_wait_front(cb_v, kv_tiles);
             if (!first) {
                 cb_wait_front(cb_o, q_tiles);
                 cb_wait_front(cb_alpha, q_chunk_t);
             }
             cb_reserve_back(cb_o, q_tiles);
+            fmt.out(cb_o);
+            ct_init = 0;
             for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
-                for (uint32_t dt = 0; dt < dh_t; ++dt) {
+                for (uint32_t dt0 = 0; dt0 < dh_t; dt0 += DST_TILES) {
+                    const uint32_t g = group(dh_t - dt0);
                     tile_regs_acquire();
-                    reconfig_data_format(cb_v, cb_p);  // matmul maps in0 -> SrcB, in1 -> SrcA (as tt-metal's sdpa)
-                    matmul_init(cb_p, cb_v, 0);
-                    for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
-                        matmul_tiles(cb_p, cb_v, qt * k_chunk_t + kt, kt * dh_t + dt, 0);
-                    }
                     if (!first) {
-                        reconfig_data_format(cb_o, cb_alpha);
+                        fmt.src(cb_o, cb_alpha);
                         mul_bcast_cols_init(cb_o, cb_alpha);
-                        mul_tiles_bcast_cols(cb_o, cb_alpha, qt * dh_t + dt, qt, 1);
-                        add_binary_tile_init();
-                        add_binary_tile(0, 1, 0);
+                        for (uint32_t j = 0; j < g; ++j) {
+                            mul_tiles_bcast_cols(cb_o, cb_alpha, qt * dh_t + dt0 + j, qt, j);
+                        }
+                        ct_init = 0;
                     }
-                    pack_dst0(cb_o);
+                    if (ct_init != g) {
+                        fmt.src(cb_v, cb_p);  // matmul maps in0 -> SrcB, in1 -> SrcA (as tt-metal's sdpa)
+                        matmul_block_init(cb_p, cb_v, 0, g, 1, k_chunk_t);
+                        ct_init = g;
+                    }
+                    for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
+                        matmul_block(cb_p, cb_v, qt * k_chunk_t + kt, kt * dh_t + dt0, 0, 0, g, 1, k_chunk_t);
+                    }
+                    tile_regs_commit();
+                    tile_regs_wait();
+                    for (uint32_t j = 0; j < g; ++j) {
+                        pack_tile(j, cb_o);
+                    }
+                    tile_regs_release();
                 }
             }
             cb_push_back(cb_o, q_tiles);
@@ -240,46 +316,58 @@ void kernel_main() {
         }
         cb_pop_front(cb_q, q_tiles);
 
-        // out = O / l and lse = m + log(l). m, l and O are now the only generation in their CBs.
+        // out = O / l and lse = s m + log(l). m, l and O are now the only generation in their CBs.
         const uint32_t cb_m = ((nk - 1) % 2 == 0) ? cb_m_a : cb_m_b;
         cb_wait_front(cb_m, q_chunk_t);
         cb_wait_front(cb_l, q_chunk_t);
         cb_wait_front(cb_o, q_tiles);
         cb_reserve_back(cb_linv, q_chunk_t);
         cb_reserve_back(cb_lse, q_chunk_t);
+        fmt.out(cb_linv);  // cb_lse is float32 too
         for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
             tile_regs_acquire();
-            reconfig_data_format_srca(cb_l);
+            fmt.srca(cb_l);
             copy_init(cb_l);
             copy_tile(cb_l, qt, 0);
+            copy_tile(cb_l, qt, 1);
             recip_tile_init();
             recip_tile(0);
-            pack_dst0(cb_linv);
-
-            tile_regs_acquire();
-            copy_init(cb_l);
-            copy_tile(cb_l, qt, 1);
             log_tile_init();
             log_tile(1);
-            reconfig_data_format_srca(cb_m);
+            fmt.srca(cb_m);
             copy_init(cb_m);
-            copy_tile(cb_m, qt, 0);
+            copy_tile(cb_m, qt, 2);
+            binop_with_scalar_tile_init();
+            mul_unary_tile(2, scale_bits);
             add_binary_tile_init();
-            add_binary_tile(0, 1, 0);
-            pack_dst0(cb_lse);
+            add_binary_tile(1, 2, 1);
+            tile_regs_commit();
+            tile_regs_wait();
+            pack_tile(0, cb_linv);
+            pack_tile(1, cb_lse);
+            tile_regs_release();
         }
         cb_push_back(cb_linv, q_chunk_t);
         cb_push_back(cb_lse, q_chunk_t);
 
         cb_wait_front(cb_linv, q_chunk_t);
         cb_reserve_back(cb_out, q_tiles);
+        fmt.src(cb_o, cb_linv);
+        fmt.out(cb_out);
+        mul_bcast_cols_init(cb_o, cb_linv);
         for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
-            for (uint32_t dt = 0; dt < dh_t; ++dt) {
+            for (uint32_t dt0 = 0; dt0 < dh_t; dt0 += DST_TILES) {
+                const uint32_t g = group(dh_t - dt0);
                 tile_regs_acquire();
-                reconfig_data_format(cb_o, cb_linv);
-                mul_bcast_cols_init(cb_o, cb_linv);
-                mul_tiles_bcast_cols(cb_o, cb_linv, qt * dh_t + dt, qt, 0);
-                pack_dst0(cb_out);
+                for (uint32_t j = 0; j < g; ++j) {
+                    mul_tiles_bcast_cols(cb_o, cb_linv, qt * dh_t + dt0 + j, qt, j);
+                }
+                tile_regs_commit();
+                tile_regs_wait();
+                for (uint32_t j = 0; j < g; ++j) {
+                    pack_tile(j, cb_out);
+                }
+                tile_regs_release();
             }
         }
         cb_push_back(cb_out, q_tiles);

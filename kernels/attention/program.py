@@ -27,14 +27,14 @@ def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
     return min(requested // 32, cover)
 
 
-def _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers=1):
+def _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers=1, mask_buffers=1, out_buffers=1):
     q_tiles, kv_tiles, s_tiles = qc * dh, kc * dh, qc * kc
 
     def cb(index, fmt, pages):
         return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
 
     return [cb(0, dtype, q_buffers * q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
-            cb(3, "bfloat16", s_tiles), cb(4, "bfloat16", 1), cb(16, out_dtype, q_tiles), cb(17, "float32", qc),
+            cb(3, "bfloat16", mask_buffers * s_tiles), cb(4, "bfloat16", 1), cb(5, "bfloat16", ATTENTION_CONST_TILES), cb(16, out_dtype, out_buffers * q_tiles), cb(17, "float32", out_buffers * qc),
             cb(24, interm, s_tiles), cb(25, interm, s_tiles), cb(26, "float32", qc), cb(27, "float32", 2 * qc),
             cb(28, interm, 2 * q_tiles), cb(29, "float32", qc), cb(30, "float32", qc), cb(31, "float32", qc)]
 
@@ -83,14 +83,26 @@ def attention_program(
     split = _host.split_work(units, grid[0] * grid[1], granule=2)
     cores = _host.grid_cores(grid, len(split))
     ranges = _host.core_ranges(cores)
-    def l1(fmt, q_buffers):
-        return sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, fmt, q_buffers))
+    def l1(fmt, q_buffers, mask_buffers=1, out_buffers=1):
+        return sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, fmt, q_buffers,
+                                                         mask_buffers, out_buffers))
 
     if interm is None:
         interm = "float32" if l1("float32", 1) <= _prog.L1_CB_BUDGET else "bfloat16"
-    # Double-buffer Q (the reader fetches the next chunk while this one is computed) when L1 allows.
-    q_buffers = 2 if l1(interm, 2) <= _prog.L1_CB_BUDGET else 1
+    if l1(interm, 1) > _prog.L1_CB_BUDGET:
+        raise ShapeError(f"op 'attention': q_chunk={32 * qc}, k_chunk={32 * kc}, head_dim={head_dim} need "
+                         f"{l1(interm, 1)} B of circular buffers per core even with bfloat16 intermediates, over the "
+                         f"{_prog.L1_CB_BUDGET} B budget; use smaller chunks")
+    # Double-buffer, as far as L1 allows: the mask (CB 3: the reader assembles the next block's mask while this one
+    # is computed), the output and lse (CBs 16, 17: the writer drains a chunk while the next is computed), then Q
+    # (the reader fetches the next chunk while this one is computed).
+    mask_buffers = 2 if l1(interm, 1, 2) <= _prog.L1_CB_BUDGET else 1
+    out_buffers = 2 if l1(interm, 1, mask_buffers, 2) <= _prog.L1_CB_BUDGET else 1
+    q_buffers = 2 if l1(interm, 2, mask_buffers, out_buffers) <= _prog.L1_CB_BUDGET else 1
     scale = resolved_scale({"scale": scale}, head_dim)
+    scale_bits = _host.f32_bits(scale)
+    # exp_tile's scale operand is bf16: fold the scale into exp only when it is a bf16 value (compute.cpp).
+    scale_fold = int((scale_bits & 0xFFFF) == 0)
 
     sp = pad_t * 32
     tensors = [_prog.TensorSpec("q", (batch, heads, sp, head_dim), dtype),
@@ -104,8 +116,8 @@ def attention_program(
     for core, (start, count) in zip(cores, split):
         reader_rt[core] = (addr("q"), addr("k"), addr("v"), addr("consts"), heads, kv_heads, pad_t, pad_t,
                            int(causal), k_full_t, start, count, qc, kc, dh, window or 0)
-        compute_rt[core] = (qc, kc, dh, pad_t, pad_t, int(causal), k_full_t, start, count, _host.f32_bits(scale),
-                            window or 0)
+        compute_rt[core] = (qc, kc, dh, pad_t, pad_t, int(causal), k_full_t, start, count, scale_bits,
+                            window or 0, scale_fold)
         writer_rt[core] = (addr("out"), addr("lse"), pad_t, start, count, qc, dh)
     kernels = [
         _prog.KernelSpec("reader", "attention/reader.cpp", ranges,
@@ -115,7 +127,8 @@ def attention_program(
     ]
     desc = _prog.ProgramDescription(
         name="attention", tensors=tensors,
-        cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers), kernels=kernels,
+        cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers, mask_buffers, out_buffers),
+        kernels=kernels,
         compute_config=_prog.ComputeConfig(
             math_fidelity="HiFi4", fp32_dest_acc_en=True,
             # The running sum (27) is an fp32 partial reloaded per K chunk through copy_tile only: unpacked straight

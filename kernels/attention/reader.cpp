@@ -21,6 +21,7 @@ constexpr uint32_t CONST_KEY_PAD = 4;  // -inf in columns past the last valid ke
 // first K chunk, and exp(S - max) must stay finite there (the next chunk's alpha = exp(-1e30 - m) = 0 erases it).
 constexpr uint32_t CONST_WINDOW_EDGE = 5;  // 5: delta = window/32, 6: delta = window/32 + 1
 constexpr uint32_t CONST_WINDOW_FAR = 7;
+constexpr uint32_t CONST_TILES = 8;  // ATTENTION_CONST_TILES in program.py
 
 inline uint32_t causal_mask_tile(uint32_t gq, uint32_t gk, uint32_t window) {
     if (gk > gq) return CONST_NEG_INF;
@@ -63,9 +64,21 @@ void kernel_main() {
     const uint32_t heads_per_kv = num_heads / num_kv_heads;
     const uint32_t mask_tile_bytes = get_tile_size(cb_mask);
 
+    // The constant tiles, once for the whole run, into cb_consts (this kernel is its producer and its consumer):
+    // masks are then assembled from L1 by local NoC reads instead of re-reading DRAM pages for every masked block.
+    cb_reserve_back(cb_consts, CONST_TILES);
+    for (uint32_t t = 0; t < CONST_TILES; ++t) {
+        noc_async_read_page(t, c_acc, get_write_ptr(cb_consts) + t * mask_tile_bytes);
+    }
+    noc_async_read_barrier();
+    cb_push_back(cb_consts, CONST_TILES);
+    cb_wait_front(cb_consts, CONST_TILES);
+    const uint32_t consts_l1 = get_read_ptr(cb_consts);
+
     // The reduce scaler, once for the whole run.
     cb_reserve_back(cb_scaler, 1);
-    noc_async_read_page(CONST_SCALER, c_acc, get_write_ptr(cb_scaler));
+    noc_async_read(get_noc_addr(consts_l1 + CONST_SCALER * mask_tile_bytes), get_write_ptr(cb_scaler),
+                   mask_tile_bytes);
     noc_async_read_barrier();
     cb_push_back(cb_scaler, 1);
 
@@ -91,16 +104,16 @@ void kernel_main() {
         const uint32_t nk = k_chunks_for(q0, q_chunk_t, k_chunk_t, nk_all, causal);
         for (uint32_t kc = first_k_chunk(q0, k_chunk_t, window); kc < nk; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
+            // K tiles go into the CB transposed, [dh_t][k_chunk_t]: a row of score tiles is then one matmul_block
+            // per head-dim tile (compute.cpp).
             cb_reserve_back(cb_k, k_chunk_t * dh_t);
             l1 = get_write_ptr(cb_k);
             for (uint32_t kt = 0; kt < k_chunk_t; ++kt) {
                 for (uint32_t dt = 0; dt < dh_t; ++dt) {
-                    noc_async_read_page((kv_bh * sk_t + k0 + kt) * dh_t + dt, k_acc, l1);
-                    l1 += get_tile_size(cb_k);
+                    noc_async_read_page((kv_bh * sk_t + k0 + kt) * dh_t + dt, k_acc,
+                                        l1 + (dt * k_chunk_t + kt) * get_tile_size(cb_k));
                 }
             }
-            noc_async_read_barrier();
-            cb_push_back(cb_k, k_chunk_t * dh_t);
 
             const bool masked = block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window);
             if (masked) {
@@ -116,11 +129,14 @@ void kernel_main() {
                         } else {
                             tile = gk < k_full_t ? CONST_ZERO : (gk == k_full_t ? CONST_KEY_PAD : CONST_NEG_INF);
                         }
-                        noc_async_read_page(tile, c_acc, l1);
+                        noc_async_read(get_noc_addr(consts_l1 + tile * mask_tile_bytes), l1, mask_tile_bytes);
                         l1 += mask_tile_bytes;
                     }
                 }
-                noc_async_read_barrier();
+            }
+            noc_async_read_barrier();  // one barrier for the K chunk and its mask
+            cb_push_back(cb_k, k_chunk_t * dh_t);
+            if (masked) {
                 cb_push_back(cb_mask, q_chunk_t * k_chunk_t);
             }
 
@@ -136,4 +152,5 @@ void kernel_main() {
             cb_push_back(cb_v, k_chunk_t * dh_t);
         }
     }
+    cb_pop_front(cb_consts, CONST_TILES);
 }

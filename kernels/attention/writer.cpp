@@ -25,15 +25,13 @@ void kernel_main() {
         const uint32_t bh = w / nq;
         const uint32_t q0 = zigzag_q_chunk(w, nq) * q_chunk_t;
 
+        // One barrier per Q chunk: the lse and output tiles of the chunk are all in flight together.
         cb_wait_front(cb_lse, q_chunk_t);
         uint32_t l1 = get_read_ptr(cb_lse);
         for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
             noc_async_write_page(bh * sq_t + q0 + qt, lse_acc, l1);
             l1 += get_tile_size(cb_lse);
         }
-        noc_async_write_barrier();
-        cb_pop_front(cb_lse, q_chunk_t);
-
         cb_wait_front(cb_out, q_chunk_t * dh_t);
         l1 = get_read_ptr(cb_out);
         for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
@@ -43,6 +41,7 @@ void kernel_main() {
             }
         }
         noc_async_write_barrier();
+        cb_pop_front(cb_lse, q_chunk_t);
         cb_pop_front(cb_out, q_chunk_t * dh_t);
     }
 }

@@ -90,16 +90,20 @@ def _attn_inputs(s, rng):
         {"heads": h, "kv_heads": kv, "causal": True}
 
 
-def _attn_units(s):
-    return s["batch"] * s["heads"] * max(1, -(-s["seq"] // 128))  # Q chunks of 128 (attention_program default)
+def _attn_units(s, q_chunk=128):
+    return s["batch"] * s["heads"] * max(1, -(-s["seq"] // q_chunk))  # Q chunks (attention_program default 128)
 
 
-def _attn_slice(s, units):
+def _attn_pin(s, device, dtype):
+    return {"q_chunk": 128}  # attention_program's default; a --knob q_chunk=N replaces it (units follow)
+
+
+def _attn_slice(s, units, q_chunk=128):
     s = dict(s)
     group = s["heads"] // s["kv_heads"]
-    while _attn_units(s) > units and s["batch"] > 1:
+    while _attn_units(s, q_chunk) > units and s["batch"] > 1:
         s["batch"] = max(1, s["batch"] // 2)
-    while _attn_units(s) > units and s["kv_heads"] > 1:
+    while _attn_units(s, q_chunk) > units and s["kv_heads"] > 1:
         s["kv_heads"] = max(1, s["kv_heads"] // 2)
         s["heads"] = s["kv_heads"] * group
     return s
@@ -155,7 +159,8 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
         lambda s: 4.0 * s["tokens"] * s["hidden"] * s["ffn"] + 5.0 * s["tokens"] * s["ffn"], _swiglu_block),
     "attention": BenchKernel(
         "attention", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_inputs, _attn_units, _attn_slice,
-        _attn_baseline, lambda s: 2.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"]),  # causal: half of 4
+        _attn_baseline, lambda s: 2.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"],  # causal: half of 4
+        _attn_pin),
 }
 
 
@@ -196,9 +201,13 @@ class BenchResult:
 
 
 def scale_counters(threads: list[ThreadCounters], factor: float) -> list[ThreadCounters]:
+    """Every summed counter times `factor`, except the CB page counts: the model reads those only to tell whether
+    more than one block went through a CB (model.single_buffered_cbs), which the emulated slice shows as it is, while
+    a scaled count would make a CB pushed once per run (a reduce scaler) look like a stream."""
     out = []
     for t in threads:
-        counts = {k: (v if k.endswith(NOT_SUMMED) else round(v * factor)) for k, v in t.counts.items()}
+        counts = {k: (v if k.endswith(NOT_SUMMED) or k.startswith("cb.") else round(v * factor))
+                  for k, v in t.counts.items()}
         out.append(ThreadCounters(t.core, t.role, t.kernel, counts))
     return out
 

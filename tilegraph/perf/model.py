@@ -156,8 +156,11 @@ def _compute_streams(t: ThreadCounters, device: Device) -> dict[str, float]:
 
 
 def single_buffered_cbs(threads: list[ThreadCounters], cb_pages: Mapping[int, int]) -> dict[int, tuple[str, str]]:
-    """CBs (of one core) whose pages hold only one block of their producer or consumer: index -> (producer, consumer)."""
-    producer, consumer, block = {}, {}, defaultdict(int)
+    """CBs (of one core) whose pages hold only one block of their producer or consumer: index -> (producer, consumer).
+
+    A CB through which only one block passes in the whole run (a constant such as a reduce scaler, pushed once) is
+    not counted: its producer and consumer never take turns on it."""
+    producer, consumer, block, pushed = {}, {}, defaultdict(int), defaultdict(int)
     for t in threads:
         for key, n in t.counts.items():
             parts = key.split(".")
@@ -166,13 +169,14 @@ def single_buffered_cbs(threads: list[ThreadCounters], cb_pages: Mapping[int, in
             i = int(parts[1])
             if parts[2] == "pushed":
                 producer[i] = t.role
+                pushed[i] += n
             elif parts[2] == "popped":
                 consumer[i] = t.role
             elif parts[2] in ("reserve_max", "wait_max"):
                 block[i] = max(block[i], n)
     out = {}
     for i, (prod, cons) in ((i, (producer.get(i), consumer.get(i))) for i in producer):
-        if cons and prod != cons and i in cb_pages and cb_pages[i] < 2 * block[i]:
+        if cons and prod != cons and i in cb_pages and cb_pages[i] < 2 * block[i] and pushed[i] > block[i]:
             out[i] = (prod, cons)
     return out
 

@@ -906,20 +906,22 @@ void hw_startup(uint32_t srca_cb, uint32_t srcb_cb, uint32_t pack_cb, const char
 // reconfig_data_format* for one source register. With an `old` operand (old_cb >= 0) the LLK compares the two
 // operands' formats and reprograms nothing when they are equal: the caller's claim about the current state is
 // trusted, so a stale `old` skips a needed reconfiguration -- as on a card.
+// Only a reprogramming counts as a configuration call for the performance model (init.reconfig): the skipped
+// (old, new) form is the LLK's format compare, no register writes (llk_unpack_reconfig_data_format_srca/srcb).
 void unpack_reconfig(uint32_t reg, int old_cb, uint32_t new_cb, const char* api) {
     need_compute(api);
-    T->perf.add("init.reconfig");
     need_started(api);
     CB& nw = get_cb(new_cb, api);
     if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
+    T->perf.add("init.reconfig");
     set_src(reg, new_cb, cfg_by(api, src_name(reg), old_cb, new_cb));
 }
 void pack_reconfig(int old_cb, uint32_t new_cb, const char* api) {
     need_compute(api);
-    T->perf.add("init.reconfig");
     need_started(api);
     CB& nw = get_cb(new_cb, api);
     if (old_cb >= 0 && get_cb(uint32_t(old_cb), api).fmt == nw.fmt) return;
+    T->perf.add("init.reconfig");
     T->cfg.pack.cb = int(new_cb);
     T->cfg.pack.fmt = nw.fmt;
     T->cfg.pack.by = cfg_by(api, "pack", old_cb, new_cb);
