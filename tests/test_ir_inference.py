@@ -199,22 +199,8 @@ def test_alibi_decode_reference_by_loops():
 def test_position_kinds_shard_in_inference(mode, positions, mesh):
     """Sharded prefill / decode steps equal one device's for the absolute tables and ALiBi (ALiBi attention runs
     replicated over TP: its slopes follow global head indices), as tests/test_mesh_equivalence.py checks rope."""
-    from tilegraph.graph.passes.shard import shard
-    from tilegraph.runtime.mesh_backend import MeshExecutor
+    from test_mesh_equivalence import _compare_inference
 
     spec = _with(positions, num_heads=4, num_kv_heads=2)
     graph = prefill(spec, 4, 8, dtype="float64") if mode == "prefill" else decode(spec, 4, 8, "float64")
-    params = _params(spec)
-    rng = np.random.default_rng(2)
-    prog = compile(graph)
-    ref_state = prog.init_state(params)
-    for k in ref_state:
-        if k.startswith("kv."):
-            ref_state[k][...] = rng.standard_normal(ref_state[k].shape)
-    state = {k: v.copy() for k, v in ref_state.items()}
-    feeds = {"tokens": rng.integers(0, spec.vocab_size, graph.inputs[0].shape).astype(np.int32)}
-    ref = prog.run(ref_state, feeds)
-    out = MeshExecutor(shard(graph, mesh)).run(state, feeds)
-    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-9, atol=1e-12)
-    for k in ref_state:
-        np.testing.assert_allclose(state[k], ref_state[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    _compare_inference(graph, spec, mesh, params=_params(spec))  # rtol 1e-9, atol 1e-12 (float64)

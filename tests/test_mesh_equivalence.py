@@ -168,10 +168,10 @@ def test_fused_swiglu_mlp_equals_single_device(mesh):
     np.testing.assert_allclose(out["y"], ref["y"], rtol=RTOL, atol=ATOL)
 
 
-def _compare_inference(graph, spec, mesh, residual="all_reduce", layout="tp-dp"):
+def _compare_inference(graph, spec, mesh, residual="all_reduce", layout="tp-dp", params=None):
     """Logits and every written KV cache of a prefill / decode step, sharded vs single device (caches start from
-    random contents so that a wrong head or user split of the cache shows)."""
-    params = init_params(spec, seed=0, dtype="float64")
+    random contents so that a wrong head or user split of the cache shows); `params` default: init_params."""
+    params = init_params(spec, seed=0, dtype="float64") if params is None else params
     rng = np.random.default_rng(2)
     prog = compile(graph)
     ref_state = prog.init_state(params)
