@@ -31,7 +31,7 @@ from tilegraph.ops import cpu_kernels
 from tilegraph.ops._util import expect_arity, expect_float, expect_rank, expect_scalar, positive_int_attr
 from tilegraph.ops.base import Op, TensorType, register
 from tilegraph.ops.cpu_kernels import contiguous
-from tilegraph.ops.dropout import keep_mask, keep_threshold, mask_key
+from tilegraph.ops.dropout import dropout_probability, keep_mask, keep_threshold, mask_key
 from tilegraph.ops.parallel import parallel_for
 from tilegraph.ops.placement import P, R, Shard, no_partial
 
@@ -70,9 +70,7 @@ def attention_dims(op: str, q: TensorType, k: TensorType, v: TensorType, attrs) 
             raise ShapeError(f"op {op!r}: window={window!r} must be a positive number of keys (or None for no window)")
         if not attrs.get("causal", True):
             raise ShapeError(f"op {op!r}: window={window} needs causal=True (a sliding window looks back only)")
-    p = attrs.get("dropout", 0.0)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ShapeError(f"op {op!r}: dropout={p!r} must lie in [0, 1); set the spec's dropout below 1")
+    dropout_probability(op, {"dropout": 0.0, **attrs}, "dropout")
     scale = attrs.get("scale")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0):
         raise ShapeError(f"op {op!r}: scale={scale!r} must be a positive number (or None for 1/sqrt(head_dim))")

@@ -50,6 +50,14 @@ def keep_mask(shape, p: float, seed: int, salt: int, step: int) -> np.ndarray:
     return (u.astype(np.float64) * 2.0**-53 >= p).reshape(shape)
 
 
+def dropout_probability(op: str, attrs, key: str) -> float:
+    """The dropout probability attribute `key` of `op`, checked: a number in [0, 1)."""
+    p = float_attr(op, attrs, key)
+    if not 0 <= p < 1:
+        raise ShapeError(f"op {op!r}: {key}={p} must lie in [0, 1); set the spec's dropout below 1")
+    return p
+
+
 def dropout_reference(x: np.ndarray, step, p: float, seed: int, salt: int) -> np.ndarray:
     if p == 0:
         return x.copy()
@@ -72,9 +80,7 @@ class Dropout(Op):
         x, step = inputs
         expect_float(self.name, "x", x)
         expect_scalar(self.name, "step", step)
-        p = float_attr(self.name, attrs, "p")
-        if not 0 <= p < 1:
-            raise ShapeError(f"op 'dropout': p={p} must lie in [0, 1); set the spec's dropout below 1")
+        dropout_probability(self.name, attrs, "p")
         return [x]
 
     def reference(self, inputs, attrs):
