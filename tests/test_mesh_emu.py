@@ -44,7 +44,7 @@ def test_a_sharded_program_runs_its_kernel_steps_on_every_device(reference_losse
         assert abs(got - want) <= 2.0**-8 * want
 
 
-def test_the_kernel_steps_see_each_devices_shard(reference_losses):
+def test_the_kernel_steps_see_each_devices_shard():
     # A 1x2 mesh with heads split: each device's attention has 2 of the 4 query heads and 1 of the 2 kv heads.
     programs = TrainingPrograms(SPEC, 2, 32, target=Target(backend="emu", mesh="n300"))
     attn = [s for s in programs.train_program.steps if s.op == "attention"]
