@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from tilegraph.perf.counters import DRAM_PAGE_CLASSES, ThreadCounters
+from tilegraph.perf.counters import DRAM_PAGE_CLASSES, ThreadCounters, scale_counters
 from tilegraph.perf.devices import Device
 
 TILE = 32
@@ -111,38 +111,55 @@ def matmul_2d(m: int, k: int, n: int, device: Device, dtype: str = "bfloat16", f
     return threads
 
 
-def matmul_2d_cb_pages(m, k, n, device, in0_block_w=4, grid=None):
-    gx, gy = grid or device.grid
-    mt, kt, nt = _tiles(m), _tiles(k), _tiles(n)
-    pm, pn = math.ceil(mt / gy), math.ceil(nt / gx)
-    bw = max(1, min(in0_block_w, kt))
-    pages = {0: 2 * pm * bw, 1: 2 * pn * bw}
-    return {(x, y): pages for y in range(gy) for x in range(gx)}
+def double_buffered_cb_pages(threads: list[ThreadCounters]) -> dict[tuple[int, int], dict[int, int]]:
+    """cb_pages for model.estimate of a built-in: every CB holds two of its largest blocks, as ttnn's program
+    factories size their streamed CBs (in0 / in1 of the matmuls: 2 K blocks, GEMM_FLOPS.md)."""
+    pages: dict[tuple[int, int], dict[int, int]] = {}
+    for t in threads:
+        for key, n in t.counts.items():
+            if key.startswith("cb.") and key.endswith(("reserve_max", "wait_max")):
+                cbs = pages.setdefault(t.core, {})
+                i = int(key.split(".")[1])
+                cbs[i] = max(cbs.get(i, 0), 2 * n)
+    return pages
+
+
+def streaming(out_tiles: int, reads_per_tile: float, device: Device, dtype: str = "bfloat16",
+              fpu: str | None = "binary.mul", sfpu_ops: tuple[str, ...] = (), fidelity: str = "HiFi4",
+              label: str = "ttnn eltwise", fpu_per_tile: float = 1.0) -> list[ThreadCounters]:
+    """One ttnn eltwise / reduce op: output tiles spread over all cores; per output tile `reads_per_tile` input
+    tiles from DRAM (2 for a binary op, 1 for a unary, W/32 for a row reduce, 1 + 32/W for a broadcast of a row or
+    column vector read once per tile row), all unpacked, `fpu_per_tile` FPU ops per output tile (`fpu`, e.g.
+    "binary.mul", "reduce.sum"; None for SFPU-only unary ops; W/32 for a reduce), the SFPU ops on the result, one
+    tile packed per output tile (plus one per fused SFPU op: the fused activation is a second pass through DST)."""
+    per = math.ceil(out_tiles / device.cores)
+    threads = []
+    for i in range(min(device.cores, out_tiles)):
+        core = (i % device.grid[0], i // device.grid[0])
+        r = ThreadCounters(core, "reader", f"{label} reader")
+        w = ThreadCounters(core, "writer", f"{label} writer")
+        c = ThreadCounters(core, "compute", label)
+        reads = math.ceil(reads_per_tile * per)
+        _dram(r, "read", reads, dtype)
+        _add(r, "noc.read_barrier", per)
+        _dram(w, "write", per, dtype)
+        _add(w, "noc.write_barrier", per)
+        _add(c, f"unpack.{dtype}", reads + per * len(sfpu_ops))
+        if fpu:  # the fidelity suffix matters only for multiplies and sums (model.fpu_cycles)
+            _add(c, f"fpu.{fpu}.{fidelity}", fpu_per_tile * per)
+        for op in sfpu_ops:
+            _add(c, f"sfpu.{op}.faces", 4 * per)
+        _add(c, f"pack.{dtype}", per * (1 + len(sfpu_ops)))
+        threads += [r, w, c]
+    return threads
 
 
 def eltwise_binary(elements: int, device: Device, dtype: str = "bfloat16", sfpu_op: str | None = None,
                    fidelity: str = "HiFi4") -> list[ThreadCounters]:
     """ttnn binary op (e.g. mul with SiLU fused on input a): tiles spread over all cores, two reads, one write."""
     tiles = _tiles(elements) if elements < TILE else math.ceil(elements / (TILE * TILE))
-    per = math.ceil(tiles / device.cores)
-    threads = []
-    for i in range(min(device.cores, tiles)):
-        core = (i % device.grid[0], i // device.grid[0])
-        r = ThreadCounters(core, "reader", "ttnn binary reader")
-        w = ThreadCounters(core, "writer", "ttnn binary writer")
-        c = ThreadCounters(core, "compute", "ttnn binary")
-        _dram(r, "read", 2 * per, dtype)
-        _add(r, "noc.read_barrier", per)
-        _dram(w, "write", per, dtype)
-        _add(w, "noc.write_barrier", per)
-        _add(c, f"unpack.{dtype}", 2 * per + (per if sfpu_op else 0))
-        _add(c, f"fpu.binary.mul.{fidelity}", per)
-        if sfpu_op:
-            _add(c, f"sfpu.{sfpu_op}.faces", 4 * per)
-            _add(c, f"pack.{dtype}", per)
-        _add(c, f"pack.{dtype}", per)
-        threads += [r, w, c]
-    return threads
+    return streaming(tiles, 2, device, dtype, "binary.mul", (sfpu_op,) if sfpu_op else (), fidelity,
+                     "ttnn binary")
 
 
 def rms_norm(tokens: int, hidden: int, device: Device, dtype: str = "bfloat16",
@@ -207,3 +224,86 @@ def sdpa(batch: int, heads: int, kv_heads: int, seq: int, head_dim: int, device:
         _add(c, "init.fpu", blocks * 8)
         threads += [r, w, c]
     return threads
+
+
+# Backward kernels. ttnn 0.81.1 has no fused rms_norm backward, SDPA backward or SwiGLU backward
+# (../shared/TT_FACTS.md), so each baseline is the chain of ttnn built-ins a trainer would run instead, one op per
+# line below, every op reading its inputs from DRAM and writing its output back (as separate ttnn ops do).
+
+def rms_norm_bwd(tokens: int, hidden: int, device: Device, dtype: str = "bfloat16",
+                 fidelity: str = "HiFi4") -> list[list[ThreadCounters]]:
+    """dx = rstd (g - xhat mean(g xhat)), dgamma = sum_rows(dy xhat), g = dy gamma, xhat = x rstd:
+    square, mean, rsqrt(+eps), x*rstd, dy*gamma, g*xhat, mean, xhat*c, g-t, u*rstd, dy*xhat, sum over rows."""
+    rows, wt = _tiles(tokens), _tiles(hidden)
+    full, col = rows * wt, rows
+    bcast = 1 + 1 / wt  # a [T, 1] column read once per tile row
+    ops = [
+        streaming(full, 1, device, dtype, None, ("square",), fidelity, "ttnn.square"),
+        streaming(col, wt, device, dtype, "reduce.sum", (), fidelity, "ttnn.mean", fpu_per_tile=wt),
+        streaming(col, 1, device, dtype, "binary.add", ("rsqrt",), fidelity, "ttnn.rsqrt(+eps)"),
+        streaming(full, bcast, device, dtype, "bcast.mul", (), fidelity, "ttnn.mul (x * rstd)"),
+        streaming(full, 1 + 1 / rows, device, dtype, "bcast.mul", (), fidelity, "ttnn.mul (dy * gamma)"),
+        streaming(full, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (g * xhat)"),
+        streaming(col, wt, device, dtype, "reduce.sum", (), fidelity, "ttnn.mean", fpu_per_tile=wt),
+        streaming(full, bcast, device, dtype, "bcast.mul", (), fidelity, "ttnn.mul (xhat * c)"),
+        streaming(full, 2, device, dtype, "binary.sub", (), fidelity, "ttnn.sub"),
+        streaming(full, bcast, device, dtype, "bcast.mul", (), fidelity, "ttnn.mul (* rstd)"),
+        streaming(full, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (dy * xhat)"),
+        streaming(wt, rows, device, dtype, "reduce.sum", (), fidelity, "ttnn.sum (rows)", fpu_per_tile=rows),
+    ]
+    return ops
+
+
+def swiglu_bwd_finish(m: int, k: int, f: int, device: Device, dtype: str = "bfloat16",
+                      fidelity: str = "HiFi2") -> list[list[ThreadCounters]]:
+    """dx = da W1^T + db W3^T, dW1 = x^T da, dW3 = x^T db: four ttnn.matmul and an add (ours runs these too:
+    SwiGLUBwdKernel.device_finish)."""
+    return [matmul_2d(m, f, k, device, dtype, fidelity), matmul_2d(m, f, k, device, dtype, fidelity),
+            streaming(_tiles(m) * _tiles(k), 2, device, "float32", "binary.add", (), fidelity, "ttnn.add"),
+            matmul_2d(k, m, f, device, dtype, fidelity), matmul_2d(k, m, f, device, dtype, fidelity)]
+
+
+def swiglu_bwd(m: int, k: int, f: int, device: Device, dtype: str = "bfloat16",
+               fidelity: str = "HiFi2") -> list[list[ThreadCounters]]:
+    """a = x W1, b = x W3 (two ttnn.linear), db = dh * silu(a) (one ttnn.mul with SiLU fused), g = dh * b,
+    da = silu_bw(g, a) = g * sigmoid(a) * (1 + a (1 - sigmoid(a))) (sigmoid, 1 - s, a * t + 1 fused as one
+    mul-add, two muls), then the four matmuls and the add of swiglu_bwd_finish."""
+    mf = _tiles(m) * _tiles(f)
+    gate = [
+        matmul_2d(m, k, f, device, dtype, fidelity), matmul_2d(m, k, f, device, dtype, fidelity),
+        streaming(mf, 2, device, dtype, "binary.mul", ("silu",), fidelity, "ttnn.mul (dh * silu(a))"),
+        streaming(mf, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (dh * b)"),
+        streaming(mf, 1, device, dtype, None, ("sigmoid",), fidelity, "ttnn.sigmoid"),
+        streaming(mf, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (a * (1 - s))"),
+        streaming(mf, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (g * s)"),
+        streaming(mf, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (* (1 + a (1 - s)))"),
+    ]
+    return gate + swiglu_bwd_finish(m, k, f, device, dtype, fidelity)
+
+
+def attention_bwd(batch: int, heads: int, kv_heads: int, seq: int, head_dim: int, device: Device,
+                  dtype: str = "bfloat16", fidelity: str = "HiFi2") -> list[list[ThreadCounters]]:
+    """The unfused backward with ttnn built-ins, per (batch, head) as batched ttnn.matmul over the batch x heads
+    (K, V repeated to the query heads first): S = Q K^T, P = softmax(scale S + mask) (ttnn.softmax, fused:
+    one read, one write of S), dP = dO V^T, D = rowsum(dO * O) (mul + sum), dS = P * (dP - D) * scale
+    (sub with the D column broadcast, mul), dQ = dS K, dK = dS^T Q, dV = P^T dO; the S x S intermediates
+    live in DRAM (causal masking does not skip any of the matmuls' work)."""
+    bh = batch * heads
+    st, dt = _tiles(seq), _tiles(head_dim)
+    ss, sd = bh * st * st, bh * st * dt
+
+    def batched(m, k, n):  # bh independent products, one after another on the whole grid
+        return scale_counters(matmul_2d(m, k, n, device, dtype, fidelity), bh)
+
+    return [
+        batched(seq, head_dim, seq),  # S = Q K^T
+        streaming(ss, 1, device, dtype, "reduce.max", ("exp",), fidelity, "ttnn.softmax", fpu_per_tile=3),
+        batched(seq, head_dim, seq),  # dP = dO V^T
+        streaming(sd, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (dO * O)"),
+        streaming(bh * st, dt, device, dtype, "reduce.sum", (), fidelity, "ttnn.sum", fpu_per_tile=dt),
+        streaming(ss, 1 + 1 / st, device, dtype, "bcast.sub", (), fidelity, "ttnn.sub (dP - D)"),
+        streaming(ss, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (P * . * scale)"),
+        batched(seq, seq, head_dim),  # dQ = dS K
+        batched(seq, seq, head_dim),  # dK = dS^T Q
+        batched(seq, seq, head_dim),  # dV = P^T dO
+    ]

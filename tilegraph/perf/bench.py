@@ -23,11 +23,9 @@ import numpy as np
 
 from tilegraph.errors import TilegraphError
 from tilegraph.perf import baselines
-from tilegraph.perf.counters import ThreadCounters
+from tilegraph.perf.counters import ThreadCounters, scale_counters
 from tilegraph.perf.devices import Device, get_device
 from tilegraph.perf.model import Estimate, estimate, peak_flops, program_cb_pages
-
-NOT_SUMMED = ("reserve_max", "wait_max")  # counters that are maxima, not totals: never scaled
 
 # Shapes: nano-trickster training (specs/nano-trickster.yaml: batch 16 x seq 256, hidden 256, 8 heads of 32, mlp 768)
 # and llama-3-8b prefill at seq 2048 (hidden 4096, 32 heads / 8 KV heads of 128, mlp 14336).
@@ -50,11 +48,14 @@ class BenchKernel:
     inputs: Callable[[dict, np.random.Generator], tuple[list[np.ndarray], dict]]
     units: Callable[[dict], int]  # work units the builder splits over the cores
     slice: Callable[[dict, int], dict]  # the shape with at most this many units
-    baseline: Callable[[dict, Device, str], tuple[str, list[ThreadCounters], dict, str]]
+    baseline: Callable[[dict, Device, str], tuple[str, list[ThreadCounters], str]]  # label, counters, fidelity
     flops: Callable[[dict], float]
     # The builder's shape-dependent choices at the full shape, pinned for the emulated slice so that the slice
     # has the same per-core work pattern (e.g. swiglu's output block).
     pin: Callable[[dict, Device, str], dict] = lambda shape, device, dtype: {}
+    # ttnn ops that run on the device after our program as part of the kernel op (KernelOp.device_finish:
+    # swiglu_bwd's matmuls), modelled as ttnn's built-ins; their times add to our program's.
+    finish: Callable[[dict, Device, str], list[list[ThreadCounters]]] | None = None
 
 
 def _rand(rng, *shape, scale=1.0):
@@ -66,7 +67,7 @@ def _rms_inputs(s, rng):
 
 
 def _rms_baseline(s, dev, dtype):
-    return "ttnn.rms_norm", baselines.rms_norm(s["tokens"], s["hidden"], dev, dtype), {}, "HiFi4"
+    return "ttnn.rms_norm", baselines.rms_norm(s["tokens"], s["hidden"], dev, dtype), "HiFi4"
 
 
 def _swiglu_inputs(s, rng):
@@ -81,7 +82,7 @@ def _swiglu_baseline(s, dev, dtype):
     for _ in range(2):  # x W1, x W3: two ops, one after the other (their times add; model them as one list per op)
         threads.append(baselines.matmul_2d(m, k, n, dev, dtype, "HiFi2"))
     threads.append(baselines.eltwise_binary(m * n, dev, dtype, sfpu_op="silu"))
-    return "ttnn.linear x2 + ttnn.mul(silu fused)", threads, baselines.matmul_2d_cb_pages(m, k, n, dev), "HiFi2"
+    return "ttnn.linear x2 + ttnn.mul(silu fused)", threads, "HiFi2"
 
 
 def _attn_inputs(s, rng):
@@ -111,7 +112,7 @@ def _attn_slice(s, units, q_chunk=128):
 
 def _attn_baseline(s, dev, dtype):
     return ("ttnn.transformer.scaled_dot_product_attention",
-            baselines.sdpa(s["batch"], s["heads"], s["kv_heads"], s["seq"], s["head_dim"], dev, dtype), {}, "HiFi2")
+            baselines.sdpa(s["batch"], s["heads"], s["kv_heads"], s["seq"], s["head_dim"], dev, dtype), "HiFi2")
 
 
 def _swiglu_block(s, device, dtype):
@@ -149,6 +150,74 @@ def _rows_slice(s, units):
     return s
 
 
+def _rms_bwd_inputs(s, rng):
+    x, gamma = _rms_inputs(s, rng)[0]
+    return [x, gamma, _rand(rng, s["tokens"], s["hidden"])], {"eps": 1e-5}
+
+
+def _rms_bwd_baseline(s, dev, dtype):
+    return ("ttnn composite (12 eltwise / reduce ops)", baselines.rms_norm_bwd(s["tokens"], s["hidden"], dev, dtype),
+            "HiFi4")
+
+
+def _rms_bwd_flops(s):
+    # recompute x^2 and its sum (2), xhat (1), g = dy gamma (1), g xhat and its sum (2), dx (3), dy xhat and the
+    # dgamma sum (2) per element
+    return 11.0 * s["tokens"] * s["hidden"]
+
+
+def _swiglu_bwd_inputs(s, rng):
+    x, w1, w3 = _swiglu_inputs(s, rng)[0]
+    return [x, w1, w3, _rand(rng, s["tokens"], s["ffn"])], {}
+
+
+def _swiglu_bwd_units(s):
+    return _cdiv(s["tokens"], 32) * _cdiv(s["ffn"], 32)  # output tiles of da / db, split evenly over the cores
+
+
+def _swiglu_bwd_slice(s, units):
+    """Fewer columns (ffn), then fewer rows (tokens): every output tile does the same K-long work."""
+    s = dict(s)
+    rows = _cdiv(s["tokens"], 32)
+    s["ffn"] = min(s["ffn"], 32 * max(1, units // rows))
+    if _swiglu_bwd_units(s) > units:
+        s["tokens"] = min(s["tokens"], 32 * max(1, units // _cdiv(s["ffn"], 32)))
+    return s
+
+
+def _swiglu_bwd_baseline(s, dev, dtype):
+    m, k, f = s["tokens"], s["hidden"], s["ffn"]
+    return ("ttnn composite (2 linear, 5 eltwise, 4 matmul, add)", baselines.swiglu_bwd(m, k, f, dev, dtype), "HiFi2")
+
+
+def _swiglu_bwd_finish(s, dev, dtype):
+    return baselines.swiglu_bwd_finish(s["tokens"], s["hidden"], s["ffn"], dev, dtype)
+
+
+def _attn_bwd_inputs(s, rng):
+    from tilegraph.ops.attention import attention_reference
+
+    (q, k, v), attrs = _attn_inputs(s, rng)
+    o, lse = attention_reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), s["heads"],
+                                 s["kv_heads"], True, None)
+    return [q, k, v, o.astype(np.float32), lse.astype(np.float32), _rand(rng, *q.shape)], attrs
+
+
+def _attn_bwd_pin(s, device, dtype):
+    return {"q_chunk": 128, "k_chunk": 128}  # attention_bwd_program's default at seq >= 256
+
+
+def _attn_bwd_baseline(s, dev, dtype):
+    return ("ttnn composite (5 batched matmul, softmax, 4 eltwise / reduce)",
+            baselines.attention_bwd(s["batch"], s["heads"], s["kv_heads"], s["seq"], s["head_dim"], dev, dtype),
+            "HiFi2")
+
+
+def _attn_bwd_flops(s):
+    # causal: S and dP recomputed (2 products), dQ, dK, dV (3): 5 matmuls of 2 S^2 D over half the square
+    return 5.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"]
+
+
 BENCH_KERNELS: dict[str, BenchKernel] = {
     "rmsnorm": BenchKernel(
         "rmsnorm", ("tokens", "hidden"), _rms_inputs, lambda s: -(-s["tokens"] // 32), _rows_slice, _rms_baseline,
@@ -161,6 +230,17 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
         "attention", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_inputs, _attn_units, _attn_slice,
         _attn_baseline, lambda s: 2.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"],  # causal: half of 4
         _attn_pin),
+    "rmsnorm_bwd": BenchKernel(
+        "rmsnorm_bwd", ("tokens", "hidden"), _rms_bwd_inputs, lambda s: -(-s["tokens"] // 32), _rows_slice,
+        _rms_bwd_baseline, _rms_bwd_flops),
+    "swiglu_bwd": BenchKernel(
+        "swiglu_bwd", ("tokens", "hidden", "ffn"), _swiglu_bwd_inputs, _swiglu_bwd_units, _swiglu_bwd_slice,
+        _swiglu_bwd_baseline, lambda s: 12.0 * s["tokens"] * s["hidden"] * s["ffn"], finish=_swiglu_bwd_finish),
+    "attention_bwd": BenchKernel(
+        "attention_bwd", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_bwd_inputs,
+        lambda s, q_chunk=128, k_chunk=128: _attn_units(s, q_chunk), 
+        lambda s, units, q_chunk=128, k_chunk=128: _attn_slice(s, units, q_chunk), _attn_bwd_baseline,
+        _attn_bwd_flops, _attn_bwd_pin),
 }
 
 
@@ -200,18 +280,6 @@ class BenchResult:
         return dict(self.__dict__, speedup=self.baseline_us / self.kernel_us if self.kernel_us else None)
 
 
-def scale_counters(threads: list[ThreadCounters], factor: float) -> list[ThreadCounters]:
-    """Every summed counter times `factor`, except the CB page counts: the model reads those only to tell whether
-    more than one block went through a CB (model.single_buffered_cbs), which the emulated slice shows as it is, while
-    a scaled count would make a CB pushed once per run (a reduce scaler) look like a stream."""
-    out = []
-    for t in threads:
-        counts = {k: (v if k.endswith(NOT_SUMMED) or k.startswith("cb.") else round(v * factor))
-                  for k, v in t.counts.items()}
-        out.append(ThreadCounters(t.core, t.role, t.kernel, counts))
-    return out
-
-
 def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str = "bfloat16",
                  knobs: Mapping[str, object] | None = None) -> tuple[Estimate, dict, float, str]:
     """(estimate, emulated shape, scale, fidelity) of our kernel: emulator counters through the model."""
@@ -236,22 +304,30 @@ def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str
     _, threads = run_program_counted(desc, dev_inputs, timeout_s=600)
     fidelity = desc.compute_config.math_fidelity
     est = estimate(scale_counters(threads, scale), device, program_cb_pages(desc), fidelity)
+    if bk.finish is not None:
+        ops = bk.finish(shape, device, dtype)
+        ests = [est] + [estimate(op, device, baselines.double_buffered_cb_pages(op), "HiFi2") for op in ops]
+        est = _sequence(ests, device, fidelity, est.notes + [f"our program {est.time_us:.1f} us + {len(ops)} ttnn "
+                                                            f"ops after it (device_finish, modelled as ttnn's)"])
     return est, emulated, scale, fidelity
+
+
+def _sequence(ests: list[Estimate], device: Device, fidelity: str, notes: list[str]) -> Estimate:
+    """Ops run one after another: their times add; the bound is the slowest op's."""
+    total = sum(e.time_s for e in ests)
+    slowest = max(ests, key=lambda e: e.time_s)
+    flops = sum(e.flops for e in ests)
+    return Estimate(device.name, total, slowest.bound, flops / peak_flops(device, fidelity) / total,
+                    sum(e.dram_bytes for e in ests), sum(e.dram_time_s for e in ests), flops, notes=notes)
 
 
 def model_baseline(name: str, shape: Mapping[str, int], device: Device, dtype: str = "bfloat16"
                    ) -> tuple[str, Estimate]:
     """ttnn's built-in for this kernel, modelled; a multi-op baseline (swiglu) is the sum of its ops."""
-    label, threads, cb_pages, fidelity = bench_kernel(name).baseline(dict(shape), device, dtype)
+    label, threads, fidelity = bench_kernel(name).baseline(dict(shape), device, dtype)
     ops = threads if threads and isinstance(threads[0], list) else [threads]
-    ests = [estimate(op, device, cb_pages, fidelity) for op in ops]
-    total = sum(e.time_s for e in ests)
-    slowest = max(ests, key=lambda e: e.time_s)
-    flops = sum(e.flops for e in ests)
-    est = Estimate(device.name, total, slowest.bound, flops / peak_flops(device, fidelity) / total,
-                   sum(e.dram_bytes for e in ests), sum(e.dram_time_s for e in ests), flops,
-                   notes=[f"{len(ests)} ops"] if len(ests) > 1 else [])
-    return label, est
+    ests = [estimate(op, device, baselines.double_buffered_cb_pages(op), fidelity) for op in ops]
+    return label, _sequence(ests, device, fidelity, [f"{len(ests)} ops"] if len(ests) > 1 else [])
 
 
 def card_available() -> bool:
@@ -338,7 +414,7 @@ def run_bench(name: str, shape: Mapping[str, int], device_name: str, dtype: str 
     shape = {k: int(shape[k]) for k in bk.options}
     est, emulated, scale, fidelity = model_kernel(name, shape, device, dtype, knobs)
     label, base = model_baseline(name, shape, device, dtype)
-    base_fidelity = bk.baseline(dict(shape), device, dtype)[3]
+    base_fidelity = bk.baseline(dict(shape), device, dtype)[2]
     flops = bk.flops(shape)
     result = BenchResult(
         name, device_name, shape, "modelled", est.time_us, base.time_us, label, est.bound, base.bound,

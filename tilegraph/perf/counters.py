@@ -40,3 +40,18 @@ def parse_counters(text: str) -> list[ThreadCounters]:
             key, value = line.rsplit(" ", 1)
             threads[-1].counts[key] = int(value)
     return threads
+
+
+NOT_SUMMED = ("reserve_max", "wait_max")  # counters that are maxima, not totals: never scaled
+
+
+def scale_counters(threads: list[ThreadCounters], factor: float) -> list[ThreadCounters]:
+    """Every summed counter times `factor`, except the CB page counts: the model reads those only to tell whether
+    more than one block went through a CB (model.single_buffered_cbs), which the emulated slice shows as it is, while
+    a scaled count would make a CB pushed once per run (a reduce scaler) look like a stream."""
+    out = []
+    for t in threads:
+        counts = {k: (v if k.endswith(NOT_SUMMED) or k.startswith("cb.") else round(v * factor))
+                  for k, v in t.counts.items()}
+        out.append(ThreadCounters(t.core, t.role, t.kernel, counts))
+    return out

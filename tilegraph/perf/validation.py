@@ -56,7 +56,7 @@ PUBLISHED = (
 def modelled(row: Published):
     dev = get_device(row.device)
     threads = baselines.matmul_2d(row.m, row.k, row.n, dev, row.dtype, row.fidelity)
-    return estimate(threads, dev, baselines.matmul_2d_cb_pages(row.m, row.k, row.n, dev), row.fidelity)
+    return estimate(threads, dev, baselines.double_buffered_cb_pages(threads), row.fidelity)
 
 
 def table() -> list[dict]:
