@@ -45,6 +45,7 @@ def test_every_custom_kernel_benches_modelled():
     """`tilegraph bench` covers the whole kernel registry, backward kernels included (a new kernel without a
     BenchKernel fails here)."""
     from tilegraph.kernels.registry import KERNEL_OPS
+
     from tilegraph.perf.bench import run_bench
 
     for name in KERNEL_OPS:

@@ -199,8 +199,10 @@ def test_swiglu_matmul_reconfig_in_the_old_order_is_caught_with_bfp8_weights(tmp
 
     folder = tmp_path / "swiglu"
     shutil.copytree(KERNEL_DIR / "swiglu", folder)
+    header = folder / "swiglu_compute.h"  # the gate / up matmuls of the forward (and backward) compute kernel
+    header.write_text(header.read_text().replace("reconfig_data_format(cb_w1, cb_x);",
+                                                 "reconfig_data_format(cb_x, cb_w1);"))
     src = folder / "compute.cpp"
-    src.write_text(src.read_text().replace("reconfig_data_format(cb_w1, cb_x);", "reconfig_data_format(cb_x, cb_w1);"))
     desc = swiglu_program(32, 64, 32, "bfloat16", weight_dtype="bfloat8_b", grid=(1, 1))
     desc = dataclasses.replace(desc, kernels=[dataclasses.replace(k, source=str(folder / Path(k.source).name))
                                               for k in desc.kernels])

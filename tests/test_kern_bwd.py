@@ -160,13 +160,32 @@ def header_cbs(name: str) -> dict[str, int]:
 
     op = name.split("_")[0]
     text = (KERNEL_DIR / op / f"{op}_bwd_common.h").read_text()
+    for header in re.findall(r'#include "(\w+_common\.h)"', text):  # the forward's layout, if it builds on it
+        text += (KERNEL_DIR / op / header).read_text()
     return {m[1]: int(m[2]) for m in re.finditer(r"constexpr uint32_t (cb_\w+) = (\d+);", text)}
 
 
 def test_bwd_builders_define_exactly_the_cbs_their_kernel_header_names():
     rms = rmsnorm_bwd_program((64, 256), grid=(2, 1))
-    swi = swiglu_gate_bwd_program(64, 64, 64, grid=(2, 1))
+    swi = swiglu_gate_bwd_program(64, 320, 64, grid=(2, 1))  # K in two blocks: the partial-sum CBs too
     names = header_cbs("rmsnorm")
     assert sorted(cb.index for cb in rms.cbs) == sorted(names.values())
-    assert sorted(cb.index for cb in swi.cbs) == sorted(header_cbs("swiglu").values())
+    # (the forward's cb_out and the backward's cb_da share index 16: one of the two is defined)
+    assert sorted(cb.index for cb in swi.cbs) == sorted(set(header_cbs("swiglu").values()))
     assert set(rms.compute_config.unpack_to_dest_fp32) == {names["cb_acc"], names["cb_dg"], names["cb_gacc"]}
+
+
+@pytest.mark.parametrize("block", [(2, 4), (8, 2)])
+def test_swiglu_gate_bwd_blocks_agree_bit_for_bit(block):
+    """a and b are recomputed block by block (K in the same order, fp32 partials and the last K block's a / b
+    parked and reloaded exactly), so every output block shape gives the 1 x 1 block's da and db, across edge
+    blocks and K blocks."""
+    rng = np.random.default_rng(13)
+    m, k, n = 5 * 32 + 7, 6 * 32, 7 * 32 - 3
+    x, dh = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((m, n)).astype(np.float32)
+    w1, w3 = (rng.standard_normal((k, n)).astype(np.float32) / 8 for _ in range(2))
+    outs = [run_program(swiglu_gate_bwd_program(m, k, n, grid=(2, 2), max_k_block=2, block=b),
+                        swiglu_bwd_device_inputs(x, w1, w3, dh)) for b in [(1, 1), block]]
+    for name in ("da", "db"):
+        assert np.abs(outs[0][name]).max() > 0
+        np.testing.assert_array_equal(outs[0][name], outs[1][name])

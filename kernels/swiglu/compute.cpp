@@ -14,27 +14,8 @@
 #include "api/compute/matmul.h"
 #include "api/compute/eltwise_binary_sfpu.h"
 #include "swiglu_common.h"
+#include "swiglu_compute.h"
 
-// Pack DST[first, first + n) into `cb`, one page at a time (subblocks at block edges are narrower).
-inline void pack_pages(uint32_t first, uint32_t n, uint32_t cb) {
-    pack_reconfig_data_format(cb);
-    for (uint32_t j = 0; j < n; ++j) {
-        cb_reserve_back(cb, 1);
-        pack_tile(first + j, cb);
-        cb_push_back(cb, 1);
-    }
-}
-
-// Reload n fp32 partial sums from `cb` into DST[first, first + n).
-inline void reload(uint32_t cb, uint32_t first, uint32_t n) {
-    reconfig_data_format_srca(cb);
-    copy_init(cb);
-    for (uint32_t j = 0; j < n; ++j) {
-        cb_wait_front(cb, 1);
-        copy_tile(cb, 0, first + j);
-        cb_pop_front(cb, 1);
-    }
-}
 
 void kernel_main() {
     const uint32_t kt = get_arg_val<uint32_t>(0);
@@ -66,16 +47,7 @@ void kernel_main() {
                         reload(cb_part_gate, 0, ws);
                         reload(cb_part_up, w, ws);
                     }
-                    reconfig_data_format(cb_w1, cb_x);  // matmul maps in0 -> SrcB, in1 -> SrcA
-                    matmul_block_init(cb_x, cb_w1, 0, ws, 1, kb);
-                    for (uint32_t i = 0; i < kb; ++i) {
-                        matmul_block(cb_x, cb_w1, r * kb + i, i * nb + j0, 0, 0, ws, 1, kb);
-                    }
-                    reconfig_data_format(cb_w3, cb_x);
-                    matmul_block_init(cb_x, cb_w3, 0, ws, 1, kb);
-                    for (uint32_t i = 0; i < kb; ++i) {
-                        matmul_block(cb_x, cb_w3, r * kb + i, i * nb + j0, w, 0, ws, 1, kb);
-                    }
+                    gate_up_subblock(r, j0, ws, w, kb, nb);
                     if (last) {
                         silu_tile_init();
                         for (uint32_t j = 0; j < ws; ++j) {

@@ -1,13 +1,13 @@
 """Program builder of the SwiGLU gate backward kernel (kernels/swiglu/{reader,compute,writer}_bwd.cpp).
 
 swiglu_bwd(x[M, K], W1[K, F], W3[K, F], dh[M, F]) -> dx, dW1, dW3 is split into
-1. this kernel, swiglu_gate_bwd: (x, W1, W3, dh) -> (da, db), recomputing a = x W1 and b = x W3 per output tile in
-   DST (as the forward does: the gate and up projections never reach DRAM) and applying the gate's derivative
-   there: da = dh * b * silu'(a), db = dh * silu(a);
+1. this kernel, swiglu_gate_bwd: (x, W1, W3, dh) -> (da, db), recomputing a = x W1 and b = x W3 in the forward's
+   output blocks (x and W tiles read once per K block of a block and reused from L1; the gate and up projections
+   never reach DRAM) and applying the gate's derivative per tile in DST: da = dh * b * silu'(a), db = dh * silu(a);
 2. three matmuls: dx = da W1^T + db W3^T (reduces over F), dW1 = x^T da and dW3 = x^T db (reduce over M).
 Why split rather than one kernel: the three products reduce over different dims than the recompute (K), so one
 kernel would either hold a core's [M, F] slice of da / db while every other core needs it (multicast and
-semaphores, which the emulator does not model and tt-metal's tuned matmuls already do better) or recompute a and
+semaphores, which tt-metal's tuned matmuls already do well) or recompute a and
 b once per consumer (3x the forward's FLOPs). Writing da and db once (2 * M * F bf16) costs far less than either
 at training shapes (arithmetic intensity of the matmuls ~ K / 2 flops per byte), and the matmuls run as the
 matmul built-in (`ttnn.matmul` with transpose flags on a card, numpy on the host).
@@ -27,47 +27,69 @@ from tilegraph.errors import ShapeError
 SWIGLU_BWD_MAX_K_BLOCK_TILES = 8
 
 
+def _gate_bwd_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb, w):
+    """The forward's x / W / partial-sum CBs (swiglu_common.h) plus dh (one block row, double-buffered), da / db
+    (two tiles: handed over a page at a time) and the last K block's a / b of one subblock (fp32, reloaded exactly)."""
+    def cb(index, fmt, pages):
+        return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
+
+    cbs = [cb(0, dtype, 2 * mb * kb), cb(1, weight_dtype, 2 * kb * nb), cb(2, weight_dtype, 2 * kb * nb),
+           cb(3, dtype, 2 * nb), cb(16, out_dtype, 2), cb(17, out_dtype, 2),
+           cb(26, "float32", w), cb(27, "float32", w)]
+    if kt > kb:  # partial sums between K blocks
+        cbs += [cb(24, "float32", mb * nb), cb(25, "float32", mb * nb)]
+    return cbs
+
+
 def swiglu_gate_bwd_program(m: int, k: int, n: int, dtype: str = "bfloat16", *, grid=(8, 8),
                             out_dtype: str = "bfloat16", weight_dtype: str | None = None,
-                            max_k_block: int = SWIGLU_BWD_MAX_K_BLOCK_TILES) -> _prog.ProgramDescription:
-    """da, db [M, N] for x [M, K], W1/W3 [K, N], dh [M, N]; the [M/32, N/32] tiles split over the grid.
+                            max_k_block: int = SWIGLU_BWD_MAX_K_BLOCK_TILES, block: tuple[int, int] | None = None,
+                            math_fidelity: str = "HiFi4") -> _prog.ProgramDescription:
+    """da, db [M, N] for x [M, K], W1/W3 [K, N], dh [M, N]; output blocks split over the grid.
 
-    Zero padding is harmless: padded a = b = 0 and padded dh = 0 give da = db = 0 in the dropped padding."""
+    a = x W1 and b = x W3 are recomputed in the forward's mb x nb output blocks (`block`, default: the forward's
+    choice for this shape, swiglu.program._choose_blocks, within the L1 budget of these CBs), so x and W tiles are
+    read once per K block of a block and reused from L1, and round exactly as in the forward. Zero padding is
+    harmless: padded a = b = 0 and padded dh = 0 give da = db = 0 in the dropped padding."""
+    from tilegraph.kernels.swiglu.program import _choose_blocks
+
     m, k, n = int(m), int(k), int(n)
     weight_dtype = weight_dtype or dtype
     if min(m, k, n) < 1:
         raise ShapeError(f"op 'swiglu_bwd': M={m}, K={k}, N={n} must all be >= 1")
     mt, kt, nt = _host.tiles(m), _host.tiles(k), _host.tiles(n)
-    k_blk = _host.largest_divisor_at_most(kt, max_k_block)
-    split = _host.split_work(mt * nt, grid[0] * grid[1])
+    kb = _host.largest_divisor_at_most(kt, max_k_block)
+    reloaded = (24, 25, 26, 27) if kt > kb else (26, 27)
+    config = _prog.ComputeConfig(math_fidelity=math_fidelity, fp32_dest_acc_en=True, unpack_to_dest_fp32=reloaded)
+    w = max(1, min(nt, config.dst_tiles // 2))
+
+    def cb_bytes(mb, nb):
+        return sum(c.total_bytes for c in _gate_bwd_cbs((), dtype, weight_dtype, out_dtype, kt, kb, mb, nb, w))
+
+    mb, nb = block or _choose_blocks(mt, nt, kt, kb, grid[0] * grid[1], cb_bytes)
+    blocks_n = -(-nt // nb)
+    split = _host.split_work(-(-mt // mb) * blocks_n, grid[0] * grid[1])
     cores = _host.grid_cores(grid, len(split))
     ranges = _host.core_ranges(cores)
     tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), weight_dtype),
                _prog.TensorSpec("w3", (k, n), weight_dtype), _prog.TensorSpec("dh", (m, n), dtype),
                _prog.TensorSpec("da", (m, n), out_dtype, "output"), _prog.TensorSpec("db", (m, n), out_dtype, "output")]
-
-    def cb(index, fmt, pages):
-        return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
-
-    cbs = [cb(0, dtype, 2 * k_blk), cb(1, weight_dtype, 2 * k_blk), cb(2, weight_dtype, 2 * k_blk),
-           cb(3, dtype, 2), cb(16, out_dtype, 2), cb(17, out_dtype, 2)]
+    cbs = _gate_bwd_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb, w)
     addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
     reader_rt, compute_rt, writer_rt = {}, {}, {}
     for core, (start, count) in zip(cores, split):
-        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), addr("dh"), kt, nt, start, count, k_blk)
-        compute_rt[core] = (kt, count, k_blk, _host.f32_bits(1.0))
-        writer_rt[core] = (addr("da"), addr("db"), start, count)
+        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), addr("dh"), kt, mt, nt, start, count, kb, mb, nb,
+                           blocks_n)
+        compute_rt[core] = (kt, mt, nt, start, count, kb, mb, nb, w, blocks_n, _host.f32_bits(1.0))
+        writer_rt[core] = (addr("da"), addr("db"), mt, nt, start, count, mb, nb, blocks_n)
     kernels = [
         _prog.KernelSpec("reader", "swiglu/reader_bwd.cpp", ranges,
                          (cta("x"), cta("w1"), cta("w3"), cta("dh")), {}, reader_rt),
         _prog.KernelSpec("compute", "swiglu/compute_bwd.cpp", ranges, (), {}, compute_rt),
         _prog.KernelSpec("writer", "swiglu/writer_bwd.cpp", ranges, (cta("da"), cta("db")), {}, writer_rt),
     ]
-    desc = _prog.ProgramDescription(
-        name="swiglu_gate_bwd", tensors=tensors, cbs=cbs, kernels=kernels,
-        compute_config=_prog.ComputeConfig(math_fidelity="HiFi4", fp32_dest_acc_en=True), grid=tuple(grid))
-    desc.validate()
-    return desc
+    return _prog.ProgramDescription(
+        name="swiglu_gate_bwd", tensors=tensors, cbs=cbs, kernels=kernels, compute_config=config, grid=tuple(grid))
 
 
 def swiglu_bwd_device_inputs(x, w1, w3, dh) -> dict:

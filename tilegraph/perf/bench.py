@@ -115,11 +115,15 @@ def _attn_baseline(s, dev, dtype):
             baselines.sdpa(s["batch"], s["heads"], s["kv_heads"], s["seq"], s["head_dim"], dev, dtype), "HiFi2")
 
 
-def _swiglu_block(s, device, dtype):
+def _swiglu_block(s, device, dtype, backward=False):
+    """The output block (mb, nb) the builder picks at the full shape (swiglu and swiglu_bwd share the layout and
+    the compute kernel's runtime args (kt, mt, nt, start, count, kb, mb, nb, ...))."""
     from tilegraph.kernels.swiglu.program import swiglu_program
+    from tilegraph.kernels.swiglu.program_bwd import swiglu_gate_bwd_program
 
-    desc = swiglu_program(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
-    args = next(iter(desc.kernels[1].runtime_args.values()))  # (kt, mt, nt, start, count, kb, mb, nb, w, blocks_n)
+    build = swiglu_gate_bwd_program if backward else swiglu_program
+    desc = build(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
+    args = next(iter(desc.kernels[1].runtime_args.values()))
     return {"block": (int(args[6]), int(args[7]))}
 
 
@@ -171,20 +175,6 @@ def _swiglu_bwd_inputs(s, rng):
     return [x, w1, w3, _rand(rng, s["tokens"], s["ffn"])], {}
 
 
-def _swiglu_bwd_units(s):
-    return _cdiv(s["tokens"], 32) * _cdiv(s["ffn"], 32)  # output tiles of da / db, split evenly over the cores
-
-
-def _swiglu_bwd_slice(s, units):
-    """Fewer columns (ffn), then fewer rows (tokens): every output tile does the same K-long work."""
-    s = dict(s)
-    rows = _cdiv(s["tokens"], 32)
-    s["ffn"] = min(s["ffn"], 32 * max(1, units // rows))
-    if _swiglu_bwd_units(s) > units:
-        s["tokens"] = min(s["tokens"], 32 * max(1, units // _cdiv(s["ffn"], 32)))
-    return s
-
-
 def _swiglu_bwd_baseline(s, dev, dtype):
     m, k, f = s["tokens"], s["hidden"], s["ffn"]
     return ("ttnn composite (2 linear, 5 eltwise, 4 matmul, add)", baselines.swiglu_bwd(m, k, f, dev, dtype), "HiFi2")
@@ -234,8 +224,9 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
         "rmsnorm_bwd", ("tokens", "hidden"), _rms_bwd_inputs, lambda s: -(-s["tokens"] // 32), _rows_slice,
         _rms_bwd_baseline, _rms_bwd_flops),
     "swiglu_bwd": BenchKernel(
-        "swiglu_bwd", ("tokens", "hidden", "ffn"), _swiglu_bwd_inputs, _swiglu_bwd_units, _swiglu_bwd_slice,
-        _swiglu_bwd_baseline, lambda s: 12.0 * s["tokens"] * s["hidden"] * s["ffn"], finish=_swiglu_bwd_finish),
+        "swiglu_bwd", ("tokens", "hidden", "ffn"), _swiglu_bwd_inputs, lambda s, block=(1, 1): _swiglu_units(s, block),
+        _swiglu_slice, _swiglu_bwd_baseline, lambda s: 12.0 * s["tokens"] * s["hidden"] * s["ffn"],
+        lambda s, device, dtype: _swiglu_block(s, device, dtype, backward=True), finish=_swiglu_bwd_finish),
     "attention_bwd": BenchKernel(
         "attention_bwd", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_bwd_inputs,
         lambda s, q_chunk=128, k_chunk=128: _attn_units(s, q_chunk), 
