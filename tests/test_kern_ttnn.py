@@ -102,7 +102,7 @@ def test_every_core_in_the_grid_gets_work_only_once():
     desc = rmsnorm_program((4, 100, 8192), grid=(8, 8))
     rows = []
     for args in desc.kernels[0].runtime_args.values():
-        rows.extend(range(args[5], args[5] + args[6]))
+        rows.extend(range(args[4], args[4] + args[5]))  # (x, residual, gamma, wt, row_start, row_count, blk)
     assert sorted(rows) == list(range(13))  # 400 rows = 13 tile rows, each on exactly one core
     assert set(cores_of(desc.kernels[0].core_ranges)) == set(desc.kernels[0].runtime_args)
 
