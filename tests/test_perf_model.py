@@ -7,10 +7,10 @@ from tilegraph.perf import baselines
 from tilegraph.perf.counters import ThreadCounters
 from tilegraph.perf.devices import get_device
 from tilegraph.perf.model import estimate, peak_flops
-from tilegraph.perf.validation import PUBLISHED, RATIO_BAND, modelled
+from tilegraph.perf.validation import PUBLISHED, PUBLISHED_SDPA, RATIO_BAND, modelled
 
 
-@pytest.mark.parametrize("row", PUBLISHED, ids=lambda r: f"{r.device}-{r.config}")
+@pytest.mark.parametrize("row", PUBLISHED + PUBLISHED_SDPA, ids=lambda r: f"{r.device}-{r.config}")
 def test_model_within_band_of_published_matmul(row):
     ratio = row.time_ns / 1e3 / modelled(row).time_us
     assert RATIO_BAND[0] <= ratio <= RATIO_BAND[1], ratio

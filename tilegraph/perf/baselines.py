@@ -191,7 +191,12 @@ def rms_norm(tokens: int, hidden: int, device: Device, dtype: str = "bfloat16",
 
 def sdpa(batch: int, heads: int, kv_heads: int, seq: int, head_dim: int, device: Device, dtype: str = "bfloat16",
          fidelity: str = "HiFi2", causal: bool = True, q_chunk: int = 256, k_chunk: int = 256) -> list[ThreadCounters]:
-    """ttnn SDPA forward (FlashAttention.md; fidelity HiFi2 as its default program config's compute kernel)."""
+    """ttnn SDPA forward (FlashAttention.md; fidelity HiFi2 as its default program config's compute kernel).
+
+    K / V: with causal masking every core reads each K and V chunk it needs from DRAM; without, the cores that work
+    on one (batch, KV head) form a chain in which one core reads a chunk from DRAM and forwards it to the next over
+    the NoC (tenstorrent/tt-metal issue #56691: the factory builds the K/V forwarding chains only for plain
+    non-causal attention), so DRAM serves each chunk once per chain."""
     q_chunk, k_chunk = min(q_chunk, seq), min(k_chunk, seq)
     sq, sk, dt = _tiles(q_chunk), _tiles(k_chunk), _tiles(head_dim)
     nq, nk = math.ceil(seq / q_chunk), math.ceil(seq / k_chunk)
@@ -199,6 +204,7 @@ def sdpa(batch: int, heads: int, kv_heads: int, seq: int, head_dim: int, device:
     per = math.ceil(work / device.cores)
     # causal with the low/high Q-chunk pairing: every core does the average number of K chunks per Q chunk
     kchunks = (nk + 1) / 2 if causal else nk
+    chain = 1 if causal else max(1, min(device.cores, work) // (batch * kv_heads))  # cores sharing one KV head
     threads = []
     for i in range(min(device.cores, work)):
         core = (i % device.grid[0], i // device.grid[0])
@@ -206,7 +212,11 @@ def sdpa(batch: int, heads: int, kv_heads: int, seq: int, head_dim: int, device:
         w = ThreadCounters(core, "writer", "ttnn sdpa writer")
         c = ThreadCounters(core, "compute", "ttnn sdpa")
         blocks = per * kchunks
-        _dram(r, "read", per * sq * dt + blocks * 2 * sk * dt, dtype)
+        kv_tiles = blocks * 2 * sk * dt
+        _dram(r, "read", per * sq * dt + math.ceil(kv_tiles / chain), dtype)
+        if chain > 1:  # forwarded to the next core of the chain
+            _add(r, "noc.write.l1.bytes", kv_tiles * (chain - 1) / chain * TILE_BYTES[dtype])
+            _add(r, "noc.write.l1.n", blocks * 2 * (chain - 1) / chain)
         _add(r, "noc.read_barrier", per + blocks * 2)
         _dram(w, "write", per * sq * dt, dtype)
         _add(w, "noc.write_barrier", per)

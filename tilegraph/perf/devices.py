@@ -9,6 +9,8 @@ Sources (paths are in github.com/tenstorrent/tt-metal unless they start with tt-
            at each NIU and link; ~5 cycles NIU<->router, 9 cycles per router hop; one header flit per packet.
 - [FACTS]  ../shared/TT_FACTS.md "Hardware" (docs.tenstorrent.com specifications): p150 512 GB/s DRAM, n300 two
            Wormhole chips of 64 compute cores each.
+- [SDPA-BH] tenstorrent/tt-metal issue #55767 (SDPA perf findings on Blackhole): a p100a runs 110 worker cores at
+           1.35 GHz. Its 28 GB of GDDR6 (Tenstorrent's p100a specification) are 7 of the SoC's 4-GiB channels.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ DEVICES = {
     # Blackhole: tt-isa-documentation/BlackholeA0/NoC/README.md: 512-bit (64 B) flits, and 4 GiB of GDDR6 per
     # group of DRAM tiles, so the p150's 32 GB [FACTS] are 8 banks; 512 GB/s [FACTS]; 1.35 GHz and 13x10 [GEMM].
     "p150": Device("p150", "blackhole", 1, 1.35e9, (13, 10), 512e9, 8, 64),
+    # [SDPA-BH]: 110 cores (as an 11 x 10 grid), 7 channels at the p150's 64 GB/s each. The published SDPA
+    # measurements of tilegraph.perf.validation were taken on one.
+    "p100a": Device("p100a", "blackhole", 1, 1.35e9, (11, 10), 7 * 64e9, 7, 64),
 }
 
 

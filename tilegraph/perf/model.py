@@ -39,13 +39,18 @@ REDUCE_CYCLES = 4
 # copy_tile / transpose_tile: a datacopy through SrcA at the eltwise rate (ASSUMPTION: matrix_engine.md lists
 # transpose_xy among the engine's ops without a rate; MOVA2D moves 8x16 per instruction like ELWADD).
 COPY_CYCLES = 8
-# SFPU: 32 lanes, one instruction per cycle (tt-isa-documentation WormholeB0/.../VectorUnit.md), so an instruction
-# over one 16x16 face (256 values) takes 8 cycles. Instructions per value of each op: ASSUMPTION (the LLK sfpu
-# routines' loop bodies are not documented as counts; these are rough counts of their non-approximate paths).
-SFPU_CYCLES_PER_INSTRUCTION_FACE = 256 // 32
+# SFPU: cycles per 32x32 tile of each op. Measured anchor: exp, from tenstorrent/tt-metal issue #55759 (Blackhole
+# p100a, SDPA at llama 3.1 8B prefill, S 4096, q = k = 256 chunks, 64 cores, exp_approx_mode off): SFPU_COUNTER
+# 442,996 cycles per core, where the kernel applies exp to every score tile: 8 Q chunks per core (32 heads x 16
+# chunks / 64) x 8.5 K chunks each (causal, paired) x 64 score tiles = 4,352 tiles, so ~102 cycles per tile
+# (the column-vector exps of the rescale and the final reciprocal are in the count too; they are ~5% of it).
+# The other ops: ASSUMPTION, exp's cost scaled by the ratio of their LLK routines' instruction counts to exp's
+# (rough counts of the non-approximate paths; no public measurement gives them).
+SFPU_EXP_CYCLES_PER_TILE = 102
 SFPU_INSTRUCTIONS = {"exp": 24, "exp_approx": 8, "exp2": 24, "recip": 20, "rsqrt": 24, "sqrt": 24, "sigmoid": 30, "silu": 32,
                      "tanh": 30, "log": 24, "gelu": 30, "power": 30}
 SFPU_DEFAULT_INSTRUCTIONS = 4  # load, one arithmetic op, store, address increment
+SFPU_CYCLES_PER_INSTRUCTION_FACE = SFPU_EXP_CYCLES_PER_TILE / 4 / SFPU_INSTRUCTIONS["exp"]
 # Unpack / pack: ASSUMPTION, the unpackers and the packer move one NoC flit width per cycle (32 B on Wormhole, 64 B
 # on Blackhole: Device.noc_bytes_per_cycle). The ISA documentation describes their pipelines but gives no
 # throughput; the matmul rows of the validation table test this (bf16 at LoFi / HiFi2 is unpack-bound at this rate).

@@ -5,9 +5,12 @@ github.com/tenstorrent/tt-metal (tech_reports/GEMM_FLOPS/GEMM_FLOPS.md, "Manuall
 N150 and P150, DRAM-interleaved in0 / in1 / out, use_trace True, column "inference_time_avg [ns]"). The modelled
 time is ttnn's 2-D multicast matmul (tilegraph.perf.baselines.matmul_2d) through tilegraph.perf.model.
 
-The FlashAttention report (tech_reports/FlashAttention/FlashAttention.md) gives its SDPA times only as a figure
-(images/image3.png), and no rms_norm device time was found in text form, so neither is in the table: no number
-here is read off a plot.
+SDPA: ttnn.transformer.scaled_dot_product_attention on a Blackhole p100a, device kernel duration, from
+tenstorrent/tt-metal issue #55756 (the table of its 2026-09-19 comment: main 54a826b1d93, S 4096, 32 Q / 8 KV
+heads, head_dim 128, bfloat8_b Q / K / V, HiFi2, column "wall"). Modelled: tilegraph.perf.baselines.sdpa. The
+SFPU cost the model uses for exp was taken from a different measurement (issue #55759, HiFi4, 64 cores), not fitted
+to these rows. The FlashAttention report gives its SDPA times only as a figure, and no rms_norm device time was
+found in text form: no number here is read off a plot.
 """
 
 from __future__ import annotations
@@ -53,15 +56,50 @@ PUBLISHED = (
 )
 
 
-def modelled(row: Published):
+SDPA_ISSUE = "tenstorrent/tt-metal issue #55756"
+
+
+@dataclass(frozen=True)
+class PublishedSdpa:
+    device: str
+    seq: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    causal: bool
+    q_chunk: int
+    k_chunk: int
+    dtype: str
+    fidelity: str
+    time_ns: float
+    source: str = SDPA_ISSUE
+
+    @property
+    def config(self) -> str:
+        mask = "causal" if self.causal else "non-causal"
+        return (f"sdpa S{self.seq} {self.heads}q/{self.kv_heads}kv d{self.head_dim} {mask} q{self.q_chunk} "
+                f"k{self.k_chunk} {self.dtype} {self.fidelity}")
+
+
+PUBLISHED_SDPA = tuple(
+    PublishedSdpa("p100a", 4096, 32, 8, 128, causal, q, k, "bfloat8_b", "HiFi2", us * 1e3)
+    for causal, q, k, us in [(True, 64, 64, 3616), (True, 128, 128, 1835), (True, 256, 256, 1284),
+                             (True, 512, 512, 1357), (False, 128, 128, 2104)])
+
+
+def modelled(row):
     dev = get_device(row.device)
-    threads = baselines.matmul_2d(row.m, row.k, row.n, dev, row.dtype, row.fidelity)
+    if isinstance(row, PublishedSdpa):
+        threads = baselines.sdpa(1, row.heads, row.kv_heads, row.seq, row.head_dim, dev, row.dtype, row.fidelity,
+                                 row.causal, row.q_chunk, row.k_chunk)
+    else:
+        threads = baselines.matmul_2d(row.m, row.k, row.n, dev, row.dtype, row.fidelity)
     return estimate(threads, dev, baselines.double_buffered_cb_pages(threads), row.fidelity)
 
 
 def table() -> list[dict]:
     out = []
-    for row in PUBLISHED:
+    for row in PUBLISHED + PUBLISHED_SDPA:
         est = modelled(row)
         out.append({"device": row.device, "config": row.config, "published_us": row.time_ns / 1e3,
                     "modelled_us": est.time_us, "ratio": row.time_ns / 1e3 / est.time_us, "bound": est.bound,
