@@ -29,6 +29,8 @@ inline uint32_t shift_to(uint32_t man, uint32_t by, uint32_t bias) {
 // The FPU's accumulator: bring two terms and the old DST datum to the largest of their exponents, add them as
 // integers, renormalise to 24 bits (to 8 bits when DST is bf16) with round half up, and encode as fp32 bits.
 // Nothing is kept below the common exponent's 24-bit window; underflow gives +0, overflow inf.
+thread_local uint64_t erratum_hits = 0;
+
 uint32_t accumulate(Term t0, Term t1, uint32_t dst, bool fp32_dst) {
     const uint32_t dst_sign = dst >> 31;
     const int32_t dst_exp = int32_t((dst >> 23) & 255);
@@ -55,7 +57,10 @@ uint32_t accumulate(Term t0, Term t1, uint32_t dst, bool fp32_dst) {
     int32_t shift = __builtin_clz(uint32_t(sum)) - 8;  // left shift that puts the leading one at bit 23
     // Wormhole B0's leading-sign count is wrong for a magnitude of exactly 1 on the negative side (all bits set in
     // two's complement): it renormalises as if the shift were -4 (ttsim models the same erratum).
-    if (sign && sum == 1) shift -= 27;
+    if (sign && sum == 1) {
+        shift -= 27;
+        ++erratum_hits;
+    }
     exp -= shift;
     if (!fp32_dst) shift -= 16;  // keep 8 significant bits
     uint32_t man = uint32_t(sum);
@@ -76,6 +81,8 @@ inline int32_t product_exp_bias(uint32_t phase) {
 }
 
 }  // namespace
+
+uint64_t accumulate_erratum_hits() { return erratum_hits; }
 
 uint16_t unpack_bfp8_to_bf16(uint8_t byte, uint8_t shared_exp) {
     const uint32_t sign = byte >> 7;

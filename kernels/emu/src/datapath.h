@@ -30,6 +30,11 @@ inline bool src_is_zero(uint32_t src) { return (src & 0x3FFFFu) < 0x400u; }
 // ---------------------------------------------------------------- FPU (SrcA, SrcB, DST -> DST)
 // Fidelity phases the LLK issues per op: LoFi = phase 0 only; HiFi2/3/4 = phases 0..1 / 0..2 / 0..3.
 inline uint32_t fidelity_phases(uint32_t math_fidelity) { return math_fidelity == 0 ? 1 : math_fidelity; }
+// How often this thread's accumulations took Wormhole B0's renormalisation erratum (a sum of exactly one unit on the
+// negative side, renormalised wrongly, so the element lands a power of two off). The public report of it on cards is
+// tenstorrent/tt-metal #38306 (HiFi4 with fp32 accumulation; ttnn defaults to HiFi3 on Wormhole since #40089).
+uint64_t accumulate_erratum_hits();
+
 // ELWADD (a + b) / ELWSUB (flip b's sign first); `accumulate` adds the result into dst (acc_to_dest).
 uint32_t elwadd(uint32_t a, uint32_t b, uint32_t dst, bool fp32_dst, bool accumulate);
 inline uint32_t elwsub(uint32_t a, uint32_t b, uint32_t dst, bool fp32_dst, bool accumulate) {

@@ -1167,6 +1167,7 @@ void thread_main(Thread* t) {
     T = t;
     try {
         t->entry();
+        if (uint64_t hits = datapath::accumulate_erratum_hits()) t->perf.add("fpu.accumulate_erratum", hits);
         if (t->role == "compute" && t->dst_state != DST_IDLE)
             failf("finished while still holding DST (missing tile_regs_release/release_dst)");
     } catch (Abort&) {
