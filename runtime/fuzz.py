@@ -250,6 +250,17 @@ class FuzzReport:
     failure_outcome: Outcome | None = None
     saved: Path | None = None
     seconds: float = 0.0
+    # worst err/bound and case count per numeric configuration (config_label): a looser format or fidelity should
+    # not hide behind the others' worst
+    by_config: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+CONFIG_FIELDS = ("dtype", "math_fidelity", "interm")  # case fields that change the arithmetic, not the shape
+
+
+def config_label(case: dict) -> str:
+    """The numeric configuration of a case, e.g. "dtype bfloat16, math_fidelity HiFi2, interm auto"."""
+    return ", ".join(f"{f} {'auto' if case[f] is None else case[f]}" for f in CONFIG_FIELDS if f in case)
 
 
 def save_case(op: str, case: dict, backend: str, outcome: Outcome, directory: Path) -> Path:
@@ -390,6 +401,9 @@ def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None 
         report.max_rel = max(report.max_rel, outcome.max_rel)
         if outcome.ratio >= report.worst_ratio:
             report.worst_ratio, report.worst, report.worst_case = outcome.ratio, outcome.worst, case
+        label = config_label(case)
+        worst, count = report.by_config.get(label, (0.0, 0))
+        report.by_config[label] = (max(worst, outcome.ratio), count + 1)
         if not outcome.ok:
             report.failure, report.failure_outcome = case, outcome  # the last one raised is the shrunk one
             raise AssertionError(outcome.worst)
