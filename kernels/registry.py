@@ -7,7 +7,8 @@ reader / compute / writer sources and program.py, found here by its program.py) 
 - `input_formats(dtype, count, knobs)`: the device data format of each input;
 - `on_host(inputs, attrs, run)` / `reference(inputs, attrs)`: what the kernels compute, from the op on the host;
 - `case_strategy(common, small)` / `make_inputs(case, rng, randn, grid)`: fuzz cases (runtime/fuzz.py);
-- `error_bounds(x64, attrs, refs, backend)`: the per-element tolerance (derived in runtime/fuzz.py's docstring).
+- `error_bounds(x64, attrs, refs, backend, opts)`: the per-element tolerance (derived in runtime/fuzz.py's docstring)
+  for a call run with DeviceOptions `opts` (None: the builder's defaults);
 runtime/kernel_ops.py and runtime/fuzz.py loop over `KERNEL_OPS`; they name no op.
 """
 
@@ -51,9 +52,9 @@ class KernelOp:
         name -> device tensor, read back padded. Default: nothing; unpack finishes from the read-back outputs."""
         return {}
 
-    def refuses(self, attrs: Mapping[str, object]) -> str | None:
-        """Why the kernels cannot run a call with these attrs (the place pass then puts the step elsewhere and
-        says so), or None when they can."""
+    def refuses(self, attrs: Mapping[str, object], input_shapes: Sequence[tuple[int, ...]] | None = None) -> str | None:
+        """Why the kernels cannot run a call with these attrs and input shapes (the place pass then puts the step
+        elsewhere and says so), or None when they can. Without shapes, only the attrs are judged."""
         return None
 
     def input_formats(self, dtype: str, count: int, knobs: Mapping[str, object]) -> list[str]:
@@ -77,7 +78,8 @@ class KernelOp:
     def make_inputs(self, case: dict, rng, randn, grid) -> tuple[list[np.ndarray], dict, DeviceOptions]:
         raise NotImplementedError(self.name)
 
-    def error_bounds(self, x64: list[np.ndarray], attrs, refs: list[np.ndarray], backend: str) -> list[np.ndarray]:
+    def error_bounds(self, x64: list[np.ndarray], attrs, refs: list[np.ndarray], backend: str,
+                     opts: DeviceOptions | None = None) -> list[np.ndarray]:
         raise NotImplementedError(self.name)
 
 

@@ -8,7 +8,8 @@ Tolerances (per element, |got - ref| <= bound). The reference is float64 on the 
 them* (quantized to bfloat16 / bfloat8_b with the emulator's conversion, bit-exact with ttnn's), so input
 quantization is not counted as kernel error and bfloat8_b needs no looser output bound. What remains is the
 arithmetic a Wormhole B0 performs (kernels/emu/API.md "Numerics"; the emulator matches ttsim bit for bit there).
-All three kernels run at HiFi4 with fp32_dest_acc_en:
+The kernels run with fp32_dest_acc_en, at HiFi4 unless a builder's `math_fidelity` says otherwise (math fidelity
+below); at HiFi4:
 - output rounding (OUT_ROUNDING): outputs are bfloat16 (8 significant bits); the packer rounds fp32 DST half away
   from zero, at most half an ulp = 2^-8 relative; we allow 2^-7 (2x). Same for a card; numpy (float32) 2^-20.
 - source registers (SRC_TF32): an fp32 CB operand (an intermediate) reaches the FPU truncated to TF32, 10 mantissa
@@ -25,13 +26,30 @@ All three kernels run at HiFi4 with fp32_dest_acc_en:
   (silu) and 2^-21 (log): far inside OUT_ROUNDING wherever they reach a bf16 output, so no separate term.
 - elementwise FPU ops (ELWADD/ELWSUB align b to a in an 11-bit window; ELWMUL of bf16 operands at HiFi4 is exact
   before the DST rounding): within the SRC_TF32 and ACCUM_UNIT terms above.
+- math fidelity (fidelity_error; zero at HiFi4): an FPU multiply (MVMUL, ELWMUL, GAPOOL) runs one pass per
+  phase; phase p multiplies a 5-bit slice of SrcA's 11-bit mantissa (bits 10..6 when p is even, 5..1 when odd) by a
+  7-bit slice of SrcB's (bits 10..4 for p < 2, 3..0 for p >= 2) and adds into DST (tt-metal
+  tech_reports/matrix_engine "Math Fidelity"; ttsim `elwmul` / `mvmul`; kernels/emu/src/datapath.cpp, bit-exact
+  with ttsim at every fidelity, tests/test_emu_ttsim_oracle.py). LoFi = phase 0, HiFi2 = 0-1, HiFi3 = 0-2,
+  HiFi4 = 0-3. HiFi2 thus multiplies all of SrcA (bits 10..1) by SrcB's top 7 bits only: the product loses SrcB's
+  bits 3..0 (phases 2, 3), relative < sum of their weights in the operand, one-sided toward zero. A bf16 operand
+  fills bits 10..3, so in SrcB it loses bit 3: 2^-7 (+ 2^-7 * SrcA's bits 5..3 for phase 3: 0.0082 in all); a TF32
+  (fp32 CB) operand in SrcB loses bits 3..0: 15 * 2^-10 (+ phase 3: 0.0155 in all, ~2^-6); a bfloat8_b operand
+  has 7 significant bits (10..4) and loses nothing. So at HiFi2 what matters is which operand sits in SrcB (matmul
+  in0, eltwise in1) and its format; each op's bound adds fidelity_error per product it feeds through SrcB (the
+  terms are exact upper bounds, not doubled). SrcA's bit 0 is never multiplied at any fidelity; for TF32 it is
+  inside SRC_TF32 (truncation < 2^-10 plus bit 0 <= 2^-10 stay below 2^-9).
 Per op: rmsnorm y = h * rstd * gamma: OUT_ROUNDING + (MVMUL_ALIGN + SRC_TF32) / 2 for the mean of squares (halved
 by the square root) + 2 * SRC_TF32 (rstd and the normalized tile into the two multiplies) + w * ACCUM_UNIT.
 swiglu: the two matmuls' errors (MVMUL_ALIGN + k * ACCUM_UNIT) * |x| @ |w| propagated through silu(a) * b.
-attention: scores err by (MVMUL_ALIGN + d * ACCUM_UNIT) * sum|q k| (twice: row max and exp), the running max and
-scores pass SrcA as TF32 twice (2 * smax * SRC_TF32), P, l and o a few more times (4 * SRC_TF32), P V and the row
-sum of P through the matrix engine (2 * MVMUL_ALIGN relative); lse (float32): 2^-16 * (1 + |lse|) + those + S *
-ACCUM_UNIT. The numpy backend (float32 fast paths) is held to the same form without the hardware terms.
+attention: scores err by (MVMUL_ALIGN + F(q) + d * ACCUM_UNIT) * sum|q k| (twice: row max and exp), the running
+max and scores pass SrcA as TF32 twice (2 * smax * SRC_TF32), P once, the running output once per K chunk and l
+twice more (relative SRC_TF32 each), P V and the row sum of P through the matrix engine (2 * MVMUL_ALIGN relative);
+with F = fidelity_error of the operand in SrcB: P into P V and into the row sum (2 F(P)), alpha into each of the
+nk - 1 rescales of the running output and 1/l into the last multiply (nk F(fp32)); bfloat16 intermediates (S, P,
+running output: `interm`) replace each SRC_TF32 of theirs by OUT_ROUNDING (the packer's rounding, 2x);
+lse (float32): 2^-16 * (1 + |lse|) + those + S * ACCUM_UNIT. attention_bwd: kernels/attention/backward.py
+error_bounds. The numpy backend (float32 fast paths) is held to the same form without the hardware terms.
 """
 
 from __future__ import annotations
@@ -57,6 +75,30 @@ OUT_ROUNDING = {"emu": 2.0**-7, "ttnn": 2.0**-7, "numpy": 2.0**-20}
 ACCUM_UNIT = 2.0**-22  # 4x the fp32 unit roundoff per accumulated term
 SRC_TF32 = 2.0**-9  # 2x the TF32 truncation error: one fp32 operand through SrcA / SrcB
 MVMUL_ALIGN = 2.0**-8  # matrix-engine lane alignment: per face product, relative to sum |terms|
+# Significant bits (hidden one included) an operand of each CB format has in a source register: bf16 as is,
+# bfloat8_b through bf16 with at most 7 (its 7-bit magnitude holds the leading one), float32 as TF32.
+SRC_SIGNIFICANT_BITS = {"bfloat16": 8, "bfloat8_b": 7, "float32": 11}
+FIDELITY_PHASES = {"LoFi": (0,), "HiFi2": (0, 1), "HiFi3": (0, 1, 2), "HiFi4": (0, 1, 2, 3)}
+
+
+def fidelity_error(srca_format: str, srcb_format: str, fidelity: str) -> float:
+    """Relative error bound (one-sided, toward zero) of one FPU product (MVMUL, ELWMUL, GAPOOL) at `fidelity`, from
+    the partial products the phases it runs leave out (module docstring, "math fidelity").
+
+    The 11-bit mantissas sit at bits 10..0 (10 = the hidden one); an operand with n significant bits fills bits
+    10..11-n. Phase p multiplies SrcA bits 10..6 (p even) or 5..1 (p odd) by SrcB bits 10..4 (p < 2) or 3..0 (p >= 2).
+    A left-out phase costs (its SrcA slice / the SrcA mantissa) x (its SrcB slice / the SrcB mantissa), where a
+    high slice is at most the whole mantissa (ratio <= 1) and a low slice at most the sum of the bit weights the
+    operand has in it. SrcA's bit 0 never reaches a multiplier at any fidelity: for a TF32 operand that is within
+    SRC_TF32 (the truncation to TF32 plus bit 0 stay below 2^-9), so it is not counted here."""
+    def low_slice(fmt, bits):
+        n = SRC_SIGNIFICANT_BITS[fmt]
+        return sum(2.0 ** (b - 10) for b in bits if b >= 11 - n)
+
+    a_slices = (1.0, low_slice(srca_format, range(1, 6)))
+    b_slices = (1.0, low_slice(srcb_format, range(0, 4)))
+    kept = FIDELITY_PHASES[fidelity]
+    return sum(a_slices[p & 1] * b_slices[p >> 1] for p in range(4) if p not in kept)
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -114,10 +156,12 @@ def reference(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray
     return get_kernel_op(op).reference([a.astype(np.float64) for a in inputs], attrs)
 
 
-def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.ndarray], backend: str):
-    """Per-element allowed |error| for each output (see the module docstring for the derivation; the formula of
-    each op is its KernelOp.error_bounds, kernels/<op>/program.py)."""
-    return get_kernel_op(op).error_bounds([a.astype(np.float64) for a in inputs], attrs, refs, backend)
+def error_bounds(op: str, inputs: list[np.ndarray], attrs: dict, refs: list[np.ndarray], backend: str,
+                 opts: DeviceOptions | None = None):
+    """Per-element allowed |error| for each output of a call run with `opts` (None: the builder's defaults; see
+    the module docstring for the derivation; the formula of each op is its KernelOp.error_bounds,
+    kernels/<op>/program.py)."""
+    return get_kernel_op(op).error_bounds([a.astype(np.float64) for a in inputs], attrs, refs, backend, opts)
 
 
 def numpy_backend_outputs(op: str, inputs: list[np.ndarray], attrs: dict) -> list[np.ndarray]:
@@ -160,7 +204,7 @@ def run_case(op: str, case: dict, backend: str) -> Outcome:
     else:
         got = run_kernel_op(op, held, attrs, backend, opts)
     seconds = time.perf_counter() - t0
-    bounds = error_bounds(op, held, attrs, refs, backend)
+    bounds = error_bounds(op, held, attrs, refs, backend, opts)
     max_abs = max_rel = worst_ratio = 0.0
     worst = "no elements"
     for i, (g, r, b) in enumerate(zip(got, refs, bounds)):
@@ -206,6 +250,17 @@ class FuzzReport:
     failure_outcome: Outcome | None = None
     saved: Path | None = None
     seconds: float = 0.0
+    # worst err/bound and case count per numeric configuration (config_label): a looser format or fidelity should
+    # not hide behind the others' worst
+    by_config: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+CONFIG_FIELDS = ("dtype", "math_fidelity", "interm")  # case fields that change the arithmetic, not the shape
+
+
+def config_label(case: dict) -> str:
+    """The numeric configuration of a case, e.g. "dtype bfloat16, math_fidelity HiFi2, interm auto"."""
+    return ", ".join(f"{f} {'auto' if case[f] is None else case[f]}" for f in CONFIG_FIELDS if f in case)
 
 
 def save_case(op: str, case: dict, backend: str, outcome: Outcome, directory: Path) -> Path:
@@ -234,16 +289,20 @@ CASE_FIELDS = {
     "swiglu": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
                "max_n_block": ("int", 1, 64), "weight_dtype": ("choice-or-none", DTYPES)},
     "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
-                  "group": ("int", 1, 8), "head_dim": ("choice", (32, 64, 128, 256)), "causal": ("bool",),
+                  "group": ("int", 1, 8), "head_dim": ("multiple", 32, 1024), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
-                  "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20)},
+                  "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20),
+                  "math_fidelity": ("choice", ("LoFi", "HiFi2", "HiFi3", "HiFi4")),
+                  "interm": ("choice-or-none", ("float32", "bfloat16"))},
     "rmsnorm_bwd": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "eps": ("float", 0.0, 1.0),
                     "max_block": ("int", 1, 32)},
     "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64)},
 }  # fmt: skip
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
-OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": {"window"}, "attention_bwd": {"window"}}
+_ATTENTION_OPTIONAL = {"window", "math_fidelity", "interm"}
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": _ATTENTION_OPTIONAL,
+                   "attention_bwd": _ATTENTION_OPTIONAL}
 
 
 def _field_error(name: str, rule: tuple, value) -> str | None:
@@ -252,6 +311,9 @@ def _field_error(name: str, rule: tuple, value) -> str | None:
         return None if value is None or value in rule[1] else f"null or one of {list(rule[1])}"
     if kind == "choice":
         return None if value in rule[1] and not isinstance(value, bool) else f"one of {list(rule[1])}"
+    if kind == "multiple":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= rule[2] and value % rule[1] == 0
+        return None if ok else f"a multiple of {rule[1]} in [{rule[1]}, {rule[2]}]"
     if kind == "bool":
         return None if isinstance(value, bool) else "true or false"
     if kind == "grid":
@@ -339,6 +401,9 @@ def fuzz(op: str, backend: str, examples: int, seed: int, save_dir: Path | None 
         report.max_rel = max(report.max_rel, outcome.max_rel)
         if outcome.ratio >= report.worst_ratio:
             report.worst_ratio, report.worst, report.worst_case = outcome.ratio, outcome.worst, case
+        label = config_label(case)
+        worst, count = report.by_config.get(label, (0.0, 0))
+        report.by_config[label] = (max(worst, outcome.ratio), count + 1)
         if not outcome.ok:
             report.failure, report.failure_outcome = case, outcome  # the last one raised is the shrunk one
             raise AssertionError(outcome.worst)

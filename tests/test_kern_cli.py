@@ -20,6 +20,9 @@ def test_fuzz_command_passes_on_the_emulator(op, capsys, tmp_path):
     assert main(["fuzz", op, "--examples", "4", "--seed", "3", "--save-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{op} on emu: " in out and "max abs err" in out and "max rel err" in out and "PASS" in out
+    # one line per numeric configuration drawn, each with its cases counted: together all of them
+    counts = [int(line.split(": ")[1].split()[0]) for line in out.splitlines() if line.startswith("  dtype ")]
+    assert counts and sum(counts) == 4
     assert not list(tmp_path.iterdir())  # nothing failed, nothing saved
 
 

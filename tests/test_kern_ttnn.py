@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tilegraph.kernels import KERNEL_DIR
-from tilegraph.kernels.attention.program import attention_program
-from tilegraph.kernels.description import TENSOR_ACCESSOR_IS_DRAM, TILE_BYTES, cores_of
+from tilegraph.kernels.attention.program import _attention_cbs, attention_program
+from tilegraph.kernels.description import L1_CB_BUDGET, TENSOR_ACCESSOR_IS_DRAM, TILE_BYTES, cores_of
 from tilegraph.kernels.rmsnorm.program import rmsnorm_program
 from tilegraph.kernels.swiglu.program import swiglu_program
 from tilegraph.runtime.emulator import quantize
@@ -89,13 +89,24 @@ def test_bfp8_tiles_and_cb_formats():
     assert built.descriptor.cbs[0].format_descriptors[0].page_size == 1088
 
 
-def test_too_much_l1_is_an_error_naming_the_program():
-    # The attention builder checks its CBs against the L1 budget before building (it would otherwise fall back to
-    # bf16 intermediates); 1024-row chunks at head_dim 128 do not fit even then.
-    with pytest.raises(ShapeError, match=r"^op 'attention': q_chunk=1024, k_chunk=1024, head_dim=128 need \d+ B of "
-                                         r"circular buffers per core even with bfloat16 intermediates, over the "
-                                         r"1228800 B budget; use smaller chunks$"):
-        attention_program(1, 8192, 8, 128, q_chunk=1024, k_chunk=1024, interm="float32", grid=(8, 8))
+def test_chunks_too_big_for_l1_shrink_until_the_cbs_fit():
+    # 1024-row chunks at head_dim 128 need more than the L1 budget even with bf16 intermediates: the builder halves
+    # them (the longer first, K on a tie) and takes the first pair that fits.
+    desc = attention_program(1, 8192, 8, 128, q_chunk=1024, k_chunk=1024, interm="float32", grid=(8, 8))
+    qc, kc = next(iter(desc.kernels[1].runtime_args.values()))[:2]
+    assert max(desc.l1_bytes_per_core().values()) <= L1_CB_BUDGET
+    assert (qc, kc) != (32, 32) and qc * kc < 32 * 32
+    before = (2 * qc, kc) if qc == kc else (qc, 2 * kc)  # the pair tried just before (K halves first on a tie)
+    single_buffered = _attention_cbs((), *before, 4, "bfloat16", "bfloat16", "float32")
+    assert sum(c.total_bytes for c in single_buffered) > L1_CB_BUDGET
+
+
+def test_a_head_too_wide_for_any_chunk_is_an_error_naming_head_dim_chunks_and_budget():
+    # head_dim 4096: one 32-row chunk of K and V, double-buffered, is already 2 MiB of bf16 tiles.
+    with pytest.raises(ShapeError, match=r"^op 'attention': head_dim 4096 does not fit the 1228800 B per-core "
+                                         r"circular-buffer budget with any chunks \(asked q_chunk=128, "
+                                         r"k_chunk=128; even q_chunk=k_chunk=32 is over\)"):
+        attention_program(1, 256, 1, 4096, grid=(1, 1))
 
 
 def test_every_core_in_the_grid_gets_work_only_once():

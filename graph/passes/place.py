@@ -75,7 +75,7 @@ def kernel_refusal(node) -> str | None:
     kernel = KERNEL_OPS.get(node.op)
     if kernel is None:
         return f"op {node.op!r} has no custom kernel"
-    return kernel.refuses(node.attrs)
+    return kernel.refuses(node.attrs, [v.shape for v in node.inputs])
 
 
 def emu_impl(node) -> str:

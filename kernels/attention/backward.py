@@ -13,11 +13,17 @@ import math
 import numpy as np
 from tilegraph.kernels import description as _prog
 from tilegraph.kernels import host as _host
+from tilegraph.kernels.attention.program import (
+    case_knobs,
+    check_head_dim,
+    check_interm,
+    fit_chunks,
+    head_dim_refusal,
+)
 from tilegraph.kernels.registry import DeviceOptions, KernelOp, register_kernel_op
 
 from tilegraph.errors import ShapeError
 
-ATTENTION_BWD_HEAD_DIMS = (32, 64, 128)
 ATTENTION_BWD_L1_BUDGET = 1200 * 1024  # CB bytes per core we allow before P / dS fall back to bfloat16
 NUM_CONSTS = 12  # tiles of the consts tensor (attention_bwd_common.h CONST_*)
 
@@ -63,6 +69,7 @@ def attention_bwd_program(
     out_dtype: str = "bfloat16",
     interm: str | None = None,
     window: int | None = None,
+    math_fidelity: str = "HiFi4",
 ) -> _prog.ProgramDescription:
     """Attention backward for device tensors q, o, do [B, heads, S_pad, D], k, v [B, kv_heads, S_pad, D], lse in
     two broadcast layouts [B, heads, S_pad, 32] (fp32) -> dq [B, heads, S_pad, D], dk, dv [B, kv_heads, S_pad, D].
@@ -72,13 +79,16 @@ def attention_bwd_program(
     runs its pass-1 range, then its pass-2 range; no output tile is written by two cores. Chunks default to 128
     rows, or fewer so that a sequence has at least two (causal then skips the block above the diagonal).
     `window` (causal only): sliding-window attention; pass 1 skips the Q chunks past a K chunk's window, pass 2 the
-    K chunks left of a Q chunk's window, and edge blocks are masked (bwd_consts)."""
+    K chunks left of a Q chunk's window, and edge blocks are masked (bwd_consts).
+    Any head_dim that is a multiple of 32: the chunks shrink from the requested ones (the longer first) until the
+    CBs fit description.L1_CB_BUDGET. `interm`: the format of P and dS ("float32" / "bfloat16"; None: float32 when
+    the CBs stay within ATTENTION_BWD_L1_BUDGET). `math_fidelity`: of every FPU multiply (the five block matmuls,
+    dO * O and its row sum); its error terms are in error_bounds below."""
     kv_heads = kv_heads or heads
     if window is not None and (not causal or window < 1):
         raise ShapeError(f"op 'attention_bwd': window={window} needs causal=True and window >= 1 (None for no window)")
-    if head_dim not in ATTENTION_BWD_HEAD_DIMS:
-        raise ShapeError(f"op 'attention_bwd': head_dim {head_dim} unsupported by the kernel; "
-                         f"use one of {ATTENTION_BWD_HEAD_DIMS}")
+    check_head_dim("attention_bwd", head_dim)
+    check_interm("attention_bwd", interm)
     if heads % kv_heads:
         raise ShapeError(f"op 'attention_bwd': kv_heads {kv_heads} must divide heads {heads}")
     if min(batch, seq, heads) < 1:
@@ -87,11 +97,17 @@ def attention_bwd_program(
     default_chunk = 32 * max(1, min(4, 2 ** max(0, (s_tiles // 2).bit_length() - 1)))
     q_chunk = default_chunk if q_chunk is None else q_chunk
     k_chunk = default_chunk if k_chunk is None else k_chunk
-    qc = _chunk_tiles(q_chunk, s_tiles, "q_chunk")
-    kc = _chunk_tiles(k_chunk, s_tiles, "k_chunk")
+    dh = head_dim // 32
+
+    def l1(qc, kc, fmt):
+        return sum(c.total_bytes for c in _bwd_cbs((), qc, kc, dh, dtype, out_dtype, fmt))
+
+    budget = _prog.L1_CB_BUDGET
+    qc, kc = fit_chunks("attention_bwd", _chunk_tiles(q_chunk, s_tiles, "q_chunk"),
+                        _chunk_tiles(k_chunk, s_tiles, "k_chunk"), head_dim,
+                        lambda qc, kc: l1(qc, kc, interm or "bfloat16") <= budget, budget)
     pad_t = -(-s_tiles // max(qc, kc)) * max(qc, kc)  # both chunk sizes divide it (powers of two)
     k_full_t = pad_t if seq == pad_t * 32 else seq // 32
-    dh = head_dim // 32
     n_cores = grid[0] * grid[1]
     kv_split = _host.split_work(batch * kv_heads * (pad_t // kc), n_cores, granule=2)
     q_split = _host.split_work(batch * heads * (pad_t // qc), n_cores, granule=2)
@@ -101,8 +117,7 @@ def attention_bwd_program(
     cores = _host.grid_cores(grid, used)
     ranges = _host.core_ranges(cores)
     if interm is None:
-        fp32_l1 = sum(c.total_bytes for c in _bwd_cbs(ranges, qc, kc, dh, dtype, out_dtype, "float32"))
-        interm = "float32" if fp32_l1 <= ATTENTION_BWD_L1_BUDGET else "bfloat16"
+        interm = "float32" if l1(qc, kc, "float32") <= ATTENTION_BWD_L1_BUDGET else "bfloat16"
     scale = (1.0 / math.sqrt(head_dim)) if scale is None else float(scale)
 
     sp = pad_t * 32
@@ -139,7 +154,7 @@ def attention_bwd_program(
         name="attention_bwd", tensors=tensors, cbs=_bwd_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm),
         kernels=kernels,
         compute_config=_prog.ComputeConfig(
-            math_fidelity="HiFi4", fp32_dest_acc_en=True,
+            math_fidelity=math_fidelity, fp32_dest_acc_en=True,
             # lse (6), D (25) and the running dQ/dK/dV (28-30) are copied into DST in fp32; P (26) is also a matmul
             # operand, which must come through SrcA / SrcB, so its copy into DST goes through SrcA (TF32) too
             unpack_to_dest_fp32=(6, 25, 28, 29, 30)),
@@ -212,12 +227,12 @@ class AttentionBwdKernel(KernelOp):
 
     name = "attention_bwd"
 
-    def refuses(self, attrs):
+    def refuses(self, attrs, input_shapes=None):
         if attrs.get("alibi"):
             return "alibi=True: the backward kernels add no position bias to the scores"
         if attrs.get("dropout"):
             return f"dropout={attrs['dropout']:g}: the backward kernels draw no dropout mask over the probabilities"
-        return None
+        return head_dim_refusal(attrs, input_shapes)
 
     def program(self, inputs, attrs, opts):
         if (why := self.refuses(attrs)) is not None:
@@ -265,14 +280,14 @@ class AttentionBwdKernel(KernelOp):
         o, lse = attention_reference(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), h, hkv,
                                      case["causal"], case["softmax_scale"], window=window)
         do = randn(b, s, h * d)
-        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
-        return [q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs, DeviceOptions(case["dtype"], grid, knobs)
+        return ([q, k, v, o.astype(np.float32), lse.astype(np.float32), do], attrs,
+                DeviceOptions(case["dtype"], grid, case_knobs(case)))
 
-    def error_bounds(self, x64, attrs, refs, backend):
-        return error_bounds(x64, attrs, refs, backend)
+    def error_bounds(self, x64, attrs, refs, backend, opts=None):
+        return error_bounds(x64, attrs, refs, backend, opts)
 
 
-def error_bounds(x64, attrs, refs, backend: str):
+def error_bounds(x64, attrs, refs, backend: str, opts: DeviceOptions | None = None):
     """Per-element bounds on the dq, dk, dv errors, from the arithmetic compute_bwd.cpp has the hardware do (the
     units are runtime/fuzz.py's: ACCUM_UNIT per fp32 DST term, SRC_TF32 per fp32 operand through SrcA / SrcB,
     MVMUL_ALIGN per matrix-engine product relative to the sum of |terms|, OUT_ROUNDING for the bf16 packer):
@@ -291,11 +306,16 @@ def error_bounds(x64, attrs, refs, backend: str):
       (MVMUL_ALIGN), the running sums stay fp32 (reloaded into DST in fp32, unpack-to-dest) over n = group * S
       terms: per element sum_j (eS_ij + (SRC_TF32 + MVMUL_ALIGN + n ACCUM) |dS'_ij|) |K_j| (dK likewise with Q,
       dV with P, eP and dO);
-    - the outputs are packed to bfloat16: OUT_ROUNDING * |ref|.
+    - the outputs are packed to bfloat16: OUT_ROUNDING * |ref|;
+    - math fidelity (runtime/fuzz.py fidelity_error, zero at HiFi4), per product with the operand in SrcB (matmul
+      in0, mul_tiles in1): S with Q (pass 2) or K (pass 1), dP with dO or V, dO * O with O, D's column-form row sum
+      with the fp32 products (pass 2), dQ / dK / dV with dS' / P; each adds its relative error to the term above;
+    - P and dS' stored in bfloat16 (`interm`): rounded by the packer (OUT_ROUNDING, 2x half an ulp) instead of
+      truncated to TF32 on their way into the FPU.
     The numpy backend (float32 CPU kernels, kernels/cpu/attention.cpp) is held to the same form without the
     hardware terms (SRC_TF32 = MVMUL_ALIGN = 0) and its float32 OUT_ROUNDING."""
     from tilegraph.ops.attention import _probabilities, _split_heads, resolved_scale, visible_mask
-    from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
+    from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32, fidelity_error
 
     q, k, v, o, lse, do = x64
     heads = int(attrs["heads"])
@@ -308,6 +328,17 @@ def error_bounds(x64, attrs, refs, backend: str):
     window = attrs.get("window")
     hw = backend != "numpy"
     tf32, align, acc = (SRC_TF32 if hw else 0.0), (MVMUL_ALIGN if hw else 0.0), ACCUM_UNIT
+    opts = opts or DeviceOptions()
+    fidelity, interm = "HiFi4", "float32"
+    if hw:
+        desc = attention_bwd_program(b, s, heads, d, kv_heads, opts.dtype, causal=causal, scale=attrs.get("scale"),
+                                     window=window, **dict(opts.knobs))
+        fidelity = desc.compute_config.math_fidelity
+        interm = {c.index: c.data_format for c in desc.cbs}[26]
+    stored = (OUT_ROUNDING["emu"] if interm == "bfloat16" else tf32) if hw else 0.0
+    f_in = fidelity_error(opts.dtype, opts.dtype, fidelity)  # an input (q, k, v, do, o) in SrcB
+    f_sum = fidelity_error("bfloat16", "float32", fidelity)  # D's fp32 products in SrcB, the all-ones tile in SrcA
+    f_acc = fidelity_error(opts.dtype, interm, fidelity)  # dS' / P in SrcB
     qh, oh, doh = _split_heads(q, heads), _split_heads(o, heads), _split_heads(do, heads)
     kh = np.repeat(_split_heads(k, kv_heads), group, axis=1)
     vh = np.repeat(_split_heads(v, kv_heads), group, axis=1)
@@ -315,14 +346,15 @@ def error_bounds(x64, attrs, refs, backend: str):
     p = _probabilities(qh, kh, lse, sc, causal, window)  # [B, H, S, S]
     scores = np.where(allowed, sc * qh @ kh.transpose(0, 1, 3, 2), 0.0)
     sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0.0)
-    e_p = ((align + d * acc) * sabs + acc * (np.abs(scores) + np.abs(lse)[..., None] + 1)).max(-1, keepdims=True)
+    e_p = ((align + f_in + d * acc) * sabs
+           + acc * (np.abs(scores) + np.abs(lse)[..., None] + 1)).max(-1, keepdims=True)
     dp = doh @ vh.transpose(0, 1, 3, 2)
-    e_dp = (align + d * acc) * (np.abs(doh) @ np.abs(vh).transpose(0, 1, 3, 2))
+    e_dp = (align + f_in + d * acc) * (np.abs(doh) @ np.abs(vh).transpose(0, 1, 3, 2))
     dsum = (doh * oh).sum(-1, keepdims=True)
-    e_d = (tf32 + align + d * acc) * np.abs(doh * oh).sum(-1, keepdims=True)
+    e_d = (tf32 + align + f_in + f_sum + d * acc) * np.abs(doh * oh).sum(-1, keepdims=True)
     ds = sc * p * (dp - dsum)
-    e_ds = sc * p * (e_dp + e_d + np.abs(dp - dsum) * (e_p + tf32 + 4 * acc))
-    mm = tf32 + align + group * s * acc
+    e_ds = sc * p * (e_dp + e_d + np.abs(dp - dsum) * (e_p + stored + 4 * acc))
+    mm = stored + f_acc + align + group * s * acc
     e_dq = (e_ds + mm * np.abs(ds)) @ np.abs(kh)
     e_dk = (e_ds + mm * np.abs(ds)).transpose(0, 1, 3, 2) @ np.abs(qh)
     e_dv = (p * (e_p + mm)).transpose(0, 1, 3, 2) @ np.abs(doh)

@@ -14,7 +14,47 @@ from tilegraph.ops.attention import resolved_scale, visible_mask
 
 from tilegraph.errors import DeviceError, ShapeError
 
-ATTENTION_HEAD_DIMS = (32, 64, 128)
+INTERMEDIATE_FORMATS = ("float32", "bfloat16")
+
+
+def check_head_dim(op: str, head_dim: int) -> None:
+    """The kernels hold a head in whole tiles: any multiple of 32 (how many fit L1 is the builder's chunk choice)."""
+    if head_dim < 32 or head_dim % 32:
+        raise ShapeError(f"op {op!r}: head_dim {head_dim} is not a multiple of 32; the kernels hold a head in whole "
+                         f"32-wide tiles (pad the heads, or run the step on the numpy backend)")
+
+
+def head_dim_refusal(attrs, input_shapes) -> str | None:
+    """Why the kernels cannot take the head_dim of q [B, S, heads*D] (the place pass falls back), or None."""
+    if not input_shapes:
+        return None
+    d = int(input_shapes[0][-1]) // int(attrs["heads"])
+    if d < 32 or d % 32:
+        return f"head_dim {d} is not a multiple of 32: the kernels hold a head in whole 32-wide tiles"
+    return None
+
+
+def fit_chunks(op: str, qc: int, kc: int, head_dim: int, fits, budget: int) -> tuple[int, int]:
+    """The largest (Q, K) chunk tiles, from the requested ones down, whose CBs `fits(qc, kc)`: the longer of the two
+    is halved first (K on a tie: its CBs are double-buffered). ShapeError naming head_dim, chunks and budget when
+    not even 32-row chunks fit."""
+    want = (qc, kc)
+    while not fits(qc, kc):
+        if qc == kc == 1:
+            raise ShapeError(f"op {op!r}: head_dim {head_dim} does not fit the {budget} B per-core circular-buffer "
+                             f"budget with any chunks (asked q_chunk={32 * want[0]}, k_chunk={32 * want[1]}; "
+                             f"even q_chunk=k_chunk=32 is over); use a smaller head_dim")
+        if kc >= qc:
+            kc //= 2
+        else:
+            qc //= 2
+    return qc, kc
+
+
+def check_interm(op: str, interm: str | None) -> None:
+    if interm is not None and interm not in INTERMEDIATE_FORMATS:
+        raise ShapeError(f"op {op!r}: interm={interm!r} must be one of {INTERMEDIATE_FORMATS} (or None: float32 "
+                         f"where it fits L1)")
 
 
 def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
@@ -55,50 +95,55 @@ def attention_program(
     out_dtype: str = "bfloat16",
     interm: str | None = None,
     window: int | None = None,
+    math_fidelity: str = "HiFi2",
 ) -> _prog.ProgramDescription:
     """Flash attention forward for q [B, heads, S, D], k/v [B, kv_heads, S, D] (device layout, heads split).
 
     S is padded to a multiple of the larger chunk; padded keys are masked (-inf) and padded query rows dropped.
     Work unit = one Q chunk of one (batch, head), numbered zigzag per head (0, n-1, 1, n-2, ...); each core takes
     an even-sized contiguous range, i.e. low + high chunk pairs, which balances causal work. Intermediates are
-    fp32 unless that would not fit the L1 budget (then bf16, as tt-metal's own sdpa). `window` (causal only):
-    sliding-window attention; K chunks wholly left of a Q chunk's window are not read, edge blocks are masked."""
+    fp32 unless that would not fit the L1 budget (then bf16, as tt-metal's own sdpa); `interm` chooses them
+    ("float32" / "bfloat16"; error bounds for both in AttentionKernel.error_bounds). Any head_dim that is a
+    multiple of 32: the chunks shrink from the requested ones (the longer first) until the CBs fit
+    description.L1_CB_BUDGET. `window` (causal only): sliding-window attention; K chunks wholly left of a Q chunk's
+    window are not read, edge blocks are masked. `math_fidelity`: of every FPU multiply (Q K^T, P V, the row sums,
+    the alpha and 1/l rescales); its error terms are in AttentionKernel.error_bounds. HiFi2 by default, as ttnn's
+    scaled_dot_product_attention (its default compute config is HiFi2 for the same products): within its derived
+    bound in the fuzz, at half HiFi4's matrix-engine time."""
     kv_heads = kv_heads or heads
     if window is not None and (not causal or window < 1):
         raise ShapeError(f"op 'attention': window={window} needs causal=True and window >= 1 (None for no window)")
-    if head_dim not in ATTENTION_HEAD_DIMS:
-        raise ShapeError(f"op 'attention': head_dim {head_dim} unsupported by the kernel; use one of {ATTENTION_HEAD_DIMS}")
+    check_head_dim("attention", head_dim)
+    check_interm("attention", interm)
     if heads % kv_heads:
         raise ShapeError(f"op 'attention': kv_heads {kv_heads} must divide heads {heads}")
     if min(batch, seq, heads) < 1:
         raise ShapeError(f"op 'attention': batch={batch}, seq={seq}, heads={heads} must be >= 1")
     s_tiles = _host.tiles(seq)
-    qc = _chunk_tiles(q_chunk, s_tiles, "q_chunk")
-    kc = _chunk_tiles(k_chunk, s_tiles, "k_chunk")
+    dh = head_dim // 32
+
+    def l1(qc, kc, fmt, q_buffers=1, mask_buffers=1, out_buffers=1):
+        return sum(c.total_bytes for c in _attention_cbs((), qc, kc, dh, dtype, out_dtype, fmt, q_buffers,
+                                                         mask_buffers, out_buffers))
+
+    budget = _prog.L1_CB_BUDGET
+    qc, kc = fit_chunks("attention", _chunk_tiles(q_chunk, s_tiles, "q_chunk"), _chunk_tiles(k_chunk, s_tiles, "k_chunk"),
+                        head_dim, lambda qc, kc: l1(qc, kc, interm or "bfloat16") <= budget, budget)
+    if interm is None:
+        interm = "float32" if l1(qc, kc, "float32") <= budget else "bfloat16"
     pad_t = -(-s_tiles // max(qc, kc)) * max(qc, kc)  # both chunk sizes divide it (powers of two)
     # Key tiles free of padding: the first partially/fully padded key tile gets the KEY_PAD mask, later ones -inf.
     k_full_t = pad_t if seq == pad_t * 32 else seq // 32
-    dh = head_dim // 32
     units = batch * heads * (pad_t // qc)
     split = _host.split_work(units, grid[0] * grid[1], granule=2)
     cores = _host.grid_cores(grid, len(split))
     ranges = _host.core_ranges(cores)
-    def l1(fmt, q_buffers, mask_buffers=1, out_buffers=1):
-        return sum(c.total_bytes for c in _attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, fmt, q_buffers,
-                                                         mask_buffers, out_buffers))
-
-    if interm is None:
-        interm = "float32" if l1("float32", 1) <= _prog.L1_CB_BUDGET else "bfloat16"
-    if l1(interm, 1) > _prog.L1_CB_BUDGET:
-        raise ShapeError(f"op 'attention': q_chunk={32 * qc}, k_chunk={32 * kc}, head_dim={head_dim} need "
-                         f"{l1(interm, 1)} B of circular buffers per core even with bfloat16 intermediates, over the "
-                         f"{_prog.L1_CB_BUDGET} B budget; use smaller chunks")
     # Double-buffer, as far as L1 allows: the mask (CB 3: the reader assembles the next block's mask while this one
     # is computed), the output and lse (CBs 16, 17: the writer drains a chunk while the next is computed), then Q
     # (the reader fetches the next chunk while this one is computed).
-    mask_buffers = 2 if l1(interm, 1, 2) <= _prog.L1_CB_BUDGET else 1
-    out_buffers = 2 if l1(interm, 1, mask_buffers, 2) <= _prog.L1_CB_BUDGET else 1
-    q_buffers = 2 if l1(interm, 2, mask_buffers, out_buffers) <= _prog.L1_CB_BUDGET else 1
+    mask_buffers = 2 if l1(qc, kc, interm, 1, 2) <= budget else 1
+    out_buffers = 2 if l1(qc, kc, interm, 1, mask_buffers, 2) <= budget else 1
+    q_buffers = 2 if l1(qc, kc, interm, 2, mask_buffers, out_buffers) <= budget else 1
     scale = resolved_scale({"scale": scale}, head_dim)
     scale_bits = _host.f32_bits(scale)
     # exp_tile's scale operand is bf16: fold the scale into exp only when it is a bf16 value (compute.cpp).
@@ -130,7 +175,7 @@ def attention_program(
         cbs=_attention_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm, q_buffers, mask_buffers, out_buffers),
         kernels=kernels,
         compute_config=_prog.ComputeConfig(
-            math_fidelity="HiFi4", fp32_dest_acc_en=True,
+            math_fidelity=math_fidelity, fp32_dest_acc_en=True,
             # The running sum (27) is an fp32 partial reloaded per K chunk through copy_tile only: unpacked straight
             # to DST it keeps all 23 mantissa bits instead of TF32's 10. The running max (26, 31) and output (28) are
             # also fp32 partials, but sub/mul_tiles_bcast_cols read them through SrcA, and a CB unpacked to DST
@@ -194,22 +239,34 @@ def attention_case_fields(common: dict, small: bool) -> dict:
         "scale": st.sampled_from([0.3, 1.0, 3.0]),
         "batch": st.integers(1, 1 if small else 2), "seq": st.integers(1, 100 if small else 160),
         "kv_heads": st.integers(1, 2),
-        "group": st.integers(1, 2), "head_dim": st.sampled_from([32, 64, 128]), "causal": st.booleans(),
+        # any multiple of 32 up to 256 (8 tiles: the emulated time per case grows with it)
+        "group": st.integers(1, 2), "head_dim": st.integers(1, 8).map(lambda t: 32 * t), "causal": st.booleans(),
         "q_chunk": st.sampled_from([32, 64, 128]), "k_chunk": st.sampled_from([32, 64, 128]),
         "softmax_scale": st.sampled_from([None, 0.05, 0.5]),
+        "math_fidelity": st.sampled_from(["HiFi4", "HiFi2"]), "interm": st.sampled_from([None, "bfloat16"]),
     }
+
+
+def case_knobs(case: dict) -> dict:
+    """The builder knobs of an attention / attention_bwd fuzz case (fidelity and intermediates: cases saved before
+    those fields existed ran at the builder's defaults)."""
+    knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
+    for name in ("math_fidelity", "interm"):
+        if case.get(name) is not None:
+            knobs[name] = case[name]
+    return knobs
 
 
 @register_kernel_op
 class AttentionKernel(KernelOp):
     name = "attention"
 
-    def refuses(self, attrs):
+    def refuses(self, attrs, input_shapes=None):
         if attrs.get("alibi"):
             return "alibi=True: kernels/attention adds no position bias to the scores"
         if attrs.get("dropout"):
             return f"dropout={attrs['dropout']:g}: kernels/attention draws no dropout mask over the probabilities"
-        return None
+        return head_dim_refusal(attrs, input_shapes)
 
     def program(self, inputs, attrs, opts):
         if (why := self.refuses(attrs)) is not None:
@@ -243,11 +300,10 @@ class AttentionKernel(KernelOp):
         q, k, v = randn(b, sq, h * d), randn(b, sq, hkv * d), randn(b, sq, hkv * d)
         attrs = {"heads": h, "kv_heads": hkv, "causal": case["causal"], "scale": case["softmax_scale"],
                  "window": case.get("window") if case["causal"] else None}
-        knobs = {"q_chunk": case["q_chunk"], "k_chunk": case["k_chunk"]}
-        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, knobs)
+        return [q, k, v], attrs, DeviceOptions(case["dtype"], grid, case_knobs(case))
 
-    def error_bounds(self, x64, attrs, refs, backend):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
+    def error_bounds(self, x64, attrs, refs, backend, opts=None):
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32, fidelity_error
 
         rnd = OUT_ROUNDING[backend]
         # attention: o = P V / l; its error is relative to P |V| / l (cancellation in P V), plus the scores' errors,
@@ -268,11 +324,32 @@ class AttentionKernel(KernelOp):
         sabs = np.where(allowed, sc * np.abs(qh) @ np.abs(kh).transpose(0, 1, 3, 2), 0).max(-1)
         hw = backend != "numpy"
         tf32, align = (SRC_TF32, MVMUL_ALIGN) if hw else (0.0, 0.0)
-        # Scores: the Q K^T dot products (matrix-engine alignment + fp32 sum), counted twice (row max, exp). They pass
-        # SrcA as TF32 twice (row max, subtract): abs error smax * SRC_TF32 each; P and the running sum / output a few
-        # more times (rescale, 1/l): relative SRC_TF32 each; P V and the row sum of P align in the matrix engine.
-        p_err = (2 * (align + d * ACCUM_UNIT) * sabs + 2 * smax * tf32 + 4 * tf32 + 2 * align
-                 + (s + d) * ACCUM_UNIT)  # [B, H, S]
+        # What the program ran with: fidelity, intermediates' format, and the K chunks a row visits at most (without
+        # opts: the builder's defaults, and one chunk per key tile, the most there can be).
+        opts = opts or DeviceOptions()
+        fidelity, interm, nk = "HiFi4", "float32", _host.tiles(s)
+        if hw:
+            desc = attention_program(b, s, heads, d, kv_heads, opts.dtype, causal=attrs.get("causal", True),
+                                     scale=attrs.get("scale"), window=attrs.get("window"), **dict(opts.knobs))
+            fidelity = desc.compute_config.math_fidelity
+            interm = {c.index: c.data_format for c in desc.cbs}[24]
+            _, kc, _, sq_t = next(iter(desc.kernels[1].runtime_args.values()))[:4]
+            nk = sq_t // kc if opts.knobs else nk
+        # An intermediate (S, P, running O) stored in bf16 is rounded by the packer (half an ulp, 2^-8, allowed 2x:
+        # OUT_ROUNDING), then reaches the FPU exactly; in fp32 it is exact in L1 and truncated to TF32 on the way.
+        stored = (OUT_ROUNDING["emu"] if interm == "bfloat16" else tf32) if hw else 0.0
+        # Math fidelity (zero at HiFi4): Q K^T with Q in SrcB (matmul in0), P V and the row sum of P with P in SrcB,
+        # alpha * O_old (alpha in SrcB, once per K chunk after the first) and O * (1/l) (1/l in SrcB, fp32).
+        f_qk = fidelity_error(opts.dtype, opts.dtype, fidelity)
+        f_p = fidelity_error(opts.dtype, interm, fidelity)
+        f_rescale = fidelity_error(interm, "float32", fidelity)
+        # Scores: the Q K^T dot products (matrix-engine alignment, fidelity, fp32 sum), counted twice (row max,
+        # exp). S is stored and then read twice through SrcA (row max, subtract): abs error smax * `stored` each;
+        # P once (P V and its row sum read the same P), the running output once per K chunk, l and 1/l (fp32) twice
+        # more: relative; P V and the row sum of P align in the matrix engine; fidelity drops bits of P (twice: P V
+        # and l), of alpha (nk - 1 rescales) and of 1/l.
+        p_err = (2 * (align + f_qk + d * ACCUM_UNIT) * sabs + 2 * smax * stored + (1 + nk) * stored + 2 * tf32
+                 + 2 * align + 2 * f_p + (nk - 1) * f_rescale + f_rescale + (s + d) * ACCUM_UNIT)  # [B, H, S]
         p_err_o = p_err.transpose(0, 2, 1).repeat(d, axis=-1).reshape(b, s, hd)  # per output element
         lse = refs[1]
         return [rnd * np.abs(refs[0]) + p_err_o * o_abs + 1e-30,

@@ -166,7 +166,7 @@ class RMSNormKernel(KernelOp):
         inputs = [x, gamma] + ([randn(case["rows"], case["width"])] if case["residual"] else [])
         return inputs, {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
 
-    def error_bounds(self, x64, attrs, refs, backend):
+    def error_bounds(self, x64, attrs, refs, backend, opts=None):
         from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
 
         rnd = OUT_ROUNDING[backend]

@@ -200,7 +200,7 @@ class RMSNormBwdKernel(KernelOp):
         gamma = (1.0 + 0.5 * rng.standard_normal(case["width"])).astype(np.float32)
         return [x, gamma, dy], {"eps": case["eps"]}, DeviceOptions(case["dtype"], grid, {"max_block": case["max_block"]})
 
-    def error_bounds(self, x64, attrs, refs, backend):
+    def error_bounds(self, x64, attrs, refs, backend, opts=None):
         from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, SRC_TF32
 
         device = backend != "numpy"

@@ -163,7 +163,7 @@ class SwiGLUKernel(KernelOp):
         weights = knobs.get("weight_dtype") or dtype  # bfloat8_b weights with bfloat16 activations, or both dtype
         return [dtype, weights, weights]
 
-    def error_bounds(self, x64, attrs, refs, backend):
+    def error_bounds(self, x64, attrs, refs, backend, opts=None):
         from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
 
         rnd = OUT_ROUNDING[backend]

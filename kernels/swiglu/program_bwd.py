@@ -181,7 +181,7 @@ class SwiGLUBwdKernel(KernelOp):
         w3 = (rng.standard_normal((k, case["n"])) / math.sqrt(k)).astype(np.float32)
         return [x, w1, w3, dy], {}, DeviceOptions(case["dtype"], grid, {"max_k_block": case["max_k_block"]})
 
-    def error_bounds(self, x64, attrs, refs, backend):
+    def error_bounds(self, x64, attrs, refs, backend, opts=None):
         from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
 
         # SFPU chain on the device (fp32, a few roundings: 2^-20); numpy's float32 the same order.

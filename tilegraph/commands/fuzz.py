@@ -88,6 +88,8 @@ def run(args) -> int:
     print(f"{r.op} on {r.backend}: {r.examples} cases in {r.seconds:.1f} s  "
           f"{_errors(r.max_abs, r.max_rel, r.worst_ratio)}")  # fmt: skip
     print(f"  worst: {r.worst}\n  worst case: {r.worst_case}")
+    for label, (worst, count) in sorted(r.by_config.items()):
+        print(f"  {label}: {count} cases, worst err/bound {worst:.3g}")
     if r.failure is not None:
         print(f"FAIL (minimized): {r.failure}\n  {r.failure_outcome.worst}")
         if r.saved:

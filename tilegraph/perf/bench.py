@@ -91,15 +91,21 @@ def _attn_inputs(s, rng):
         {"heads": h, "kv_heads": kv, "causal": True}
 
 
-def _attn_units(s, q_chunk=128):
-    return s["batch"] * s["heads"] * max(1, -(-s["seq"] // q_chunk))  # Q chunks (attention_program default 128)
+def _attn_units(s, q_chunk=128, k_chunk=128):
+    return s["batch"] * s["heads"] * max(1, -(-s["seq"] // q_chunk))  # Q chunks
 
 
 def _attn_pin(s, device, dtype):
-    return {"q_chunk": 128}  # attention_program's default; a --knob q_chunk=N replaces it (units follow)
+    """The chunks attention_program picks at the full shape (its 128-row defaults, shrunk for wide heads until the
+    CBs fit L1), so that the emulated slice runs the same chunks; a --knob q_chunk=N replaces them (units follow)."""
+    from tilegraph.kernels.attention.program import attention_program
+
+    desc = attention_program(s["batch"], s["seq"], s["heads"], s["head_dim"], s["kv_heads"], dtype, grid=device.grid)
+    qc, kc = next(iter(desc.kernels[1].runtime_args.values()))[:2]
+    return {"q_chunk": 32 * qc, "k_chunk": 32 * kc}
 
 
-def _attn_slice(s, units, q_chunk=128):
+def _attn_slice(s, units, q_chunk=128, k_chunk=128):
     s = dict(s)
     group = s["heads"] // s["kv_heads"]
     while _attn_units(s, q_chunk) > units and s["batch"] > 1:
