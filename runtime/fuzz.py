@@ -296,13 +296,14 @@ CASE_FIELDS = {
                   "interm": ("choice-or-none", ("float32", "bfloat16"))},
     "rmsnorm_bwd": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "eps": ("float", 0.0, 1.0),
                     "max_block": ("int", 1, 32)},
-    "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64)},
+    "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
+                   "math_fidelity": ("choice", ("LoFi", "HiFi2", "HiFi3", "HiFi4"))},
 }  # fmt: skip
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
 _ATTENTION_OPTIONAL = {"window", "math_fidelity", "interm"}
 OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype"}, "attention": _ATTENTION_OPTIONAL,
-                   "attention_bwd": _ATTENTION_OPTIONAL}
+                   "attention_bwd": _ATTENTION_OPTIONAL, "swiglu_bwd": {"math_fidelity"}}
 
 
 def _field_error(name: str, rule: tuple, value) -> str | None:

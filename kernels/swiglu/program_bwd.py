@@ -172,6 +172,7 @@ class SwiGLUBwdKernel(KernelOp):
         return st.fixed_dictionaries({
             **common,
             "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
+            "math_fidelity": st.sampled_from(["HiFi4", "HiFi2"]),
         })  # fmt: skip
 
     def make_inputs(self, case, rng, randn, grid):
@@ -179,11 +180,19 @@ class SwiGLUBwdKernel(KernelOp):
         x, dy = randn(case["m"], k), randn(case["m"], case["n"])
         w1 = (rng.standard_normal((k, case["n"])) / math.sqrt(k)).astype(np.float32)
         w3 = (rng.standard_normal((k, case["n"])) / math.sqrt(k)).astype(np.float32)
-        return [x, w1, w3, dy], {}, DeviceOptions(case["dtype"], grid, {"max_k_block": case["max_k_block"]})
+        knobs = {"max_k_block": case["max_k_block"], "math_fidelity": case.get("math_fidelity", "HiFi4")}
+        return [x, w1, w3, dy], {}, DeviceOptions(case["dtype"], grid, knobs)
 
     def error_bounds(self, x64, attrs, refs, backend, opts=None):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, fidelity_error
 
-        # SFPU chain on the device (fp32, a few roundings: 2^-20); numpy's float32 the same order.
-        align = MVMUL_ALIGN if backend != "numpy" else 0.0
+        # SFPU chain on the device (fp32, a few roundings: 2^-20); numpy's float32 the same order. The recompute's
+        # products x W leave out the partial products of the phases `math_fidelity` skips (one-sided, relative to
+        # |x| |W| like the lane alignment): the matmul puts in1 = W in SrcA and in0 = x in SrcB.
+        align = 0.0
+        if backend != "numpy":
+            knobs = dict(opts.knobs) if opts is not None else {}
+            dtype = opts.dtype if opts is not None else "bfloat16"
+            weights = knobs.get("weight_dtype") or dtype
+            align = MVMUL_ALIGN + fidelity_error(weights, dtype, knobs.get("math_fidelity", "HiFi4"))
         return swiglu_bwd_error_bounds(x64, refs, OUT_ROUNDING[backend], align, ACCUM_UNIT, 2.0**-20)
