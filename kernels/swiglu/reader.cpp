@@ -28,10 +28,13 @@ void kernel_main() {
     const uint32_t nb = get_arg_val<uint32_t>(16);
     const uint32_t sender_x = get_arg_val<uint32_t>(17);  // NoC coordinates of the group's sender
     const uint32_t sender_y = get_arg_val<uint32_t>(18);
-    const uint32_t mcast_x0 = get_arg_val<uint32_t>(19);  // NoC rectangle of the group (the sender included)
-    const uint32_t mcast_y0 = get_arg_val<uint32_t>(20);
-    const uint32_t mcast_x1 = get_arg_val<uint32_t>(21);
-    const uint32_t mcast_y1 = get_arg_val<uint32_t>(22);
+    // NoC rectangle of the group (the sender included), start <= end. NOC1 routes the other way round, so a reader
+    // placed on NOC1 names it end -> start, as tt-metal's multicast program factories swap the corners for NOC1.
+    const bool noc1 = noc_index == 1;
+    const uint32_t mcast_x0 = get_arg_val<uint32_t>(noc1 ? 21 : 19);
+    const uint32_t mcast_y0 = get_arg_val<uint32_t>(noc1 ? 22 : 20);
+    const uint32_t mcast_x1 = get_arg_val<uint32_t>(noc1 ? 19 : 21);
+    const uint32_t mcast_y1 = get_arg_val<uint32_t>(noc1 ? 20 : 22);
 
     const auto x_acc = TensorAccessor(x_args, x_addr, get_tile_size(cb_x));
     const auto w1_acc = TensorAccessor(w1_args, w1_addr, get_tile_size(cb_w1));

@@ -66,7 +66,7 @@ FORCE_INLINE uintptr_t get_semaphore(uint32_t semaphore_id) {
 }
 FORCE_INLINE uint64_t get_noc_multicast_addr(uint32_t noc_x_start, uint32_t noc_y_start, uint32_t noc_x_end,
                                              uint32_t noc_y_end, uint32_t addr, uint8_t noc = noc_index) {
-    return tgemu::mcast_noc_addr(noc_x_start, noc_y_start, noc_x_end, noc_y_end, addr, noc);
+    return tgemu::mcast_noc_addr(noc_x_start, noc_y_start, noc_x_end, noc_y_end, addr);  // noc: at the write
 }
 FORCE_INLINE void noc_semaphore_wait(volatile tt_l1_ptr uint32_t* sem_addr, uint32_t val) {
     tgemu::sem_wait(uintptr_t(sem_addr), val, false);

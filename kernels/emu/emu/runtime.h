@@ -52,8 +52,7 @@ void sem_wait(uintptr_t addr, uint32_t val, bool at_least);
 void sem_set_local(uintptr_t addr, uint32_t val);
 void sem_inc(uint64_t dst, uint32_t incr);
 void sem_inc_mcast(uint64_t dst, uint32_t incr, uint32_t num_dests, uint8_t noc);
-uint64_t mcast_noc_addr(uint32_t x_start, uint32_t y_start, uint32_t x_end, uint32_t y_end, uint32_t l1_addr,
-                        uint8_t noc);
+uint64_t mcast_noc_addr(uint32_t x_start, uint32_t y_start, uint32_t x_end, uint32_t y_end, uint32_t l1_addr);
 void noc_write_mcast(uint32_t src_l1, uint64_t dst, uint32_t size, uint32_t num_dests, bool loopback, uint8_t noc,
                      const char* api);
 

@@ -895,7 +895,7 @@ void sem_set_local(uintptr_t addr, uint32_t val) {
     core().sem_cv.notify_all();
 }
 
-uint64_t mcast_noc_addr(uint32_t xs, uint32_t ys, uint32_t xe, uint32_t ye, uint32_t addr, uint8_t noc) {
+uint64_t mcast_noc_addr(uint32_t xs, uint32_t ys, uint32_t xe, uint32_t ye, uint32_t addr) {
     check_abort();
     uint32_t off = local_l1_offset(addr, "get_noc_multicast_addr");
     for (uint32_t v : {xs, ys, xe, ye})
