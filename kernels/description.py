@@ -7,12 +7,19 @@ compile-time args, defines, per-core runtime args and the compute config. It is 
 - the ttnn backend (`runtime/ttnn_program.py`): turned into a `ttnn.ProgramDescriptor` for `ttnn.generic_op`;
 - the cost / memory checks (`ProgramDescription.l1_bytes_per_core`).
 
-Buffer addresses and TensorAccessor compile-time args are not known when a program is described (they depend on
-where the consumer allocates the tensors), so runtime and compile-time arg lists may hold two placeholders:
+Buffer addresses, TensorAccessor compile-time args and NoC coordinates are not known when a program is described
+(they depend on where the consumer allocates the tensors and on the chip's coordinate layout), so runtime and
+compile-time arg lists may hold placeholders:
 - `BufferAddress("x")` in runtime args: the DRAM address of tensor "x" (one uint32 word);
 - `TensorAccessorCTA("x")` in compile-time args: `TensorAccessorArgs` of tensor "x", which for an interleaved
-  DRAM tensor is two words `[ArgConfig::IsDram (=2), aligned page size]` (tt-metal 0.81.1 tensor_accessor_args.h).
+  DRAM tensor is two words `[ArgConfig::IsDram (=2), aligned page size]` (tt-metal 0.81.1 tensor_accessor_args.h);
+- `NocX(core)` / `NocY(core)`: the NoC x / y coordinate of a logical core, what `get_noc_addr(x, y, addr)` and
+  `get_noc_multicast_addr` take on a card (the emulator maps logical -> Wormhole B0 NOC0 itself; the ttnn backend
+  asks the device, `worker_core_from_logical_core`).
 Consumers resolve them with `resolve_args`.
+
+Semaphores (`semaphores=[SemaphoreSpec(core_ranges, initial_value), ...]`): a semaphore's id is its index in the
+list, as tt-metal's CreateSemaphore returns it; kernels get its L1 address with `get_semaphore(id)`.
 
 Example (a copy kernel over two cores)::
 
@@ -38,7 +45,7 @@ Example (a copy kernel over two cores)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tilegraph.errors import KernelError
@@ -52,6 +59,8 @@ L1_BYTES_PER_CORE = 1536 * 1024
 # intermediates, double-buffered Q) choose the faster form only while it fits.
 L1_CB_BUDGET = 1200 * 1024
 KERNEL_ROLES = ("reader", "compute", "writer")
+# Semaphores per core (tt-metal's NUM_SEMAPHORES host constant: ids 0..15).
+MAX_SEMAPHORES = 16
 MATH_FIDELITIES = ("LoFi", "HiFi2", "HiFi3", "HiFi4")
 # The ArgConfig flag of an interleaved DRAM tensor (hostdevcommon/tensor_accessor/arg_config.hpp: IsDram = 1 << 1).
 TENSOR_ACCESSOR_IS_DRAM = 1 << 1
@@ -99,7 +108,21 @@ class TensorAccessorCTA:
     tensor: str
 
 
-Arg = int | BufferAddress | TensorAccessorCTA
+@dataclass(frozen=True)
+class NocX:
+    """Runtime-arg placeholder: the NoC x coordinate of logical core `core` (as get_noc_addr(x, y, addr) takes it)."""
+
+    core: Core
+
+
+@dataclass(frozen=True)
+class NocY:
+    """Runtime-arg placeholder: the NoC y coordinate of logical core `core`."""
+
+    core: Core
+
+
+Arg = int | BufferAddress | TensorAccessorCTA | NocX | NocY
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,18 @@ class CBSpec:
 
 
 @dataclass(frozen=True)
+class SemaphoreSpec:
+    """A 32-bit semaphore word in the L1 of each core of `core_ranges`, set to `initial_value` before the kernels
+    start (tt-metal's CreateSemaphore / ttnn.SemaphoreDescriptor). Its id is its index in ProgramDescription.semaphores."""
+
+    core_ranges: tuple[CoreRange, ...]
+    initial_value: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "core_ranges", tuple(self.core_ranges))
+
+
+@dataclass(frozen=True)
 class ComputeConfig:
     """Compute-kernel configuration (ttnn.ComputeConfigDescriptor)."""
 
@@ -226,11 +261,13 @@ class ProgramDescription:
     kernels: Sequence[KernelSpec]
     compute_config: ComputeConfig = ComputeConfig()
     grid: Core = (8, 8)
+    semaphores: Sequence[SemaphoreSpec] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "tensors", tuple(self.tensors))
         object.__setattr__(self, "cbs", tuple(self.cbs))
         object.__setattr__(self, "kernels", tuple(self.kernels))
+        object.__setattr__(self, "semaphores", tuple(self.semaphores))
         self.validate()  # once, here: a description that exists is consistent, so no consumer re-checks it
 
     def tensor(self, name: str) -> TensorSpec:
@@ -269,10 +306,19 @@ class ProgramDescription:
                 if core not in k.cores:
                     raise KernelError(f"program {self.name!r}: kernel {k.source} has runtime args for core {core} "
                                       f"which it does not run on")
+            for a in k.compile_time_args:
+                if isinstance(a, (NocX, NocY)):
+                    raise KernelError(f"program {self.name!r}: kernel {k.source} compile-time arg {a!r}: NoC "
+                                      f"coordinates are runtime args here (move it to runtime_args)")
             for args in [k.compile_time_args, *k.runtime_args.values()]:
                 for a in args:
                     if isinstance(a, (BufferAddress, TensorAccessorCTA)):
                         self.tensor(a.tensor)
+                    elif isinstance(a, (NocX, NocY)):
+                        x, y = a.core
+                        if not (0 <= x < gx and 0 <= y < gy):
+                            raise KernelError(f"program {self.name!r}: kernel {k.source} arg {a!r} names a core "
+                                              f"outside grid {self.grid}; give a logical core inside the grid")
                     elif not isinstance(a, int) or not 0 <= a < 2**32:
                         raise KernelError(f"program {self.name!r}: kernel {k.source} arg {a!r} is not a uint32")
         for role in KERNEL_ROLES:
@@ -301,20 +347,47 @@ class ProgramDescription:
         if cc.unpack_to_dest_fp32 and not cc.fp32_dest_acc_en:
             raise KernelError(f"program {self.name!r}: compute_config.unpack_to_dest_fp32 needs fp32_dest_acc_en=True "
                               f"(DST holds 32-bit datums only in fp32 mode)")
+        self._validate_semaphores()
         worst = self.max_l1_bytes()
         if worst > L1_CB_BUDGET:
             raise KernelError(f"program {self.name!r}: circular buffers need {worst} bytes of L1 on one core, "
                               f"more than {L1_CB_BUDGET}; use fewer/smaller CB pages")
 
 
-def resolve_args(args: Sequence[Arg], desc: ProgramDescription, addresses: Mapping[str, int]) -> list[int]:
-    """Replace placeholders with words: BufferAddress -> addresses[name]; TensorAccessorCTA -> [IsDram, page size]."""
+    def _validate_semaphores(self) -> None:
+        gx, gy = self.grid
+        for sem_id, sem in enumerate(self.semaphores):
+            where = f"program {self.name!r}: semaphores[{sem_id}]"
+            if not isinstance(sem, SemaphoreSpec):
+                raise KernelError(f"{where} is {sem!r}; give a SemaphoreSpec(core_ranges, initial_value)")
+            if not sem.core_ranges:
+                raise KernelError(f"{where} has no core_ranges; name the cores that hold it")
+            v = sem.initial_value
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**32:
+                raise KernelError(f"{where}.initial_value {v!r} is not a uint32; give an int in 0..2**32-1")
+            for x, y in cores_of(sem.core_ranges):
+                if not (0 <= x < gx and 0 <= y < gy):
+                    raise KernelError(f"{where}: core ({x},{y}) is outside grid {self.grid}; shrink its core_ranges")
+        if len(self.semaphores) > MAX_SEMAPHORES:
+            raise KernelError(f"program {self.name!r}: {len(self.semaphores)} semaphores, but a core has ids "
+                              f"0..{MAX_SEMAPHORES - 1} only (tt-metal NUM_SEMAPHORES); reuse semaphores")
+
+
+def resolve_args(args: Sequence[Arg], desc: ProgramDescription, addresses: Mapping[str, int],
+                 noc_xy: Callable[[Core], tuple[int, int]] | None = None) -> list[int]:
+    """Replace placeholders with words: BufferAddress -> addresses[name]; TensorAccessorCTA -> [IsDram, page size];
+    NocX / NocY -> noc_xy(core)[0] / [1] (the consumer's logical -> NoC coordinate map)."""
     out: list[int] = []
     for a in args:
         if isinstance(a, BufferAddress):
             out.append(int(addresses[a.tensor]))
         elif isinstance(a, TensorAccessorCTA):
             out.extend([TENSOR_ACCESSOR_IS_DRAM, desc.tensor(a.tensor).page_size])
+        elif isinstance(a, (NocX, NocY)):
+            if noc_xy is None:
+                raise KernelError(f"program {desc.name!r}: {a!r} needs the consumer's logical -> NoC coordinate map "
+                                  f"(resolve_args(..., noc_xy=...)); compile-time args cannot hold NoC coordinates")
+            out.append(int(noc_xy(tuple(a.core))[0 if isinstance(a, NocX) else 1]))
         else:
             out.append(int(a))
     return out

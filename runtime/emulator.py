@@ -46,6 +46,15 @@ LIB_CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-Wall", "-ftls-model=initial-exec
 DRAM_BASE = 1 << 20  # first tensor address; tensors are 4 KiB aligned
 FORMAT_CODES = {"float32": 0, "bfloat16": 5, "bfloat8_b": 6}
 MATH_FIDELITY_CODES = {"LoFi": 0, "HiFi2": 2, "HiFi3": 3, "HiFi4": 4}  # tt-llk MathFidelity (llk_defs.h)
+# Logical worker core -> NOC0 coordinate: the `functional_workers` of the SoC descriptors in the ttnn 0.81.1 wheel
+# (ttnn/tt_metal/soc_descriptors/wormhole_b0_80_arch.yaml, blackhole_140_arch.yaml): the worker columns / rows in
+# NOC0 order, skipping the DRAM / Ethernet / ARC / PCIe ones. Logical (x, y) is column x, row y of that list
+# (unharvested chips; a card's firmware remaps harvested rows, which is why the ttnn backend asks the device).
+# Grids that fit Wormhole B0's 8 x 10 workers use its layout, larger ones (p150's 13 x 10) Blackhole's 14 x 10.
+NOC0_WORKERS = {
+    "wormhole_b0": ((1, 2, 3, 4, 6, 7, 8, 9), (1, 2, 3, 4, 5, 7, 8, 9, 10, 11)),
+    "blackhole": ((1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16), (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)),
+}
 _lock = threading.Lock()
 _lib_cache: dict[str, tuple[Path, ctypes.CDLL]] = {}
 
@@ -153,6 +162,21 @@ def compile_kernel(kernel: KernelSpec, desc: ProgramDescription) -> Path:
     return out
 
 
+def noc0_layout(grid: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The NOC0 worker columns and rows the emulator uses for a program on `grid` (see NOC0_WORKERS)."""
+    for xs, ys in NOC0_WORKERS.values():
+        if grid[0] <= len(xs) and grid[1] <= len(ys):
+            return xs, ys
+    raise KernelError(f"grid {grid} is larger than any worker grid the emulator knows "
+                      f"({', '.join(f'{a}: {len(x)}x{len(y)}' for a, (x, y) in NOC0_WORKERS.items())})")
+
+
+def noc0_xy(grid: tuple[int, int]):
+    """Logical core -> NOC0 (x, y) on `grid`: the emulator's resolution of the NocX / NocY placeholders."""
+    xs, ys = noc0_layout(grid)
+    return lambda core: (xs[core[0]], ys[core[1]])
+
+
 def _tilize(x: np.ndarray, padded: tuple[int, ...]) -> np.ndarray:
     buf = np.zeros(padded, np.float32)
     buf[tuple(slice(0, d) for d in x.shape)] = x
@@ -243,8 +267,15 @@ def run_program_counted(desc: ProgramDescription, inputs: dict[str, np.ndarray],
                 out_path = str(tmpd / f"out{i}.bin")
             job.append(f"tensor {t.name} {addresses[t.name]} {t.dtype} {t.num_pages} {t.page_size}\t"
                        f"{in_path}\t{out_path}")
+        xs, ys = noc0_layout(desc.grid)
+        to_noc = noc0_xy(desc.grid)
+        job.append("worker_noc_x " + " ".join(map(str, xs[:desc.grid[0]])))
+        job.append("worker_noc_y " + " ".join(map(str, ys[:desc.grid[1]])))
         for x, y in desc.cores:
-            job.append(f"core {x} {y}")
+            job.append(f"core {x} {y} {' '.join(map(str, to_noc((x, y))))}")
+        for sem_id, sem in enumerate(desc.semaphores):
+            for x, y in cores_of(sem.core_ranges):
+                job.append(f"sem {x} {y} {sem_id} {sem.initial_value}")
         for cb in desc.cbs:
             for x, y in cores_of(cb.core_ranges):
                 job.append(f"cb {x} {y} {cb.index} {cb.data_format} {cb.num_pages} {cb.page_size}")
@@ -252,7 +283,7 @@ def run_program_counted(desc: ProgramDescription, inputs: dict[str, np.ndarray],
             job.append(f"kernel\t{so}\t{k.role}:{k.source}")
         for ki, k in enumerate(kernels):
             for x, y in k.cores:
-                args = resolve_args(k.runtime_args.get((x, y), ()), desc, addresses)
+                args = resolve_args(k.runtime_args.get((x, y), ()), desc, addresses, to_noc)
                 job.append(f"run {ki} {x} {y} {len(args)} {' '.join(map(str, args))}".rstrip())
         (tmpd / "job.txt").write_text("\n".join(job) + "\n")
         err = tmpd / "error.txt"

@@ -1,9 +1,11 @@
 """ProgramDescription -> ttnn.ProgramDescriptor, and running it with ttnn.generic_op on a Tenstorrent card.
 
 `to_program_descriptor` needs no device: it turns the description into real ttnn objects (SOURCE_CODE kernels with
-the kernel text inlined, CBDescriptor/CBFormatDescriptor per circular buffer, per-core RuntimeArgs, CoreRangeSets,
-Compute/Reader/WriterConfigDescriptor). Buffer addresses and TensorAccessor compile-time args are placeholders
-until tensors exist on a device; on the host they resolve to 0 and to the interleaved-DRAM accessor words.
+the kernel text inlined, CBDescriptor/CBFormatDescriptor per circular buffer, SemaphoreDescriptor per semaphore (id =
+its index), per-core RuntimeArgs, CoreRangeSets, Compute/Reader/WriterConfigDescriptor). Buffer addresses,
+TensorAccessor compile-time args and NoC coordinates are placeholders until a device exists; on the host they
+resolve to 0, to the interleaved-DRAM accessor words and to the emulator's Wormhole B0 NOC0 layout, on a card to the
+buffers' addresses and `device.worker_core_from_logical_core`.
 
 `run_on_device` allocates the tensors on a ttnn device (device 0 is opened once and kept), fills the placeholders from the real buffers
 (`buffer_address()`, `TensorAccessorArgs(t).get_compile_time_args()`), calls `ttnn.generic_op` and reads the
@@ -16,7 +18,7 @@ from __future__ import annotations
 import atexit
 import glob
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,17 +98,33 @@ class BuiltProgram:
         return max(self.l1_bytes_per_core.values(), default=0)
 
 
+def device_noc_xy(ttnn, device) -> Callable[[Core], tuple[int, int]]:
+    """Logical core -> the NoC coordinates kernels must use on `device` (its virtual / translated worker
+    coordinates, harvesting included): tt-metal's `worker_core_from_logical_core`. Needs a card."""
+    def noc_xy(core: Core) -> tuple[int, int]:
+        c = device.worker_core_from_logical_core(ttnn.CoreCoord(*core))
+        return int(c.x), int(c.y)
+    return noc_xy
+
+
 def to_program_descriptor(
     desc: ProgramDescription,
     addresses: Mapping[str, int] | None = None,
     accessor_args: Mapping[str, list[int]] | None = None,
+    noc_xy: Callable[[Core], tuple[int, int]] | None = None,
 ) -> BuiltProgram:
     """Build the ttnn.ProgramDescriptor of `desc` (no device needed).
 
     addresses: tensor name -> DRAM address (0 for every tensor when not given, i.e. on the host).
-    accessor_args: tensor name -> TensorAccessorArgs compile-time words (default: interleaved DRAM words)."""
+    accessor_args: tensor name -> TensorAccessorArgs compile-time words (default: interleaved DRAM words).
+    noc_xy: logical core -> NoC (x, y) for the NocX / NocY placeholders (default, on the host: the emulator's
+    unharvested NOC0 layout; on a card pass device_noc_xy(ttnn, device))."""
     ttnn = _ttnn()
     addresses = dict(addresses or {t.name: 0 for t in desc.tensors})
+    if noc_xy is None:
+        from tilegraph.runtime.emulator import noc0_xy
+
+        noc_xy = noc0_xy(desc.grid)
 
     def ct_args(args) -> list[int]:
         if accessor_args is None:
@@ -142,7 +160,7 @@ def to_program_descriptor(
     for k in desc.kernels:
         rt = ttnn.RuntimeArgs()
         for (x, y), args in k.runtime_args.items():
-            rt[x][y] = resolve_args(args, desc, addresses)
+            rt[x][y] = resolve_args(args, desc, addresses, noc_xy)
         kernels.append(ttnn.KernelDescriptor(
             kernel_source=kernel_source_text(k.source),
             source_type=ttnn.KernelDescriptor.SourceType.SOURCE_CODE,
@@ -165,7 +183,11 @@ def to_program_descriptor(
     if worst > L1_LIMIT_BYTES:
         raise KernelError(f"program {desc.name!r}: circular buffers need {worst} bytes of L1 on one core, over the "
                           f"{L1_LIMIT_BYTES} a core has; use smaller blocks/chunks")
-    return BuiltProgram(ttnn.ProgramDescriptor(kernels=kernels, semaphores=[], cbs=cbs), l1)
+    semaphores = [ttnn.SemaphoreDescriptor(id=i, core_type=ttnn.CoreType.WORKER,
+                                           core_ranges=_core_range_set(ttnn, sem.core_ranges),
+                                           initial_value=sem.initial_value)
+                  for i, sem in enumerate(desc.semaphores)]
+    return BuiltProgram(ttnn.ProgramDescriptor(kernels=kernels, semaphores=semaphores, cbs=cbs), l1)
 
 
 def card_present() -> bool:
@@ -236,7 +258,7 @@ def run_on_mesh(desc: ProgramDescription, inputs_per_device: list[Mapping[str, n
                 ttnn.Shape(list(t.padded_shape)), _dtype(ttnn, t.dtype), ttnn.TILE_LAYOUT, mesh, dram)
     addresses = {n: v.buffer_address() for n, v in on_device.items()}
     accessor = {n: list(ttnn.TensorAccessorArgs(v).get_compile_time_args()) for n, v in on_device.items()}
-    built = to_program_descriptor(desc, addresses, accessor)
+    built = to_program_descriptor(desc, addresses, accessor, device_noc_xy(ttnn, mesh))
     ordered = [on_device[t.name] for t in desc.tensors if t.role == "input"]
     ordered += [on_device[t.name] for t in desc.tensors if t.role == "output"]
     ttnn.generic_op(ordered, built.descriptor)

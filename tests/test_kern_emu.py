@@ -194,3 +194,56 @@ def test_swiglu_output_blocks_agree_bit_for_bit(block):
     outs = [run_kernel_op("swiglu", inputs, {}, "emu",
                           DeviceOptions("bfloat16", (2, 2), {"max_k_block": 2, "block": b})) for b in [(1, 1), block]]
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
+
+
+@pytest.mark.parametrize("weight_dtype", [None, "bfloat8_b"])
+@pytest.mark.parametrize("m, k, n, block", [
+    (5 * 32 + 7, 6 * 32, 7 * 32 - 3, (1, 2)),  # edge block row and column; group 4: a round with idle members
+    (3 * 32, 2 * 32, 9 * 32 - 1, (2, 4)),       # group 4 > block rows 2: skipped; group 2 exact
+    (7 * 32 - 9, 3 * 32, 2 * 32, (1, 2)),       # one block column: groups split the block rows (parts > 1)
+])
+def test_swiglu_weight_multicast_groups_agree_bit_for_bit(m, k, n, block, weight_dtype):
+    """Multicast groups (the sender reads each W K block once per group round and multicasts it to the members)
+    change only who reads the W tiles: the outputs are identical to group 1 (every core reads its own W, the data
+    flow of the program before multicast), and the W tiles read from DRAM drop to one read per group round."""
+    from tilegraph.kernels.swiglu.program import swiglu_program
+    from tilegraph.runtime.emulator import run_program_counted
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w1, w3 = (rng.standard_normal((k, n)).astype(np.float32) / 8 for _ in range(2))
+    mt, kt, nt = -(-m // 32), -(-k // 32), -(-n // 32)
+    blocks_m = -(-mt // block[0])
+    w_tile = prog.TILE_BYTES[weight_dtype or "bfloat16"]
+    runs = {}
+    for group in (1, 2, 4):
+        if group > 1 and group > blocks_m:
+            continue
+        desc = swiglu_program(m, k, n, grid=(2, 4), max_k_block=2, block=block, group=group,
+                              weight_dtype=weight_dtype)
+        out, threads = run_program_counted(desc, {"x": x, "w1": w1, "w3": w3})
+        runs[group] = (out["out"], threads, sum(t.get("noc.read.dram.bytes") for t in threads))
+    base_out, base_threads, base_reads = runs.pop(1)
+    assert runs, "no multicast group was run"
+    for group, (out, threads, reads) in runs.items():
+        np.testing.assert_array_equal(out, base_out)
+        # x reads are the same in both; W: 2 * kt * nt tiles per round instead of per block row.
+        saved = 2 * kt * nt * (blocks_m - -(-blocks_m // group)) * w_tile
+        assert base_reads - reads == saved
+        assert sum(t.get("noc.write.mcast.n") for t in threads) > 0
+    assert sum(t.get("noc.write.mcast.n") for t in base_threads) == 0
+
+
+def test_swiglu_builder_multicasts_when_weight_reads_dominate():
+    """The layout cost knows the multicast: at Llama-3-8B prefill shapes (DRAM-bound per block row without it) the
+    builder picks a group of several cores, whose W reads are a fraction of group 1's."""
+    from tilegraph.kernels.swiglu import program as sw
+
+    desc = sw.swiglu_program(2048, 4096, 14336, grid=(8, 8))
+    args = next(iter(desc.kernels[1].runtime_args.values()))
+    (mb, nb), group = (args[12], args[13]), args[7]
+    assert group > 1
+    mt, nt = 2048 // 32, 14336 // 32
+    with_mcast = sw._layout_cost(mt, nt, mb, nb, group, (8, 8))
+    without = sw._layout_cost(mt, nt, mb, nb, 1, (8, 8))
+    assert with_mcast[1] < without[1] and with_mcast[0] < without[0]

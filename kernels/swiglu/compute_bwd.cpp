@@ -72,7 +72,7 @@ void kernel_main() {
     compute_kernel_hw_startup<SrcOrder::Reverse>(cb_x, cb_w1, cb_da);
 
     for (uint32_t b = block_start; b < block_start + block_count; ++b) {
-        const SwigluBlock blk = swiglu_block(b, blocks_n, mt, nt, mb, nb);
+        const SwigluBlock blk = swiglu_block(b / blocks_n, b % blocks_n, mt, nt, mb, nb);
         for (uint32_t k0 = 0; k0 < kt; k0 += kb) {
             const bool first = k0 == 0;
             const bool last = k0 + kb == kt;

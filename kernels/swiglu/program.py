@@ -17,7 +17,7 @@ from tilegraph.errors import ShapeError
 SWIGLU_MAX_K_BLOCK_TILES = 8  # K tiles per reader push; 2 blocks per input CB keep reader and compute overlapped
 
 
-# Output block candidates (tiles), within description.L1_CB_BUDGET; see _choose_blocks.
+# Output block candidates (tiles), within description.L1_CB_BUDGET; see _choose_layout.
 SWIGLU_BLOCK_CANDIDATES = (1, 2, 4, 8)
 
 
@@ -30,31 +30,75 @@ def _swiglu_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb):
     return cbs
 
 
-# Cycles per output tile, for choosing the block: the two HiFi4 tile matmuls per K tile (2 x 64 cycles,
-# tech_reports/GEMM_FLOPS/GEMM_FLOPS.md), and one 2 KB tile read from DRAM per K tile at a core's share of an
-# n150's DRAM (288 GB/s / 64 cores / 1 GHz = 4.5 B/cycle, tech_reports/FlashAttention/FlashAttention.md).
+# Cycles per output tile and K tile, for choosing the layout (n150-derived: the builder does not know the device):
+# the two HiFi4 tile matmuls (2 x 64 cycles, tech_reports/GEMM_FLOPS/GEMM_FLOPS.md); a 2 KB tile over a core's NoC
+# port at 32 B/cycle (Wormhole, tilegraph/perf/devices.py); a 2 KB tile from DRAM at the chip's 288 GB/s at 1 GHz
+# (../shared/TT_FACTS.md), shared by all cores.
 SWIGLU_MATH_CYCLES_PER_K_TILE = 128
-SWIGLU_DRAM_CYCLES_PER_K_TILE = 2048 / 4.5
+SWIGLU_NOC_CYCLES_PER_TILE = 2048 / 32
+SWIGLU_DRAM_CYCLES_PER_TILE = 2048 / 288
+# Cores per W multicast group (a column segment of the grid; 1 = every core reads its own W tiles).
+SWIGLU_GROUP_CANDIDATES = (1, 2, 4, 8)
 
 
-def _choose_blocks(mt, nt, kt, kb, cores, cb_bytes):
-    """Output block (mb, nb) in tiles, within the L1 budget: the least time of the busiest core, taking the larger
-    of its matmul time and its share of the DRAM reads (x once per block column, W1 and W3 once per block row:
-    1/nb + 2/mb reads per output tile and K tile), then fewer reads."""
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def swiglu_layout(mt: int, nt: int, mb: int, nb: int, group: int, grid) -> tuple[int, int, int, int, int]:
+    """(blocks_m, blocks_n, columns, parts, rounds) of the multicast layout (swiglu_common.h): columns x parts
+    groups of `group` cores, each a column segment of the grid; group (c, p) takes block columns c, c + columns,
+    ... and part p of their block rows, `rounds` rounds each (every member does every round)."""
+    blocks_m, blocks_n = _cdiv(mt, mb), _cdiv(nt, nb)
+    most = grid[0] * (grid[1] // group)  # groups that fit the grid
+    columns = min(blocks_n, most)
+    parts = max(1, min(most // columns, _cdiv(blocks_m, group)))  # fewer block columns than groups: split rows
+    return blocks_m, blocks_n, columns, parts, _cdiv(blocks_m, group * parts)
+
+
+def swiglu_slots_per_core(mt: int, nt: int, mb: int, nb: int, group: int, grid) -> int:
+    """Block slots every core of a group goes through (its blocks, plus rounds without one at the M edge)."""
+    _, blocks_n, columns, _, rounds = swiglu_layout(mt, nt, mb, nb, group, grid)
+    return _cdiv(blocks_n, columns) * rounds
+
+
+def _layout_cost(mt, nt, mb, nb, group, grid):
+    """(cycles per K tile of the slowest resource, DRAM tiles read per K tile): the busiest core's matmuls, its
+    sender's NoC port (x and W reads, and the W multicasts, each leaving the port once), and the chip's DRAM
+    (x once per block column, W once per group round)."""
+    blocks_m, blocks_n, columns, _, rounds = swiglu_layout(mt, nt, mb, nb, group, grid)
+    slots = _cdiv(blocks_n, columns) * rounds
+    rows, cols = min(mb, mt), min(nb, nt)
+    w_moves = 2 * cols * (2 if group > 1 else 1)  # read, then multicast
+    dram_tiles = blocks_n * mt + 2 * nt * _cdiv(blocks_m, group)  # W: once per used group round
+    cost = max(slots * rows * cols * SWIGLU_MATH_CYCLES_PER_K_TILE,
+               slots * (rows + w_moves) * SWIGLU_NOC_CYCLES_PER_TILE,
+               dram_tiles * SWIGLU_DRAM_CYCLES_PER_TILE)
+    return cost, dram_tiles
+
+
+def _choose_layout(mt, nt, kt, kb, grid, cb_bytes, block=None, group=None):
+    """Output block (mb, nb) and multicast group size within the L1 budget: the least time of the slowest
+    resource (_layout_cost), then fewer DRAM reads, then smaller groups (less waiting on the slowest member)."""
     best = None
-    for mb in SWIGLU_BLOCK_CANDIDATES:
-        for nb in SWIGLU_BLOCK_CANDIDATES:
-            if (mb > 1 and mb // 2 >= mt) or (nb > 1 and nb // 2 >= nt) or cb_bytes(mb, nb) > _prog.L1_CB_BUDGET:
+    blocks = [block] if block else [(mb, nb) for mb in SWIGLU_BLOCK_CANDIDATES for nb in SWIGLU_BLOCK_CANDIDATES]
+    groups = [group] if group else SWIGLU_GROUP_CANDIDATES
+    for mb, nb in blocks:
+        if not block and ((mb > 1 and mb // 2 >= mt) or (nb > 1 and nb // 2 >= nt)):
+            continue
+        if cb_bytes(mb, nb) > _prog.L1_CB_BUDGET:
+            continue
+        for g in groups:
+            if g > grid[1] or (g > 1 and g > _cdiv(mt, mb)):  # a group needs a block row per member
                 continue
-            blocks = -(-mt // mb) * -(-nt // nb)
-            busiest = -(-blocks // cores) * min(mb, mt) * min(nb, nt)
-            reads = 1 / min(nb, nt) + 2 / min(mb, mt)
-            cost = max(busiest * SWIGLU_MATH_CYCLES_PER_K_TILE,
-                       mt * nt / min(cores, blocks) * reads * SWIGLU_DRAM_CYCLES_PER_K_TILE)
-            key = (cost, reads, -mb)
+            cost, dram = _layout_cost(mt, nt, mb, nb, g, grid)
+            key = (cost, dram, g, -mb)
             if best is None or key < best[0]:
-                best = (key, mb, nb)
-    return best[1], best[2]
+                best = (key, mb, nb, g)
+    if best is None:
+        raise ShapeError(f"op 'swiglu': no output block {block or ''} / multicast group {group or ''} fits a "
+                         f"{grid[0]}x{grid[1]} grid within {_prog.L1_CB_BUDGET} bytes of CBs")
+    return best[1], best[2], best[3]
 
 
 def swiglu_program(
@@ -69,15 +113,18 @@ def swiglu_program(
     max_k_block: int = SWIGLU_MAX_K_BLOCK_TILES,
     max_n_block: int | None = None,
     block: tuple[int, int] | None = None,
+    group: int | None = None,
     math_fidelity: str = "HiFi4",
 ) -> _prog.ProgramDescription:
     """Fused SwiGLU out[M, N] = silu(x W1) * (x W3) for x [M, K], W1/W3 [K, N]; output blocks split over the grid.
 
-    The output tiles are cut into mb x nb blocks (`block`, default: _choose_blocks); each core owns a contiguous
-    range of blocks and computes each K block of a block from one read of its x and W tiles, reused from L1 for
-    every output subblock (one row of up to w = min(max_n_block, DST/2) tiles, both matmuls accumulating in DST);
-    fp32 partial sums wait in L1 between K blocks (reloaded exactly). The gate is applied in DST, so the [M, N]
-    gate/up products never reach DRAM. Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0).
+    The output tiles are cut into mb x nb blocks (`block`); groups of `group` cores (a column segment of the grid)
+    share block columns: the group's first core reads each W1 / W3 K block from DRAM once and multicasts it to the
+    others, which take the block rows in rounds (swiglu_common.h). Both default to _choose_layout. Each block is
+    computed K block by K block from one read of its x and W tiles, reused from L1 for every output subblock (one
+    row of up to w = min(max_n_block, DST/2) tiles, both matmuls accumulating in DST); fp32 partial sums wait in L1
+    between K blocks (reloaded exactly). The gate is applied in DST, so the [M, N] gate/up products never reach
+    DRAM. Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0).
     weight_dtype: device format of W1 / W3 (default: dtype), e.g. bfloat8_b weights with bfloat16 activations.
     math_fidelity: of the matmuls (the fuzz tolerances are derived for HiFi4, the default)."""
     m, k, n = int(m), int(k), int(n)
@@ -93,29 +140,41 @@ def swiglu_program(
     def cb_bytes(mb, nb):
         return sum(c.num_pages * c.page_size for c in _swiglu_cbs((), dtype, weight_dtype, out_dtype, kt, kb, mb, nb))
 
-    mb, nb = block or _choose_blocks(mt, nt, kt, kb, grid[0] * grid[1], cb_bytes)
-    blocks_n = -(-nt // nb)
-    split = _host.split_work(-(-mt // mb) * blocks_n, grid[0] * grid[1])
-    cores = _host.grid_cores(grid, len(split))
-    ranges = _host.core_ranges(cores)
+    mb, nb, group = _choose_layout(mt, nt, kt, kb, tuple(grid), cb_bytes, block, group)
+    blocks_m, blocks_n, columns, parts, _ = swiglu_layout(mt, nt, mb, nb, group, grid)
+    groups = columns * parts
+    per_column = grid[1] // group
+
+    def core_of(g: int, member: int) -> tuple[int, int]:
+        return (g // per_column, (g % per_column) * group + member)
+
+    cores = [core_of(g, s) for g in range(groups) for s in range(group)]
+    ranges = _host.core_ranges(sorted(cores, key=lambda c: (c[1], c[0])))
     tensors = [_prog.TensorSpec("x", (m, k), dtype), _prog.TensorSpec("w1", (k, n), weight_dtype),
                _prog.TensorSpec("w3", (k, n), weight_dtype), _prog.TensorSpec("out", (m, n), out_dtype, "output")]
     cbs = _swiglu_cbs(ranges, dtype, weight_dtype, out_dtype, kt, kb, mb, nb)
-    addr, cta = _prog.BufferAddress, _prog.TensorAccessorCTA
+    addr, cta, nx, ny = _prog.BufferAddress, _prog.TensorAccessorCTA, _prog.NocX, _prog.NocY
     reader_rt, compute_rt, writer_rt = {}, {}, {}
-    for core, (start, count) in zip(cores, split):
-        reader_rt[core] = (addr("x"), addr("w1"), addr("w3"), kt, mt, nt, start, count, kb, mb, nb, blocks_n)
-        compute_rt[core] = (kt, mt, nt, start, count, kb, mb, nb, w, blocks_n)
-        writer_rt[core] = (addr("out"), mt, nt, start, count, mb, nb, blocks_n)
+    for g in range(groups):
+        sender, last = core_of(g, 0), core_of(g, group - 1)
+        for s in range(group):
+            core = core_of(g, s)
+            lay = (blocks_m, blocks_n, g % columns, columns, g // columns, parts, s, group)
+            reader_rt[core] = (*lay, addr("x"), addr("w1"), addr("w3"), kt, mt, nt, kb, mb, nb,
+                               nx(sender), ny(sender), nx(sender), ny(sender), nx(last), ny(last))
+            compute_rt[core] = (*lay, kt, mt, nt, kb, mb, nb, w)
+            writer_rt[core] = (*lay, addr("out"), mt, nt, mb, nb)
     kernels = [
         _prog.KernelSpec("reader", "swiglu/reader.cpp", ranges, (cta("x"), cta("w1"), cta("w3")), {}, reader_rt),
         _prog.KernelSpec("compute", "swiglu/compute.cpp", ranges, (), {}, compute_rt),
         _prog.KernelSpec("writer", "swiglu/writer.cpp", ranges, (cta("out"),), {}, writer_rt),
     ]
-    desc = _prog.ProgramDescription(
+    # sem_w_ready / sem_w_valid of swiglu_common.h (ids = indices), on every core: senders count ready members on
+    # the first, members wait on the second, and the sender's own copy of it is the multicast's source word.
+    semaphores = [_prog.SemaphoreSpec(ranges, 0), _prog.SemaphoreSpec(ranges, 0)]
+    return _prog.ProgramDescription(
         name="swiglu", tensors=tensors, cbs=cbs, kernels=kernels,
-        compute_config=config, grid=tuple(grid))
-    return desc
+        compute_config=config, grid=tuple(grid), semaphores=semaphores)
 
 
 def swiglu_device_inputs(x, w1, w3) -> dict:
@@ -149,6 +208,7 @@ class SwiGLUKernel(KernelOp):
             "m": st.integers(1, 70), "k": st.integers(1, 200), "n": st.integers(1, 70), "max_k_block": st.integers(1, 8),
             "max_n_block": st.integers(1, 2),
             "weight_dtype": st.sampled_from([None, "bfloat8_b"]),  # None: the weights take `dtype` too
+            "group": st.sampled_from([None, 1, 2]),  # W multicast group (None: the builder's choice)
         })
 
     def make_inputs(self, case, rng, randn, grid):
@@ -157,6 +217,9 @@ class SwiGLUKernel(KernelOp):
         w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
         knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block"),
                  "weight_dtype": case.get("weight_dtype")}
+        if case.get("group"):
+            # At most the grid's rows and the block rows (1-tile blocks): the builder rejects a larger group.
+            knobs["group"] = min(case["group"], grid[1], -(-case["m"] // 32))
         return [x, w1, w3], {}, DeviceOptions(case["dtype"], grid, knobs)
 
     def input_formats(self, dtype, count, knobs):

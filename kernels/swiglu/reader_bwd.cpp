@@ -35,7 +35,7 @@ void kernel_main() {
     const uint32_t dh_tile = get_tile_size(cb_dh);
 
     for (uint32_t b = block_start; b < block_start + block_count; ++b) {
-        const SwigluBlock blk = swiglu_block(b, blocks_n, mt, nt, mb, nb);
+        const SwigluBlock blk = swiglu_block(b / blocks_n, b % blocks_n, mt, nt, mb, nb);
         for (uint32_t k0 = 0; k0 < kt; k0 += kb) {
             cb_reserve_back(cb_x, mb * kb);
             cb_reserve_back(cb_w1, kb * nb);

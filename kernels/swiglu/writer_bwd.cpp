@@ -21,7 +21,7 @@ void kernel_main() {
     const auto db_acc = TensorAccessor(db_args, db_addr, get_tile_size(cb_db));
 
     for (uint32_t b = block_start; b < block_start + block_count; ++b) {
-        const SwigluBlock blk = swiglu_block(b, blocks_n, mt, nt, mb, nb);
+        const SwigluBlock blk = swiglu_block(b / blocks_n, b % blocks_n, mt, nt, mb, nb);
         for (uint32_t r = 0; r < blk.rows; ++r) {
             for (uint32_t j = 0; j < blk.cols; ++j) {
                 const uint32_t page = (blk.row0 + r) * nt + blk.col0 + j;

@@ -56,6 +56,9 @@ class BenchKernel:
     # ttnn ops that run on the device after our program as part of the kernel op (KernelOp.device_finish:
     # swiglu_bwd's matmuls), modelled as ttnn's built-ins; their times add to our program's.
     finish: Callable[[dict, Device, str], list[list[ThreadCounters]]] | None = None
+    # Units on the busiest core, when the builder's layout decides it (swiglu: multicast groups that go through
+    # block rows in rounds); (shape, device, **pinned). Default: the units spread evenly over the device's cores.
+    per_core: Callable[..., int] | None = None
 
 
 def _rand(rng, *shape, scale=1.0):
@@ -121,36 +124,50 @@ def _attn_baseline(s, dev, dtype):
             baselines.sdpa(s["batch"], s["heads"], s["kv_heads"], s["seq"], s["head_dim"], dev, dtype), "HiFi2")
 
 
-def _swiglu_block(s, device, dtype, backward=False):
-    """The output block (mb, nb) the builder picks at the full shape (swiglu and swiglu_bwd share the layout and
-    the compute kernel's runtime args (kt, mt, nt, start, count, kb, mb, nb, ...))."""
+def _swiglu_block(s, device, dtype):
+    """The output block (mb, nb) and multicast group the builder picks at the full shape."""
     from tilegraph.kernels.swiglu.program import swiglu_program
+
+    desc = swiglu_program(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
+    # compute args: (blocks_m, blocks_n, column, columns, part, parts, member, group_size, kt, mt, nt, kb, mb, nb, w)
+    args = next(iter(desc.kernels[1].runtime_args.values()))
+    return {"block": (int(args[12]), int(args[13])), "group": int(args[7])}
+
+
+def _swiglu_bwd_block(s, device, dtype):
+    """The output block (mb, nb) swiglu_bwd's builder picks at the full shape (compute args (kt, mt, nt, start,
+    count, kb, mb, nb, ...))."""
     from tilegraph.kernels.swiglu.program_bwd import swiglu_gate_bwd_program
 
-    build = swiglu_gate_bwd_program if backward else swiglu_program
-    desc = build(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
+    desc = swiglu_gate_bwd_program(s["tokens"], s["hidden"], s["ffn"], dtype, grid=device.grid)
     args = next(iter(desc.kernels[1].runtime_args.values()))
     return {"block": (int(args[6]), int(args[7]))}
+
+
+def _swiglu_per_core(s, device, block, group=1):
+    from tilegraph.kernels.swiglu.program import swiglu_slots_per_core
+
+    return swiglu_slots_per_core(_cdiv(s["tokens"], 32), _cdiv(s["ffn"], 32), *block, group, device.grid)
 
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _swiglu_units(s, block):
+def _swiglu_units(s, block, group=1):
     mb, nb = block
     return _cdiv(_cdiv(s["tokens"], 32), mb) * _cdiv(_cdiv(s["ffn"], 32), nb)
 
 
-def _swiglu_slice(s, units, block):
-    """Fewer block columns (N), then fewer block rows (M), keeping whole mb x nb blocks."""
+def _swiglu_slice(s, units, block, group=1):
+    """Whole mb x nb blocks and whole group rounds: block rows for at most EMULATED_UNITS_PER_CORE rounds of each
+    multicast group (at least `group` rows, so every member keeps a block), then block columns for `units` blocks
+    (enough to keep every group of the layout busy)."""
     mb, nb = block
     s = dict(s)
-    rows = _cdiv(_cdiv(s["tokens"], 32), mb)
-    cols = max(1, units // rows)
-    s["ffn"] = min(s["ffn"], 32 * nb * cols)
-    if _swiglu_units(s, block) > units:
-        s["tokens"] = min(s["tokens"], 32 * mb * max(1, units // _cdiv(_cdiv(s["ffn"], 32), nb)))
+    rows = min(_cdiv(_cdiv(s["tokens"], 32), mb), group * EMULATED_UNITS_PER_CORE)
+    s["tokens"] = min(s["tokens"], 32 * mb * rows)
+    s["ffn"] = min(s["ffn"], 32 * nb * max(1, units // rows))
     return s
 
 
@@ -200,7 +217,13 @@ def _attn_bwd_inputs(s, rng):
 
 
 def _attn_bwd_pin(s, device, dtype):
-    return {"q_chunk": 128, "k_chunk": 128}  # attention_bwd_program's default at seq >= 256
+    """The chunks attention_bwd_program picks at the full shape (as _attn_pin: compute args begin (qc, kc))."""
+    from tilegraph.kernels.attention.backward import attention_bwd_program
+
+    desc = attention_bwd_program(s["batch"], s["seq"], s["heads"], s["head_dim"], s["kv_heads"], dtype,
+                                 grid=device.grid)
+    qc, kc = next(iter(desc.kernels[1].runtime_args.values()))[:2]
+    return {"q_chunk": 32 * qc, "k_chunk": 32 * kc}
 
 
 def _attn_bwd_baseline(s, dev, dtype):
@@ -219,9 +242,9 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
         "rmsnorm", ("tokens", "hidden"), _rms_inputs, lambda s: -(-s["tokens"] // 32), _rows_slice, _rms_baseline,
         lambda s: 4.0 * s["tokens"] * s["hidden"]),
     "swiglu": BenchKernel(
-        "swiglu", ("tokens", "hidden", "ffn"), _swiglu_inputs, lambda s, block=(1, 1): _swiglu_units(s, block),
-        _swiglu_slice, _swiglu_baseline,
-        lambda s: 4.0 * s["tokens"] * s["hidden"] * s["ffn"] + 5.0 * s["tokens"] * s["ffn"], _swiglu_block),
+        "swiglu", ("tokens", "hidden", "ffn"), _swiglu_inputs, _swiglu_units, _swiglu_slice, _swiglu_baseline,
+        lambda s: 4.0 * s["tokens"] * s["hidden"] * s["ffn"] + 5.0 * s["tokens"] * s["ffn"], _swiglu_block,
+        _swiglu_per_core),
     "attention": BenchKernel(
         "attention", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_inputs, _attn_units, _attn_slice,
         _attn_baseline, lambda s: 2.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"],  # causal: half of 4
@@ -232,11 +255,10 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
     "swiglu_bwd": BenchKernel(
         "swiglu_bwd", ("tokens", "hidden", "ffn"), _swiglu_bwd_inputs, lambda s, block=(1, 1): _swiglu_units(s, block),
         _swiglu_slice, _swiglu_bwd_baseline, lambda s: 12.0 * s["tokens"] * s["hidden"] * s["ffn"],
-        lambda s, device, dtype: _swiglu_block(s, device, dtype, backward=True), finish=_swiglu_bwd_finish),
+        _swiglu_bwd_block, finish=_swiglu_bwd_finish),
     "attention_bwd": BenchKernel(
         "attention_bwd", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_bwd_inputs,
-        lambda s, q_chunk=128, k_chunk=128: _attn_units(s, q_chunk), 
-        lambda s, units, q_chunk=128, k_chunk=128: _attn_slice(s, units, q_chunk), _attn_bwd_baseline,
+        _attn_units, _attn_slice, _attn_bwd_baseline,
         _attn_bwd_flops, _attn_bwd_pin),
 }
 
@@ -289,12 +311,17 @@ def model_kernel(name: str, shape: Mapping[str, int], device: Device, dtype: str
     knobs = dict(knobs or {})
     pinned = bk.pin(shape, device, dtype)
     pinned.update({k: v for k, v in knobs.items() if k in pinned})  # the user's choice wins
-    units = bk.units(shape, **pinned)
-    per_core = math.ceil(units / device.cores)
+
+    def busiest(s):
+        if bk.per_core is not None:
+            return bk.per_core(s, device, **pinned)
+        return math.ceil(bk.units(s, **pinned) / device.cores)
+
+    per_core = busiest(shape)
     emulated = shape
     if per_core > EMULATED_UNITS_PER_CORE:
         emulated = bk.slice(shape, EMULATED_UNITS_PER_CORE * device.cores, **pinned)
-    scale = per_core / math.ceil(bk.units(emulated, **pinned) / device.cores)
+    scale = per_core / busiest(emulated)
     inputs, attrs = bk.inputs(emulated, np.random.default_rng(0))
     opts = DeviceOptions(dtype=dtype, grid=device.grid, knobs={**pinned, **knobs})
     desc, dev_inputs = get_kernel_op(name).program(inputs, {**get_op(name).attrs, **attrs}, opts)

@@ -3,7 +3,8 @@
 Keys (per thread): `unpack.<fmt>` / `pack.<fmt>` tiles; `fpu.matmul.<fidelity>` 32x32x32 tile products,
 `fpu.binary.<op>[.<fidelity>]`, `fpu.bcast.<op>[.<fidelity>]`, `fpu.reduce.max`, `fpu.reduce.sum.<fidelity>`,
 `fpu.copy`, `fpu.transpose` tiles; `sfpu.<op>.faces` 16x16 faces; `noc.{read,write}.{dram,l1}.{bytes,n}`,
-`noc.{read,write}_barrier`; `dram.page_class.<k>.bytes` (page index mod 24, see PERF_DRAM_PAGE_CLASSES);
+`noc.{read,write}_barrier`; `noc.write.mcast.{bytes,n,dests}` multicasts (once, at the sender, with the
+number of destinations); `noc.atomic.n` semaphore increments; `sem.wait`, `sem.wait.blocked`; `dram.page_class.<k>.bytes` (page index mod 24, see PERF_DRAM_PAGE_CLASSES);
 `cb.<i>.{pushed,popped}` pages, `cb.<i>.{reserve_max,wait_max}` largest block, `cb.<i>.<api>.blocked` how often the
 call had to wait (host-scheduling dependent: reported, not used for time); `init.{fpu,sfpu,reconfig}`, `dst.acquire`.
 """

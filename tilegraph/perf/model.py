@@ -64,6 +64,10 @@ INIT_CYCLES = 40
 # (ASSUMPTION: GDDR6 access ~100 ns, i.e. ~100-135 cycles). 300 cycles is used.
 BARRIER_LATENCY_CYCLES = 300
 MAX_PACKET_BYTES = {"wormhole_b0": 8192, "blackhole": 16384}  # 256 data flits per packet [NOC]
+# ASSUMPTION (MULTICAST_CHARGED_ONCE): a multicast costs the sender what a unicast write of its bytes costs; the
+# routers replicate the flits along the rectangle and the receivers' acks are not charged. The public sources say a
+# multicast is one NoC operation (above) but give no cost per destination. Semaphore waits cost nothing by
+# themselves: the time a core waits shows as the slower core it waits for.
 
 
 @dataclass
@@ -139,13 +143,16 @@ def peak_flops(device: Device, fidelity: str) -> float:
 
 def _data_movement_cycles(t: ThreadCounters, device: Device) -> float:
     cycles = 0.0
-    for direction in ("read", "write"):
-        for where in ("dram", "l1"):
-            nbytes = t.get(f"noc.{direction}.{where}.bytes")
-            packets = t.get(f"noc.{direction}.{where}.n")
-            packets = max(packets, math.ceil(nbytes / MAX_PACKET_BYTES[device.arch])) if nbytes else packets
-            cycles += nbytes / device.noc_bytes_per_cycle + packets  # data flits + one header flit per packet
-        # a multicast is one transfer whatever the number of receivers (counted as write.l1 by the sender)
+    for kind in ("read.dram", "read.l1", "write.dram", "write.l1", "write.mcast"):
+        nbytes = t.get(f"noc.{kind}.bytes")
+        packets = t.get(f"noc.{kind}.n")
+        packets = max(packets, math.ceil(nbytes / MAX_PACKET_BYTES[device.arch])) if nbytes else packets
+        cycles += nbytes / device.noc_bytes_per_cycle + packets  # data flits + one header flit per packet
+    # A multicast (noc.write.mcast, counted once by the sender with its destination count in .dests) leaves the
+    # sender's NoC port once whatever the number of receivers: tt-metal's multicast lab (tt-metalium docs,
+    # labs/matmul/lab3: "write the same data to multiple destination cores in a single NoC operation") and
+    # MULTICAST_CHARGED_ONCE below. Semaphore increments (NoC atomics) are one header-only packet each.
+    cycles += t.get("noc.atomic.n")
     barriers = t.get("noc.read_barrier") + t.get("noc.write_barrier")
     return cycles + barriers * BARRIER_LATENCY_CYCLES
 

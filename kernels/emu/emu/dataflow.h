@@ -4,6 +4,11 @@
 #include "common.h"
 
 constexpr uint8_t noc_index = 0;
+// Virtual channels (tt-metal 0.81.1 dataflow_api_common.h, Wormhole values); accepted and ignored.
+#ifndef NOC_UNICAST_WRITE_VC
+#define NOC_UNICAST_WRITE_VC 1
+#define NOC_MULTICAST_WRITE_VC 4
+#endif
 #ifndef NOC_MAX_BURST_SIZE
 #define NOC_MAX_BURST_SIZE 8192
 #endif
@@ -45,6 +50,77 @@ inline void noc_async_writes_flushed(uint8_t noc = noc_index) { tgemu::noc_write
 inline void noc_async_full_barrier(uint8_t noc = noc_index) {
     tgemu::noc_read_barrier();
     tgemu::noc_write_barrier();
+}
+
+// ---- Semaphores and multicast (tt-metal 0.81.1 dataflow_api.h signatures). NoC coordinates are NOC0 coordinates
+// of worker cores (runtime-arg placeholders NocX / NocY in the program description); see API.md "Semaphores and
+// multicast" for what is modelled and checked.
+// The semaphore values tt-metal's handshakes use (hostdevcommon/common_values.hpp, included by dataflow_api.h).
+constexpr static uint32_t INVALID = 0;
+constexpr static uint32_t VALID = 1;
+enum class ProgrammableCoreType { TENSIX = 0, ACTIVE_ETH = 1, IDLE_ETH = 2 };
+template <ProgrammableCoreType type = ProgrammableCoreType::TENSIX>
+FORCE_INLINE uintptr_t get_semaphore(uint32_t semaphore_id) {
+    static_assert(type == ProgrammableCoreType::TENSIX, "emulator: only Tensix semaphores are modelled");
+    return tgemu::semaphore_addr(semaphore_id);
+}
+FORCE_INLINE uint64_t get_noc_multicast_addr(uint32_t noc_x_start, uint32_t noc_y_start, uint32_t noc_x_end,
+                                             uint32_t noc_y_end, uint32_t addr, uint8_t noc = noc_index) {
+    return tgemu::mcast_noc_addr(noc_x_start, noc_y_start, noc_x_end, noc_y_end, addr);  // noc: at the write
+}
+FORCE_INLINE void noc_semaphore_wait(volatile tt_l1_ptr uint32_t* sem_addr, uint32_t val) {
+    tgemu::sem_wait(uintptr_t(sem_addr), val, false);
+}
+FORCE_INLINE void noc_semaphore_wait_min(volatile tt_l1_ptr uint32_t* sem_addr, uint32_t val) {
+    tgemu::sem_wait(uintptr_t(sem_addr), val, true);
+}
+FORCE_INLINE void noc_semaphore_set(volatile tt_l1_ptr uint32_t* sem_addr, uint32_t val) {
+    tgemu::sem_set_local(uintptr_t(sem_addr), val);
+}
+template <bool posted = false>
+FORCE_INLINE void noc_semaphore_inc(uint64_t addr, uint32_t incr, uint8_t noc_id = noc_index, uint8_t vc = NOC_UNICAST_WRITE_VC) {
+    tgemu::sem_inc(addr, incr);
+}
+template <bool posted = false>
+FORCE_INLINE void noc_semaphore_inc_multicast(uint64_t addr, uint32_t incr, uint32_t num_dests,
+                                              uint8_t noc_id = noc_index, uint8_t vc = NOC_MULTICAST_WRITE_VC) {
+    tgemu::sem_inc_mcast(addr, incr, num_dests, noc_id);
+}
+inline void noc_semaphore_set_remote(uint32_t src_local_l1_addr, uint64_t dst_noc_addr, uint8_t noc = noc_index) {
+    tgemu::noc_write(src_local_l1_addr, dst_noc_addr, 4);
+}
+template <uint32_t max_page_size = NOC_MAX_BURST_SIZE + 1>
+inline void noc_async_write_multicast(uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast, uint32_t size,
+                                      uint32_t num_dests, bool linked = false, uint8_t noc = noc_index,
+                                      uint8_t vc = NOC_MULTICAST_WRITE_VC) {
+    tgemu::noc_write_mcast(src_local_l1_addr, dst_noc_addr_multicast, size, num_dests, false, noc,
+                           "noc_async_write_multicast");
+}
+template <bool enable_noc_tracing = true>
+FORCE_INLINE void noc_async_write_multicast_one_packet(uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast,
+                                                       uint32_t size, uint32_t num_dests, bool linked = false,
+                                                       uint8_t noc = noc_index) {
+    if (size > NOC_MAX_BURST_SIZE) tgemu::fail("noc_async_write_multicast_one_packet: size above NOC_MAX_BURST_SIZE");
+    tgemu::noc_write_mcast(src_local_l1_addr, dst_noc_addr_multicast, size, num_dests, false, noc,
+                           "noc_async_write_multicast_one_packet");
+}
+inline void noc_async_write_multicast_loopback_src(uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast,
+                                                   uint32_t size, uint32_t num_dests, bool linked = false,
+                                                   uint8_t noc = noc_index) {
+    tgemu::noc_write_mcast(src_local_l1_addr, dst_noc_addr_multicast, size, num_dests, true, noc,
+                           "noc_async_write_multicast_loopback_src");
+}
+inline void noc_semaphore_set_multicast(uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast,
+                                        uint32_t num_dests, bool linked = false, uint8_t noc = noc_index,
+                                        uint8_t vc = NOC_MULTICAST_WRITE_VC) {
+    tgemu::noc_write_mcast(src_local_l1_addr, dst_noc_addr_multicast, 4, num_dests, false, noc,
+                           "noc_semaphore_set_multicast");
+}
+inline void noc_semaphore_set_multicast_loopback_src(uint32_t src_local_l1_addr, uint64_t dst_noc_addr_multicast,
+                                                     uint32_t num_dests, bool linked = false,
+                                                     uint8_t noc = noc_index) {
+    tgemu::noc_write_mcast(src_local_l1_addr, dst_noc_addr_multicast, 4, num_dests, true, noc,
+                           "noc_semaphore_set_multicast_loopback_src");
 }
 
 // ---- Interleaved DRAM address generators: page `id` of a tensor at `bank_base_address`.

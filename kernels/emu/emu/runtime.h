@@ -46,6 +46,15 @@ void noc_read(uint64_t src, uint32_t dst_l1, uint32_t size);
 void noc_write(uint32_t src_l1, uint64_t dst, uint32_t size);
 void noc_read_barrier();
 void noc_write_barrier();
+// Semaphores (per-core L1 words, ProgramDescription.semaphores) and NOC0 multicast (a rectangle of worker cores).
+uint32_t semaphore_addr(uint32_t id);
+void sem_wait(uintptr_t addr, uint32_t val, bool at_least);
+void sem_set_local(uintptr_t addr, uint32_t val);
+void sem_inc(uint64_t dst, uint32_t incr);
+void sem_inc_mcast(uint64_t dst, uint32_t incr, uint32_t num_dests, uint8_t noc);
+uint64_t mcast_noc_addr(uint32_t x_start, uint32_t y_start, uint32_t x_end, uint32_t y_end, uint32_t l1_addr);
+void noc_write_mcast(uint32_t src_l1, uint64_t dst, uint32_t size, uint32_t num_dests, bool loopback, uint8_t noc,
+                     const char* api);
 
 // Compute: op initialisation state. On a card an init programs the unpacker/math (macro-ops) or the SFPU for one
 // op; running another op without its init computes the wrong thing, so the emulator checks the pairing.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -38,6 +39,14 @@ constexpr uint32_t L1_SIZE = 1536 * 1024;
 constexpr uint32_t L1_CB_BASE = 64 * 1024;  // CBs start above the firmware-reserved low L1, as on a card
 constexpr uint32_t NUM_CBS = 32;
 constexpr uint64_t L1_NOC_BIT = uint64_t(1) << 63;
+// Semaphores: NUM_SEMAPHORES words per core (tt-metal's host constant), one per L1_ALIGNMENT bytes as get_semaphore
+// spaces them (Wormhole B0 L1_ALIGNMENT = 16), in the firmware-reserved low L1 just below the CBs.
+constexpr uint32_t NUM_SEMAPHORES = 16;
+constexpr uint32_t L1_ALIGNMENT = 16;
+constexpr uint32_t L1_SEM_BASE = L1_CB_BASE - NUM_SEMAPHORES * L1_ALIGNMENT;
+// A multicast NoC address (get_noc_multicast_addr): L1 bit + this bit, the NOC0 rectangle in bits 32..55 (6 bits
+// per coordinate: x_start, y_start, x_end, y_end from high to low) and the L1 offset within each core in bits 0..31.
+constexpr uint64_t L1_MCAST_BIT = uint64_t(1) << 62;
 
 struct Abort {};  // unwinds a kernel thread after an error anywhere
 
@@ -56,9 +65,13 @@ struct CB {
 };
 
 struct Core {
-    uint32_t x = 0, y = 0;
+    uint32_t x = 0, y = 0;          // logical coordinates (the program description's)
+    uint32_t noc_x = 0, noc_y = 0;  // NOC0 coordinates (the job's map, runtime/emulator.py)
     uint8_t* l1 = nullptr;
     CB cbs[NUM_CBS];
+    bool sem_defined[NUM_SEMAPHORES] = {};
+    std::condition_variable sem_cv;  // semaphore waiters of this core
+    uint32_t* sem_word(uint32_t id) const { return reinterpret_cast<uint32_t*>(l1 + L1_SEM_BASE + id * L1_ALIGNMENT); }
 };
 
 struct Tensor {
@@ -112,6 +125,7 @@ struct Thread {
     bool blocked = false, done = false;
     std::string wait_desc;  // the blocking call, e.g. "cb_wait_front(16, 1)"
     int wait_cb = -1;       // the CB it waits on (its state is printed live in reports)
+    int wait_sem = -1;      // or the semaphore of its own core it waits on
     std::function<bool()> wait_pred;
     // outstanding NoC transfers (checked against pushes / pops)
     std::vector<std::pair<uint8_t*, uint32_t>> reads_in_flight, writes_in_flight;
@@ -136,6 +150,7 @@ struct Machine {
     std::vector<std::unique_ptr<Core>> cores;
     std::vector<std::unique_ptr<Tensor>> tensors;
     std::vector<std::unique_ptr<Thread>> threads;
+    std::vector<uint32_t> worker_noc_x, worker_noc_y;  // NOC0 columns / rows of worker cores (the job's layout)
     std::mutex mu;
     std::condition_variable all_done;
     int alive = 0;
@@ -163,8 +178,10 @@ std::string fmt_str(const char* f, va_list ap) {
 }
 
 void notify_all_locked() {
-    for (auto& c : M.cores)
+    for (auto& c : M.cores) {
         for (auto& cb : c->cbs) cb.cv.notify_all();
+        c->sem_cv.notify_all();
+    }
 }
 
 // Record the first error, wake everyone, unwind this thread.
@@ -209,7 +226,10 @@ std::string wait_report_locked() {
         }
         shown++;
         s << "\n  " << where(t.get()) << ": ";
-        if (t->blocked)
+        if (t->blocked && t->wait_sem >= 0)
+            s << "blocked in " << t->wait_desc << " on semaphore " << t->wait_sem << " of core (" << t->core->x << ","
+              << t->core->y << "), whose value is " << __atomic_load_n(t->core->sem_word(t->wait_sem), __ATOMIC_ACQUIRE);
+        else if (t->blocked)
             s << "blocked in " << t->wait_desc << " on " << cb_state(t->core->cbs[t->wait_cb], t->wait_cb);
         else
             s << "running";
@@ -230,20 +250,23 @@ void check_deadlock_locked() {
         }
     if (blocked > 0 && blocked == M.alive) {
         M.aborted = true;
-        M.error = "deadlock: every running kernel thread waits on a circular buffer that nothing will fill or drain" +
-                  wait_report_locked();
+        M.error = "deadlock: every running kernel thread waits on a circular buffer that nothing will fill or drain, "
+                  "or on a semaphore that nothing will signal" + wait_report_locked();
         notify_all_locked();
     }
 }
 
-void block_until(uint32_t cbi, const std::function<bool()>& pred, const std::string& desc) {
-    CB& cb = T->core->cbs[cbi];
+// Block the calling thread until pred() holds, woken through cv; a wait on a CB (cb >= 0) or a semaphore of this
+// core (sem >= 0) takes part in deadlock detection and is named in the reports.
+void block_on(std::condition_variable& cv, int cb, int sem, const std::function<bool()>& pred, const std::string& desc,
+              const std::string& perf_key) {
     std::unique_lock<std::mutex> lk(M.mu);
     if (pred()) return;
     T->blocked = true;
-    T->perf.add(perf_cb(cbi, desc.substr(0, desc.find('(')).c_str()) + ".blocked");
+    T->perf.add(perf_key);
     T->wait_desc = desc;
-    T->wait_cb = int(cbi);
+    T->wait_cb = cb;
+    T->wait_sem = sem;
     T->wait_pred = pred;
     check_deadlock_locked();
     while (!pred()) {
@@ -251,9 +274,14 @@ void block_until(uint32_t cbi, const std::function<bool()>& pred, const std::str
             T->blocked = false;
             throw Abort{};
         }
-        cb.cv.wait_for(lk, std::chrono::milliseconds(200));
+        cv.wait_for(lk, std::chrono::milliseconds(200));
     }
     T->blocked = false;
+}
+
+void block_until(uint32_t cbi, const std::function<bool()>& pred, const std::string& desc) {
+    block_on(T->core->cbs[cbi].cv, int(cbi), -1, pred, desc,
+             perf_cb(cbi, desc.substr(0, desc.find('(')).c_str()) + ".blocked");
 }
 
 Core& core() { return *T->core; }
@@ -295,11 +323,126 @@ uint8_t* dram_ptr(uint64_t addr, uint32_t size, const char* api) {
 }
 
 uint8_t* noc_ptr(uint64_t a, uint32_t size, const char* api) {
+    if (a & L1_MCAST_BIT)
+        failf("%s: NoC address 0x%llx is a multicast address (get_noc_multicast_addr); only the multicast writes "
+              "(noc_async_write_multicast, noc_semaphore_set_multicast, ...) take one", api, (unsigned long long)a);
     if (a & L1_NOC_BIT) return l1_ptr(uint32_t(a), size, api);
     return dram_ptr(a, size, api);
 }
 
 bool overlaps(uint8_t* a, uint32_t an, uint8_t* b, uint32_t bn) { return a < b + bn && b < a + an; }
+
+// ---------------------------------------------------------------- cores by NoC coordinate, semaphores, L1 regions
+Core* core_at_noc(uint32_t nx, uint32_t ny) {
+    for (auto& c : M.cores)
+        if (c->noc_x == nx && c->noc_y == ny) return c.get();
+    return nullptr;
+}
+
+Core* core_holding(const uint8_t* p) {
+    for (auto& c : M.cores)
+        if (p >= c->l1 && p < c->l1 + L1_SIZE) return c.get();
+    return nullptr;
+}
+
+// An L1 address the calling kernel names (its own L1: as on a card, the same offset addresses every core's L1).
+uint32_t local_l1_offset(uint32_t addr, const char* api) {
+    uint8_t* p = reinterpret_cast<uint8_t*>(uintptr_t(addr));
+    if (p < core().l1 || p >= core().l1 + L1_SIZE)
+        failf("%s: 0x%x is not an address in this core's L1 (use get_write_ptr / get_read_ptr / get_semaphore)", api,
+              addr);
+    return uint32_t(p - core().l1);
+}
+
+// The semaphore id of the word at L1 offset `off` of core c, or -1.
+int sem_at(const Core& c, uint32_t off) {
+    if (off < L1_SEM_BASE || off >= L1_SEM_BASE + NUM_SEMAPHORES * L1_ALIGNMENT || (off - L1_SEM_BASE) % L1_ALIGNMENT)
+        return -1;
+    uint32_t id = (off - L1_SEM_BASE) / L1_ALIGNMENT;
+    return c.sem_defined[id] ? int(id) : -1;
+}
+
+// The semaphore of this core at host address `addr` (what get_semaphore returned, cast to a pointer).
+uint32_t local_sem(uintptr_t addr, const char* api) {
+    uint8_t* p = reinterpret_cast<uint8_t*>(addr);
+    int id = p >= core().l1 && p < core().l1 + L1_SIZE ? sem_at(core(), uint32_t(p - core().l1)) : -1;
+    if (id < 0)
+        failf("%s: address 0x%llx is not a semaphore of this core; pass get_semaphore(id) for an id of "
+              "ProgramDescription.semaphores that covers core (%u,%u)", api, (unsigned long long)addr, core().x,
+              core().y);
+    return uint32_t(id);
+}
+
+std::string core_name(const Core& c) {
+    std::ostringstream s;
+    s << "core (" << c.x << "," << c.y << ") at NOC0 (" << c.noc_x << "," << c.noc_y << ")";
+    return s.str();
+}
+
+// Where a NoC write may land in a core's L1: inside one circular buffer or on defined semaphore words. Anything else
+// is memory the program does not own (firmware, kernel binaries, stacks) on a card.
+void check_l1_dest(const Core& c, const uint8_t* d, uint32_t size, const char* api) {
+    uint32_t off = uint32_t(d - c.l1);
+    if (size == 4 && sem_at(c, off) >= 0) return;
+    for (uint32_t i = 0; i < NUM_CBS; i++) {
+        const CB& cb = c.cbs[i];
+        if (cb.defined && d >= cb.base && d + size <= cb.base + size_t(cb.num_pages) * cb.page_size) return;
+    }
+    failf("%s: %u bytes at L1 offset 0x%x of %s lie outside every circular buffer and semaphore defined there; a card "
+          "would overwrite memory the program does not own (write into a CB's pages or onto a semaphore word)", api,
+          size, off, core_name(c).c_str());
+}
+
+struct McastRect {
+    uint32_t xs, ys, xe, ye, off;
+};
+McastRect decode_mcast(uint64_t a) {
+    return {uint32_t(a >> 50) & 63, uint32_t(a >> 44) & 63, uint32_t(a >> 38) & 63, uint32_t(a >> 32) & 63,
+            uint32_t(a)};
+}
+
+// The cores a multicast to `a` reaches (NOC0 rectangle, start <= end), checked against num_dests as a card counts
+// acks: the sender is excluded unless `loopback` (the *_loopback_src variants).
+std::vector<Core*> mcast_receivers(uint64_t a, uint32_t num_dests, bool loopback, uint8_t noc, const char* api) {
+    if (!(a & L1_MCAST_BIT))
+        failf("%s: 0x%llx is not a multicast NoC address; build it with get_noc_multicast_addr(x_start, y_start, "
+              "x_end, y_end, addr)", api, (unsigned long long)a);
+    if (noc != 0)
+        failf("%s on NOC %u: the emulator models NOC0 multicast only (NOC1 takes the rectangle end -> start); use "
+              "noc 0", api, unsigned(noc));
+    McastRect r = decode_mcast(a);
+    char rect[96];
+    std::snprintf(rect, sizeof rect, "NOC0 rectangle (%u,%u)-(%u,%u)", r.xs, r.ys, r.xe, r.ye);
+    if (r.xs > r.xe || r.ys > r.ye)
+        failf("%s: %s is reversed: on NOC0 the start corner must be <= the end corner in x and in y (a card would "
+              "misroute the packet); swap the corners", api, rect);
+    std::vector<Core*> out;
+    uint32_t in_rect = 0;
+    bool self_in = false;
+    for (uint32_t ny : M.worker_noc_y)
+        for (uint32_t nx : M.worker_noc_x) {
+            if (nx < r.xs || nx > r.xe || ny < r.ys || ny > r.ye) continue;
+            in_rect++;
+            Core* c = core_at_noc(nx, ny);
+            if (!c)
+                failf("%s: %s covers the worker core at NOC0 (%u,%u), which runs no kernel of this program; a card "
+                      "would write into its L1 too: shrink the rectangle to the program's cores", api, rect, nx, ny);
+            if (c == T->core) {
+                self_in = true;
+                if (!loopback) continue;
+            }
+            out.push_back(c);
+        }
+    if (out.empty())
+        failf("%s: %s holds no receiving core (%u worker core(s), the sender %s); a multicast needs at least one other "
+              "destination", api, rect, in_rect, self_in ? "excluded" : "outside");
+    if (num_dests != out.size())
+        failf("%s: num_dests is %u, but %s holds %zu receiving worker core(s) (%s); a card would wait for %u acks "
+              "and hang", api, num_dests, rect, out.size(),
+              loopback ? "the sender counted: loopback variant" : self_in ? "the sender excluded" : "the sender outside",
+              num_dests);
+    return out;
+}
 
 // Performance counters of one NoC transfer: bytes and count by endpoint kind, DRAM bytes by page class (bank).
 void perf_noc(const char* dir, uint64_t remote, uint32_t size) {
@@ -639,14 +782,13 @@ uint64_t dram_page_noc_addr(uint32_t bank_base, uint32_t page_size, uint32_t pag
 }
 
 uint64_t l1_noc_addr(uint32_t x, uint32_t y, uint32_t addr) {
-    uint8_t* p = l1_ptr(addr, 0, "get_noc_addr");
-    uint32_t off = uint32_t(p - core().l1);
-    if (p < core().l1 || off >= L1_SIZE) failf("get_noc_addr(%u, %u, 0x%x): not an address in this core's L1", x, y, addr);
-    for (auto& c : M.cores)
-        if (c->x == x && c->y == y) return L1_NOC_BIT | uint32_t(uintptr_t(c->l1 + off));
-    failf("get_noc_addr(%u, %u, ...): core (%u,%u) is not part of this program", x, y, x, y);
+    check_abort();
+    uint32_t off = local_l1_offset(addr, "get_noc_addr");
+    if (Core* c = core_at_noc(x, y)) return L1_NOC_BIT | uint32_t(uintptr_t(c->l1 + off));
+    failf("get_noc_addr(%u, %u, 0x%x): no core of this program sits at NOC0 (%u,%u); pass NoC coordinates (the "
+          "NocX / NocY runtime-arg placeholders), not logical ones", x, y, addr, x, y);
 }
-uint64_t local_l1_noc_addr(uint32_t addr) { return l1_noc_addr(my_x(), my_y(), addr); }
+uint64_t local_l1_noc_addr(uint32_t addr) { return l1_noc_addr(core().noc_x, core().noc_y, addr); }
 
 // A NoC transfer into (out of) a CB of this core must stay inside the pages reserved (waited for): anything else
 // overwrites pages the consumer may still read (reads pages the producer has not pushed).
@@ -663,6 +805,27 @@ static void check_cb_region(uint8_t* p, uint32_t size, bool into, const char* ap
                   into ? "reserved for writing" : "waited for", first,
                   into ? "cb_reserve_back" : "cb_wait_front");
     }
+}
+
+// A transfer out of this core's CB pages that the calling thread holds: reserved (written, not yet pushed) or waited for.
+static void check_cb_owned(uint8_t* p, uint32_t size, const char* api) {
+    Core& c = core();
+    for (uint32_t i = 0; i < NUM_CBS; i++) {
+        CB& cb = c.cbs[i];
+        if (!cb.defined || !overlaps(p, size, cb.base, cb.num_pages * cb.page_size)) continue;
+        uint8_t* w = cb.base + size_t(cb.wr_page) * cb.page_size;
+        uint8_t* r = cb.base + size_t(cb.rd_page) * cb.page_size;
+        bool in_reserved = p >= w && p + size <= w + size_t(cb.reserved) * cb.page_size;
+        bool in_waited = p >= r && p + size <= r + size_t(cb.waited) * cb.page_size;
+        if (!in_reserved && !in_waited)
+            failf("%s: %u bytes at page %u of %s are neither in the %u page(s) reserved (from page %u) nor in the %u "
+                  "waited for (from page %u): cb_reserve_back or cb_wait_front first", api, size,
+                  uint32_t((p - cb.base) / cb.page_size), cbname(i).c_str(), cb.reserved, cb.wr_page, cb.waited,
+                  cb.rd_page);
+        return;
+    }
+    failf("%s: the source (%u bytes at L1 offset 0x%x) is neither in a CB nor a semaphore of this core", api, size,
+          uint32_t(p - c.l1));
 }
 
 void noc_read(uint64_t src, uint32_t dst_l1, uint32_t size) {
@@ -685,8 +848,122 @@ void noc_write(uint32_t src_l1, uint64_t dst, uint32_t size) {
     uint8_t* d = noc_ptr(dst, size, "noc_async_write");
     perf_noc("write", dst, size);
     check_cb_region(s, size, false, "noc_async_write");
-    std::memcpy(d, s, size);
+    if (dst & L1_NOC_BIT) {
+        // Into a core's L1 (a CB or a semaphore, e.g. noc_semaphore_set_remote): under the lock, so a semaphore
+        // waiter that sees the new value also sees every write this thread issued before it.
+        Core* c = core_holding(d);
+        check_l1_dest(*c, d, size, "noc_async_write");
+        std::lock_guard<std::mutex> lk(M.mu);
+        std::memmove(d, s, size);
+        c->sem_cv.notify_all();
+    } else {
+        std::memcpy(d, s, size);
+    }
     T->writes_in_flight.emplace_back(s, size);
+}
+
+// ---- semaphores and multicast
+// As on a card, the address is the same arithmetic on every core (a receiver computes the sender's semaphore
+// address this way); the id must belong to the program. Using it locally needs it defined on this core (local_sem).
+uint32_t semaphore_addr(uint32_t id) {
+    check_abort();
+    bool known = false;
+    for (auto& c : M.cores) known |= id < NUM_SEMAPHORES && c->sem_defined[id];
+    if (!known)
+        failf("get_semaphore(%u): the program defines no semaphore %u; add a SemaphoreSpec to "
+              "ProgramDescription.semaphores (a semaphore's id is its index there)", id, id);
+    return uint32_t(uintptr_t(core().sem_word(id)));
+}
+
+void sem_wait(uintptr_t addr, uint32_t val, bool at_least) {
+    check_abort();
+    const char* api = at_least ? "noc_semaphore_wait_min" : "noc_semaphore_wait";
+    uint32_t id = local_sem(addr, api);
+    uint32_t* w = core().sem_word(id);
+    T->perf.add("sem.wait");
+    block_on(core().sem_cv, -1, int(id), [w, val, at_least] {
+        uint32_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+        return at_least ? v >= val : v == val;
+    }, std::string(api) + "(semaphore " + std::to_string(id) + ", " + std::to_string(val) + ")", "sem.wait.blocked");
+}
+
+void sem_set_local(uintptr_t addr, uint32_t val) {
+    check_abort();
+    uint32_t id = local_sem(addr, "noc_semaphore_set");
+    std::lock_guard<std::mutex> lk(M.mu);
+    __atomic_store_n(core().sem_word(id), val, __ATOMIC_RELEASE);
+    core().sem_cv.notify_all();
+}
+
+uint64_t mcast_noc_addr(uint32_t xs, uint32_t ys, uint32_t xe, uint32_t ye, uint32_t addr) {
+    check_abort();
+    uint32_t off = local_l1_offset(addr, "get_noc_multicast_addr");
+    for (uint32_t v : {xs, ys, xe, ye})
+        if (v > 63)
+            failf("get_noc_multicast_addr(%u, %u, %u, %u, ...): NoC coordinate %u is out of range (a NOC0 "
+                  "coordinate is below 64)", xs, ys, xe, ye, v);
+    return L1_NOC_BIT | L1_MCAST_BIT | uint64_t(xs) << 50 | uint64_t(ys) << 44 | uint64_t(xe) << 38 |
+           uint64_t(ye) << 32 | off;
+}
+
+void noc_write_mcast(uint32_t src_l1, uint64_t dst, uint32_t size, uint32_t num_dests, bool loopback, uint8_t noc,
+                     const char* api) {
+    check_abort();
+    std::vector<Core*> to = mcast_receivers(dst, num_dests, loopback, noc, api);
+    uint8_t* s = core().l1 + local_l1_offset(src_l1, api);
+    if (uint64_t(s - core().l1) + size > L1_SIZE) failf("%s: %u bytes from 0x%x run past this core's L1", api, size, src_l1);
+    // The source: CB pages this thread holds (reserved, e.g. just read from DRAM, or waited for), or a semaphore word.
+    if (!(size == 4 && sem_at(core(), uint32_t(s - core().l1)) >= 0)) check_cb_owned(s, size, api);
+    uint32_t off = decode_mcast(dst).off;
+    for (Core* c : to) {
+        if (uint64_t(off) + size > L1_SIZE) failf("%s: %u bytes at L1 offset 0x%x run past the end of L1", api, size, off);
+        check_l1_dest(*c, c->l1 + off, size, api);
+    }
+    // Counted once, at the sender: one NoC transfer whatever the number of receivers.
+    T->perf.add("noc.write.mcast.bytes", size);
+    T->perf.add("noc.write.mcast.n");
+    T->perf.add("noc.write.mcast.dests", num_dests);
+    std::lock_guard<std::mutex> lk(M.mu);  // as unicast L1 writes: visible before any later semaphore signal
+    for (Core* c : to) {
+        std::memmove(c->l1 + off, s, size);
+        c->sem_cv.notify_all();
+    }
+    T->writes_in_flight.emplace_back(s, size);
+}
+
+void sem_inc(uint64_t dst, uint32_t incr) {
+    check_abort();
+    uint8_t* d = noc_ptr(dst, 4, "noc_semaphore_inc");
+    Core* c = (dst & L1_NOC_BIT) ? core_holding(d) : nullptr;
+    int id = c ? sem_at(*c, uint32_t(d - c->l1)) : -1;
+    if (id < 0)
+        failf("noc_semaphore_inc: NoC address 0x%llx is not a semaphore word of a core of this program; build it with "
+              "get_noc_addr(noc_x, noc_y, get_semaphore(id))", (unsigned long long)dst);
+    T->perf.add("noc.atomic.n");
+    std::lock_guard<std::mutex> lk(M.mu);
+    __atomic_fetch_add(c->sem_word(uint32_t(id)), incr, __ATOMIC_ACQ_REL);  // 32-bit wrap, as the NoC atomic
+    c->sem_cv.notify_all();
+}
+
+void sem_inc_mcast(uint64_t dst, uint32_t incr, uint32_t num_dests, uint8_t noc) {
+    check_abort();
+    const char* api = "noc_semaphore_inc_multicast";
+    std::vector<Core*> to = mcast_receivers(dst, num_dests, false, noc, api);
+    uint32_t off = decode_mcast(dst).off;
+    for (Core* c : to) {
+        if (c == T->core)
+            failf("%s: the sender %s lies inside the rectangle; this API cannot include the sender", api,
+                  core_name(*c).c_str());
+        if (sem_at(*c, off) < 0)
+            failf("%s: L1 offset 0x%x is not a semaphore on %s", api, off, core_name(*c).c_str());
+    }
+    T->perf.add("noc.atomic.n");
+    T->perf.add("noc.atomic.mcast.dests", num_dests);
+    std::lock_guard<std::mutex> lk(M.mu);
+    for (Core* c : to) {
+        __atomic_fetch_add(c->sem_word((off - L1_SEM_BASE) / L1_ALIGNMENT), incr, __ATOMIC_ACQ_REL);
+        c->sem_cv.notify_all();
+    }
 }
 void noc_read_barrier() {
     check_abort();
@@ -1245,7 +1522,8 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
     std::string perf_path;  // where the performance counters go ("perf<TAB>PATH"; none without it)
     try {
         std::vector<std::tuple<uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t>> cb_lines;
-        std::vector<std::pair<uint32_t, uint32_t>> core_list;
+        std::vector<std::array<uint32_t, 4>> core_list;  // logical x, y, NOC0 x, y
+        std::vector<std::array<uint32_t, 4>> sem_lines;  // x, y, id, initial value
         std::vector<std::tuple<uint32_t, uint32_t, uint32_t, std::vector<uint32_t>>> runs;
         while (std::getline(in, line)) {
             std::istringstream ls(line);
@@ -1283,9 +1561,17 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
                 }
                 M.tensors.push_back(std::move(t));
             } else if (kw == "core") {
-                uint32_t x, y;
-                ls >> x >> y;
-                core_list.emplace_back(x, y);
+                std::array<uint32_t, 4> c{};
+                if (!(ls >> c[0] >> c[1] >> c[2] >> c[3])) throw std::runtime_error("bad core line: " + line);
+                core_list.push_back(c);
+            } else if (kw == "worker_noc_x" || kw == "worker_noc_y") {
+                auto& v = kw == "worker_noc_x" ? M.worker_noc_x : M.worker_noc_y;
+                for (uint32_t c; ls >> c;) v.push_back(c);
+            } else if (kw == "sem") {
+                std::array<uint32_t, 4> sl{};
+                if (!(ls >> sl[0] >> sl[1] >> sl[2] >> sl[3]) || sl[2] >= NUM_SEMAPHORES)
+                    throw std::runtime_error("bad sem line: " + line);
+                sem_lines.push_back(sl);
             } else if (kw == "cb") {
                 uint32_t x, y, idx, n, ps;
                 std::string fmt;
@@ -1321,11 +1607,19 @@ extern "C" int tgemu_run_job(const char* job_path, const char* err_path) {
         }
         for (size_t i = 0; i < core_list.size(); i++) {
             auto c = std::make_unique<Core>();
-            c->x = core_list[i].first;
-            c->y = core_list[i].second;
+            c->x = core_list[i][0];
+            c->y = core_list[i][1];
+            c->noc_x = core_list[i][2];
+            c->noc_y = core_list[i][3];
             c->l1 = l1 + i * L1_SIZE;
-            by_xy[core_list[i]] = c.get();
+            by_xy[{c->x, c->y}] = c.get();
             M.cores.push_back(std::move(c));
+        }
+        for (auto& [x, y, id, value] : sem_lines) {
+            auto it = by_xy.find({x, y});
+            if (it == by_xy.end()) continue;  // a semaphore on a core that runs no kernel: nothing can use it
+            it->second->sem_defined[id] = true;
+            *it->second->sem_word(id) = value;
         }
         std::map<Core*, uint32_t> next;
         std::sort(cb_lines.begin(), cb_lines.end());
