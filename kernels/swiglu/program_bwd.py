@@ -48,10 +48,10 @@ def swiglu_gate_bwd_program(m: int, k: int, n: int, dtype: str = "bfloat16", *, 
     """da, db [M, N] for x [M, K], W1/W3 [K, N], dh [M, N]; output blocks split over the grid.
 
     a = x W1 and b = x W3 are recomputed in the forward's mb x nb output blocks (`block`, default: the forward's
-    choice for this shape, swiglu.program._choose_blocks, within the L1 budget of these CBs), so x and W tiles are
+    choice for this shape without multicast, swiglu.program._choose_layout, within the L1 budget of these CBs), so x and W tiles are
     read once per K block of a block and reused from L1, and round exactly as in the forward. Zero padding is
     harmless: padded a = b = 0 and padded dh = 0 give da = db = 0 in the dropped padding."""
-    from tilegraph.kernels.swiglu.program import _choose_blocks
+    from tilegraph.kernels.swiglu.program import _choose_layout
 
     m, k, n = int(m), int(k), int(n)
     weight_dtype = weight_dtype or dtype
@@ -66,7 +66,8 @@ def swiglu_gate_bwd_program(m: int, k: int, n: int, dtype: str = "bfloat16", *, 
     def cb_bytes(mb, nb):
         return sum(c.total_bytes for c in _gate_bwd_cbs((), dtype, weight_dtype, out_dtype, kt, kb, mb, nb, w))
 
-    mb, nb = block or _choose_blocks(mt, nt, kt, kb, grid[0] * grid[1], cb_bytes)
+    # the forward's block choice without multicast (group 1: this kernel's cores each read their own W tiles)
+    mb, nb, _ = _choose_layout(mt, nt, kt, kb, tuple(grid), cb_bytes, block=block, group=1)
     blocks_n = -(-nt // nb)
     split = _host.split_work(-(-mt // mb) * blocks_n, grid[0] * grid[1])
     cores = _host.grid_cores(grid, len(split))

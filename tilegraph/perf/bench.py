@@ -244,7 +244,7 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
     "swiglu": BenchKernel(
         "swiglu", ("tokens", "hidden", "ffn"), _swiglu_inputs, _swiglu_units, _swiglu_slice, _swiglu_baseline,
         lambda s: 4.0 * s["tokens"] * s["hidden"] * s["ffn"] + 5.0 * s["tokens"] * s["ffn"], _swiglu_block,
-        _swiglu_per_core),
+        per_core=_swiglu_per_core),
     "attention": BenchKernel(
         "attention", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_inputs, _attn_units, _attn_slice,
         _attn_baseline, lambda s: 2.0 * s["batch"] * s["heads"] * s["seq"] ** 2 * s["head_dim"],  # causal: half of 4
