@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from tilegraph.kernels import description as prog
 from tilegraph.kernels.registry import DeviceOptions, get_kernel_op
-from tilegraph.kernels.rmsnorm.program import rmsnorm_program
+from tilegraph.kernels.rmsnorm.program import rmsnorm_device_inputs, rmsnorm_program
 from tilegraph.runtime import fuzz
 from tilegraph.runtime.emulator import run_program
 from tilegraph.runtime.kernel_ops import run_kernel_op
@@ -247,3 +247,29 @@ def test_swiglu_builder_multicasts_when_weight_reads_dominate():
     with_mcast = sw._layout_cost(mt, nt, mb, nb, group, (8, 8))
     without = sw._layout_cost(mt, nt, mb, nb, 1, (8, 8))
     assert with_mcast[1] < without[1] and with_mcast[0] < without[0]
+
+
+def test_rmsnorm_gamma_is_read_once_and_multicast():
+    """Row-resident rmsnorm on 13 cores of an 8x8 grid (a full row and a partial one: two receiver rectangles):
+    core (0, 0) reads gamma from DRAM once and multicasts it; the output equals the streamed mode's (every core
+    reads gamma itself) bit for bit, and DRAM serves x once plus gamma once."""
+    from tilegraph.runtime.emulator import run_program_counted
+
+    rng = np.random.default_rng(21)
+    rows, width = 13 * 32, 256
+    x = rng.standard_normal((rows, width)).astype(np.float32)
+    gamma = (1 + 0.1 * rng.standard_normal(width)).astype(np.float32)
+    outs, counted = {}, {}
+    for resident in (True, False):
+        desc = rmsnorm_program((rows, width), grid=(8, 8), row_resident=resident)
+        assert ("GAMMA_MCAST" in desc.kernels[0].defines) == resident
+        outs[resident], counted[resident] = run_program_counted(desc, rmsnorm_device_inputs(x, gamma))
+    np.testing.assert_array_equal(outs[True]["out"], outs[False]["out"])
+    readers = {t.core: t for t in counted[True] if t.role == "reader"}
+    wt = width // 32
+    sender = readers[(0, 0)]
+    assert sender.get("noc.write.mcast.n") == 4  # per rectangle: the gamma pages, then the VALID flag
+    assert sender.get("noc.write.mcast.dests") == 2 * (7 + 5)
+    assert sender.get("noc.write.mcast.bytes") >= 2 * wt * 2048
+    assert all(t.get("noc.write.mcast.n") == 0 for c, t in readers.items() if c != (0, 0))
+    assert sum(t.get("noc.read.dram.bytes") for t in readers.values()) == (13 * wt + wt) * 2048

@@ -76,8 +76,9 @@ def rmsnorm_program(
         row_resident = sum(c.num_pages * c.page_size for c in cbs_for(True)) <= _prog.L1_CB_BUDGET
     cbs = cbs_for(row_resident)
 
+    gamma_mcast = bool(gamma and row_resident and len(cores) > 1)
     defines = {**({"FUSE_RESIDUAL": "1"} if residual else {}), **({"FUSE_GAMMA": "1"} if gamma else {}),
-               **({"ROW_RESIDENT": "1"} if row_resident else {})}
+               **({"ROW_RESIDENT": "1"} if row_resident else {}), **({"GAMMA_MCAST": "1"} if gamma_mcast else {})}
     res_name = "residual" if residual else "x"
     gamma_name = "gamma" if gamma else "x"
     h_name = "h" if residual else "out"
@@ -85,6 +86,8 @@ def rmsnorm_program(
     reader_rt, compute_rt, writer_rt = {}, {}, {}
     for core, (start, count) in zip(cores, split):
         reader_rt[core] = (addr("x"), addr(res_name), addr(gamma_name), wt, start, count, blk)
+        if gamma_mcast:
+            reader_rt[core] += _gamma_multicast_args(core, cores, grid)
         compute_rt[core] = (wt, count, _host.f32_bits(1.0 / w), _host.f32_bits(eps), blk)
         writer_rt[core] = (addr("out"), addr(h_name), wt, start, count, blk)
     cta = _prog.TensorAccessorCTA
@@ -94,12 +97,33 @@ def rmsnorm_program(
         _prog.KernelSpec("compute", "rmsnorm/compute.cpp", ranges, (), defines, compute_rt),
         _prog.KernelSpec("writer", "rmsnorm/writer.cpp", ranges, (cta("out"), cta(h_name)), defines, writer_rt),
     ]
+    semaphores = [_prog.SemaphoreSpec(ranges, 0), _prog.SemaphoreSpec(ranges, 0)] if gamma_mcast else []
     desc = _prog.ProgramDescription(
-        name="rmsnorm", tensors=tensors, cbs=cbs, kernels=kernels,
+        name="rmsnorm", tensors=tensors, cbs=cbs, kernels=kernels, semaphores=semaphores,
         compute_config=_prog.ComputeConfig(math_fidelity=math_fidelity, fp32_dest_acc_en=True,
                                            unpack_to_dest_fp32=(25,)),  # the fp32 partial sum, reloaded per block
         grid=tuple(grid))
     return desc
+
+
+def _gamma_multicast_args(core, cores, grid) -> tuple:
+    """Reader args of GAMMA_MCAST (reader.cpp): is_sender, the sender's NoC x / y, the receiver rectangles. The
+    cores are the first n of the grid in row-major order: whole rows (the sender, core (0, 0), inside) and a
+    partial last row, so one rectangle or two; each as NoC corners (start <= end: the logical -> NoC map keeps the
+    order) and its receiver count (the sender excluded)."""
+    nx, ny = _prog.NocX, _prog.NocY
+    gx = grid[0]
+    full, rem = divmod(len(cores), gx)
+    rects = []
+    if full:
+        rects.append(((0, 0), (gx - 1, full - 1), full * gx - 1))
+    if rem:
+        rects.append(((0, full), (rem - 1, full), rem - (0 if full else 1)))
+    sender = cores[0]
+    args = [int(core == sender), nx(sender), ny(sender), len(rects)]
+    for lo, hi, dests in rects:
+        args += [nx(lo), ny(lo), nx(hi), ny(hi), dests]
+    return tuple(args)
 
 
 def rmsnorm_device_inputs(x, gamma=None, residual=None) -> dict:
