@@ -287,7 +287,8 @@ CASE_FIELDS = {
     "rmsnorm": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "residual": ("bool",),
                 "eps": ("float", 0.0, 1.0), "max_block": ("int", 1, 64)},
     "swiglu": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
-               "max_n_block": ("int", 1, 64), "weight_dtype": ("choice-or-none", DTYPES), "group": ("int-or-none", 1, 8)},
+               "max_n_block": ("int", 1, 64), "weight_dtype": ("choice-or-none", DTYPES), "group": ("int-or-none", 1, 8),
+               "math_fidelity": ("choice", ("LoFi", "HiFi2", "HiFi3", "HiFi4"))},
     "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
                   "group": ("int", 1, 8), "head_dim": ("multiple", 32, 1024), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
@@ -302,7 +303,7 @@ CASE_FIELDS = {
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.
 _ATTENTION_OPTIONAL = {"window", "math_fidelity", "interm"}
-OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype", "group"}, "attention": _ATTENTION_OPTIONAL,
+OPTIONAL_FIELDS = {"swiglu": {"max_n_block", "weight_dtype", "group", "math_fidelity"}, "attention": _ATTENTION_OPTIONAL,
                    "attention_bwd": _ATTENTION_OPTIONAL, "swiglu_bwd": {"math_fidelity"}}
 
 

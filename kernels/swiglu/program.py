@@ -126,7 +126,8 @@ def swiglu_program(
     between K blocks (reloaded exactly). The gate is applied in DST, so the [M, N] gate/up products never reach
     DRAM. Zero padding of M, K, N to tiles contributes nothing (silu(0) * 0 = 0).
     weight_dtype: device format of W1 / W3 (default: dtype), e.g. bfloat8_b weights with bfloat16 activations.
-    math_fidelity: of the matmuls (the fuzz tolerances are derived for HiFi4, the default)."""
+    math_fidelity: of the matmuls (HiFi4 by default; the fuzz bounds carry the term of the phases a lower fidelity
+    leaves out, runtime/fuzz.py fidelity_error)."""
     m, k, n = int(m), int(k), int(n)
     weight_dtype = weight_dtype or dtype
     if min(m, k, n) < 1:
@@ -209,6 +210,7 @@ class SwiGLUKernel(KernelOp):
             "max_n_block": st.integers(1, 2),
             "weight_dtype": st.sampled_from([None, "bfloat8_b"]),  # None: the weights take `dtype` too
             "group": st.sampled_from([None, 1, 2]),  # W multicast group (None: the builder's choice)
+            "math_fidelity": st.sampled_from(["HiFi4", "HiFi2"]),
         })
 
     def make_inputs(self, case, rng, randn, grid):
@@ -216,7 +218,7 @@ class SwiGLUKernel(KernelOp):
         w1 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
         w3 = (rng.standard_normal((case["k"], case["n"])) / math.sqrt(case["k"])).astype(np.float32)
         knobs = {"max_k_block": case["max_k_block"], "max_n_block": case.get("max_n_block"),
-                 "weight_dtype": case.get("weight_dtype")}
+                 "weight_dtype": case.get("weight_dtype"), "math_fidelity": case.get("math_fidelity", "HiFi4")}
         if case.get("group"):
             # At most the grid's rows and the block rows (1-tile blocks): the builder rejects a larger group.
             knobs["group"] = min(case["group"], grid[1], -(-case["m"] // 32))
@@ -227,13 +229,20 @@ class SwiGLUKernel(KernelOp):
         return [dtype, weights, weights]
 
     def error_bounds(self, x64, attrs, refs, backend, opts=None):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, fidelity_error
 
         rnd = OUT_ROUNDING[backend]
         x, w1, w3 = x64
         k = x.shape[-1]
         a, b = x @ w1, x @ w3
-        unit = k * ACCUM_UNIT + (MVMUL_ALIGN if backend != "numpy" else 0.0)
+        unit = k * ACCUM_UNIT
+        if backend != "numpy":
+            # lane alignment, and the partial products the fidelity's phases leave out (one-sided, relative to
+            # |x| |W|): the matmul puts in1 = W in SrcA and in0 = x in SrcB (runtime/fuzz.py fidelity_error)
+            knobs = dict(opts.knobs) if opts is not None else {}
+            dtype = opts.dtype if opts is not None else "bfloat16"
+            weights = knobs.get("weight_dtype") or dtype
+            unit += MVMUL_ALIGN + fidelity_error(weights, dtype, knobs.get("math_fidelity") or "HiFi4")
         ea, eb = unit * (np.abs(x) @ np.abs(w1)), unit * (np.abs(x) @ np.abs(w3))
         # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
         return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]
