@@ -15,6 +15,13 @@
 // Sliding window (runtime arg `window`, 0 = none): each pass visits only the blocks inside the window, in the
 // reader's order (pass 1: Q chunks j0 .. end_q_chunk_for, pass 2: K chunks first_k_chunk .. k_chunks_for); edge
 // blocks carry the window mask the reader assembles, so their P (and so dS) is 0 outside the window.
+// Blocking: every matmul is matmul_block over output subblocks that fit DST (4 fp32 tiles, half sync), sharing the
+// unpack of each tile along the reduced dim where the operands' layouts allow (dQ/dK/dV: ct head-dim tiles per
+// dS / P tile; S and dP: the score tiles of a group when head_dim is one tile); score tiles go SCORE_GROUP to a DST
+// acquire, the group sharing its lse / D tile, and inits / reconfigs are issued only when they change something
+// (Config). Each output element still sums the same products in the same order as one matmul_tiles chain per tile
+// and goes through the same fp32 SFPU ops, so the results are bit-identical to the per-tile kernel
+// (tests/test_kern_attention_bwd_blocked.py).
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/compute_kernel_api.h"
@@ -30,95 +37,197 @@
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
 #include "attention_bwd_common.h"
 
-// Pack DST tile 0 into `cb` (one tile) and hand DST back.
-inline void pack_dst0(uint32_t cb) {
+constexpr uint32_t DST_TILES = 4;             // DST capacity with fp32_dest_acc_en (half sync)
+constexpr uint32_t SCRATCH = DST_TILES - 1;    // DST slot of the second operand of the SFPU binary ops
+constexpr uint32_t SCORE_GROUP = DST_TILES - 1;  // score tiles per DST acquire (the rest of DST is SCRATCH)
+
+inline uint32_t min_u(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+// The configuration the unpacker, the FPU and the packer were last programmed with, so that every init and every
+// reconfiguration is issued only when it changes something (each one drains the pipeline: tilegraph/perf/model.py
+// INIT_CYCLES). Source registers and the packer use the (old, new) reconfig form, which reprograms only when the
+// formats differ (most CBs here share a format). The FPU init is remembered as a key: a matmul_block shape
+// (transpose, ct, rt, kt: what matmul_block_init programs), a copy source CB (copy_init loads the CB's unpack
+// path) or the eltwise multiply.
+struct Config {
+    uint32_t a, b, pack;
+    uint32_t fpu = 0;  // 0: nothing this kernel relies on
+    void src(uint32_t new_a, uint32_t new_b) {
+        reconfig_data_format(a, new_a, b, new_b);
+        a = new_a;
+        b = new_b;
+    }
+    void srca(uint32_t new_a) {
+        reconfig_data_format_srca(a, new_a);
+        a = new_a;
+    }
+    void out(uint32_t new_pack) {
+        pack_reconfig_data_format(pack, new_pack);
+        pack = new_pack;
+    }
+    // matmul in0 x in1 (in0 -> SrcB, in1 -> SrcA) with subblock ct x rt over kt.
+    void matmul(uint32_t in0, uint32_t in1, uint32_t transpose, uint32_t ct, uint32_t rt, uint32_t kt) {
+        src(in1, in0);
+        const uint32_t key = 0x80000000u | (transpose << 30) | (ct << 24) | (rt << 16) | kt;
+        if (fpu != key) {
+            matmul_block_init(in0, in1, transpose, ct, rt, kt);
+            fpu = key;
+        }
+    }
+    void copy(uint32_t cb) {
+        srca(cb);
+        const uint32_t key = 0x40000000u | cb;
+        if (fpu != key) {
+            copy_init(cb);
+            fpu = key;
+        }
+    }
+    void mul(uint32_t in0, uint32_t in1) {  // mul_tiles: in0 -> SrcA, in1 -> SrcB
+        src(in0, in1);
+        const uint32_t key = 0x20000000u | (in0 << 8) | in1;
+        if (fpu != key) {
+            mul_init(in0, in1);
+            fpu = key;
+        }
+    }
+};
+
+// Hand DST tiles 0 .. n-1 to the packer and pack them into `cb`: sequentially, or (out_of_order) tile j at
+// position first + j * stride of the reserved region.
+inline void pack_group(Config& cfg, uint32_t cb, uint32_t n, bool out_of_order = false, uint32_t first = 0,
+                       uint32_t stride = 0) {
     tile_regs_commit();
     tile_regs_wait();
-    pack_reconfig_data_format(cb);
-    pack_tile(0, cb);
+    cfg.out(cb);
+    for (uint32_t j = 0; j < n; ++j) {
+        if (out_of_order) {
+            pack_tile<true>(j, cb, first + j * stride);
+        } else {
+            pack_tile(j, cb);
+        }
+    }
     tile_regs_release();
-}
-
-// Copy tile `index` of fp32 CB `cb` (unpacked to DST in fp32) into DST `idst`.
-inline void load_fp32(uint32_t cb, uint32_t index, uint32_t idst) {
-    reconfig_data_format_srca(cb);
-    copy_init(cb);
-    copy_tile(cb, index, idst);
 }
 
 // D = rowsum(dO * O) of the Q chunk now at the front of cb_do / cb_o, as broadcast tiles in cb_dbc (row form when
 // `row_form`: tile qt holds D of query qt*32 + c in column c of every row). Pops cb_o.
-inline void row_dot(uint32_t q_chunk_t, uint32_t dh_t, bool row_form) {
+inline void row_dot(Config& cfg, uint32_t q_chunk_t, uint32_t dh_t, bool row_form) {
     const uint32_t q_tiles = q_chunk_t * dh_t;
     cb_wait_front(bwd::cb_o, q_tiles);
     cb_reserve_back(bwd::cb_prod, q_tiles);
-    for (uint32_t t = 0; t < q_tiles; ++t) {
+    for (uint32_t t0 = 0; t0 < q_tiles; t0 += DST_TILES) {
+        const uint32_t g = min_u(DST_TILES, q_tiles - t0);
         tile_regs_acquire();
-        reconfig_data_format(bwd::cb_do, bwd::cb_o);  // mul_tiles: in0 -> SrcA, in1 -> SrcB
-        mul_init(bwd::cb_do, bwd::cb_o);
-        mul_tiles(bwd::cb_do, bwd::cb_o, t, t, 0);
-        pack_dst0(bwd::cb_prod);
+        cfg.mul(bwd::cb_do, bwd::cb_o);
+        for (uint32_t j = 0; j < g; ++j) {
+            mul_tiles(bwd::cb_do, bwd::cb_o, t0 + j, t0 + j, j);
+        }
+        pack_group(cfg, bwd::cb_prod, g);
     }
     cb_push_back(bwd::cb_prod, q_tiles);
     cb_pop_front(bwd::cb_o, q_tiles);
 
+    // Each D tile is the sum over dt of one product with the ones tile, dt in order (as one matmul_tiles chain).
     cb_wait_front(bwd::cb_prod, q_tiles);
     cb_reserve_back(bwd::cb_dbc, q_chunk_t);
-    for (uint32_t qt = 0; qt < q_chunk_t; ++qt) {
+    for (uint32_t q0 = 0; q0 < q_chunk_t; q0 += DST_TILES) {
+        const uint32_t g = min_u(DST_TILES, q_chunk_t - q0);
         tile_regs_acquire();
-        if (row_form) {  // (1 X^T)[r, c] = sum_k X[c, k]
-            reconfig_data_format(bwd::cb_prod, bwd::cb_ones);  // matmul maps in0 -> SrcB, in1 -> SrcA
-            matmul_init(bwd::cb_ones, bwd::cb_prod, 1);
-            for (uint32_t dt = 0; dt < dh_t; ++dt) {
-                matmul_tiles(bwd::cb_ones, bwd::cb_prod, 0, qt * dh_t + dt, 0);
+        if (row_form) {  // (1 X^T)[r, c] = sum_k X[c, k]: the g outputs share the ones tile (in0)
+            if (dh_t == 1) {  // their in1 tiles are adjacent: one subblock 1 x g
+                cfg.matmul(bwd::cb_ones, bwd::cb_prod, 1, g, 1, 1);
+                matmul_block(bwd::cb_ones, bwd::cb_prod, 0, q0, 0, 1, g, 1, 1);
+            } else {
+                cfg.matmul(bwd::cb_ones, bwd::cb_prod, 1, 1, 1, dh_t);
+                for (uint32_t dt = 0; dt < dh_t; ++dt) {
+                    for (uint32_t j = 0; j < g; ++j) {
+                        matmul_block(bwd::cb_ones, bwd::cb_prod, 0, (q0 + j) * dh_t + dt, j, 1, 1, 1, dh_t);
+                    }
+                }
             }
-        } else {  // (X 1)[r, c] = sum_k X[r, k]
-            reconfig_data_format(bwd::cb_ones, bwd::cb_prod);
-            matmul_init(bwd::cb_prod, bwd::cb_ones, 0);
+        } else {  // (X 1)[r, c] = sum_k X[r, k]: subblock g x 1 down the rows of X
+            cfg.matmul(bwd::cb_prod, bwd::cb_ones, 0, 1, g, dh_t);
             for (uint32_t dt = 0; dt < dh_t; ++dt) {
-                matmul_tiles(bwd::cb_prod, bwd::cb_ones, qt * dh_t + dt, 0, 0);
+                matmul_block(bwd::cb_prod, bwd::cb_ones, q0 * dh_t + dt, 0, 0, 0, 1, g, dh_t);
             }
         }
-        pack_dst0(bwd::cb_dbc);
+        pack_group(cfg, bwd::cb_dbc, g);
     }
     cb_push_back(bwd::cb_dbc, q_chunk_t);
     cb_pop_front(bwd::cb_prod, q_tiles);
 }
 
+// DST[j] = sum over dt of R(row_j, dt) C(col_j, dt)^T for the g score tiles of one group (dt in order, so each
+// element's fp32 accumulation is that of one matmul_tiles chain). pass 2 (!transposed): the group runs along a row
+// (row r0, columns c0 ..); pass 1: down a column (rows r0 .., column c0).
+inline void score_matmul(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_t r0, uint32_t c0, uint32_t g,
+                         uint32_t dh_t, bool transposed) {
+    if (transposed) {  // rows operand tiles r0 + j, dt are dh_t apart: one g x 1 subblock per dt
+        cfg.matmul(cb_rows, cb_cols, 1, 1, g, dh_t);
+        for (uint32_t dt = 0; dt < dh_t; ++dt) {
+            matmul_block(cb_rows, cb_cols, r0 * dh_t + dt, c0 * dh_t + dt, 0, 1, 1, g, dh_t);
+        }
+    } else if (dh_t == 1) {  // column operand tiles adjacent: one 1 x g subblock shares the row tile's unpack
+        cfg.matmul(cb_rows, cb_cols, 1, g, 1, 1);
+        matmul_block(cb_rows, cb_cols, r0, c0, 0, 1, g, 1, 1);
+    } else {
+        cfg.matmul(cb_rows, cb_cols, 1, 1, 1, dh_t);
+        for (uint32_t dt = 0; dt < dh_t; ++dt) {
+            for (uint32_t j = 0; j < g; ++j) {
+                matmul_block(cb_rows, cb_cols, r0 * dh_t + dt, (c0 + j) * dh_t + dt, j, 1, 1, 1, dh_t);
+            }
+        }
+    }
+}
+
 // One score block: P -> cb_p and scale * dS -> cb_ds, [rows_t x cols_t] tiles each, pushed. The operands are at
 // the fronts of their CBs. pass 2: rows = Q (cb_rows = cb_q), cols = K, dP = dO V^T, per-query tiles indexed by
 // the row; pass 1 (`transposed`): rows = K, cols = Q, dP^T = V dO^T, per-query tiles indexed by the column.
-inline void score_block(uint32_t cb_rows, uint32_t cb_cols, uint32_t cb_rows2, uint32_t cb_cols2, uint32_t rows_t,
-                        uint32_t cols_t, uint32_t dh_t, bool transposed, bool masked, uint32_t scale_bits) {
+// Tiles are processed in groups of up to SCORE_GROUP that share their query tile (along a row in pass 2, down a
+// column in pass 1), so the group loads its lse / D tile once. Per tile the arithmetic is the per-tile chain
+// P = exp(scale * S + mask - lse), dS' = scale * ((dP - D) * P), each step one fp32 SFPU op in DST as before.
+inline void score_block(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_t cb_rows2, uint32_t cb_cols2,
+                        uint32_t rows_t, uint32_t cols_t, uint32_t dh_t, bool transposed, bool masked,
+                        uint32_t scale_bits) {
     const uint32_t s_tiles = rows_t * cols_t;
+    const uint32_t lines = transposed ? cols_t : rows_t;  // groups run along the other index
+    const uint32_t line_len = transposed ? rows_t : cols_t;
+    const uint32_t step = transposed ? cols_t : 1;  // block-index distance between a group's tiles
     if (masked) {
         cb_wait_front(bwd::cb_mask, s_tiles);
     }
     cb_reserve_back(bwd::cb_p, s_tiles);
-    for (uint32_t r = 0; r < rows_t; ++r) {
-        for (uint32_t c = 0; c < cols_t; ++c) {
-            const uint32_t query = transposed ? c : r;
+    for (uint32_t query = 0; query < lines; ++query) {
+        for (uint32_t i0 = 0; i0 < line_len; i0 += SCORE_GROUP) {
+            const uint32_t g = min_u(SCORE_GROUP, line_len - i0);
+            const uint32_t r0 = transposed ? i0 : query;
+            const uint32_t c0 = transposed ? query : i0;
+            const uint32_t first = r0 * cols_t + c0;  // block index of the group's first tile
             tile_regs_acquire();
-            reconfig_data_format(cb_cols, cb_rows);  // matmul maps in0 -> SrcB, in1 -> SrcA
-            matmul_init(cb_rows, cb_cols, 1 /* transpose the column operand's tiles */);
-            for (uint32_t dt = 0; dt < dh_t; ++dt) {
-                matmul_tiles(cb_rows, cb_cols, r * dh_t + dt, c * dh_t + dt, 0);
-            }
+            score_matmul(cfg, cb_rows, cb_cols, r0, c0, g, dh_t, transposed);
             binop_with_scalar_tile_init();
-            mul_unary_tile(0, scale_bits);
-            if (masked) {
-                reconfig_data_format_srca(bwd::cb_mask);
-                copy_init(bwd::cb_mask);
-                copy_tile(bwd::cb_mask, r * cols_t + c, 1);
-                add_binary_tile_init();
-                add_binary_tile(0, 1, 0);
+            for (uint32_t j = 0; j < g; ++j) {
+                mul_unary_tile(j, scale_bits);
             }
-            load_fp32(bwd::cb_lse, query, 1);
+            if (masked) {
+                cfg.copy(bwd::cb_mask);
+                add_binary_tile_init();
+                for (uint32_t j = 0; j < g; ++j) {
+                    copy_tile(bwd::cb_mask, first + j * step, SCRATCH);
+                    add_binary_tile(j, SCRATCH, j);
+                }
+            }
+            cfg.copy(bwd::cb_lse);
+            copy_tile(bwd::cb_lse, query, SCRATCH);
             sub_binary_tile_init();
-            sub_binary_tile(0, 1, 0);
+            for (uint32_t j = 0; j < g; ++j) {
+                sub_binary_tile(j, SCRATCH, j);
+            }
             exp_tile_init();
-            exp_tile(0);
-            pack_dst0(bwd::cb_p);
+            for (uint32_t j = 0; j < g; ++j) {
+                exp_tile(j);
+            }
+            pack_group(cfg, bwd::cb_p, g, transposed, first, step);
         }
     }
     cb_push_back(bwd::cb_p, s_tiles);
@@ -128,24 +237,31 @@ inline void score_block(uint32_t cb_rows, uint32_t cb_cols, uint32_t cb_rows2, u
 
     cb_wait_front(bwd::cb_p, s_tiles);
     cb_reserve_back(bwd::cb_ds, s_tiles);
-    for (uint32_t r = 0; r < rows_t; ++r) {
-        for (uint32_t c = 0; c < cols_t; ++c) {
-            const uint32_t query = transposed ? c : r;
+    for (uint32_t query = 0; query < lines; ++query) {
+        for (uint32_t i0 = 0; i0 < line_len; i0 += SCORE_GROUP) {
+            const uint32_t g = min_u(SCORE_GROUP, line_len - i0);
+            const uint32_t r0 = transposed ? i0 : query;
+            const uint32_t c0 = transposed ? query : i0;
+            const uint32_t first = r0 * cols_t + c0;
             tile_regs_acquire();
-            reconfig_data_format(cb_cols2, cb_rows2);
-            matmul_init(cb_rows2, cb_cols2, 1);
-            for (uint32_t dt = 0; dt < dh_t; ++dt) {
-                matmul_tiles(cb_rows2, cb_cols2, r * dh_t + dt, c * dh_t + dt, 0);
-            }
-            load_fp32(bwd::cb_dbc, query, 1);
+            score_matmul(cfg, cb_rows2, cb_cols2, r0, c0, g, dh_t, transposed);
+            cfg.copy(bwd::cb_dbc);
+            copy_tile(bwd::cb_dbc, query, SCRATCH);
             sub_binary_tile_init();
-            sub_binary_tile(0, 1, 0);
-            load_fp32(bwd::cb_p, r * cols_t + c, 1);
+            for (uint32_t j = 0; j < g; ++j) {
+                sub_binary_tile(j, SCRATCH, j);
+            }
+            cfg.copy(bwd::cb_p);
             mul_binary_tile_init();
-            mul_binary_tile(0, 1, 0);
+            for (uint32_t j = 0; j < g; ++j) {
+                copy_tile(bwd::cb_p, first + j * step, SCRATCH);
+                mul_binary_tile(j, SCRATCH, j);
+            }
             binop_with_scalar_tile_init();
-            mul_unary_tile(0, scale_bits);
-            pack_dst0(bwd::cb_ds);
+            for (uint32_t j = 0; j < g; ++j) {
+                mul_unary_tile(j, scale_bits);
+            }
+            pack_group(cfg, bwd::cb_ds, g, transposed, first, step);
         }
     }
     cb_push_back(bwd::cb_ds, s_tiles);
@@ -153,27 +269,38 @@ inline void score_block(uint32_t cb_rows, uint32_t cb_cols, uint32_t cb_rows2, u
 
 // out[r, d] (+)= sum_c A[r, c] B[c, d] over a [rows_t x cols_t] block A and a [cols_t x dh_t] chunk B. The running
 // sum lives in cb_acc (two generations: the old one at the front, the new one packed behind it); the last block
-// packs into cb_out instead.
-inline void accumulate(uint32_t cb_a, uint32_t cb_b, uint32_t cb_acc, uint32_t cb_out, uint32_t rows_t,
+// packs into cb_out instead. Output subblocks rt x ct (ct head-dim tiles sharing each A tile's unpack, rt rows when
+// a row fits DST more than once); DST starts as the old sum (copied in fp32) and the products add in c order, as
+// one matmul_tiles chain per tile did.
+inline void accumulate(Config& cfg, uint32_t cb_a, uint32_t cb_b, uint32_t cb_acc, uint32_t cb_out, uint32_t rows_t,
                        uint32_t cols_t, uint32_t dh_t, bool first, bool last) {
     const uint32_t tiles = rows_t * dh_t;
     const uint32_t cb_dst = last ? cb_out : cb_acc;
+    const uint32_t ct = min_u(dh_t, DST_TILES);
+    // Whole rows only (ct == dh_t) when rt > 1, so that the packer writes the subblock's tiles in block order.
+    const uint32_t rt_max = ct == dh_t ? DST_TILES / ct : 1;
     if (!first) {
         cb_wait_front(cb_acc, tiles);
     }
     cb_reserve_back(cb_dst, tiles);
-    for (uint32_t r = 0; r < rows_t; ++r) {
-        for (uint32_t d = 0; d < dh_t; ++d) {
+    for (uint32_t r0 = 0; r0 < rows_t; r0 += rt_max) {
+        const uint32_t rt = min_u(rt_max, rows_t - r0);
+        for (uint32_t d0 = 0; d0 < dh_t; d0 += ct) {
+            const uint32_t cw = min_u(ct, dh_t - d0);
             tile_regs_acquire();
             if (!first) {
-                load_fp32(cb_acc, r * dh_t + d, 0);
+                cfg.copy(cb_acc);
+                for (uint32_t r = 0; r < rt; ++r) {
+                    for (uint32_t j = 0; j < cw; ++j) {
+                        copy_tile(cb_acc, (r0 + r) * dh_t + d0 + j, r * cw + j);
+                    }
+                }
             }
-            reconfig_data_format(cb_b, cb_a);
-            matmul_init(cb_a, cb_b, 0);
+            cfg.matmul(cb_a, cb_b, 0, cw, rt, cols_t);
             for (uint32_t c = 0; c < cols_t; ++c) {
-                matmul_tiles(cb_a, cb_b, r * cols_t + c, c * dh_t + d, 0);
+                matmul_block(cb_a, cb_b, r0 * cols_t + c, c * dh_t + d0, 0, 0, cw, rt, cols_t);
             }
-            pack_dst0(cb_dst);
+            pack_group(cfg, cb_dst, rt * cw);
         }
     }
     cb_push_back(cb_dst, tiles);
@@ -204,6 +331,7 @@ void kernel_main() {
     const uint32_t nk = s_t / k_chunk_t;
 
     compute_kernel_hw_startup<SrcOrder::Reverse>(bwd::cb_q, bwd::cb_k, bwd::cb_p);
+    Config cfg{bwd::cb_k, bwd::cb_q, bwd::cb_p};  // SrcA, SrcB, pack as the startup set them
     cb_wait_front(bwd::cb_ones, 1);
 
     // Pass 1: dK, dV of one K/V chunk per unit.
@@ -219,14 +347,14 @@ void kernel_main() {
             cb_wait_front(bwd::cb_q, q_tiles);
             cb_wait_front(bwd::cb_do, q_tiles);
             cb_wait_front(bwd::cb_lse, q_chunk_t);
-            row_dot(q_chunk_t, dh_t, true);
+            row_dot(cfg, q_chunk_t, dh_t, true);
             cb_wait_front(bwd::cb_dbc, q_chunk_t);
-            score_block(bwd::cb_k, bwd::cb_q, bwd::cb_v, bwd::cb_do, k_chunk_t, q_chunk_t, dh_t, true,
+            score_block(cfg, bwd::cb_k, bwd::cb_q, bwd::cb_v, bwd::cb_do, k_chunk_t, q_chunk_t, dh_t, true,
                         block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window), scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
-            accumulate(bwd::cb_ds, bwd::cb_q, bwd::cb_dk_acc, bwd::cb_dk, k_chunk_t, q_chunk_t, dh_t, n == 0,
+            accumulate(cfg, bwd::cb_ds, bwd::cb_q, bwd::cb_dk_acc, bwd::cb_dk, k_chunk_t, q_chunk_t, dh_t, n == 0,
                        n + 1 == blocks);
-            accumulate(bwd::cb_p, bwd::cb_do, bwd::cb_dv_acc, bwd::cb_dv, k_chunk_t, q_chunk_t, dh_t, n == 0,
+            accumulate(cfg, bwd::cb_p, bwd::cb_do, bwd::cb_dv_acc, bwd::cb_dv, k_chunk_t, q_chunk_t, dh_t, n == 0,
                        n + 1 == blocks);
             cb_pop_front(bwd::cb_ds, s_tiles);
             cb_pop_front(bwd::cb_p, s_tiles);
@@ -247,16 +375,16 @@ void kernel_main() {
         cb_wait_front(bwd::cb_q, q_tiles);
         cb_wait_front(bwd::cb_do, q_tiles);
         cb_wait_front(bwd::cb_lse, q_chunk_t);
-        row_dot(q_chunk_t, dh_t, false);
+        row_dot(cfg, q_chunk_t, dh_t, false);
         cb_wait_front(bwd::cb_dbc, q_chunk_t);
         for (uint32_t kc = k_begin; kc < k_end; ++kc) {
             const uint32_t k0 = kc * k_chunk_t;
             cb_wait_front(bwd::cb_k, kv_tiles);
             cb_wait_front(bwd::cb_v, kv_tiles);
-            score_block(bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false,
+            score_block(cfg, bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false,
                         block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window), scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
-            accumulate(bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == k_begin,
+            accumulate(cfg, bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == k_begin,
                        kc + 1 == k_end);
             cb_pop_front(bwd::cb_ds, s_tiles);
             cb_pop_front(bwd::cb_p, s_tiles);
