@@ -14,7 +14,8 @@
 // holds the row sums) in pass 2, 1 X^T (row form) in pass 1.
 // Sliding window (runtime arg `window`, 0 = none): each pass visits only the blocks inside the window, in the
 // reader's order (pass 1: Q chunks j0 .. end_q_chunk_for, pass 2: K chunks first_k_chunk .. k_chunks_for); edge
-// blocks carry the window mask the reader assembles, so their P (and so dS) is 0 outside the window.
+// blocks are masked (tiles of the consts tensor, resident in cb_mask, picked per score tile by bwd::mask_tile), so
+// their P (and so dS) is 0 outside the window.
 // Blocking: every matmul is matmul_block over output subblocks that fit DST (4 fp32 tiles, half sync), sharing the
 // unpack of each tile along the reduced dim where the operands' layouts allow (dQ/dK/dV: ct head-dim tiles per
 // dS / P tile; S and dP: the score tiles of a group when head_dim is one tile); score tiles go SCORE_GROUP to a DST
@@ -157,6 +158,17 @@ inline void row_dot(Config& cfg, uint32_t q_chunk_t, uint32_t dh_t, bool row_for
     cb_pop_front(bwd::cb_prod, q_tiles);
 }
 
+// Where a score block needs a mask, and which consts tile (resident in cb_mask for the whole run) masks its tile
+// (r, c): the reader's former per-block assembly (bwd::mask_tile), done here by index instead of by copying tiles.
+struct BlockMask {
+    uint32_t q0, k0, k_full_t, causal, window;  // the block's first query / key tile and the mask parameters
+    bool masked;
+    uint32_t tile(uint32_t r, uint32_t c, bool transposed) const {  // transposed: rows are keys
+        return transposed ? bwd::mask_tile(q0 + c, k0 + r, k_full_t, causal, window, true)
+                          : bwd::mask_tile(q0 + r, k0 + c, k_full_t, causal, window, false);
+    }
+};
+
 // DST[j] = sum over dt of R(row_j, dt) C(col_j, dt)^T for the g score tiles of one group (dt in order, so each
 // element's fp32 accumulation is that of one matmul_tiles chain). pass 2 (!transposed): the group runs along a row
 // (row r0, columns c0 ..); pass 1: down a column (rows r0 .., column c0).
@@ -187,15 +199,12 @@ inline void score_matmul(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32
 // column in pass 1), so the group loads its lse / D tile once. Per tile the arithmetic is the per-tile chain
 // P = exp(scale * S + mask - lse), dS' = scale * ((dP - D) * P), each step one fp32 SFPU op in DST as before.
 inline void score_block(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_t cb_rows2, uint32_t cb_cols2,
-                        uint32_t rows_t, uint32_t cols_t, uint32_t dh_t, bool transposed, bool masked,
+                        uint32_t rows_t, uint32_t cols_t, uint32_t dh_t, bool transposed, const BlockMask& mask,
                         uint32_t scale_bits) {
     const uint32_t s_tiles = rows_t * cols_t;
     const uint32_t lines = transposed ? cols_t : rows_t;  // groups run along the other index
     const uint32_t line_len = transposed ? rows_t : cols_t;
     const uint32_t step = transposed ? cols_t : 1;  // block-index distance between a group's tiles
-    if (masked) {
-        cb_wait_front(bwd::cb_mask, s_tiles);
-    }
     cb_reserve_back(bwd::cb_p, s_tiles);
     for (uint32_t query = 0; query < lines; ++query) {
         for (uint32_t i0 = 0; i0 < line_len; i0 += SCORE_GROUP) {
@@ -209,11 +218,13 @@ inline void score_block(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_
             for (uint32_t j = 0; j < g; ++j) {
                 mul_unary_tile(j, scale_bits);
             }
-            if (masked) {
+            if (mask.masked) {
                 cfg.copy(bwd::cb_mask);
                 add_binary_tile_init();
                 for (uint32_t j = 0; j < g; ++j) {
-                    copy_tile(bwd::cb_mask, first + j * step, SCRATCH);
+                    const uint32_t r = transposed ? r0 + j : r0;
+                    const uint32_t c = transposed ? c0 : c0 + j;
+                    copy_tile(bwd::cb_mask, mask.tile(r, c, transposed), SCRATCH);
                     add_binary_tile(j, SCRATCH, j);
                 }
             }
@@ -231,9 +242,6 @@ inline void score_block(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_
         }
     }
     cb_push_back(bwd::cb_p, s_tiles);
-    if (masked) {
-        cb_pop_front(bwd::cb_mask, s_tiles);
-    }
 
     cb_wait_front(bwd::cb_p, s_tiles);
     cb_reserve_back(bwd::cb_ds, s_tiles);
@@ -333,6 +341,7 @@ void kernel_main() {
     compute_kernel_hw_startup<SrcOrder::Reverse>(bwd::cb_q, bwd::cb_k, bwd::cb_p);
     Config cfg{bwd::cb_k, bwd::cb_q, bwd::cb_p};  // SrcA, SrcB, pack as the startup set them
     cb_wait_front(bwd::cb_ones, 1);
+    cb_wait_front(bwd::cb_mask, bwd::NUM_CONSTS);  // the mask tiles, resident for the run
 
     // Pass 1: dK, dV of one K/V chunk per unit.
     for (uint32_t w = kv_start; w < kv_start + kv_count; ++w) {
@@ -349,8 +358,10 @@ void kernel_main() {
             cb_wait_front(bwd::cb_lse, q_chunk_t);
             row_dot(cfg, q_chunk_t, dh_t, true);
             cb_wait_front(bwd::cb_dbc, q_chunk_t);
-            score_block(cfg, bwd::cb_k, bwd::cb_q, bwd::cb_v, bwd::cb_do, k_chunk_t, q_chunk_t, dh_t, true,
-                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window), scale_bits);
+            const BlockMask mask{q0, k0, k_full_t, causal, window,
+                                 block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window)};
+            score_block(cfg, bwd::cb_k, bwd::cb_q, bwd::cb_v, bwd::cb_do, k_chunk_t, q_chunk_t, dh_t, true, mask,
+                        scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
             accumulate(cfg, bwd::cb_ds, bwd::cb_q, bwd::cb_dk_acc, bwd::cb_dk, k_chunk_t, q_chunk_t, dh_t, n == 0,
                        n + 1 == blocks);
@@ -381,8 +392,10 @@ void kernel_main() {
             const uint32_t k0 = kc * k_chunk_t;
             cb_wait_front(bwd::cb_k, kv_tiles);
             cb_wait_front(bwd::cb_v, kv_tiles);
-            score_block(cfg, bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false,
-                        block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window), scale_bits);
+            const BlockMask mask{q0, k0, k_full_t, causal, window,
+                                 block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window)};
+            score_block(cfg, bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false, mask,
+                        scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
             accumulate(cfg, bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == k_begin,
                        kc + 1 == k_end);
@@ -396,5 +409,6 @@ void kernel_main() {
         cb_pop_front(bwd::cb_do, q_tiles);
         cb_pop_front(bwd::cb_q, q_tiles);
     }
+    cb_pop_front(bwd::cb_mask, bwd::NUM_CONSTS);
     cb_pop_front(bwd::cb_ones, 1);
 }
