@@ -19,10 +19,10 @@
 // Blocking: every matmul is matmul_block over output subblocks that fit DST (4 fp32 tiles, half sync), sharing the
 // unpack of each tile along the reduced dim where the operands' layouts allow (dQ/dK/dV: ct head-dim tiles per
 // dS / P tile; S and dP: the score tiles of a group when head_dim is one tile); score tiles go SCORE_GROUP to a DST
-// acquire, the group sharing its lse / D tile, and inits / reconfigs are issued only when they change something
-// (Config). Each output element still sums the same products in the same order as one matmul_tiles chain per tile
-// and goes through the same fp32 SFPU ops, so the results are bit-identical to the per-tile kernel
-// (tests/test_kern_attention_bwd_blocked.py).
+// acquire, the tiles of a query line sharing its lse / D tile, and inits / reconfigs are issued only when they
+// change something (Config). Each output element still sums the same products in the same order as one
+// matmul_tiles chain per tile and goes through the same fp32 SFPU ops, so the results are bit-identical to the
+// per-tile kernel (tests/test_kern_attention_bwd_blocked.py).
 #include <stdint.h>
 #include "api/compute/compute_kernel_hw_startup.h"
 #include "api/compute/compute_kernel_api.h"
@@ -93,19 +93,13 @@ struct Config {
     }
 };
 
-// Hand DST tiles 0 .. n-1 to the packer and pack them into `cb`: sequentially, or (out_of_order) tile j at
-// position first + j * stride of the reserved region.
-inline void pack_group(Config& cfg, uint32_t cb, uint32_t n, bool out_of_order = false, uint32_t first = 0,
-                       uint32_t stride = 0) {
+// Hand DST tiles 0 .. n-1 to the packer and pack them into `cb`, in order.
+inline void pack_group(Config& cfg, uint32_t cb, uint32_t n) {
     tile_regs_commit();
     tile_regs_wait();
     cfg.out(cb);
     for (uint32_t j = 0; j < n; ++j) {
-        if (out_of_order) {
-            pack_tile<true>(j, cb, first + j * stride);
-        } else {
-            pack_tile(j, cb);
-        }
+        pack_tile(j, cb);
     }
     tile_regs_release();
 }
@@ -169,24 +163,69 @@ struct BlockMask {
     }
 };
 
-// DST[j] = sum over dt of R(row_j, dt) C(col_j, dt)^T for the g score tiles of one group (dt in order, so each
-// element's fp32 accumulation is that of one matmul_tiles chain). pass 2 (!transposed): the group runs along a row
-// (row r0, columns c0 ..); pass 1: down a column (rows r0 .., column c0).
-inline void score_matmul(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_t r0, uint32_t c0, uint32_t g,
-                         uint32_t dh_t, bool transposed) {
-    if (transposed) {  // rows operand tiles r0 + j, dt are dh_t apart: one g x 1 subblock per dt
+// Up to SCORE_GROUP score tiles that go through DST together: the next ones of the block in query-major order
+// (pass 2: row-major, query = row; pass 1: column-major, query = column), so a group crosses into the next query
+// line when a line's length is not a multiple of the group (it then loads one lse / D tile per line it touches).
+struct ScoreGroup {
+    uint32_t n;                               // tiles
+    uint32_t r[SCORE_GROUP], c[SCORE_GROUP];  // block row / column of tile j
+    uint32_t query[SCORE_GROUP];              // its query tile within the Q chunk (lse / D index)
+    uint32_t index[SCORE_GROUP];              // its block index r * cols + c (cb_p / cb_ds order)
+    bool one_line;                            // all tiles share one query line
+    ScoreGroup(uint32_t first, uint32_t s_tiles, uint32_t rows_t, uint32_t cols_t, bool transposed) {
+        n = min_u(SCORE_GROUP, s_tiles - first);
+        const uint32_t line_len = transposed ? rows_t : cols_t;
+        for (uint32_t j = 0; j < n; ++j) {
+            const uint32_t line = (first + j) / line_len, along = (first + j) % line_len;
+            r[j] = transposed ? along : line;
+            c[j] = transposed ? line : along;
+            query[j] = line;
+            index[j] = r[j] * cols_t + c[j];
+        }
+        one_line = query[n - 1] == query[0];
+    }
+    // DST[SCRATCH] = tile query[j] of `cb` (lse or D) whenever tile j starts a new query line, then op(j).
+    template <typename Op>
+    void per_query(Config& cfg, uint32_t cb, Op op) const {
+        cfg.copy(cb);
+        for (uint32_t j = 0; j < n; ++j) {
+            if (j == 0 || query[j] != query[j - 1]) {
+                copy_tile(cb, query[j], SCRATCH);
+            }
+            op(j);
+        }
+    }
+    void pack(Config& cfg, uint32_t cb) const {  // tile j to block position index[j] of the reserved region
+        tile_regs_commit();
+        tile_regs_wait();
+        cfg.out(cb);
+        for (uint32_t j = 0; j < n; ++j) {
+            pack_tile<true>(j, cb, index[j]);
+        }
+        tile_regs_release();
+    }
+};
+
+// DST[j] = sum over dt of R(r_j, dt) C(c_j, dt)^T for the tiles of a group (dt in order, so each element's fp32
+// accumulation is that of one matmul_tiles chain). A group inside one query line is one subblock per dt where the
+// operand layouts allow: pass 1's rows operand tiles (r0 + j, dt) are dh_t apart (g x 1, kt = dh_t), pass 2's
+// column operand tiles (c0 + j, dt) are adjacent only when dh_t == 1 (1 x g, sharing the row tile's unpack).
+inline void score_matmul(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, const ScoreGroup& grp, uint32_t dh_t,
+                         bool transposed) {
+    const uint32_t g = grp.n, r0 = grp.r[0], c0 = grp.c[0];
+    if (grp.one_line && transposed && g > 1) {
         cfg.matmul(cb_rows, cb_cols, 1, 1, g, dh_t);
         for (uint32_t dt = 0; dt < dh_t; ++dt) {
             matmul_block(cb_rows, cb_cols, r0 * dh_t + dt, c0 * dh_t + dt, 0, 1, 1, g, dh_t);
         }
-    } else if (dh_t == 1) {  // column operand tiles adjacent: one 1 x g subblock shares the row tile's unpack
+    } else if (grp.one_line && dh_t == 1 && g > 1) {
         cfg.matmul(cb_rows, cb_cols, 1, g, 1, 1);
         matmul_block(cb_rows, cb_cols, r0, c0, 0, 1, g, 1, 1);
     } else {
         cfg.matmul(cb_rows, cb_cols, 1, 1, 1, dh_t);
         for (uint32_t dt = 0; dt < dh_t; ++dt) {
             for (uint32_t j = 0; j < g; ++j) {
-                matmul_block(cb_rows, cb_cols, r0 * dh_t + dt, (c0 + j) * dh_t + dt, j, 1, 1, 1, dh_t);
+                matmul_block(cb_rows, cb_cols, grp.r[j] * dh_t + dt, grp.c[j] * dh_t + dt, j, 1, 1, 1, dh_t);
             }
         }
     }
@@ -195,82 +234,60 @@ inline void score_matmul(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32
 // One score block: P -> cb_p and scale * dS -> cb_ds, [rows_t x cols_t] tiles each, pushed. The operands are at
 // the fronts of their CBs. pass 2: rows = Q (cb_rows = cb_q), cols = K, dP = dO V^T, per-query tiles indexed by
 // the row; pass 1 (`transposed`): rows = K, cols = Q, dP^T = V dO^T, per-query tiles indexed by the column.
-// Tiles are processed in groups of up to SCORE_GROUP that share their query tile (along a row in pass 2, down a
-// column in pass 1), so the group loads its lse / D tile once. Per tile the arithmetic is the per-tile chain
+// Tiles go through DST SCORE_GROUP at a time (ScoreGroup). Per tile the arithmetic is the per-tile chain
 // P = exp(scale * S + mask - lse), dS' = scale * ((dP - D) * P), each step one fp32 SFPU op in DST as before.
 inline void score_block(Config& cfg, uint32_t cb_rows, uint32_t cb_cols, uint32_t cb_rows2, uint32_t cb_cols2,
                         uint32_t rows_t, uint32_t cols_t, uint32_t dh_t, bool transposed, const BlockMask& mask,
                         uint32_t scale_bits) {
     const uint32_t s_tiles = rows_t * cols_t;
-    const uint32_t lines = transposed ? cols_t : rows_t;  // groups run along the other index
-    const uint32_t line_len = transposed ? rows_t : cols_t;
-    const uint32_t step = transposed ? cols_t : 1;  // block-index distance between a group's tiles
     cb_reserve_back(bwd::cb_p, s_tiles);
-    for (uint32_t query = 0; query < lines; ++query) {
-        for (uint32_t i0 = 0; i0 < line_len; i0 += SCORE_GROUP) {
-            const uint32_t g = min_u(SCORE_GROUP, line_len - i0);
-            const uint32_t r0 = transposed ? i0 : query;
-            const uint32_t c0 = transposed ? query : i0;
-            const uint32_t first = r0 * cols_t + c0;  // block index of the group's first tile
-            tile_regs_acquire();
-            score_matmul(cfg, cb_rows, cb_cols, r0, c0, g, dh_t, transposed);
-            binop_with_scalar_tile_init();
-            for (uint32_t j = 0; j < g; ++j) {
-                mul_unary_tile(j, scale_bits);
-            }
-            if (mask.masked) {
-                cfg.copy(bwd::cb_mask);
-                add_binary_tile_init();
-                for (uint32_t j = 0; j < g; ++j) {
-                    const uint32_t r = transposed ? r0 + j : r0;
-                    const uint32_t c = transposed ? c0 : c0 + j;
-                    copy_tile(bwd::cb_mask, mask.tile(r, c, transposed), SCRATCH);
-                    add_binary_tile(j, SCRATCH, j);
-                }
-            }
-            cfg.copy(bwd::cb_lse);
-            copy_tile(bwd::cb_lse, query, SCRATCH);
-            sub_binary_tile_init();
-            for (uint32_t j = 0; j < g; ++j) {
-                sub_binary_tile(j, SCRATCH, j);
-            }
-            exp_tile_init();
-            for (uint32_t j = 0; j < g; ++j) {
-                exp_tile(j);
-            }
-            pack_group(cfg, bwd::cb_p, g, transposed, first, step);
+    for (uint32_t first = 0; first < s_tiles; first += SCORE_GROUP) {
+        const ScoreGroup grp(first, s_tiles, rows_t, cols_t, transposed);
+        const uint32_t g = grp.n;
+        tile_regs_acquire();
+        score_matmul(cfg, cb_rows, cb_cols, grp, dh_t, transposed);
+        binop_with_scalar_tile_init();
+        for (uint32_t j = 0; j < g; ++j) {
+            mul_unary_tile(j, scale_bits);
         }
+        if (mask.masked) {
+            cfg.copy(bwd::cb_mask);
+            add_binary_tile_init();
+            for (uint32_t j = 0; j < g; ++j) {
+                copy_tile(bwd::cb_mask, mask.tile(grp.r[j], grp.c[j], transposed), SCRATCH);
+                add_binary_tile(j, SCRATCH, j);
+            }
+        }
+        sub_binary_tile_init();
+        grp.per_query(cfg, bwd::cb_lse, [](uint32_t j) { sub_binary_tile(j, SCRATCH, j); });
+        exp_tile_init();
+        for (uint32_t j = 0; j < g; ++j) {
+            exp_tile(j);
+        }
+        grp.pack(cfg, bwd::cb_p);
     }
     cb_push_back(bwd::cb_p, s_tiles);
 
     cb_wait_front(bwd::cb_p, s_tiles);
     cb_reserve_back(bwd::cb_ds, s_tiles);
-    for (uint32_t query = 0; query < lines; ++query) {
-        for (uint32_t i0 = 0; i0 < line_len; i0 += SCORE_GROUP) {
-            const uint32_t g = min_u(SCORE_GROUP, line_len - i0);
-            const uint32_t r0 = transposed ? i0 : query;
-            const uint32_t c0 = transposed ? query : i0;
-            const uint32_t first = r0 * cols_t + c0;
-            tile_regs_acquire();
-            score_matmul(cfg, cb_rows2, cb_cols2, r0, c0, g, dh_t, transposed);
-            cfg.copy(bwd::cb_dbc);
-            copy_tile(bwd::cb_dbc, query, SCRATCH);
-            sub_binary_tile_init();
-            for (uint32_t j = 0; j < g; ++j) {
-                sub_binary_tile(j, SCRATCH, j);
-            }
-            cfg.copy(bwd::cb_p);
-            mul_binary_tile_init();
-            for (uint32_t j = 0; j < g; ++j) {
-                copy_tile(bwd::cb_p, first + j * step, SCRATCH);
-                mul_binary_tile(j, SCRATCH, j);
-            }
-            binop_with_scalar_tile_init();
-            for (uint32_t j = 0; j < g; ++j) {
-                mul_unary_tile(j, scale_bits);
-            }
-            pack_group(cfg, bwd::cb_ds, g, transposed, first, step);
+    for (uint32_t first = 0; first < s_tiles; first += SCORE_GROUP) {
+        const ScoreGroup grp(first, s_tiles, rows_t, cols_t, transposed);
+        const uint32_t g = grp.n;
+        tile_regs_acquire();
+        score_matmul(cfg, cb_rows2, cb_cols2, grp, dh_t, transposed);
+        sub_binary_tile_init();
+        grp.per_query(cfg, bwd::cb_dbc, [](uint32_t j) { sub_binary_tile(j, SCRATCH, j); });
+        cfg.copy(bwd::cb_p);
+        mul_binary_tile_init();
+        for (uint32_t j = 0; j < g; ++j) {
+            copy_tile(bwd::cb_p, grp.index[j], SCRATCH);
+            mul_binary_tile(j, SCRATCH, j);
         }
+        binop_with_scalar_tile_init();
+        for (uint32_t j = 0; j < g; ++j) {
+            mul_unary_tile(j, scale_bits);
+        }
+        grp.pack(cfg, bwd::cb_ds);
     }
     cb_push_back(bwd::cb_ds, s_tiles);
 }
@@ -397,8 +414,8 @@ void kernel_main() {
             score_block(cfg, bwd::cb_q, bwd::cb_k, bwd::cb_do, bwd::cb_v, q_chunk_t, k_chunk_t, dh_t, false, mask,
                         scale_bits);
             cb_wait_front(bwd::cb_ds, s_tiles);
-            accumulate(cfg, bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t, kc == k_begin,
-                       kc + 1 == k_end);
+            accumulate(cfg, bwd::cb_ds, bwd::cb_k, bwd::cb_dq_acc, bwd::cb_dq, q_chunk_t, k_chunk_t, dh_t,
+                       kc == k_begin, kc + 1 == k_end);
             cb_pop_front(bwd::cb_ds, s_tiles);
             cb_pop_front(bwd::cb_p, s_tiles);
             cb_pop_front(bwd::cb_v, kv_tiles);
