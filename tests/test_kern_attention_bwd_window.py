@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tilegraph.kernels.attention.backward import attention_bwd_program, bwd_consts
+from tilegraph.kernels.attention.backward import NUM_CONSTS, attention_bwd_program, bwd_consts
 from tilegraph.kernels.registry import get_kernel_op
 from tilegraph.ops.attention import visible_mask
 from tilegraph.runtime import fuzz
@@ -68,21 +68,21 @@ def test_kernel_without_the_window_fails_the_check():
 
 def _expected_counts(seq, heads, kv_heads, qc, kc, dh, window, cores):
     """DRAM tiles the readers fetch and matrix-engine tile products the compute kernels do, from the blocks a
-    (Q chunk, K chunk) pair must visit: those holding a visible (query, key) pair of the reference's mask, with a
-    mask block where some pair of it is not visible. qc, kc: chunk rows in tiles; seq a multiple of both."""
+    (Q chunk, K chunk) pair must visit: those holding a visible (query, key) pair of the reference's mask.
+    qc, kc: chunk rows in tiles; seq a multiple of both."""
     allowed = visible_mask(seq, True, window)
     nq, nk = seq // (32 * qc), seq // (32 * kc)
-    blocks = masked = 0
+    blocks = 0
     for a in range(nq):
         for b in range(nk):
             part = allowed[32 * qc * a:32 * qc * (a + 1), 32 * kc * b:32 * kc * (b + 1)]
             blocks += bool(part.any())
-            masked += bool(part.any() and not part.all())
     q_tiles, kv_tiles, s_tiles = qc * dh, kc * dh, qc * kc
-    # pass 1: K, V per (kv head, K chunk); per block Q, dO, O, lse and maybe a mask. pass 2: Q, dO, O, lse per
-    # (head, Q chunk); per block K, V and maybe a mask. Plus the all-ones tile once per core.
-    reads = (cores + kv_heads * nk * 2 * kv_tiles + heads * nq * (3 * q_tiles + qc)
-             + heads * (blocks * (3 * q_tiles + qc + 2 * kv_tiles) + 2 * masked * s_tiles))
+    # pass 1: K, V per (kv head, K chunk); per block Q, dO, O, lse. pass 2: Q, dO, O, lse per (head, Q chunk); per
+    # block K, V. Plus, once per core, the all-ones tile and the NUM_CONSTS tiles the masks are picked from (a
+    # masked block reads nothing more).
+    reads = (cores * (1 + NUM_CONSTS) + kv_heads * nk * 2 * kv_tiles + heads * nq * (3 * q_tiles + qc)
+             + heads * blocks * (3 * q_tiles + qc + 2 * kv_tiles))
     # pass 1 per block: D's row sums (one product per dO * O tile), S^T, dP^T, dK += dS^T Q, dV += P^T dO;
     # pass 2: D once per Q chunk, per block S, dP, dQ += dS K.
     matmuls = heads * (blocks * (q_tiles + 7 * s_tiles * dh) + nq * q_tiles)

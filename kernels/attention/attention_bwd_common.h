@@ -11,7 +11,8 @@ namespace bwd {
 constexpr uint32_t cb_q = 0;      // Q chunk [q_chunk_t x dh_t]
 constexpr uint32_t cb_k = 1;      // K chunk [k_chunk_t x dh_t]
 constexpr uint32_t cb_v = 2;      // V chunk [k_chunk_t x dh_t]
-constexpr uint32_t cb_mask = 3;   // mask block [rows x cols] of the score block, only for blocks that need one
+constexpr uint32_t cb_mask = 3;   // the consts tiles [NUM_CONSTS], read once per run; compute_bwd indexes them by
+                                  // mask_tile (no per-block mask assembly, no DRAM reads per block)
 constexpr uint32_t cb_do = 4;     // dO chunk [q_chunk_t x dh_t]
 constexpr uint32_t cb_o = 5;      // O chunk [q_chunk_t x dh_t] (only for D = rowsum(dO * O))
 constexpr uint32_t cb_lse = 6;    // lse of the Q chunk's rows, broadcast over a tile (fp32): [q_chunk_t]
@@ -29,7 +30,8 @@ constexpr uint32_t cb_dq_acc = 28;  // running dQ, two generations (fp32)
 constexpr uint32_t cb_dk_acc = 29;  // running dK, two generations (fp32)
 constexpr uint32_t cb_dv_acc = 30;  // running dV, two generations (fp32)
 
-// Tiles of the consts tensor (built by kernels/attention/backward.py bwd_consts).
+// Tiles of the consts tensor (built by kernels/attention/backward.py bwd_consts, NUM_CONSTS there too).
+constexpr uint32_t NUM_CONSTS = 12;
 constexpr uint32_t CONST_ZERO = 0;
 constexpr uint32_t CONST_NEG_INF = 1;
 constexpr uint32_t CONST_CAUSAL = 2;     // -inf where col > row (score block rows = queries)

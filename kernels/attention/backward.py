@@ -38,15 +38,16 @@ def _chunk_tiles(requested: int, seq_tiles: int, what: str) -> int:
 
 
 def _bwd_cbs(ranges, qc, kc, dh, dtype, out_dtype, interm):
-    """CBs at the indices of attention_bwd_common.h. Streamed inputs (the mask blocks too) and the outputs are
-    double-buffered, so the reader and the writer overlap the compute kernel."""
+    """CBs at the indices of attention_bwd_common.h. Streamed inputs and the outputs are double-buffered, so the
+    reader and the writer overlap the compute kernel; CB 3 holds the consts tiles the masks are picked from, read
+    once per run."""
     q_tiles, kv_tiles, s_tiles = qc * dh, kc * dh, qc * kc
 
     def cb(index, fmt, pages):
         return _prog.CBSpec(index=index, data_format=fmt, num_pages=pages, core_ranges=ranges)
 
     return [cb(0, dtype, 2 * q_tiles), cb(1, dtype, 2 * kv_tiles), cb(2, dtype, 2 * kv_tiles),
-            cb(3, "bfloat16", 2 * s_tiles), cb(4, dtype, 2 * q_tiles), cb(5, dtype, 2 * q_tiles),
+            cb(3, "bfloat16", NUM_CONSTS), cb(4, dtype, 2 * q_tiles), cb(5, dtype, 2 * q_tiles),
             cb(6, "float32", 2 * qc), cb(7, "bfloat16", 1),
             cb(16, out_dtype, 2 * q_tiles), cb(17, out_dtype, 2 * kv_tiles), cb(18, out_dtype, 2 * kv_tiles),
             cb(24, "float32", q_tiles), cb(25, "float32", qc), cb(26, interm, s_tiles), cb(27, interm, s_tiles),

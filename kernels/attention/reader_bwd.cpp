@@ -1,9 +1,10 @@
 // Attention backward, reader (RISC-V 0): streams the chunks of the two passes of compute_bwd.cpp.
 //
+// First the all-ones tile and the consts tiles the compute kernel masks score tiles with (once per run).
 // Pass 1 (unit = one K/V chunk of one (batch, kv head)): K and V once, then per block (query head of the group,
-// Q chunk reaching the K chunk) Q, dO, O, lse (row form) and, where needed, the transposed mask block.
+// Q chunk reaching the K chunk) Q, dO, O, lse (row form).
 // Pass 2 (unit = one Q chunk of one (batch, head)): Q, dO, O, lse (column form) once, then per K chunk it attends
-// to K, V and, where needed, the mask block. Masks are assembled from the ready tiles of the consts tensor.
+// to K and V.
 // Sliding window: pass 1 stops at the last Q chunk whose window still reaches the K chunk (end_q_chunk_for), pass 2
 // starts at the first K chunk inside the Q chunk's window (first_k_chunk); nothing outside is read.
 #include <stdint.h>
@@ -26,26 +27,6 @@ inline void read_chunk(uint32_t cb, const Acc& acc, uint32_t bh, uint32_t s_t, u
     cb_push_back(cb, rows * dh_t);
 }
 
-// The mask block of the score block (Q chunk at q0, K chunk at k0); rows are keys when `transposed`.
-template <typename Acc>
-inline void read_mask(const Acc& c_acc, uint32_t q0, uint32_t k0, uint32_t q_chunk_t, uint32_t k_chunk_t,
-                      uint32_t k_full_t, uint32_t causal, uint32_t window, bool transposed) {
-    const uint32_t rows = transposed ? k_chunk_t : q_chunk_t;
-    const uint32_t cols = transposed ? q_chunk_t : k_chunk_t;
-    cb_reserve_back(bwd::cb_mask, rows * cols);
-    uint32_t l1 = get_write_ptr(bwd::cb_mask);
-    for (uint32_t r = 0; r < rows; ++r) {
-        for (uint32_t c = 0; c < cols; ++c) {
-            const uint32_t gq = q0 + (transposed ? c : r);
-            const uint32_t gk = k0 + (transposed ? r : c);
-            noc_async_read_page(bwd::mask_tile(gq, gk, k_full_t, causal, window, transposed), c_acc, l1);
-            l1 += get_tile_size(bwd::cb_mask);
-        }
-    }
-    noc_async_read_barrier();
-    cb_push_back(bwd::cb_mask, rows * cols);
-}
-
 void kernel_main() {
     constexpr auto q_args = TensorAccessorArgs<0>();
     constexpr auto k_args = TensorAccessorArgs<q_args.next_compile_time_args_offset()>();
@@ -60,7 +41,7 @@ void kernel_main() {
     const uint32_t num_kv_heads = get_arg_val<uint32_t>(9);
     const uint32_t s_t = get_arg_val<uint32_t>(10);  // padded sequence, tiles
     const uint32_t causal = get_arg_val<uint32_t>(11);
-    const uint32_t k_full_t = get_arg_val<uint32_t>(12);
+    // arg 12 (k_full_t, where padded keys start) only matters to the masks, which the compute kernel picks
     const uint32_t kv_start = get_arg_val<uint32_t>(13);
     const uint32_t kv_count = get_arg_val<uint32_t>(14);
     const uint32_t q_start = get_arg_val<uint32_t>(15);
@@ -85,8 +66,15 @@ void kernel_main() {
 
     cb_reserve_back(bwd::cb_ones, 1);
     noc_async_read_page(bwd::CONST_ONES, c_acc, get_write_ptr(bwd::cb_ones));
+    // Every mask tile once per run: the compute kernel picks a score tile's mask from these by index, so masked
+    // blocks cost no DRAM reads (all cores reading the same few consts pages would load a few banks).
+    cb_reserve_back(bwd::cb_mask, bwd::NUM_CONSTS);
+    for (uint32_t i = 0; i < bwd::NUM_CONSTS; ++i) {
+        noc_async_read_page(i, c_acc, get_write_ptr(bwd::cb_mask) + i * get_tile_size(bwd::cb_mask));
+    }
     noc_async_read_barrier();
     cb_push_back(bwd::cb_ones, 1);
+    cb_push_back(bwd::cb_mask, bwd::NUM_CONSTS);
 
     // Pass 1: per K/V chunk, every Q chunk of every query head of its group that reaches it.
     for (uint32_t w = kv_start; w < kv_start + kv_count; ++w) {
@@ -105,9 +93,6 @@ void kernel_main() {
                 read_chunk(bwd::cb_do, do_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_o, o_acc, bh, s_t, q0, q_chunk_t, dh_t);
                 read_chunk(bwd::cb_lse, lr_acc, bh, s_t, q0, q_chunk_t, 1);
-                if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window)) {
-                    read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window, true);
-                }
             }
         }
     }
@@ -127,9 +112,6 @@ void kernel_main() {
             const uint32_t k0 = kc * k_chunk_t;
             read_chunk(bwd::cb_k, k_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
             read_chunk(bwd::cb_v, v_acc, kv_bh, s_t, k0, k_chunk_t, dh_t);
-            if (block_masked(q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window)) {
-                read_mask(c_acc, q0, k0, q_chunk_t, k_chunk_t, k_full_t, causal, window, false);
-            }
         }
     }
 }
