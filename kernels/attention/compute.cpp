@@ -36,6 +36,7 @@
 #include "api/compute/eltwise_unary/recip.h"
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
 #include "attention_common.h"
+#include "attention_formats.h"
 
 constexpr uint32_t DST_TILES = 4;  // DST capacity with fp32_dest_acc_en (half sync)
 
@@ -59,25 +60,6 @@ inline void exp_scaled(uint32_t i0, uint32_t n, uint32_t scale_bits, uint32_t sc
 }
 
 inline uint32_t group(uint32_t left) { return left < DST_TILES ? left : DST_TILES; }
-
-// Which CB last configured each unpacker source register and the packer, so that every reconfiguration can use the
-// (old, new) form, which reprograms only when the formats differ (most CBs here share a format).
-struct Formats {
-    uint32_t a, b, pack;
-    void src(uint32_t new_a, uint32_t new_b) {
-        reconfig_data_format(a, new_a, b, new_b);
-        a = new_a;
-        b = new_b;
-    }
-    void srca(uint32_t new_a) {
-        reconfig_data_format_srca(a, new_a);
-        a = new_a;
-    }
-    void out(uint32_t new_pack) {
-        pack_reconfig_data_format(pack, new_pack);
-        pack = new_pack;
-    }
-};
 
 void kernel_main() {
     // Shapes are runtime args so that one compiled kernel serves every shape (the CBs are sized by the host).

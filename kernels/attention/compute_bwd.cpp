@@ -37,6 +37,7 @@
 #include "api/compute/eltwise_unary/exp.h"
 #include "api/compute/eltwise_unary/binop_with_scalar.h"
 #include "attention_bwd_common.h"
+#include "attention_formats.h"
 
 constexpr uint32_t DST_TILES = 4;             // DST capacity with fp32_dest_acc_en (half sync)
 constexpr uint32_t SCRATCH = DST_TILES - 1;    // DST slot of the second operand of the SFPU binary ops
@@ -46,26 +47,11 @@ inline uint32_t min_u(uint32_t a, uint32_t b) { return a < b ? a : b; }
 
 // The configuration the unpacker, the FPU and the packer were last programmed with, so that every init and every
 // reconfiguration is issued only when it changes something (each one drains the pipeline: tilegraph/perf/model.py
-// INIT_CYCLES). Source registers and the packer use the (old, new) reconfig form, which reprograms only when the
-// formats differ (most CBs here share a format). The FPU init is remembered as a key: a matmul_block shape
-// (transpose, ct, rt, kt: what matmul_block_init programs), a copy source CB (copy_init loads the CB's unpack
-// path) or the eltwise multiply.
-struct Config {
-    uint32_t a, b, pack;
+// INIT_CYCLES). Source registers and the packer: the forward's Formats (attention_formats.h). The FPU init is
+// remembered as a key: a matmul_block shape (transpose, ct, rt, kt: what matmul_block_init programs), a copy
+// source CB (copy_init loads the CB's unpack path) or the eltwise multiply.
+struct Config : Formats {
     uint32_t fpu = 0;  // 0: nothing this kernel relies on
-    void src(uint32_t new_a, uint32_t new_b) {
-        reconfig_data_format(a, new_a, b, new_b);
-        a = new_a;
-        b = new_b;
-    }
-    void srca(uint32_t new_a) {
-        reconfig_data_format_srca(a, new_a);
-        a = new_a;
-    }
-    void out(uint32_t new_pack) {
-        pack_reconfig_data_format(pack, new_pack);
-        pack = new_pack;
-    }
     // matmul in0 x in1 (in0 -> SrcB, in1 -> SrcA) with subblock ct x rt over kt.
     void matmul(uint32_t in0, uint32_t in1, uint32_t transpose, uint32_t ct, uint32_t rt, uint32_t kt) {
         src(in1, in0);
@@ -356,7 +342,7 @@ void kernel_main() {
     const uint32_t nk = s_t / k_chunk_t;
 
     compute_kernel_hw_startup<SrcOrder::Reverse>(bwd::cb_q, bwd::cb_k, bwd::cb_p);
-    Config cfg{bwd::cb_k, bwd::cb_q, bwd::cb_p};  // SrcA, SrcB, pack as the startup set them
+    Config cfg{{bwd::cb_k, bwd::cb_q, bwd::cb_p}};  // SrcA, SrcB, pack as the startup set them
     cb_wait_front(bwd::cb_ones, 1);
     cb_wait_front(bwd::cb_mask, bwd::NUM_CONSTS);  // the mask tiles, resident for the run
 
