@@ -22,18 +22,11 @@ inline void compute_block(const SwigluBlock& blk, uint32_t kt, uint32_t kb, uint
     for (uint32_t k0 = 0; k0 < kt; k0 += kb) {
         const bool first = k0 == 0;
         const bool last = k0 + kb == kt;
-        cb_wait_front(cb_x, mb * kb);
-        cb_wait_front(cb_w1, kb * nb);
-        cb_wait_front(cb_w3, kb * nb);
+        wait_k_block(mb, kb, nb);
         for (uint32_t r = 0; r < blk.rows; ++r) {
             for (uint32_t j0 = 0; j0 < blk.cols; j0 += w) {
                 const uint32_t ws = blk.cols - j0 < w ? blk.cols - j0 : w;
-                tile_regs_acquire();
-                if (!first) {
-                    reload(cb_part_gate, 0, ws);
-                    reload(cb_part_up, w, ws);
-                }
-                gate_up_subblock(r, j0, ws, w, kb, nb);
+                accumulate_subblock(first, r, j0, ws, w, kb, nb);
                 if (last) {
                     silu_tile_init();
                     for (uint32_t j = 0; j < ws; ++j) {
@@ -55,9 +48,7 @@ inline void compute_block(const SwigluBlock& blk, uint32_t kt, uint32_t kb, uint
                 tile_regs_release();
             }
         }
-        cb_pop_front(cb_x, mb * kb);
-        cb_pop_front(cb_w1, kb * nb);
-        cb_pop_front(cb_w3, kb * nb);
+        pop_k_block(mb, kb, nb);
     }
 }
 

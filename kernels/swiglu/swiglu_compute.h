@@ -3,6 +3,7 @@
 #pragma once
 #include <stdint.h>
 #include "api/compute/cb_api.h"
+#include "api/compute/reg_api.h"
 #include "api/compute/pack.h"
 #include "api/compute/reconfig_data_format.h"
 #include "api/compute/tile_move_copy.h"
@@ -43,4 +44,28 @@ inline void gate_up_subblock(uint32_t r, uint32_t j0, uint32_t ws, uint32_t w, u
     for (uint32_t i = 0; i < kb; ++i) {
         matmul_block(cb_x, cb_w3, r * kb + i, i * nb + j0, w, 0, ws, 1, kb);
     }
+}
+
+// The x (mb x kb) and W1 / W3 (kb x nb) tiles of one K block of a block, waited for / released together.
+inline void wait_k_block(uint32_t mb, uint32_t kb, uint32_t nb) {
+    cb_wait_front(cb_x, mb * kb);
+    cb_wait_front(cb_w1, kb * nb);
+    cb_wait_front(cb_w3, kb * nb);
+}
+inline void pop_k_block(uint32_t mb, uint32_t kb, uint32_t nb) {
+    cb_pop_front(cb_x, mb * kb);
+    cb_pop_front(cb_w1, kb * nb);
+    cb_pop_front(cb_w3, kb * nb);
+}
+
+// Acquire DST and bring subblock (r, j0 .. j0 + ws) of x W1 / x W3 up to this K block: the partial sums of the
+// earlier K blocks (none when `first`) reloaded, then this block's products added. The caller applies what
+// follows in DST, commits, packs and releases.
+inline void accumulate_subblock(bool first, uint32_t r, uint32_t j0, uint32_t ws, uint32_t w, uint32_t kb, uint32_t nb) {
+    tile_regs_acquire();
+    if (!first) {
+        reload(cb_part_gate, 0, ws);
+        reload(cb_part_up, w, ws);
+    }
+    gate_up_subblock(r, j0, ws, w, kb, nb);
 }
