@@ -249,7 +249,7 @@ def rms_norm_bwd(tokens: int, hidden: int, device: Device, dtype: str = "bfloat1
     rows, wt = _tiles(tokens), _tiles(hidden)
     full, col = rows * wt, rows
     bcast = 1 + 1 / wt  # a [T, 1] column read once per tile row
-    ops = [
+    return [
         streaming(full, 1, device, dtype, None, ("square",), fidelity, "ttnn.square"),
         streaming(col, wt, device, dtype, "reduce.sum", (), fidelity, "ttnn.mean", fpu_per_tile=wt),
         streaming(col, 1, device, dtype, "binary.add", ("rsqrt",), fidelity, "ttnn.rsqrt(+eps)"),
@@ -263,7 +263,6 @@ def rms_norm_bwd(tokens: int, hidden: int, device: Device, dtype: str = "bfloat1
         streaming(full, 2, device, dtype, "binary.mul", (), fidelity, "ttnn.mul (dy * xhat)"),
         streaming(wt, rows, device, dtype, "reduce.sum", (), fidelity, "ttnn.sum (rows)", fpu_per_tile=rows),
     ]
-    return ops
 
 
 def swiglu_bwd_finish(m: int, k: int, f: int, device: Device, dtype: str = "bfloat16",

@@ -98,14 +98,19 @@ def _attn_units(s, q_chunk=128, k_chunk=128):
     return s["batch"] * s["heads"] * max(1, -(-s["seq"] // q_chunk))  # Q chunks
 
 
-def _attn_pin(s, device, dtype):
-    """The chunks attention_program picks at the full shape (its 128-row defaults, shrunk for wide heads until the
-    CBs fit L1), so that the emulated slice runs the same chunks; a --knob q_chunk=N replaces them (units follow)."""
-    from tilegraph.kernels.attention.program import attention_program
-
-    desc = attention_program(s["batch"], s["seq"], s["heads"], s["head_dim"], s["kv_heads"], dtype, grid=device.grid)
+def _builder_chunks(build, s, device, dtype):
+    """The chunks an attention builder (forward or backward) picks at the full shape (its 128-row defaults, shrunk
+    for wide heads until the CBs fit L1; both compute kernels' args begin (qc, kc)), so that the emulated slice runs
+    the same chunks; a --knob q_chunk=N replaces them (units follow)."""
+    desc = build(s["batch"], s["seq"], s["heads"], s["head_dim"], s["kv_heads"], dtype, grid=device.grid)
     qc, kc = next(iter(desc.kernels[1].runtime_args.values()))[:2]
     return {"q_chunk": 32 * qc, "k_chunk": 32 * kc}
+
+
+def _attn_pin(s, device, dtype):
+    from tilegraph.kernels.attention.program import attention_program
+
+    return _builder_chunks(attention_program, s, device, dtype)
 
 
 def _attn_slice(s, units, q_chunk=128, k_chunk=128):
@@ -217,13 +222,9 @@ def _attn_bwd_inputs(s, rng):
 
 
 def _attn_bwd_pin(s, device, dtype):
-    """The chunks attention_bwd_program picks at the full shape (as _attn_pin: compute args begin (qc, kc))."""
     from tilegraph.kernels.attention.backward import attention_bwd_program
 
-    desc = attention_bwd_program(s["batch"], s["seq"], s["heads"], s["head_dim"], s["kv_heads"], dtype,
-                                 grid=device.grid)
-    qc, kc = next(iter(desc.kernels[1].runtime_args.values()))[:2]
-    return {"q_chunk": 32 * qc, "k_chunk": 32 * kc}
+    return _builder_chunks(attention_bwd_program, s, device, dtype)
 
 
 def _attn_bwd_baseline(s, dev, dtype):
@@ -253,8 +254,7 @@ BENCH_KERNELS: dict[str, BenchKernel] = {
         "rmsnorm_bwd", ("tokens", "hidden"), _rms_bwd_inputs, lambda s: -(-s["tokens"] // 32), _rows_slice,
         _rms_bwd_baseline, _rms_bwd_flops),
     "swiglu_bwd": BenchKernel(
-        "swiglu_bwd", ("tokens", "hidden", "ffn"), _swiglu_bwd_inputs, lambda s, block=(1, 1): _swiglu_units(s, block),
-        _swiglu_slice, _swiglu_bwd_baseline, lambda s: 12.0 * s["tokens"] * s["hidden"] * s["ffn"],
+        "swiglu_bwd", ("tokens", "hidden", "ffn"), _swiglu_bwd_inputs, _swiglu_units, _swiglu_slice, _swiglu_bwd_baseline, lambda s: 12.0 * s["tokens"] * s["hidden"] * s["ffn"],
         _swiglu_bwd_block, finish=_swiglu_bwd_finish),
     "attention_bwd": BenchKernel(
         "attention_bwd", ("batch", "seq", "heads", "kv_heads", "head_dim"), _attn_bwd_inputs,

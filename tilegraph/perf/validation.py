@@ -41,6 +41,9 @@ class Published:
     def config(self) -> str:
         return f"matmul {self.m}x{self.k}x{self.n} {self.dtype} {self.fidelity}"
 
+    def threads(self, dev):
+        return baselines.matmul_2d(self.m, self.k, self.n, dev, self.dtype, self.fidelity)
+
 
 PUBLISHED = (
     Published("n150", 4096, 4096, 4096, "bfloat16", "HiFi2", 2007951.74),
@@ -80,6 +83,10 @@ class PublishedSdpa:
         return (f"sdpa S{self.seq} {self.heads}q/{self.kv_heads}kv d{self.head_dim} {mask} q{self.q_chunk} "
                 f"k{self.k_chunk} {self.dtype} {self.fidelity}")
 
+    def threads(self, dev):
+        return baselines.sdpa(1, self.heads, self.kv_heads, self.seq, self.head_dim, dev, self.dtype, self.fidelity,
+                              self.causal, self.q_chunk, self.k_chunk)
+
 
 PUBLISHED_SDPA = tuple(
     PublishedSdpa("p100a", 4096, 32, 8, 128, causal, q, k, "bfloat8_b", "HiFi2", us * 1e3)
@@ -87,13 +94,9 @@ PUBLISHED_SDPA = tuple(
                              (True, 512, 512, 1357), (False, 128, 128, 2104)])
 
 
-def modelled(row):
+def modelled(row: Published | PublishedSdpa):
     dev = get_device(row.device)
-    if isinstance(row, PublishedSdpa):
-        threads = baselines.sdpa(1, row.heads, row.kv_heads, row.seq, row.head_dim, dev, row.dtype, row.fidelity,
-                                 row.causal, row.q_chunk, row.k_chunk)
-    else:
-        threads = baselines.matmul_2d(row.m, row.k, row.n, dev, row.dtype, row.fidelity)
+    threads = row.threads(dev)
     return estimate(threads, dev, baselines.double_buffered_cb_pages(threads), row.fidelity)
 
 
