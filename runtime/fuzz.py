@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tilegraph.kernels.description import MATH_FIDELITIES
 from tilegraph.kernels.registry import KERNEL_OPS, DeviceOptions, get_kernel_op
 from tilegraph.ops import get_op
 from tilegraph.runtime.kernel_ops import run_kernel_op
@@ -283,22 +284,23 @@ def save_case(op: str, case: dict, backend: str, outcome: Outcome, directory: Pa
 _SIZE = ("int", 1, 4096)
 _SEED = ("int", 0, 2**32 - 1)
 _COMMON_FIELDS = {"dtype": ("choice", DTYPES), "grid": ("grid",), "scale": ("float", 0.0, 1e4), "seed": _SEED}
+_FIDELITY = ("choice", MATH_FIDELITIES)  # a builder's math_fidelity
 CASE_FIELDS = {
     "rmsnorm": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "residual": ("bool",),
                 "eps": ("float", 0.0, 1.0), "max_block": ("int", 1, 64)},
     "swiglu": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
                "max_n_block": ("int", 1, 64), "weight_dtype": ("choice-or-none", DTYPES), "group": ("int-or-none", 1, 8),
-               "math_fidelity": ("choice", ("LoFi", "HiFi2", "HiFi3", "HiFi4"))},
+               "math_fidelity": _FIDELITY},
     "attention": {**_COMMON_FIELDS, "batch": ("int", 1, 8), "seq": _SIZE, "kv_heads": ("int", 1, 16),
                   "group": ("int", 1, 8), "head_dim": ("multiple", 32, 1024), "causal": ("bool",),
                   "q_chunk": ("choice", (32, 64, 128, 256)), "k_chunk": ("choice", (32, 64, 128, 256)),
                   "softmax_scale": ("float-or-none", 0.0, 1e3), "window": ("int-or-none", 1, 1 << 20),
-                  "math_fidelity": ("choice", ("LoFi", "HiFi2", "HiFi3", "HiFi4")),
+                  "math_fidelity": _FIDELITY,
                   "interm": ("choice-or-none", ("float32", "bfloat16"))},
     "rmsnorm_bwd": {**_COMMON_FIELDS, "rows": _SIZE, "width": _SIZE, "eps": ("float", 0.0, 1.0),
                     "max_block": ("int", 1, 32)},
     "swiglu_bwd": {**_COMMON_FIELDS, "m": _SIZE, "k": _SIZE, "n": _SIZE, "max_k_block": ("int", 1, 64),
-                   "math_fidelity": ("choice", ("LoFi", "HiFi2", "HiFi3", "HiFi4"))},
+                   "math_fidelity": _FIDELITY},
 }  # fmt: skip
 CASE_FIELDS["attention_bwd"] = CASE_FIELDS["attention"]  # the same fields (kernels/attention/backward.py)
 # Fields make_inputs reads with a default (`case.get`): a case saved before they existed still replays.

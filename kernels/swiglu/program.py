@@ -178,6 +178,14 @@ def swiglu_program(
         compute_config=config, grid=tuple(grid), semaphores=semaphores)
 
 
+def gate_up_fidelity_error(desc: _prog.ProgramDescription) -> float:
+    """runtime/fuzz.py fidelity_error of the x W products of a swiglu (or swiglu gate backward) program, as the
+    program runs them: in1 = W in SrcA, in0 = x in SrcB, at its compute config's fidelity."""
+    from tilegraph.runtime.fuzz import fidelity_error
+
+    return fidelity_error(desc.tensor("w1").dtype, desc.tensor("x").dtype, desc.compute_config.math_fidelity)
+
+
 def swiglu_device_inputs(x, w1, w3) -> dict:
     return {"x": x.reshape(-1, x.shape[-1]), "w1": w1, "w3": w3}
 
@@ -229,7 +237,7 @@ class SwiGLUKernel(KernelOp):
         return [dtype, weights, weights]
 
     def error_bounds(self, x64, attrs, refs, backend, opts=None):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, fidelity_error
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
 
         rnd = OUT_ROUNDING[backend]
         x, w1, w3 = x64
@@ -238,11 +246,9 @@ class SwiGLUKernel(KernelOp):
         unit = k * ACCUM_UNIT
         if backend != "numpy":
             # lane alignment, and the partial products the fidelity's phases leave out (one-sided, relative to
-            # |x| |W|): the matmul puts in1 = W in SrcA and in0 = x in SrcB (runtime/fuzz.py fidelity_error)
-            knobs = dict(opts.knobs) if opts is not None else {}
-            dtype = opts.dtype if opts is not None else "bfloat16"
-            weights = knobs.get("weight_dtype") or dtype
-            unit += MVMUL_ALIGN + fidelity_error(weights, dtype, knobs.get("math_fidelity") or "HiFi4")
+            # |x| |W|), at the fidelity and formats of the program this call ran
+            desc, _ = self.program(x64, attrs, opts or DeviceOptions())
+            unit += MVMUL_ALIGN + gate_up_fidelity_error(desc)
         ea, eb = unit * (np.abs(x) @ np.abs(w1)), unit * (np.abs(x) @ np.abs(w3))
         # d(silu(a) b) <= |silu'(a)| |b| ea + |silu(a)| eb with |silu'| <= 1.1 and |silu(a)| <= |a|.
         return [rnd * np.abs(refs[0]) + 1.1 * np.abs(b) * ea + np.abs(a) * eb + 1e-30]

@@ -185,15 +185,14 @@ class SwiGLUBwdKernel(KernelOp):
         return [x, w1, w3, dy], {}, DeviceOptions(case["dtype"], grid, knobs)
 
     def error_bounds(self, x64, attrs, refs, backend, opts=None):
-        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING, fidelity_error
+        from tilegraph.kernels.swiglu.program import gate_up_fidelity_error
+        from tilegraph.runtime.fuzz import ACCUM_UNIT, MVMUL_ALIGN, OUT_ROUNDING
 
         # SFPU chain on the device (fp32, a few roundings: 2^-20); numpy's float32 the same order. The recompute's
-        # products x W leave out the partial products of the phases `math_fidelity` skips (one-sided, relative to
-        # |x| |W| like the lane alignment): the matmul puts in1 = W in SrcA and in0 = x in SrcB.
+        # products x W leave out the partial products of the phases the program's fidelity skips (one-sided,
+        # relative to |x| |W| like the lane alignment).
         align = 0.0
         if backend != "numpy":
-            knobs = dict(opts.knobs) if opts is not None else {}
-            dtype = opts.dtype if opts is not None else "bfloat16"
-            weights = knobs.get("weight_dtype") or dtype
-            align = MVMUL_ALIGN + fidelity_error(weights, dtype, knobs.get("math_fidelity", "HiFi4"))
+            desc, _ = self.program(x64, attrs, opts or DeviceOptions())
+            align = MVMUL_ALIGN + gate_up_fidelity_error(desc)
         return swiglu_bwd_error_bounds(x64, refs, OUT_ROUNDING[backend], align, ACCUM_UNIT, 2.0**-20)
